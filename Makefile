@@ -1,0 +1,47 @@
+# The README's two commands are `make demo` and `make test`; both build .venv/ first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PLUGINS := arp ipv4 icmp udp tcp
+STAMP  := $(VENV)/.installed
+# Debian packages the integration tests and the demo drive from the Linux side.
+SYSTEM_TOOLS := ip:iproute2 ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd
+
+.PHONY: venv system demo test lint typecheck check bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml) Makefile
+	@$(MAKE) --no-print-directory system
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e plugins/$(p)) $(foreach e,$(wildcard examples/*/pyproject.toml),-e $(dir $(e)))
+	touch $(STAMP)
+
+# Installs the Linux-side tools when running as root and they are missing; never fails the build
+# for a non-root user (the tests that need them skip with a reason instead).
+system:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: missing$$missing (root tests will skip)"; fi; fi
+
+demo: venv
+	$(VENV)/bin/layers demo
+
+test: venv
+	$(PY) -m pytest -q -p no:cacheprovider
+	$(VENV)/bin/ruff check layers plugins tests examples
+	$(VENV)/bin/mypy
+
+lint: venv
+	$(VENV)/bin/ruff check layers plugins tests examples
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info */*.egg-info plugins/*/*.egg-info

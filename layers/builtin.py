@@ -1,0 +1,49 @@
+"""The core's own plugin: the built-in link drivers and the innermost per-frame hook impls.
+
+It is registered first in every plugin manager, under the name ``core``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from layers.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from layers.frame import Frame
+    from layers.links.base import Link
+    from layers.stack import Stack
+
+
+def _tap(name: str, **options: Any) -> Link:
+    from layers.links.tuntap import TapLink
+
+    return TapLink.open(name, **options)
+
+
+def _tun(name: str, **options: Any) -> Link:
+    from layers.links.tuntap import TunLink
+
+    return TunLink.open(name, **options)
+
+
+@hookimpl
+def layers_link_drivers() -> Mapping[str, Callable[..., Link]]:
+    return {"tap": _tap, "tun": _tun}
+
+
+@hookimpl
+def layers_frame_received(stack: Stack, frame: Frame) -> None:
+    if frame.drop_reason is not None:
+        frame.interface.counters.drop(frame.drop_reason)
+    else:
+        stack._dispatch(frame.interface, frame.data, frame.flags)
+
+
+@hookimpl
+def layers_frame_sending(stack: Stack, frame: Frame) -> None:
+    if frame.drop_reason is not None:
+        frame.interface.counters.drop(frame.drop_reason)
+    else:
+        frame.interface.link.send(frame.data, frame.offload)

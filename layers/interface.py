@@ -1,0 +1,101 @@
+"""A stack's attachment to one link: addresses, neighbour resolver, counters, output paths."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from layers.counters import Counters
+from layers.errors import ConfigurationError
+from layers.links.base import Link, Medium, TxOffload
+from layers.wire.addr import IPV4_BROADCAST, ip4_str, mac_str, prefix_mask
+from layers.wire.ethernet import ETH_HEADER
+
+if TYPE_CHECKING:
+    from layers.protocols import NeighbourResolver
+    from layers.stack import Stack
+
+
+class Interface:
+    def __init__(self, stack: Stack, link: Link, name: str, index: int) -> None:
+        self.stack = stack
+        self.link = link
+        self.name = name
+        self.index = index
+        self.capabilities = link.capabilities
+        self.medium = link.capabilities.medium
+        self.mtu = link.capabilities.mtu
+        self.mac: bytes | None = link.mac
+        #: (address, prefix_length) pairs in the order they were added
+        self.addresses: list[tuple[int, int]] = []
+        #: subnet broadcast addresses plus 255.255.255.255
+        self.broadcasts: set[int] = {IPV4_BROADCAST}
+        self.resolver: NeighbourResolver | None = None
+        self.counters = Counters(f"if:{name}")
+        self.up = False
+
+    # --- addresses ------------------------------------------------------------------
+    def add_address(self, address: int, prefix_length: int) -> None:
+        if (address, prefix_length) in self.addresses:
+            raise ConfigurationError(f"{ip4_str(address)}/{prefix_length} is on {self.name} already")
+        self.addresses.append((address, prefix_length))
+        mask = prefix_mask(prefix_length)
+        if prefix_length < 31:
+            self.broadcasts.add((address & mask) | (~mask & 0xFFFFFFFF))
+        self.stack._address_added(self, address, prefix_length)
+
+    @property
+    def address(self) -> int | None:
+        """The primary address (the first added), or None."""
+        return self.addresses[0][0] if self.addresses else None
+
+    # --- output ---------------------------------------------------------------------
+    def transmit(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+        """Put one complete frame on the link (through any per-frame hooks)."""
+        c = self.counters
+        c["tx_frames"] += 1
+        c["tx_bytes"] += len(frame)
+        self.stack._transmit(self, frame, offload)
+
+    def send_ethernet(
+        self,
+        dst_mac: bytes,
+        ethertype: int,
+        payload: bytes | bytearray | memoryview,
+        offload: TxOffload | None = None,
+    ) -> None:
+        """Frame ``payload`` with an Ethernet header from this interface's MAC and send it."""
+        assert self.mac is not None
+        frame = ETH_HEADER.pack(dst_mac, self.mac, ethertype) + payload
+        self.transmit(frame, offload)
+
+    def output(
+        self,
+        next_hop: int,
+        ethertype: int,
+        payload: bytes | bytearray | memoryview,
+        offload: TxOffload | None = None,
+    ) -> None:
+        """The network layer's exit: resolve ``next_hop`` if the medium needs it, then send."""
+        if self.medium is Medium.IP:
+            self.transmit(payload, offload)
+        elif self.resolver is not None:
+            self.resolver.output(next_hop, ethertype, payload, offload)
+        else:
+            self.counters.drop("no_neighbour_resolver")
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "index": self.index,
+            "up": self.up,
+            "medium": self.medium.value,
+            "mtu": self.mtu,
+            "mac": mac_str(self.mac) if self.mac else None,
+            "addresses": [f"{ip4_str(a)}/{p}" for a, p in self.addresses],
+            "link": self.link.describe(),
+            "counters": dict(self.counters),
+            "drops": dict(self.counters.drops),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Interface {self.name} {self.medium.value} {[ip4_str(a) for a, _ in self.addresses]}>"

@@ -1,0 +1,166 @@
+"""The link-driver contract: what a stack needs from a device, and what a device declares.
+
+A link is a bidirectional frame pipe plus its capabilities (smoltcp's ``DeviceCapabilities``,
+gVisor's ``LinkEndpoint.Capabilities``). Upper layers read the capabilities: IPv4 reads the MTU,
+the transports skip checksum work the link does for them, TCP sends super-segments when
+``gso_max_size`` allows.
+
+Drivers never call into the stack. A runner (asyncio or virtual clock) polls them:
+``fileno()`` says when to read; links without a descriptor call the wakeup callback instead,
+and links holding frames for later (latency, delay faults) say when in ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import attrs
+
+Clock = Callable[[], float]
+
+# Flags that travel with a received frame (bit set).
+RX_CSUM_VERIFIED = 1  # the link vouches for the transport checksum (virtio DATA_VALID/NEEDS_CSUM)
+RX_BROADCAST = 2  # set by the stack: link-layer broadcast or multicast destination
+
+GSO_NONE = 0
+GSO_TCPV4 = 1
+
+
+class Medium(enum.Enum):
+    ETHERNET = "ethernet"  # frames start with an Ethernet II header (TAP, memory pairs)
+    IP = "ip"  # frames are bare IP packets (TUN)
+
+
+@attrs.frozen
+class LinkCapabilities:
+    medium: Medium = Medium.ETHERNET
+    mtu: int = 1500
+    #: the link marks received frames whose transport checksum it verified (RX_CSUM_VERIFIED)
+    rx_checksum: bool = False
+    #: the link completes partial transport checksums given in :class:`TxOffload`
+    tx_checksum: bool = False
+    #: > 0: the link accepts TCP super-segments up to this many bytes and segments them itself
+    gso_max_size: int = 0
+
+
+@attrs.frozen(slots=True)
+class TxOffload:
+    """Work a sender leaves to the link (virtio_net_hdr semantics).
+
+    Offsets count from the start of the network-layer packet (the IP header), so that no layer
+    has to rewrite them; a link adds its own header length when it talks to the device."""
+
+    csum_start: int = 0
+    csum_offset: int = 0
+    gso_type: int = GSO_NONE
+    gso_size: int = 0
+    hdr_len: int = 0
+
+    @property
+    def needs_csum(self) -> bool:
+        return self.csum_offset != 0
+
+
+@attrs.define
+class LinkStats:
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    rx_errors: int = 0
+    tx_errors: int = 0
+    tx_dropped: int = 0
+
+
+class Link(ABC):
+    """A device the stack sends frames to and receives frames from."""
+
+    name: str = "link"
+    capabilities: LinkCapabilities = LinkCapabilities()
+    #: the link's own hardware address (Ethernet medium), or None
+    mac: bytes | None = None
+
+    def __init__(self) -> None:
+        self.stats = LinkStats()
+        self._clock: Clock | None = None
+        self._wakeup: Callable[[], None] | None = None
+
+    # --- runner interface -------------------------------------------------------------
+    def attach(self, clock: Clock) -> None:
+        """Called when the link joins a stack: the clock the link must use for any timing."""
+        self._clock = clock
+
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable when :meth:`recv` has a frame, or None."""
+        return None
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None:
+        """For links without a descriptor: called whenever a frame becomes receivable."""
+        self._wakeup = callback
+
+    def next_deadline(self) -> float | None:
+        """When a frame held for later becomes receivable (or must be released), or None."""
+        return None
+
+    def poll(self, now: float) -> None:  # noqa: B027 - optional hook
+        """Release frames held until ``now`` (delay faults); most links do nothing."""
+
+    @abstractmethod
+    def recv(self) -> tuple[bytes, int] | None:
+        """One received frame and its RX_* flags, or None when nothing is waiting."""
+
+    @abstractmethod
+    def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+        """Queue one frame for transmission. Never blocks; a full device drops and counts."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the device (and undo what opening it did)."""
+
+    def describe(self) -> dict[str, object]:
+        return {"name": self.name, "kind": type(self).__name__, "mtu": self.capabilities.mtu}
+
+
+class LinkWrapper(Link):
+    """A link that wraps another (pcap capture, fault injection, tracing): smoltcp ``phy`` style.
+
+    Subclasses override :meth:`recv`/:meth:`send`; everything else delegates to ``inner``."""
+
+    def __init__(self, inner: Link) -> None:
+        super().__init__()
+        self.inner = inner
+        self.name = inner.name
+        self.capabilities = inner.capabilities
+        self.mac = inner.mac
+
+    def attach(self, clock: Clock) -> None:
+        super().attach(clock)
+        self.inner.attach(clock)
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno()
+
+    def set_wakeup(self, callback: Callable[[], None] | None) -> None:
+        super().set_wakeup(callback)
+        self.inner.set_wakeup(callback)
+
+    def next_deadline(self) -> float | None:
+        return self.inner.next_deadline()
+
+    def poll(self, now: float) -> None:
+        self.inner.poll(now)
+
+    def recv(self) -> tuple[bytes, int] | None:
+        return self.inner.recv()
+
+    def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+        self.inner.send(frame, offload)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def describe(self) -> dict[str, object]:
+        d = self.inner.describe()
+        d["wrappers"] = [*d.get("wrappers", []), type(self).__name__]  # type: ignore[list-item]
+        return d

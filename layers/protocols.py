@@ -1,0 +1,178 @@
+"""The contracts between layers, as typing Protocols.
+
+Plugins never import each other: a transport talks to "whatever provides IPv4 output" through
+:class:`IPv4Service`, IPv4 talks to "whatever resolves neighbours" through
+:class:`NeighbourResolver`, and so on. Any plugin that implements the methods can take a place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:
+    from layers.interface import Interface
+    from layers.links.base import TxOffload
+
+
+class IPDatagram(NamedTuple):
+    """What a network layer hands a transport for one received datagram (after reassembly)."""
+
+    interface: Interface
+    src: int
+    dst: int
+    protocol: int
+    ttl: int
+    tos: int
+    #: the IP header as received (ICMP quotes it in errors)
+    header: bytes | memoryview
+    payload: bytes | memoryview
+    #: RX_* flags from layers.links.base (checksum verified by the link, link broadcast)
+    flags: int = 0
+    #: the destination was a broadcast address (link or IP)
+    broadcast: bool = False
+
+
+@attrs.frozen
+class TransportError:
+    """An error for a datagram a transport sent: from an ICMP message or raised locally
+    (neighbour resolution failed, no route). Delivered through ``TransportProtocol.error``."""
+
+    errno: int
+    #: the offending datagram's addressing, as the transport sent it
+    src: int
+    dst: int
+    protocol: int
+    #: the start of the offending transport header (at least 8 bytes when from ICMP)
+    quote: bytes
+    #: who reported it: the ICMP sender, or our own address for local errors
+    reporter: int = 0
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    #: next-hop MTU from "fragmentation needed" (RFC 1191), else None
+    mtu: int | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.icmp_type is None
+
+
+@runtime_checkable
+class NetworkProtocol(Protocol):
+    """A protocol dispatched by ethertype (Ethernet links) and/or IP version (IP links)."""
+
+    name: str
+    #: ethertype on Ethernet media, or None
+    ethertype: int | None
+    #: IP version nibble on IP media (TUN), or None
+    ip_version: int | None
+    #: on an Ethernet link this protocol cannot send without a neighbour resolver
+    needs_neighbour_resolver: bool
+
+    def receive(self, interface: Interface, packet: memoryview, flags: int) -> None:
+        """Handle one packet (the frame minus its link header). Must not raise for bad input:
+        raise :class:`layers.errors.MalformedPacket` at most, which the stack counts."""
+
+
+@runtime_checkable
+class IPv4Service(Protocol):
+    """What transports use to send: provided by the network protocol with ``ip_version == 4``."""
+
+    def send(
+        self,
+        dst: int,
+        protocol: int,
+        payload: bytes | bytearray | memoryview,
+        *,
+        src: int | None = None,
+        ttl: int | None = None,
+        tos: int = 0,
+        dont_fragment: bool = False,
+        offload: TxOffload | None = None,
+    ) -> bool:
+        """Route, fragment if needed, and send. False (and a local error) when unroutable."""
+
+    def source_for(self, dst: int) -> int | None:
+        """The local address a datagram to ``dst`` would leave from, or None without a route."""
+
+    def path_mtu(self, dst: int) -> int:
+        """The largest IP packet that reaches ``dst`` unfragmented, as far as we know."""
+
+    def unreachable(self, interface: Interface, packet: bytes, errno: int) -> None:
+        """A packet this protocol handed to the link layer could not be delivered."""
+
+
+@runtime_checkable
+class TransportProtocol(Protocol):
+    """A protocol dispatched by IP protocol number."""
+
+    name: str
+    protocol: int
+
+    def receive(self, datagram: IPDatagram) -> None:
+        """Handle one datagram addressed to this stack."""
+
+    def error(self, error: TransportError) -> None:
+        """An ICMP or local error about a datagram this protocol sent."""
+
+
+@runtime_checkable
+class NeighbourResolver(Protocol):
+    """Maps next-hop addresses to link addresses on one Ethernet interface (ARP for IPv4)."""
+
+    def output(
+        self,
+        next_hop: int,
+        ethertype: int,
+        payload: bytes | bytearray | memoryview,
+        offload: TxOffload | None = None,
+    ) -> None:
+        """Send ``payload`` to ``next_hop``: now if resolved, else after resolution (bounded
+        queue). If resolution fails, ``Stack.neighbour_unreachable`` is called per packet."""
+
+    def entries(self) -> list[Mapping[str, Any]]:
+        """The cache, for ``layers arp``: dicts with address, mac, state, expires."""
+
+
+@runtime_checkable
+class ErrorReporter(Protocol):
+    """Sends ICMP errors on behalf of other protocols (rate limiting and the "never in reply to
+    an error or a broadcast" rules are the reporter's job)."""
+
+    def destination_unreachable(self, datagram: IPDatagram, code: int) -> None: ...
+
+    def time_exceeded(self, datagram: IPDatagram, code: int) -> None: ...
+
+    def parameter_problem(self, datagram: IPDatagram, pointer: int) -> None: ...
+
+
+@attrs.frozen
+class EchoReply:
+    src: int
+    seq: int
+    ttl: int
+    size: int
+    rtt: float
+
+
+#: called with an EchoReply, or with an OSError (timeout, EHOSTUNREACH, an ICMP error)
+EchoCallback = Callable[["EchoReply | OSError"], None]
+
+
+@runtime_checkable
+class EchoService(Protocol):
+    """Sends ICMP echo requests (implemented by the icmp plugin; used by ``layers ping``)."""
+
+    def echo(
+        self,
+        dst: int,
+        *,
+        ident: int,
+        seq: int,
+        payload: bytes,
+        callback: EchoCallback,
+        timeout: float = 1.0,
+        ttl: int | None = None,
+    ) -> None: ...

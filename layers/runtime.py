@@ -1,0 +1,167 @@
+"""Runners: the asyncio driver for real links, and helpers to run a stack from a script.
+
+The runner owns the I/O: it reads each link until EAGAIN on one wake-up, hands frames to the
+stack, and keeps one loop timer armed for the stack's next deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+from layers.interface import Interface
+from layers.stack import Stack
+
+#: frames read per link per wake-up before yielding to other work
+RX_BUDGET = 256
+
+
+class AsyncioRunner:
+    """Runs one stack on an asyncio loop. The stack's clock must be ``loop.time``."""
+
+    def __init__(self, stack: Stack, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.stack = stack
+        self.loop = loop or asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._readers: list[int] = []
+        self._pending_drain: set[Interface] = set()
+        self.running = False
+
+    def start(self) -> None:
+        stack = self.stack
+        if stack._clock != self.loop.time:
+            raise RuntimeError("the stack's clock must be the loop's: Stack(clock=loop.time)")
+        stack.on_deadline_change = self._deadline_changed
+        for iface in stack.interfaces:
+            self._attach(iface)
+        self.running = True
+        stack.start()
+        self._rearm()
+
+    def _attach(self, iface: Interface) -> None:
+        fd = iface.link.fileno()
+        if fd is not None:
+            self.loop.add_reader(fd, self._drain, iface)
+            self._readers.append(fd)
+        iface.link.set_wakeup(lambda iface=iface: self._wake(iface))  # type: ignore[misc]
+
+    def add_interface(self, iface: Interface) -> None:
+        """Start reading an interface added after :meth:`start`."""
+        self._attach(iface)
+
+    def _wake(self, iface: Interface) -> None:
+        if iface not in self._pending_drain:
+            self._pending_drain.add(iface)
+            self.loop.call_soon(self._drain, iface)
+
+    def _drain(self, iface: Interface) -> None:
+        self._pending_drain.discard(iface)
+        stack = self.stack
+        link = iface.link
+        receive = stack.receive
+        for _ in range(RX_BUDGET):
+            got = link.recv()
+            if got is None:
+                break
+            receive(iface, got[0], got[1])
+        else:
+            self._wake(iface)  # more waiting: come back after others had a turn
+        stack.poll()
+        self._rearm()
+
+    def _deadline_changed(self, when: float) -> None:
+        if self._armed is None or when < self._armed:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _rearm(self) -> None:
+        deadlines = [d for d in (self.stack.next_deadline(),) if d is not None]
+        for iface in self.stack.interfaces:
+            d = iface.link.next_deadline()
+            if d is not None:
+                deadlines.append(d)
+        if not deadlines:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
+            self._armed = None
+            return
+        when = min(deadlines)
+        if when != self._armed:
+            self._arm(when)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = None
+        now = self.loop.time()
+        for iface in self.stack.interfaces:
+            link = iface.link
+            d = link.next_deadline()
+            if d is not None and d <= now:
+                link.poll(now)
+                self._drain_quiet(iface)
+        self.stack.poll()
+        self._rearm()
+
+    def _drain_quiet(self, iface: Interface) -> None:
+        link = iface.link
+        for _ in range(RX_BUDGET):
+            got = link.recv()
+            if got is None:
+                return
+            self.stack.receive(iface, got[0], got[1])
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        for fd in self._readers:
+            self.loop.remove_reader(fd)
+        self._readers.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.stack.on_deadline_change = None
+        self.stack.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    links: Iterable[tuple[str, str | None]] | None = None,
+    *,
+    plugins: Sequence[str | ModuleType | object] | None = None,
+    gateway: str | None = None,
+    settings: dict[str, Any] | None = None,
+    **link_options: Any,
+) -> AsyncIterator[Stack]:
+    """Compose a stack, attach ``[(link_spec, "a.b.c.d/n"), ...]``, run it, stop it after.
+
+    ::
+
+        async with running_stack([("tap:tap0", "10.0.0.2/24")], gateway="10.0.0.1") as stack:
+            ...
+    """
+    loop = asyncio.get_running_loop()
+    stack = Stack(plugins, clock=loop.time, settings=settings)
+    try:
+        for spec, address in links or ():
+            stack.add_interface(spec, address=address, **link_options)
+        if gateway is not None:
+            stack.add_route("default", gateway=gateway)
+        runner = AsyncioRunner(stack, loop)
+        runner.start()
+    except BaseException:
+        stack.stop()
+        raise
+    try:
+        yield stack
+    finally:
+        runner.stop()

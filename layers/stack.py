@@ -1,0 +1,482 @@
+"""The composed stack: dispatch tables, interfaces, routes, timers and counters.
+
+A :class:`Stack` is sans-IO. It never reads a real clock or a descriptor: a runner feeds it
+frames (:meth:`Stack.receive`), tells it the time (the ``clock`` callable it was given) and runs
+its due timers (:meth:`Stack.poll`). The same stack therefore runs on asyncio against a TAP and
+on a :class:`~layers.timers.VirtualClock` in a test that jumps through a minute of
+retransmission backoff in microseconds.
+
+Composition happens in the constructor: every plugin's composition hooks are called once and
+the results compiled into dicts, so the per-packet path is
+``link -> network_by_ethertype[type] -> transports[proto]`` without pluggy.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pluggy
+
+from layers.counters import Counters
+from layers.errors import CompositionError, ConfigurationError, MalformedPacket
+from layers.frame import Frame
+from layers.interface import Interface
+from layers.links.base import RX_BROADCAST, Clock, Link, Medium, TxOffload
+from layers.loader import make_plugin_manager
+from layers.protocols import (
+    ErrorReporter,
+    IPDatagram,
+    IPv4Service,
+    NetworkProtocol,
+    TransportProtocol,
+)
+from layers.routing import RoutingTable
+from layers.timers import Timer, TimerQueue
+from layers.wire.addr import ip4, ip4_network, ip4_str
+
+log = logging.getLogger("layers")
+T = TypeVar("T")
+_MAX_TIMERS_PER_POLL = 100_000
+
+
+class _CountingReporter:
+    """Stands in when no plugin reports ICMP errors: the errors are counted, not sent."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._c = counters
+
+    def destination_unreachable(self, datagram: IPDatagram, code: int) -> None:
+        self._c.drop("no_error_reporter")
+
+    def time_exceeded(self, datagram: IPDatagram, code: int) -> None:
+        self._c.drop("no_error_reporter")
+
+    def parameter_problem(self, datagram: IPDatagram, pointer: int) -> None:
+        self._c.drop("no_error_reporter")
+
+
+class Stack:
+    """A composed stack.
+
+    ``plugins`` selects plugins by entry-point name (None: all installed, minus
+    ``LAYERS_DISABLE_PLUGINS``); modules or objects in the list are registered as ad-hoc plugins.
+    ``settings`` are per-plugin options (``{"arp.timeout": 2.0}``), documented by each plugin.
+    """
+
+    def __init__(
+        self,
+        plugins: Sequence[str | ModuleType | object] | None = None,
+        *,
+        block: Iterable[str] | None = None,
+        clock: Clock = time.monotonic,
+        settings: Mapping[str, Any] | None = None,
+        pm: pluggy.PluginManager | None = None,
+        name: str = "layers",
+    ) -> None:
+        self.name = name
+        self.pm = pm if pm is not None else make_plugin_manager(plugins, block=block)
+        self.hook = self.pm.hook
+        self._clock = clock
+        self.settings: dict[str, Any] = dict(settings or {})
+        self.timers = TimerQueue()
+        self.counters: dict[str, Counters] = {}
+        self.interfaces: list[Interface] = []
+        self.routes = RoutingTable()
+        #: local address -> interface holding it
+        self.local_addresses: dict[int, Interface] = {}
+        #: set by a runner: called with a deadline earlier than any timer it knew of
+        self.on_deadline_change: Callable[[float], None] | None = None
+        self.running = False
+        self._c = self.counter("stack")
+        self._internal_errors_logged = 0
+        self._compose()
+
+    # --- composition ------------------------------------------------------------------
+    def _compose(self) -> None:
+        self.link_drivers: dict[str, Callable[..., Link]] = {}
+        for drivers in self.hook.layers_link_drivers():
+            for scheme, factory in drivers.items():
+                if scheme in self.link_drivers:
+                    raise CompositionError(f"two plugins provide the link driver {scheme!r}")
+                self.link_drivers[scheme] = factory
+
+        self.protocols: dict[str, object] = {}
+        self.network_by_ethertype: dict[int, NetworkProtocol] = {}
+        self.network_by_version: dict[int, NetworkProtocol] = {}
+        for group in self.hook.layers_network_protocols(stack=self):
+            for proto in group:
+                self._register_name(proto)
+                if proto.ethertype is not None:
+                    other = self.network_by_ethertype.get(proto.ethertype)
+                    if other is not None:
+                        raise CompositionError(
+                            f"{proto.name} and {other.name} both claim ethertype "
+                            f"0x{proto.ethertype:04x}; select only one with --plugins"
+                        )
+                    self.network_by_ethertype[proto.ethertype] = proto
+                if proto.ip_version is not None:
+                    other = self.network_by_version.get(proto.ip_version)
+                    if other is not None:
+                        raise CompositionError(
+                            f"{proto.name} and {other.name} both claim IP version "
+                            f"{proto.ip_version}; select only one with --plugins"
+                        )
+                    self.network_by_version[proto.ip_version] = proto
+
+        ip = self.network_by_version.get(4)
+        if ip is not None and not isinstance(ip, IPv4Service):
+            raise CompositionError(f"{ip.name} claims IP version 4 but lacks IPv4Service methods")
+        #: the IPv4 output service transports send through, or None
+        self.ip: IPv4Service | None = ip  # type: ignore[assignment]
+
+        self.transports: dict[int, TransportProtocol] = {}
+        for group in self.hook.layers_transport_protocols(stack=self):
+            for tproto in group:
+                self._register_name(tproto)
+                other_t = self.transports.get(tproto.protocol)
+                if other_t is not None:
+                    raise CompositionError(
+                        f"{tproto.name} and {other_t.name} both claim IP protocol "
+                        f"{tproto.protocol}; select only one with --plugins"
+                    )
+                self.transports[tproto.protocol] = tproto
+        if self.transports and self.ip is None:
+            names = ", ".join(t.name for t in self.transports.values())
+            raise CompositionError(
+                f"{names} need an IPv4 network layer; add ipv4 to --plugins "
+                f"(or remove it from LAYERS_DISABLE_PLUGINS)"
+            )
+        reporter = self.hook.layers_error_reporter(stack=self)
+        self.errors: ErrorReporter = reporter if reporter is not None else _CountingReporter(self._c)
+        # Per-frame hooks: the core's own implementation is always there; only route frames
+        # through pluggy when some other plugin hooks in.
+        self._rx_hooked = len(self.hook.layers_frame_received.get_hookimpls()) > 1
+        self._tx_hooked = len(self.hook.layers_frame_sending.get_hookimpls()) > 1
+
+    def _register_name(self, proto: Any) -> None:
+        name = getattr(proto, "name", None)
+        if not isinstance(name, str):
+            raise CompositionError(f"protocol object {proto!r} has no 'name' attribute")
+        if name in self.protocols:
+            raise CompositionError(f"two protocols are named {name!r}")
+        self.protocols[name] = proto
+
+    def protocol(self, name: str) -> Any:
+        """The protocol object registered under ``name`` (``"tcp"``, ``"arp"``...)."""
+        try:
+            return self.protocols[name]
+        except KeyError:
+            have = ", ".join(sorted(self.protocols)) or "none"
+            raise CompositionError(
+                f"no protocol named {name!r} in this stack (it has: {have}); add its plugin "
+                f"to --plugins"
+            ) from None
+
+    def find(self, kind: type[T]) -> T | None:
+        """The first protocol object implementing the runtime-checkable Protocol ``kind``."""
+        for proto in self.protocols.values():
+            if isinstance(proto, kind):
+                return proto
+        return None
+
+    def counter(self, name: str) -> Counters:
+        """The counters of ``name`` (a protocol or subsystem), created on first use."""
+        c = self.counters.get(name)
+        if c is None:
+            c = self.counters[name] = Counters(name)
+        return c
+
+    def setting(self, key: str, default: T) -> T:
+        """``settings[key]`` converted to the type of ``default``, or ``default``."""
+        if key not in self.settings:
+            return default
+        value = self.settings[key]
+        try:
+            if isinstance(default, bool):
+                if isinstance(value, str):
+                    if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError(value)
+                    return value.lower() in ("1", "true", "yes", "on")  # type: ignore[return-value]
+                return bool(value)  # type: ignore[return-value]
+            return type(default)(value)  # type: ignore[call-arg]
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"setting {key}={value!r} should be a {type(default).__name__} "
+                f"(default {default!r})"
+            ) from None
+
+    # --- links and interfaces --------------------------------------------------------
+    def open_link(self, spec: str, **options: Any) -> Link:
+        """Open a link from a spec such as ``tap:tap0`` or ``tun:tun0``."""
+        scheme, sep, name = spec.partition(":")
+        if not sep or not name:
+            raise ConfigurationError(
+                f"link spec {spec!r} should be SCHEME:NAME, for example tap:tap0 or tun:tun0"
+            )
+        factory = self.link_drivers.get(scheme)
+        if factory is None:
+            known = ", ".join(sorted(self.link_drivers))
+            raise ConfigurationError(f"unknown link type {scheme!r} in {spec!r}; known: {known}")
+        return factory(name, **options)
+
+    def add_interface(
+        self,
+        link: Link | str,
+        *,
+        address: str | None = None,
+        name: str | None = None,
+        **link_options: Any,
+    ) -> Interface:
+        """Attach a link (or open one from a spec) and optionally give it ``a.b.c.d/n``."""
+        if isinstance(link, str):
+            link = self.open_link(link, **link_options)
+        elif link_options:
+            raise ConfigurationError("link options are only for link specs, not Link objects")
+        for impl in reversed(self.hook.layers_wrap_link.get_hookimpls()):
+            kwargs = {"stack": self, "link": link}
+            wrapped = impl.function(*[kwargs[a] for a in impl.argnames])
+            if wrapped is not None:
+                link = wrapped
+        link.attach(self._clock)
+        iface = Interface(self, link, name or link.name, len(self.interfaces) + 1)
+        if any(i.name == iface.name for i in self.interfaces):
+            raise ConfigurationError(f"an interface named {iface.name!r} exists already")
+        if iface.medium is Medium.ETHERNET:
+            if iface.mac is None:
+                raise ConfigurationError(f"Ethernet link {link.name} has no MAC address")
+            iface.resolver = self.hook.layers_neighbour_resolver(stack=self, interface=iface)
+            needy = [
+                p.name for p in self.network_by_ethertype.values() if p.needs_neighbour_resolver
+            ]
+            if needy and iface.resolver is None:
+                raise CompositionError(
+                    f"{', '.join(needy)} on an Ethernet link ({link.name}) needs a neighbour "
+                    f"resolver such as arp; add arp to --plugins (or remove it from "
+                    f"LAYERS_DISABLE_PLUGINS), or use a TUN link"
+                )
+            iface._dispatch = self._rx_ethernet  # type: ignore[attr-defined]
+        else:
+            iface._dispatch = self._rx_ip  # type: ignore[attr-defined]
+        self.interfaces.append(iface)
+        if address is not None:
+            iface.add_address(*ip4_network(address))
+        if self.running:
+            self._bring_up(iface)
+        return iface
+
+    def interface(self, name: str) -> Interface:
+        for iface in self.interfaces:
+            if iface.name == name:
+                return iface
+        raise ConfigurationError(f"no interface named {name!r}")
+
+    def _address_added(self, iface: Interface, address: int, prefix_length: int) -> None:
+        self.local_addresses[address] = iface
+        if prefix_length < 32:
+            try:
+                self.routes.add(address, prefix_length, iface, origin="connected")
+            except ConfigurationError:
+                pass  # a second address in the same subnet shares the connected route
+
+    def add_route(self, destination: str, *, gateway: str | None = None,
+                  interface: str | None = None, metric: int = 0) -> None:
+        """``add_route("default", gateway="10.0.0.1")`` or ``add_route("10.9.0.0/16", ...)``."""
+        if destination == "default":
+            network, plen = 0, 0
+        else:
+            network, plen = ip4_network(destination)
+        gw = ip4(gateway) if gateway is not None else None
+        if interface is not None:
+            iface = self.interface(interface)
+        elif gw is not None:
+            route = self.routes.lookup(gw)
+            if route is None or route.gateway is not None:
+                raise ConfigurationError(
+                    f"gateway {gateway} is not on any connected subnet; give the interface an "
+                    f"address in the gateway's subnet first"
+                )
+            iface = route.interface
+        elif len(self.interfaces) == 1:
+            iface = self.interfaces[0]
+        else:
+            raise ConfigurationError("say which interface the route uses")
+        self.routes.add(network, plen, iface, gateway=gw, metric=metric, origin="static")
+
+    def is_local(self, address: int) -> bool:
+        return address in self.local_addresses
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        for iface in self.interfaces:
+            self._bring_up(iface)
+        self.hook.layers_stack_started(stack=self)
+
+    def _bring_up(self, iface: Interface) -> None:
+        iface.up = True
+        self.hook.layers_interface_up(stack=self, interface=iface)
+
+    def stop(self, *, close_links: bool = True) -> None:
+        if self.running:
+            self.hook.layers_stack_stopping(stack=self)
+            self.running = False
+        self.timers.clear()
+        if close_links:
+            for iface in self.interfaces:
+                iface.up = False
+                iface.link.close()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- time -------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self._clock()
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Run ``callback(*args)`` at stack time ``when``; returns a cancellable :class:`Timer`."""
+        top = self.timers.next_deadline()
+        timer = Timer(when, callback, args)
+        self.timers.push(timer)
+        if (top is None or when < top) and self.on_deadline_change is not None:
+            self.on_deadline_change(when)
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
+        return self.call_at(self._clock() + delay, callback, *args)
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Timer:
+        """Run at the next :meth:`poll`, outside the current call stack (no re-entrancy)."""
+        return self.call_at(self._clock(), callback, *args)
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def poll(self) -> None:
+        """Run every timer due at the current time."""
+        now = self._clock()
+        pop = self.timers.pop_due
+        for _ in range(_MAX_TIMERS_PER_POLL):
+            timer = pop(now)
+            if timer is None:
+                return
+            try:
+                timer.callback(*timer.args)
+            except Exception:
+                self._internal_error("timer", timer.callback)
+
+    # --- the per-frame path ----------------------------------------------------------
+    def receive(self, iface: Interface, frame: bytes | memoryview, flags: int = 0) -> None:
+        """One frame from ``iface``'s link. Never raises: bad frames are dropped and counted."""
+        c = iface.counters
+        c["rx_frames"] += 1
+        c["rx_bytes"] += len(frame)
+        if self._rx_hooked:
+            self.hook.layers_frame_received(stack=self, frame=Frame(iface, frame, "rx", flags))
+        else:
+            self._dispatch(iface, frame, flags)
+
+    def _dispatch(self, iface: Interface, frame: bytes | memoryview, flags: int) -> None:
+        try:
+            iface._dispatch(iface, frame, flags)  # type: ignore[attr-defined]
+        except MalformedPacket as exc:
+            iface.counters.drop(exc.reason)
+        except Exception:
+            self._internal_error("receive", iface)
+
+    def _rx_ethernet(self, iface: Interface, frame: bytes | memoryview, flags: int) -> None:
+        if len(frame) < 14:
+            iface.counters.drop("truncated")
+            return
+        dst = frame[0:6]
+        if dst != iface.mac:
+            if not dst[0] & 1:
+                iface.counters.drop("other_host")
+                return
+            flags |= RX_BROADCAST
+        proto = self.network_by_ethertype.get((frame[12] << 8) | frame[13])
+        if proto is None:
+            iface.counters.drop("unknown_ethertype")
+            return
+        proto.receive(iface, memoryview(frame)[14:], flags)
+
+    def _rx_ip(self, iface: Interface, frame: bytes | memoryview, flags: int) -> None:
+        if not frame:
+            iface.counters.drop("truncated")
+            return
+        proto = self.network_by_version.get(frame[0] >> 4)
+        if proto is None:
+            iface.counters.drop("unknown_ip_version")
+            return
+        proto.receive(iface, memoryview(frame), flags)
+
+    def _transmit(
+        self, iface: Interface, frame: bytes | bytearray | memoryview, offload: TxOffload | None
+    ) -> None:
+        if self._tx_hooked:
+            self.hook.layers_frame_sending(
+                stack=self, frame=Frame(iface, frame, "tx", 0, offload)
+            )
+        else:
+            iface.link.send(frame, offload)
+
+    def _internal_error(self, where: str, what: object) -> None:
+        self._c.drop("internal_error")
+        if self._internal_errors_logged < 20:
+            self._internal_errors_logged += 1
+            log.exception("internal error in %s (%r); the packet was dropped", where, what)
+
+    # --- upcalls used by plugins -----------------------------------------------------
+    def neighbour_unreachable(
+        self, iface: Interface, ethertype: int, payload: bytes | bytearray | memoryview,
+        errno: int = _errno.EHOSTUNREACH,
+    ) -> None:
+        """A resolver gave up on a packet: tell the network protocol that sent it."""
+        proto = self.network_by_ethertype.get(ethertype)
+        handler = getattr(proto, "unreachable", None)
+        if handler is None:
+            self._c.drop("neighbour_unreachable")
+            return
+        try:
+            handler(iface, bytes(payload), errno)
+        except Exception:
+            self._internal_error("neighbour_unreachable", proto)
+
+    # --- reports ----------------------------------------------------------------------
+    def report(self) -> dict[str, Any]:
+        """Everything ``layers netstat``/``routes``/``arp`` show, as JSON-able data."""
+        tables: dict[str, Any] = {
+            "name": self.name,
+            "interfaces": [i.describe() for i in self.interfaces],
+            "routes": [r.describe() for r in self.routes],
+            "counters": {n: c.snapshot() for n, c in sorted(self.counters.items())},
+            "plugins": [n for n, p in self.pm.list_name_plugin() if p is not None],
+        }
+        for part in self.hook.layers_report(stack=self):
+            if part:
+                for key, rows in part.items():
+                    if isinstance(rows, list) and isinstance(tables.get(key), list):
+                        tables[key].extend(rows)
+                    else:
+                        tables[key] = rows
+        return tables
+
+    def __repr__(self) -> str:
+        addrs = [ip4_str(a) for a in self.local_addresses]
+        return f"<Stack {self.name} {sorted(self.protocols)} {addrs}>"

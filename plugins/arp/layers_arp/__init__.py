@@ -1,0 +1,1 @@
+"""The arp plugin for layers (work in progress)."""

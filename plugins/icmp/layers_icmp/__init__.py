@@ -1,0 +1,1 @@
+"""The icmp plugin for layers (work in progress)."""

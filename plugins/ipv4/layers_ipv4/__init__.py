@@ -1,0 +1,1 @@
+"""The ipv4 plugin for layers (work in progress)."""

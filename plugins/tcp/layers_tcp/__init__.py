@@ -1,0 +1,1 @@
+"""The tcp plugin for layers (work in progress)."""

@@ -1,0 +1,1 @@
+"""The udp plugin for layers (work in progress)."""
