@@ -1,0 +1,38 @@
+"""Shared fixtures. Root-only tests use ``netns``: a fresh namespace, always deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from layers.netns import NetNamespace, have_root_and_tun
+from layers.virtual import VirtualNetwork
+
+ROOT_OK, ROOT_WHY = have_root_and_tun()
+needs_root = pytest.mark.skipif(not ROOT_OK, reason=ROOT_WHY or "root available")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("root") and not ROOT_OK:
+            item.add_marker(pytest.mark.skip(reason=ROOT_WHY))
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNamespace]:
+    """A new network namespace (no uplink), deleted after the test even when it fails."""
+    if not ROOT_OK:
+        pytest.skip(ROOT_WHY)
+    ns = NetNamespace(prefix="layers-test")
+    ns.create()
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+@pytest.fixture
+def vnet() -> VirtualNetwork:
+    """A virtual-clock network to put stacks on."""
+    return VirtualNetwork()
