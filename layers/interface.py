@@ -36,7 +36,9 @@ class Interface:
     # --- addresses ------------------------------------------------------------------
     def add_address(self, address: int, prefix_length: int) -> None:
         if (address, prefix_length) in self.addresses:
-            raise ConfigurationError(f"{ip4_str(address)}/{prefix_length} is on {self.name} already")
+            raise ConfigurationError(
+                f"{ip4_str(address)}/{prefix_length} is on {self.name} already"
+            )
         self.addresses.append((address, prefix_length))
         mask = prefix_mask(prefix_length)
         if prefix_length < 31:
@@ -49,7 +51,9 @@ class Interface:
         return self.addresses[0][0] if self.addresses else None
 
     # --- output ---------------------------------------------------------------------
-    def transmit(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+    def transmit(
+        self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None
+    ) -> None:
         """Put one complete frame on the link (through any per-frame hooks)."""
         c = self.counters
         c["tx_frames"] += 1
@@ -98,4 +102,6 @@ class Interface:
         }
 
     def __repr__(self) -> str:
-        return f"<Interface {self.name} {self.medium.value} {[ip4_str(a) for a, _ in self.addresses]}>"
+        return (
+            f"<Interface {self.name} {self.medium.value} {[ip4_str(a) for a, _ in self.addresses]}>"
+        )

@@ -151,8 +151,8 @@ def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]
     for name, obj in pm.list_name_plugin():
         if obj is None:
             continue
-        ep = eps.get(name)
-        dist = ep.dist if ep else None
+        found = eps.get(name)
+        dist = found.dist if found else None
         infos.append(
             PluginInfo(
                 name=name,

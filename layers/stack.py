@@ -132,7 +132,7 @@ class Stack:
         if ip is not None and not isinstance(ip, IPv4Service):
             raise CompositionError(f"{ip.name} claims IP version 4 but lacks IPv4Service methods")
         #: the IPv4 output service transports send through, or None
-        self.ip: IPv4Service | None = ip  # type: ignore[assignment]
+        self.ip: IPv4Service | None = ip
 
         self.transports: dict[int, TransportProtocol] = {}
         for group in self.hook.layers_transport_protocols(stack=self):
@@ -152,7 +152,9 @@ class Stack:
                 f"(or remove it from LAYERS_DISABLE_PLUGINS)"
             )
         reporter = self.hook.layers_error_reporter(stack=self)
-        self.errors: ErrorReporter = reporter if reporter is not None else _CountingReporter(self._c)
+        self.errors: ErrorReporter = (
+            reporter if reporter is not None else _CountingReporter(self._c)
+        )
         # Per-frame hooks: the core's own implementation is always there; only route frames
         # through pluggy when some other plugin hooks in.
         self._rx_hooked = len(self.hook.layers_frame_received.get_hookimpls()) > 1
@@ -238,9 +240,9 @@ class Stack:
         elif link_options:
             raise ConfigurationError("link options are only for link specs, not Link objects")
         for impl in reversed(self.hook.layers_wrap_link.get_hookimpls()):
-            kwargs = {"stack": self, "link": link}
+            kwargs: dict[str, object] = {"stack": self, "link": link}
             wrapped = impl.function(*[kwargs[a] for a in impl.argnames])
-            if wrapped is not None:
+            if isinstance(wrapped, Link):
                 link = wrapped
         link.attach(self._clock)
         iface = Interface(self, link, name or link.name, len(self.interfaces) + 1)
@@ -283,8 +285,14 @@ class Stack:
             except ConfigurationError:
                 pass  # a second address in the same subnet shares the connected route
 
-    def add_route(self, destination: str, *, gateway: str | None = None,
-                  interface: str | None = None, metric: int = 0) -> None:
+    def add_route(
+        self,
+        destination: str,
+        *,
+        gateway: str | None = None,
+        interface: str | None = None,
+        metric: int = 0,
+    ) -> None:
         """``add_route("default", gateway="10.0.0.1")`` or ``add_route("10.9.0.0/16", ...)``."""
         if destination == "default":
             network, plen = 0, 0
@@ -392,7 +400,9 @@ class Stack:
         else:
             self._dispatch(iface, frame, flags)
 
-    def _dispatch(self, iface: Interface, frame: bytes | memoryview, flags: int) -> None:
+    def _dispatch(
+        self, iface: Interface, frame: bytes | bytearray | memoryview, flags: int
+    ) -> None:
         try:
             iface._dispatch(iface, frame, flags)  # type: ignore[attr-defined]
         except MalformedPacket as exc:
@@ -430,9 +440,7 @@ class Stack:
         self, iface: Interface, frame: bytes | bytearray | memoryview, offload: TxOffload | None
     ) -> None:
         if self._tx_hooked:
-            self.hook.layers_frame_sending(
-                stack=self, frame=Frame(iface, frame, "tx", 0, offload)
-            )
+            self.hook.layers_frame_sending(stack=self, frame=Frame(iface, frame, "tx", 0, offload))
         else:
             iface.link.send(frame, offload)
 
@@ -444,7 +452,10 @@ class Stack:
 
     # --- upcalls used by plugins -----------------------------------------------------
     def neighbour_unreachable(
-        self, iface: Interface, ethertype: int, payload: bytes | bytearray | memoryview,
+        self,
+        iface: Interface,
+        ethertype: int,
+        payload: bytes | bytearray | memoryview,
         errno: int = _errno.EHOSTUNREACH,
     ) -> None:
         """A resolver gave up on a packet: tell the network protocol that sent it."""

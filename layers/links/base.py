@@ -162,5 +162,6 @@ class LinkWrapper(Link):
 
     def describe(self) -> dict[str, object]:
         d = self.inner.describe()
-        d["wrappers"] = [*d.get("wrappers", []), type(self).__name__]  # type: ignore[list-item]
+        wrappers = d.get("wrappers")
+        d["wrappers"] = [*(wrappers if isinstance(wrappers, list) else []), type(self).__name__]
         return d

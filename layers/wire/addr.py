@@ -25,7 +25,9 @@ def ip4(value: str | int | bytes) -> int:
             raise ConfigurationError(f"an IPv4 address is 4 bytes, got {len(value)}")
         return int(_U32.unpack(value)[0])
     try:
-        return int(_U32.unpack(socket.inet_aton(value))[0]) if value.count(".") == 3 else _bad(value)
+        return (
+            int(_U32.unpack(socket.inet_aton(value))[0]) if value.count(".") == 3 else _bad(value)
+        )
     except OSError:
         return _bad(value)
 

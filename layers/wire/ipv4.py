@@ -101,18 +101,21 @@ class IPv4Header:
                 raise ValueError("give total_length or payload_length")
             total = hlen + payload_length
         options = self.options + b"\x00" * (hlen - IPV4_MIN_HLEN - len(self.options))
-        head = IPV4_HEADER.pack(
-            (self.version << 4) | (hlen // 4),
-            self.tos,
-            total,
-            self.ident,
-            self.flags | self.frag_offset,
-            self.ttl,
-            self.protocol,
-            0 if self.checksum is None else self.checksum,
-            self.src,
-            self.dst,
-        ) + options
+        head = (
+            IPV4_HEADER.pack(
+                (self.version << 4) | (hlen // 4),
+                self.tos,
+                total,
+                self.ident,
+                self.flags | self.frag_offset,
+                self.ttl,
+                self.protocol,
+                0 if self.checksum is None else self.checksum,
+                self.src,
+                self.dst,
+            )
+            + options
+        )
         if self.checksum is None:
             head = head[:10] + checksum(head).to_bytes(2, "big") + head[12:]
         return head
