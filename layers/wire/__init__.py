@@ -18,6 +18,15 @@ from layers.wire.addr import (
     mac_str,
     prefix_mask,
 )
+from layers.wire.arp import (
+    ARP_HEADER,
+    ARP_LEN,
+    ARPHRD_ETHER,
+    ARPOP_REPLY,
+    ARPOP_REQUEST,
+    ARPPacket,
+    build_arp,
+)
 from layers.wire.checksum import checksum, fold, ones_sum, pseudo_header_sum, verify
 from layers.wire.ethernet import (
     ETH_HEADER,
@@ -57,6 +66,11 @@ from layers.wire.ipv4 import (
 )
 
 __all__ = [
+    "ARPHRD_ETHER",
+    "ARPOP_REPLY",
+    "ARPOP_REQUEST",
+    "ARP_HEADER",
+    "ARP_LEN",
     "BROADCAST_MAC",
     "ETH_HEADER",
     "ETH_HLEN",
@@ -83,10 +97,12 @@ __all__ = [
     "PROTO_TCP",
     "PROTO_UDP",
     "ZERO_MAC",
+    "ARPPacket",
     "EthernetHeader",
     "IPv4Header",
     "IcmpMessage",
     "IcmpQuote",
+    "build_arp",
     "build_icmp",
     "build_ipv4_header",
     "checksum",
