@@ -64,6 +64,16 @@ from layers.wire.ipv4 import (
     IPv4Header,
     build_ipv4_header,
 )
+from layers.wire.udp import (
+    UDP_CSUM_OFFSET,
+    UDP_HEADER,
+    UDP_HLEN,
+    UDP_MAX_PAYLOAD,
+    UDPHeader,
+    build_udp,
+    udp_checksum,
+    udp_checksum_ok,
+)
 
 __all__ = [
     "ARPHRD_ETHER",
@@ -96,15 +106,21 @@ __all__ = [
     "PROTO_ICMP",
     "PROTO_TCP",
     "PROTO_UDP",
+    "UDP_CSUM_OFFSET",
+    "UDP_HEADER",
+    "UDP_HLEN",
+    "UDP_MAX_PAYLOAD",
     "ZERO_MAC",
     "ARPPacket",
     "EthernetHeader",
     "IPv4Header",
     "IcmpMessage",
     "IcmpQuote",
+    "UDPHeader",
     "build_arp",
     "build_icmp",
     "build_ipv4_header",
+    "build_udp",
     "checksum",
     "fold",
     "icmp_errno",
@@ -118,5 +134,7 @@ __all__ = [
     "ones_sum",
     "prefix_mask",
     "pseudo_header_sum",
+    "udp_checksum",
+    "udp_checksum_ok",
     "verify",
 ]
