@@ -1,0 +1,549 @@
+"""TAP and TUN link drivers (Linux ``/dev/net/tun``).
+
+::
+
+    link = TapLink.open("tap0", mtu=1500)     # Ethernet frames; the stack has its own MAC
+    link = TunLink.open("tun0")               # bare IP packets
+    link = TunLink.open("tun0", pi=True)      # with the 4-byte packet-information header
+
+Opening a name that does not exist creates a non-persistent device that disappears when the
+link is closed; opening a device made beforehand (``ip tuntap add NAME mode tap``) attaches to
+it, and :meth:`close` gives it back its previous up/down state and MTU.
+
+The device is created in the network namespace of the *calling thread* (the namespace is fixed
+when ``/dev/net/tun`` is opened), and the control socket used to bring it up and set its MTU is
+opened at the same moment, so it keeps addressing that namespace whatever thread closes the link
+later. That lets a test open a TAP inside ``NetNamespace.entered()`` and run the stack outside.
+
+**Offloads.** With ``offload=True`` (the default) the driver asks for ``IFF_VNET_HDR``, sets the
+header size with ``TUNSETVNETHDRSZ`` to the 10-byte legacy ``struct virtio_net_hdr`` (flags,
+gso_type, hdr_len, gso_size, csum_start, csum_offset, in host byte order; the 12-byte v1 header
+only adds ``num_buffers``, which a tap ignores), and enables ``TUN_F_CSUM | TUN_F_TSO4`` with
+``TUNSETOFFLOAD``. Linux then hands over TCP segments of up to 64 KiB at once and accepts them
+from us, and marks received packets whose checksum it vouches for (or has left partial, since the
+packet never touched a wire). If any of these ioctls fails the device is reopened without the
+header and :attr:`capabilities` say there is no offload.
+
+The kernel's end of a TAP has its own MAC (:attr:`TapLink.device_mac`); the stack is another host
+on that virtual wire and uses :attr:`TapLink.mac` (given, or random locally administered).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+from typing import Any, ClassVar, Self
+
+from layers.errors import ConfigurationError
+from layers.links.base import (
+    GSO_TCPV4,
+    RX_CSUM_VERIFIED,
+    Link,
+    LinkCapabilities,
+    Medium,
+    TxOffload,
+)
+from layers.wire.addr import mac as parse_mac
+from layers.wire.addr import mac_str
+from layers.wire.ethernet import ETH_HLEN, ETH_P_IP, ETH_P_IPV6
+
+log = logging.getLogger("layers.links.tuntap")
+
+TUN_DEVICE = "/dev/net/tun"
+IFNAMSIZ = 16
+
+# ioctls (linux/if_tun.h, linux/sockios.h)
+TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
+TUNGETFEATURES = 0x800454CF
+TUNGETIFF = 0x800454D2
+TUNSETVNETHDRSZ = 0x400454D8
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+SIOCGIFHWADDR = 0x8927
+SIOCGIFINDEX = 0x8933
+
+IFF_UP = 0x1
+IFF_TUN = 0x0001
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+
+TUN_PKT_STRIP = 0x0001  # packet-information flag: the packet did not fit the read buffer
+
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_F_DATA_VALID = 2
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+
+#: legacy struct virtio_net_hdr, host byte order (the tap's default, not TUNSETVNETBE)
+VNET_HDR = struct.Struct("=BBHHHH")
+VNET_HDR_LEN = VNET_HDR.size  # 10
+PI_HDR = struct.Struct("!HH")  # flags, protocol (an ethertype)
+PI_LEN = PI_HDR.size
+
+_IFREQ_FLAGS = struct.Struct("16sH22x")
+_IFREQ_INT = struct.Struct("16si20x")
+_IFREQ_HWADDR = struct.Struct("16sH6s16x")
+_ZERO_VNET = bytes(VNET_HDR_LEN)
+_CSUM_FLAGS = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
+#: errors meaning the device is gone (deleted under us, or the fd detached)
+_GONE = frozenset({errno.EBADFD, errno.ENODEV, errno.ENXIO, errno.EBADF})
+
+#: the ioctl used for every request (tests replace it to simulate a kernel without offloads)
+_ioctl = fcntl.ioctl
+
+#: the largest frame a read can return: 64 KiB GSO packet + Ethernet (+VLAN) + both headers
+RX_BUFSIZE = 65535 + ETH_HLEN + 4 + VNET_HDR_LEN + PI_LEN + 64
+
+
+def _ifreq_name(name: str) -> bytes:
+    return name.encode()
+
+
+def _check_name(name: str) -> None:
+    raw = name.encode()
+    if len(raw) >= IFNAMSIZ:
+        raise ConfigurationError(
+            f"interface name {name!r} is {len(raw)} bytes; Linux allows at most {IFNAMSIZ - 1}: "
+            f"choose a shorter name"
+        )
+    if "/" in name or any(c.isspace() for c in name) or name in (".", ".."):
+        raise ConfigurationError(
+            f"interface name {name!r} is not valid: no '/', no spaces; for example tap0"
+        )
+
+
+def _open_error(exc: OSError, name: str, kind: str) -> OSError:
+    """The exception to raise for a failed open/TUNSETIFF, with a message naming the fix."""
+    code = exc.errno or 0
+    if code == errno.ENOENT:
+        why = (
+            f"{TUN_DEVICE} does not exist: load the tun module (modprobe tun) or create the node "
+            f"(mkdir -p /dev/net && mknod {TUN_DEVICE} c 10 200)"
+        )
+    elif code in (errno.EPERM, errno.EACCES):
+        why = (
+            f"not allowed to open {kind} device {name!r}: run as root or with CAP_NET_ADMIN, "
+            f"or create it for your user first (ip tuntap add {name} mode {kind} user $USER)"
+        )
+    elif code == errno.EBUSY:
+        why = (
+            f"{kind} device {name!r} is in use by another process; close that one or pick "
+            f"another name"
+        )
+    elif code == errno.EINVAL:
+        why = (
+            f"{name!r} exists but is not a {kind} device of this kind (a {kind} made with "
+            f"'ip tuntap add {name} mode {kind}', without multi_queue, is needed); delete it "
+            f"or pick another name"
+        )
+    else:
+        why = f"cannot open {kind} device {name!r}: {os.strerror(code)}"
+    return type(exc)(code, why)
+
+
+class _TunTapLink(Link):
+    """What TAP and TUN share: the fd, headers, offload negotiation, and restoring the device."""
+
+    MODE: ClassVar[int] = 0
+    KIND: ClassVar[str] = ""
+    medium: ClassVar[Medium] = Medium.ETHERNET
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fd = -1
+        self._ctl: socket.socket | None = None
+        self.pi = False
+        self.vnet_hdr = False
+        #: True when opening created the device (it disappears on close)
+        self.created = False
+        self._saved_flags: int | None = None
+        self._saved_mtu: int | None = None
+        self._set_offload = False
+        self._gone = False
+        self._l2len = ETH_HLEN if self.medium is Medium.ETHERNET else 0
+        self._hlen = 0
+        #: the kernel side's MAC on a TAP (chicken-tun's tun-mac), not the stack's; None on TUN
+        self.device_mac: bytes | None = None
+
+    # --- opening ----------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        *,
+        mtu: int | None = None,
+        mac: bytes | str | None = None,
+        pi: bool = False,
+        offload: bool = True,
+        up: bool = True,
+    ) -> Self:
+        """Open (creating if needed) the device ``name`` in the calling thread's namespace.
+
+        ``mtu`` sets the device MTU (None: keep it); ``mac`` is the stack's address on a TAP
+        (None: random, locally administered); ``pi`` adds the 4-byte packet-information header;
+        ``offload`` negotiates the virtio header (checksum offload and TSO, falling back
+        cleanly); ``up`` brings the device up. Options may be strings (from a link spec)."""
+        _check_name(name)
+        if mtu is not None:
+            try:
+                mtu = int(mtu)
+            except (TypeError, ValueError):
+                raise ConfigurationError(f"mtu={mtu!r} should be a number, e.g. 1500") from None
+            if not 68 <= mtu <= 65535:
+                raise ConfigurationError(f"mtu={mtu} is out of range; use 68..65535")
+        if cls.medium is Medium.IP and mac is not None:
+            raise ConfigurationError("a TUN link carries IP packets and has no MAC; drop mac=")
+        self = cls()
+        try:
+            self._open(
+                name,
+                mtu=mtu,
+                mac=mac,
+                pi=_as_bool(pi, "pi"),
+                offload=_as_bool(offload, "offload"),
+                up=_as_bool(up, "up"),
+            )
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def _open(
+        self, name: str, *, mtu: int | None, mac: bytes | str | None, pi: bool, offload: bool,
+        up: bool,
+    ) -> None:
+        try:
+            self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        except OSError:
+            # no IPv4 in this namespace: any socket family gives device ioctls
+            self._ctl = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        existed = bool(name) and "%" not in name and self._ifindex(name) is not None
+        want_vnet = offload
+        while True:
+            self._fd = self._attach(name, pi=pi, vnet=want_vnet)
+            self.name = self._device_name()
+            if not want_vnet or self._negotiate_offloads():
+                break
+            # the kernel refused part of the negotiation: start again without the header
+            os.close(self._fd)
+            self._fd = -1
+            want_vnet = False
+        self.pi = pi
+        self.vnet_hdr = want_vnet
+        self.created = not existed
+        self._hlen = (PI_LEN if pi else 0) + (VNET_HDR_LEN if want_vnet else 0)
+
+        flags = self._get_flags()
+        cur_mtu = self._get_mtu()
+        if existed:
+            self._saved_flags = flags
+            self._saved_mtu = cur_mtu
+        if mtu is not None and mtu != cur_mtu:
+            self._set_mtu(mtu)
+            cur_mtu = self._get_mtu()
+        if up and not flags & IFF_UP:
+            self._set_flags(flags | IFF_UP)
+
+        self.capabilities = LinkCapabilities(
+            medium=self.medium,
+            mtu=cur_mtu,
+            rx_checksum=want_vnet,
+            tx_checksum=want_vnet,
+            gso_max_size=65535 if want_vnet else 0,
+        )
+        if self.medium is Medium.ETHERNET:
+            self.device_mac = self._get_hwaddr()
+            if mac is None:
+                raw = bytearray(os.urandom(6))
+                raw[0] = (raw[0] & 0xFC) | 0x02  # locally administered, unicast
+                if bytes(raw) == self.device_mac:
+                    raw[5] ^= 1
+                self.mac = bytes(raw)
+            else:
+                m = parse_mac(mac)
+                if m[0] & 1:
+                    raise ConfigurationError(
+                        f"mac={mac_str(m)} is a multicast address; a host needs a unicast one "
+                        f"(first byte even, e.g. 02:...)"
+                    )
+                if m == self.device_mac:
+                    raise ConfigurationError(
+                        f"mac={mac_str(m)} is the kernel side's own address on {self.name}; the "
+                        f"stack is a second host on this wire and needs another address"
+                    )
+                self.mac = m
+
+    def _attach(self, name: str, *, pi: bool, vnet: bool) -> int:
+        try:
+            fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            raise _open_error(exc, name, self.KIND) from None
+        flags = self.MODE | (0 if pi else IFF_NO_PI) | (IFF_VNET_HDR if vnet else 0)
+        try:
+            _ioctl(fd, TUNSETIFF, _IFREQ_FLAGS.pack(_ifreq_name(name), flags))
+        except OSError as exc:
+            os.close(fd)
+            raise _open_error(exc, name, self.KIND) from None
+        return fd
+
+    def _negotiate_offloads(self) -> bool:
+        """Header size and offload flags; False (after logging why) if the kernel refuses."""
+        try:
+            _ioctl(self._fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            _ioctl(self._fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+        except OSError as exc:
+            log.info("%s: no offloads (%s); continuing without the virtio header", self.name, exc)
+            return False
+        self._set_offload = True
+        return True
+
+    def _device_name(self) -> str:
+        raw = _ioctl(self._fd, TUNGETIFF, bytes(_IFREQ_FLAGS.size))
+        return bytes(_IFREQ_FLAGS.unpack(raw)[0]).split(b"\0", 1)[0].decode()
+
+    # --- device configuration through the control socket ----------------------------------
+    def _ctl_ioctl(self, request: int, arg: bytes) -> bytes:
+        assert self._ctl is not None
+        return _ioctl(self._ctl.fileno(), request, arg)
+
+    def _ifindex(self, name: str) -> int | None:
+        try:
+            raw = self._ctl_ioctl(SIOCGIFINDEX, _IFREQ_INT.pack(_ifreq_name(name), 0))
+        except OSError:
+            return None
+        return int(_IFREQ_INT.unpack(raw)[1])
+
+    def _get_flags(self) -> int:
+        raw = self._ctl_ioctl(SIOCGIFFLAGS, _IFREQ_FLAGS.pack(_ifreq_name(self.name), 0))
+        return int(_IFREQ_FLAGS.unpack(raw)[1])
+
+    def _set_flags(self, flags: int) -> None:
+        self._ctl_ioctl(SIOCSIFFLAGS, _IFREQ_FLAGS.pack(_ifreq_name(self.name), flags & 0xFFFF))
+
+    def _get_mtu(self) -> int:
+        raw = self._ctl_ioctl(SIOCGIFMTU, _IFREQ_INT.pack(_ifreq_name(self.name), 0))
+        return int(_IFREQ_INT.unpack(raw)[1])
+
+    def _set_mtu(self, mtu: int) -> None:
+        try:
+            self._ctl_ioctl(SIOCSIFMTU, _IFREQ_INT.pack(_ifreq_name(self.name), mtu))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot set the MTU of {self.name} to {mtu}: {os.strerror(exc.errno or 0)}; "
+                f"use 68..65535"
+            ) from None
+
+    def _get_hwaddr(self) -> bytes:
+        raw = self._ctl_ioctl(SIOCGIFHWADDR, _IFREQ_HWADDR.pack(_ifreq_name(self.name), 0, b""))
+        return bytes(_IFREQ_HWADDR.unpack(raw)[2])
+
+    # --- runner interface -------------------------------------------------------------
+    def fileno(self) -> int | None:
+        return self._fd if self._fd >= 0 else None
+
+    def recv(self) -> tuple[bytes, int] | None:
+        if self._gone or self._fd < 0:
+            return None
+        hlen = self._hlen
+        while True:
+            try:
+                data = os.read(self._fd, RX_BUFSIZE)
+            except BlockingIOError:
+                return None
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self.stats.rx_errors += 1
+                if exc.errno in _GONE:
+                    self._device_gone(exc)
+                return None
+            n = len(data)
+            if n <= hlen:
+                if n == 0:  # EOF: the device is gone
+                    self._device_gone(None)
+                    return None
+                self.stats.rx_errors += 1
+                continue
+            flags = 0
+            if self.pi and PI_HDR.unpack_from(data)[0] & TUN_PKT_STRIP:
+                self.stats.rx_errors += 1  # truncated by the kernel; cannot happen with our size
+                continue
+            if self.vnet_hdr and data[PI_LEN if self.pi else 0] & _CSUM_FLAGS:
+                flags = RX_CSUM_VERIFIED
+            self.stats.rx_frames += 1
+            self.stats.rx_bytes += n - hlen
+            return (data[hlen:] if hlen else data), flags
+
+    def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+        if self._gone or self._fd < 0:
+            self.stats.tx_dropped += 1
+            return
+        if self.vnet_hdr:
+            if offload is None:
+                vnet = _ZERO_VNET
+            else:
+                l2 = self._l2len
+                vnet = VNET_HDR.pack(
+                    VIRTIO_NET_HDR_F_NEEDS_CSUM if offload.csum_offset else 0,
+                    VIRTIO_NET_HDR_GSO_TCPV4 if offload.gso_type == GSO_TCPV4 else 0,
+                    offload.hdr_len + l2 if offload.hdr_len else 0,
+                    offload.gso_size,
+                    offload.csum_start + l2 if offload.csum_offset else 0,
+                    offload.csum_offset,
+                )
+            bufs: list[Any] = [vnet, frame]
+        else:
+            bufs = [frame]
+        if self.pi:
+            bufs.insert(0, self._pi_header(frame))
+        try:
+            n = os.writev(self._fd, bufs) if len(bufs) > 1 else os.write(self._fd, frame)
+        except BlockingIOError:
+            self.stats.tx_dropped += 1
+            return
+        except OSError as exc:
+            self.stats.tx_errors += 1
+            if exc.errno in _GONE:
+                self._device_gone(exc)
+            return
+        self.stats.tx_frames += 1
+        self.stats.tx_bytes += n - self._hlen
+
+    def _pi_header(self, frame: bytes | bytearray | memoryview) -> bytes:
+        if self.medium is Medium.ETHERNET:
+            proto = (frame[12] << 8) | frame[13] if len(frame) >= ETH_HLEN else 0
+        else:
+            version = frame[0] >> 4 if len(frame) else 0
+            proto = ETH_P_IP if version == 4 else ETH_P_IPV6 if version == 6 else 0
+        return PI_HDR.pack(0, proto)
+
+    def _device_gone(self, exc: OSError | None) -> None:
+        """The device vanished (deleted under us): stop reading without crashing the stack.
+
+        The descriptor number is kept but now points at /dev/null, which the epoll set the
+        runner registered does not watch, so the loop does not spin on a dead device."""
+        if self._gone:
+            return
+        self._gone = True
+        log.warning("%s: device gone (%s); link stopped", self.name, exc or "end of file")
+        try:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.dup2(null, self._fd)
+            finally:
+                os.close(null)
+        except OSError:
+            pass
+
+    @property
+    def gone(self) -> bool:
+        """True once the device disappeared under the link."""
+        return self._gone
+
+    # --- closing ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the device, leaving it as it was found.
+
+        A device this link created disappears with its descriptor. A device that existed gets
+        back its up/down state and MTU, and its offload flags are cleared (a tap made with
+        ``ip tuntap add`` starts with none)."""
+        if self._fd < 0 and self._ctl is None:
+            return
+        try:
+            if not self.created and not self._gone and self._fd >= 0:
+                self._restore()
+        finally:
+            self._teardown()
+
+    def _restore(self) -> None:
+        try:
+            if self._set_offload:
+                _ioctl(self._fd, TUNSETOFFLOAD, 0)
+            if self._saved_mtu is not None and self._get_mtu() != self._saved_mtu:
+                self._set_mtu(self._saved_mtu)
+            if self._saved_flags is not None:
+                now = self._get_flags()
+                if (now ^ self._saved_flags) & IFF_UP:
+                    self._set_flags((now & ~IFF_UP) | (self._saved_flags & IFF_UP))
+        except (OSError, ConfigurationError) as exc:
+            log.warning("%s: could not restore the device's state: %s", self.name, exc)
+
+    def _teardown(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, object]:
+        d = super().describe()
+        d.update(
+            kind=type(self).__name__,
+            pi=self.pi,
+            offload=self.vnet_hdr,
+            gso_max_size=self.capabilities.gso_max_size,
+            created=self.created,
+        )
+        return d
+
+
+def _as_bool(value: object, key: str) -> bool:
+    if isinstance(value, str):
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"{key}={value!r} should be true or false")
+    return bool(value)
+
+
+class TapLink(_TunTapLink):
+    """A TAP device: Ethernet frames between the stack and the Linux kernel."""
+
+    MODE = IFF_TAP
+    KIND = "tap"
+    medium = Medium.ETHERNET
+
+    def describe(self) -> dict[str, object]:
+        d = super().describe()
+        d["mac"] = mac_str(self.mac) if self.mac else None
+        d["device_mac"] = mac_str(self.device_mac) if self.device_mac else None
+        return d
+
+
+class TunLink(_TunTapLink):
+    """A TUN device: bare IP packets (medium IP, no MAC, no neighbour resolution)."""
+
+    MODE = IFF_TUN
+    KIND = "tun"
+    medium = Medium.IP
+
