@@ -1,0 +1,550 @@
+"""The ``layers`` command: compose and run stacks, ping, and look inside a running stack.
+
+::
+
+    layers up      --link tap:tap0 --address 10.0.0.2/24 [--gateway 10.0.0.1]
+    layers ping    --link tap:tap0 --address 10.0.0.2/24 10.0.0.1 [-c N] [-i S] [-s SIZE]
+    layers plugins
+    layers netstat [-s] | layers routes | layers arp      (against a running ``layers up``)
+    layers demo
+
+Configuration mistakes print one line that names the fix and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import signal
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from layers import __version__
+from layers.control import ControlServer, NoStackRunning, find_socket, request, socket_path
+from layers.errors import CompositionError, ConfigurationError
+from layers.interface import Interface
+from layers.links.base import Link
+from layers.loader import BLOCK_ENV, describe_plugins, parse_plugin_list
+from layers.stack import Stack
+from layers.wire.addr import ip4, ip4_network, ip4_str, prefix_mask
+
+PROG = "layers"
+
+
+def _err(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+# --- composing a stack from the common options -------------------------------------------
+
+
+def _stack_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("stack options")
+    g.add_argument("--link", metavar="tap:NAME|tun:NAME",
+                   help="the device to attach: a TAP (Ethernet) or TUN (IP) interface; made "
+                        "if absent, left as found on exit")
+    g.add_argument("--address", metavar="A/N", help="the stack's address, e.g. 10.0.0.2/24")
+    g.add_argument("--gateway", metavar="IP", help="default route via this neighbour")
+    g.add_argument("--mtu", type=int, metavar="N", help="link MTU (default: the device's)")
+    g.add_argument("--mac", metavar="MAC", help="the stack's MAC on a TAP (default: random)")
+    g.add_argument("--plugins", metavar="LIST",
+                   help=f"comma list of plugins to compose (default: all installed minus "
+                        f"{BLOCK_ENV})")
+    g.add_argument("--pcap", metavar="FILE", help="write every frame to FILE (tcpdump -r FILE)")
+    g.add_argument("--faults", metavar="SPEC",
+                   help="inject faults on the link, e.g. loss=5%%,delay=10ms,seed=1")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="a stack setting such as arp.timeout=2 (repeatable)")
+    g.add_argument("--no-offload", action="store_true",
+                   help="do not negotiate checksum/segmentation offload with a TAP")
+    g.add_argument("--pi", action="store_true",
+                   help="use the 4-byte packet-information header on the device")
+    return p
+
+
+def parse_settings(items: Iterable[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(
+                f"--set {item!r} should be KEY=VALUE, e.g. --set arp.timeout=2"
+            )
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def _link_name(spec: str) -> str:
+    scheme, sep, name = spec.partition(":")
+    if not sep or not name or scheme not in ("tap", "tun"):
+        raise ConfigurationError(
+            f"--link {spec!r} should be tap:NAME or tun:NAME, for example --link tap:tap0"
+        )
+    if len(name) > 15:
+        raise ConfigurationError(f"interface name {name!r} is longer than Linux's 15 characters")
+    return name
+
+
+def _require(args: argparse.Namespace, what: str) -> str:
+    value = getattr(args, what)
+    if not value:
+        example = {"link": "--link tap:tap0", "address": "--address 10.0.0.2/24"}[what]
+        raise ConfigurationError(f"say which {what} the stack uses: {example}")
+    return str(value)
+
+
+def _open_error(spec: str, exc: OSError) -> ConfigurationError:
+    """The link drivers' OSErrors already say what to do; keep that, add the spec."""
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ENOENT and "tun" not in why:
+        why += "; is /dev/net/tun there? (modprobe tun)"
+    return ConfigurationError(f"--link {spec}: {why}")
+
+
+def _unwraps_to(link: Link, target: Link) -> bool:
+    seen: Link | None = link
+    while seen is not None:
+        if seen is target:
+            return True
+        seen = getattr(seen, "inner", None)
+    return False
+
+
+def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack, Interface]:
+    """A stack with one interface, from the common stack options. Nothing is left open on error."""
+    spec = _require(args, "link")
+    name = _link_name(spec)
+    address = _require(args, "address")
+    ip4_network(address)  # validate before touching any device
+    if args.gateway:
+        ip4(args.gateway)
+    settings = parse_settings(args.settings)
+    stack = Stack(parse_plugin_list(args.plugins), clock=clock, settings=settings, name=name)
+    options: dict[str, Any] = {}
+    if args.mtu is not None:
+        if not 68 <= args.mtu <= 65535:
+            raise ConfigurationError(f"--mtu {args.mtu} must be in 68..65535")
+        options["mtu"] = args.mtu
+    if args.mac:
+        from layers.wire.addr import mac
+
+        options["mac"] = mac(args.mac)
+    if args.pi:
+        options["pi"] = True
+    if args.no_offload:
+        options["offload"] = False
+    try:
+        device = stack.open_link(spec, **options)
+    except OSError as exc:
+        raise _open_error(spec, exc) from None
+    link = device
+    try:
+        if args.pcap:
+            from layers.links.pcap import PcapLink
+
+            link = PcapLink(link, args.pcap)
+        if args.faults:
+            from layers.links.faults import FaultLink, parse_faults
+
+            link = FaultLink(link, parse_faults(args.faults))
+        iface = stack.add_interface(link, address=address)
+        if args.gateway:
+            stack.add_route("default", gateway=args.gateway)
+    except BaseException:
+        if not any(_unwraps_to(i.link, device) for i in stack.interfaces):
+            link.close()
+        stack.stop()
+        raise
+    return stack, iface
+
+
+def _describe_link(iface: Interface) -> str:
+    kind = _link_type(iface.describe())
+    mac = f", MAC {iface.describe()['mac']}" if iface.mac else ""
+    return f"{kind}{mac}, MTU {iface.mtu}"
+
+
+def _link_type(d: Mapping[str, Any]) -> str:
+    kind = str((d.get("link") or {}).get("kind", "")).lower()
+    for word in ("tap", "tun", "memory"):
+        if word in kind:
+            return word.upper()
+    return "ETHERNET" if d.get("medium") == "ethernet" else "IP"
+
+
+# --- layers up --------------------------------------------------------------------------
+
+
+async def _up(args: argparse.Namespace) -> int:
+    from layers.runtime import AsyncioRunner
+
+    loop = asyncio.get_running_loop()
+    name = _link_name(_require(args, "link"))
+    control_path = Path(args.control) if args.control else socket_path(name)
+    stack, iface = compose(args, loop.time)
+    runner = AsyncioRunner(stack, loop)
+    control: ControlServer | None = None
+    services: list[Any] = []
+    stop = asyncio.Event()
+    try:
+        runner.start()
+        control = await ControlServer.start(
+            stack, control_path, {"interface": iface.name, "link": args.link}
+        )
+        services = await _start_services(stack, getattr(args, "serve", None) or [])
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        addrs = ", ".join(f"{ip4_str(a)}/{p}" for a, p in iface.addresses)
+        gateway = f" gateway {args.gateway}" if args.gateway else ""
+        served = "".join(f" serving {s}" for s in (getattr(args, "serve", None) or []))
+        print(
+            f"layers up: {addrs} on {iface.name} ({_describe_link(iface)}){gateway}{served}; "
+            f"control {control_path}; plugins {','.join(sorted(stack.protocols))}; "
+            f"Ctrl-C to stop",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        for service in services:
+            await _stop_service(service)
+        if control is not None:
+            await control.close()
+        if runner.running:
+            runner.stop()
+        else:
+            stack.stop()
+    print(f"layers up: stopped; {iface.name} left as found", flush=True)
+    return 0
+
+
+async def _start_services(stack: Stack, specs: Sequence[str]) -> list[Any]:
+    if specs:
+        raise ConfigurationError("--serve is not available in this version")
+    return []
+
+
+async def _stop_service(service: Any) -> None:
+    close = getattr(service, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return asyncio.run(_up(args))
+
+
+# --- layers ping --------------------------------------------------------------------------
+
+
+async def _ping(args: argparse.Namespace) -> int:
+    from layers.ping import ping, summarize
+    from layers.runtime import AsyncioRunner
+
+    loop = asyncio.get_running_loop()
+    dst = ip4(args.destination)
+    if args.count is not None and args.count < 1:
+        raise ConfigurationError("-c must be at least 1")
+    if args.interval <= 0:
+        raise ConfigurationError("-i must be a positive number of seconds, e.g. -i 0.2")
+    stack, _iface = compose(args, loop.time)
+    runner = AsyncioRunner(stack, loop)
+    results: list[Any] = []
+    try:
+        runner.start()
+        size = args.size
+        print(f"PING {ip4_str(dst)} ({ip4_str(dst)}) {size}({size + 28}) bytes of data.",
+              flush=True)
+        async for result in ping(stack, dst, count=args.count, interval=args.interval,
+                                 size=size, timeout=args.timeout, ttl=args.ttl):
+            results.append(result)
+            print(format_ping_result(result), flush=True)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        runner.stop()
+    summary = summarize(results)
+    print()
+    print(f"--- {ip4_str(dst)} ping statistics ---")
+    print(str(summary))
+    return 0 if summary.received else 1
+
+
+def format_ping_result(result: Any) -> str:
+    if isinstance(result, OSError) or getattr(result, "error", None) is not None:
+        return str(result)
+    return (f"{result.size} bytes from {ip4_str(result.src)}: icmp_seq={result.seq} "
+            f"ttl={result.ttl} time={result.rtt * 1000:.3f} ms")
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_ping(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- layers plugins ---------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    body = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in body]
+    return "\n".join(lines)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    infos = describe_plugins()
+    if not infos:
+        print("no plugins installed (pip install a distribution with entry points in group "
+              "'layers')")
+        return 0
+    print(table(("NAME", "VERSION", "LAYER", "DISTRIBUTION"),
+                [(i.name, i.version, i.layer, i.distribution) for i in infos]))
+    return 0
+
+
+# --- netstat, routes, arp (through the control socket) ------------------------------------
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def format_interfaces(report: Mapping[str, Any]) -> str:
+    out = []
+    for d in report.get("interfaces", []):
+        name = str(d.get("name", "?"))
+        pad = " " * max(len(name) + 1, 8)
+        state = "UP" if d.get("up") else "DOWN"
+        mac = f" HWaddr {str(d['mac']).upper()}" if d.get("mac") else ""
+        out.append(f"{name.ljust(len(pad) - 1)} {state} Type:{_link_type(d)}{mac} "
+                   f"MTU:{d.get('mtu', '?')}")
+        for text in d.get("addresses", []):
+            a, _, p = str(text).partition("/")
+            mask = prefix_mask(int(p or 32))
+            bcast = (ip4(a) & mask) | (~mask & 0xFFFFFFFF)
+            out.append(f"{pad}Inet addr:{a}/{ip4_str(mask)} Bcast:{ip4_str(bcast)}")
+        c = d.get("counters", {})
+        rx, tx = int(c.get("rx_bytes", 0)), int(c.get("tx_bytes", 0))
+        out.append(f"{pad}RX packets:{c.get('rx_frames', 0)} bytes:{rx} ({human_bytes(rx)})  "
+                   f"TX packets:{c.get('tx_frames', 0)} bytes:{tx} ({human_bytes(tx)})")
+        drops = d.get("drops", {})
+        if drops:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+            out.append(f"{pad}dropped:{sum(drops.values())} ({why})")
+    return "\n".join(out)
+
+
+def format_connections(report: Mapping[str, Any]) -> str:
+    rows = []
+    for r in report.get("listeners", []) or []:
+        rows.append((r.get("proto", "?"), r.get("recv_q", 0), r.get("send_q", 0),
+                     r.get("local", "?"), r.get("remote", "*:*"), r.get("state", "LISTEN")))
+    for r in report.get("connections", []) or []:
+        rows.append((r.get("proto", "?"), r.get("recv_q", 0), r.get("send_q", 0),
+                     r.get("local", "?"), r.get("remote", "*:*"), r.get("state", "")))
+    if not rows:
+        return "Active connections: none"
+    return "Active connections\n" + table(
+        ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State"), rows)
+
+
+def format_netstat(report: Mapping[str, Any]) -> str:
+    return format_interfaces(report) + "\n\n" + format_connections(report)
+
+
+def format_statistics(report: Mapping[str, Any]) -> str:
+    """``netstat -s``: every counter per protocol, and drops by reason."""
+    out = []
+    groups: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []
+    for name, snap in sorted((report.get("counters") or {}).items()):
+        groups.append((name, snap.get("counters", {}), snap.get("drops", {})))
+    for d in report.get("interfaces", []):
+        groups.append((f"interface {d.get('name')}", d.get("counters", {}), d.get("drops", {})))
+    for name, counters, drops in groups:
+        out.append(f"{name}:")
+        shown = False
+        for key, value in sorted(counters.items()):
+            if key == "dropped":
+                continue
+            out.append(f"    {value} {key.replace('_', ' ')}")
+            shown = True
+        if drops:
+            out.append(f"    {sum(drops.values())} dropped:")
+            for reason, value in sorted(drops.items(), key=lambda kv: (-kv[1], kv[0])):
+                out.append(f"        {value} {reason.replace('_', ' ')}")
+            shown = True
+        if not shown:
+            out.append("    (nothing yet)")
+    return "\n".join(out)
+
+
+def format_routes(report: Mapping[str, Any]) -> str:
+    rows = [(r.get("destination"), r.get("gateway"), r.get("netmask"), r.get("interface"))
+            for r in report.get("routes", [])]
+    return table(("Destination", "Gateway", "Netmask", "Interface"), rows)
+
+
+def format_arp(report: Mapping[str, Any], now: float | None = None) -> str:
+    rows = []
+    for r in report.get("arp", []) or []:
+        expires = r.get("expires")
+        if isinstance(expires, int | float):
+            # rows carry the stack time of expiry; the response carries the stack's "now"
+            left = expires - now if now is not None else expires
+            expires_text = f"{max(left, 0.0):.1f}s"
+        else:
+            expires_text = "-" if expires is None else str(expires)
+        rows.append((r.get("address", "?"), r.get("mac") or "(incomplete)",
+                     r.get("state", ""), expires_text, r.get("interface", "")))
+    if not rows:
+        return "ARP cache: empty" if "arp" in report else (
+            "no ARP table: this stack has no neighbour resolver (no arp plugin, or a TUN link)")
+    return table(("Address", "HWaddress", "State", "Expires", "Iface"), rows)
+
+
+def _query(args: argparse.Namespace) -> dict[str, Any]:
+    name = args.name
+    if not name and args.link:
+        name = _link_name(args.link)
+    path = find_socket(control=args.control, name=name)
+    return request(path, "report")
+
+
+def cmd_netstat(args: argparse.Namespace) -> int:
+    response = _query(args)
+    report = response["report"]
+    print(format_statistics(report) if args.statistics else format_netstat(report))
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    print(format_routes(_query(args)["report"]))
+    return 0
+
+
+def cmd_arp(args: argparse.Namespace) -> int:
+    response = _query(args)
+    print(format_arp(response["report"], response.get("now")))
+    return 0
+
+
+# --- layers demo ------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from layers.demo import run_demo
+
+    return run_demo(memory=args.memory)
+
+
+# --- the parser -------------------------------------------------------------------------
+
+
+def _client_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("which stack")
+    g.add_argument("--name", help="the interface of the `layers up` to ask (default: the only "
+                                  "one running)")
+    g.add_argument("--link", metavar="tap:NAME|tun:NAME", help="same as --name NAME")
+    g.add_argument("--control", metavar="PATH", help="the control socket to ask")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A userspace TCP/IP stack built from plugins.",
+        epilog="Exit status: 0 success, 1 no reply / no stack running, 2 configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    stack_opts = _stack_options()
+    client_opts = _client_options()
+
+    up = sub.add_parser("up", parents=[stack_opts], help="run a stack on a TAP/TUN until Ctrl-C",
+                        description="Compose a stack on a TAP or TUN device and run it in the "
+                                    "foreground until SIGINT/SIGTERM.")
+    up.add_argument("--control", metavar="PATH",
+                    help="control socket path (default /run/layers/NAME.sock, or "
+                         "/tmp/layers-UID/NAME.sock when not root)")
+    up.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("ping", parents=[stack_opts], help="compose a stack and ping from it",
+                       description="Compose a stack, send ICMP echo requests, print the replies "
+                                   "like iputils ping.")
+    p.add_argument("destination", metavar="DEST")
+    p.add_argument("-c", dest="count", type=int, default=None, help="stop after N replies/losses")
+    p.add_argument("-i", dest="interval", type=float, default=1.0, help="seconds between requests")
+    p.add_argument("-s", dest="size", type=int, default=56, help="payload bytes (default 56)")
+    p.add_argument("-W", dest="timeout", type=float, default=1.0,
+                   help="seconds to wait for each reply")
+    p.add_argument("-t", dest="ttl", type=int, default=None, help="IP time to live")
+    p.set_defaults(func=cmd_ping)
+
+    pl = sub.add_parser("plugins", help="list installed plugins")
+    pl.set_defaults(func=cmd_plugins)
+
+    ns = sub.add_parser("netstat", parents=[client_opts],
+                        help="interfaces and connections of a running stack")
+    ns.add_argument("-s", "--statistics", action="store_true",
+                    help="per-protocol counters and drops by reason")
+    ns.set_defaults(func=cmd_netstat)
+    rt = sub.add_parser("routes", parents=[client_opts], help="routing table of a running stack")
+    rt.set_defaults(func=cmd_routes)
+    ar = sub.add_parser("arp", parents=[client_opts], help="ARP cache of a running stack")
+    ar.set_defaults(func=cmd_arp)
+
+    demo = sub.add_parser("demo", help="a guided tour: Linux and the stack ping each other")
+    demo.add_argument("--memory", action="store_true",
+                      help="run between two stacks over an in-memory link even as root")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except NoStackRunning as exc:
+        _err(str(exc))
+        return 1
+    except (ConfigurationError, CompositionError) as exc:
+        _err(str(exc))
+        return 2
+    except ImportError as exc:
+        _err(f"this installation lacks {exc.name or exc}; reinstall layers (make venv)")
+        return 2
+    except OSError as exc:
+        _err(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
+
+
+__all__ = ["build_parser", "compose", "main"]
