@@ -138,3 +138,40 @@ __all__ = [
     "udp_checksum_ok",
     "verify",
 ]
+
+# TCP (RFC 9293, options from RFC 7323/2018), kept in one block so others' additions merge.
+from layers.wire.tcp import (
+    TCP_ACK,
+    TCP_FIN,
+    TCP_HEADER,
+    TCP_MIN_HLEN,
+    TCP_PSH,
+    TCP_RST,
+    TCP_SYN,
+    TCP_URG,
+    TCPHeader,
+    TCPOptions,
+    parse_options,
+    parse_timestamps,
+    tcp_checksum,
+    tcp_checksum_ok,
+    tcp_partial_checksum,
+)
+
+__all__ += [
+    "TCP_ACK",
+    "TCP_FIN",
+    "TCP_HEADER",
+    "TCP_MIN_HLEN",
+    "TCP_PSH",
+    "TCP_RST",
+    "TCP_SYN",
+    "TCP_URG",
+    "TCPHeader",
+    "TCPOptions",
+    "parse_options",
+    "parse_timestamps",
+    "tcp_checksum",
+    "tcp_checksum_ok",
+    "tcp_partial_checksum",
+]

@@ -1,0 +1,268 @@
+"""The TCP header (RFC 9293) and its options (MSS, window scale, SACK, timestamps).
+
+Shared by the tcp plugin, ICMP (which quotes TCP headers in its errors), the tests and the
+conformance testbench. :class:`TCPHeader` and :class:`TCPOptions` are the validating attrs
+forms; the fast paths (:data:`TCP_HEADER`, :func:`parse_timestamps`, :func:`tcp_checksum`)
+make no attrs object and are what the plugin uses per segment.
+
+Sequence numbers here are the 32-bit wire values; the plugin unwraps them.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import attrs
+
+from layers.errors import MalformedPacket
+from layers.wire.checksum import Buffer, checksum, ones_sum, pseudo_header_sum
+
+#: sport, dport, seq, ack, data offset (4 bits) + reserved + flags (12 bits), window,
+#: checksum, urgent pointer
+TCP_HEADER = struct.Struct("!HHIIHHHH")
+TCP_MIN_HLEN = 20
+TCP_MAX_HLEN = 60
+#: the checksum field's offset inside the TCP header
+TCP_CSUM_OFFSET = 16
+_PROTO_TCP = 6
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+TCP_URG = 0x20
+TCP_ECE = 0x40
+TCP_CWR = 0x80
+TCP_FLAG_MASK = 0x1FF  # includes the old NS/AE bit
+
+_FLAG_NAMES = ((TCP_FIN, "F"), (TCP_SYN, "S"), (TCP_RST, "R"), (TCP_PSH, "P"),
+               (TCP_ACK, "."), (TCP_URG, "U"), (TCP_ECE, "E"), (TCP_CWR, "W"))
+
+TCPOPT_EOL = 0
+TCPOPT_NOP = 1
+TCPOPT_MSS = 2
+TCPOPT_WSCALE = 3
+TCPOPT_SACK_PERM = 4
+TCPOPT_SACK = 5
+TCPOPT_TIMESTAMP = 8
+
+#: RFC 7323: shift counts above 14 are treated as 14
+TCP_MAX_WSCALE = 14
+#: RFC 9293: the MSS a sender assumes when the peer sent no MSS option
+TCP_DEFAULT_MSS = 536
+
+_TS = struct.Struct("!II")
+_TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP TIMESTAMP(10): the layout every stack sends
+_MSS = struct.Struct("!BBH")
+
+
+def flags_str(flags: int) -> str:
+    """tcpdump style: ``S``, ``S.``, ``P.``, ``F.``, ``R``."""
+    return "".join(ch for bit, ch in _FLAG_NAMES if flags & bit) or "none"
+
+
+def tcp_checksum(src: int, dst: int, segment: Buffer) -> int:
+    """The checksum to store in ``segment`` (header and payload, checksum field zero)."""
+    return checksum(segment, pseudo_header_sum(src, dst, _PROTO_TCP, len(segment)))
+
+
+def tcp_checksum_ok(src: int, dst: int, segment: Buffer) -> bool:
+    """True when ``segment`` (exactly the TCP length) carries a correct checksum."""
+    return ones_sum(segment, pseudo_header_sum(src, dst, _PROTO_TCP, len(segment))) == 0xFFFF
+
+
+def tcp_partial_checksum(src: int, dst: int, length: int) -> int:
+    """The pseudo-header sum, folded and not complemented: what goes in the checksum field
+    when the link completes the checksum (``TxOffload`` with ``csum_offset``, Linux's
+    CHECKSUM_PARTIAL)."""
+    s = pseudo_header_sum(src, dst, _PROTO_TCP, length)
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def parse_timestamps(options: Buffer) -> tuple[int, int] | None:
+    """(TSval, TSecr) from an option block, or None. The common NOP NOP TS layout is read
+    without walking the options; anything else falls back to :func:`parse_options`."""
+    n = len(options)
+    if n == 0:
+        return None
+    if n >= 12 and options[:4] == _TS_PREFIX:
+        return _TS.unpack_from(options, 4)  # type: ignore[return-value]
+    try:
+        return parse_options(options).timestamp
+    except MalformedPacket:
+        return None
+
+
+@attrs.frozen(slots=True)
+class TCPOptions:
+    """The options TCP understands. ``unknown`` keeps (kind, data) of the others."""
+
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    #: SACK blocks as (left edge, right edge) 32-bit sequence numbers
+    sack: tuple[tuple[int, int], ...] = ()
+    #: (TSval, TSecr)
+    timestamp: tuple[int, int] | None = None
+    unknown: tuple[tuple[int, bytes], ...] = ()
+
+    def to_bytes(self) -> bytes:
+        """Encode in Linux's order (MSS, SACK-permitted+TS or NOP NOP TS, NOP WS, SACK),
+        padded with NOP/EOL to a multiple of four bytes. At most 40 bytes."""
+        out = bytearray()
+        if self.mss is not None:
+            out += _MSS.pack(TCPOPT_MSS, 4, self.mss)
+        if self.sack_permitted and self.timestamp is not None:
+            out += b"\x04\x02\x08\x0a" + _TS.pack(*self.timestamp)
+        elif self.timestamp is not None:
+            out += _TS_PREFIX + _TS.pack(*self.timestamp)
+        elif self.sack_permitted:
+            out += b"\x01\x01\x04\x02"
+        if self.wscale is not None:
+            out += bytes((TCPOPT_NOP, TCPOPT_WSCALE, 3, self.wscale))
+        if self.sack:
+            out += bytes((TCPOPT_NOP, TCPOPT_NOP, TCPOPT_SACK, 2 + 8 * len(self.sack)))
+            for left, right in self.sack:
+                out += _TS.pack(left, right)
+        for kind, data in self.unknown:
+            out += bytes((kind, 2 + len(data))) + data
+        while len(out) % 4:
+            out.append(TCPOPT_EOL)
+        if len(out) > 40:
+            raise ValueError(f"TCP options take {len(out)} bytes; at most 40 fit")
+        return bytes(out)
+
+
+def parse_options(data: Buffer) -> TCPOptions:
+    """Decode an option block. Raises :class:`MalformedPacket` (``bad_option``) for a length
+    that runs past the block or is below 2, or a known option of the wrong length."""
+    mv = memoryview(data)
+    n = len(mv)
+    i = 0
+    mss: int | None = None
+    wscale: int | None = None
+    sack_perm = False
+    sack: list[tuple[int, int]] = []
+    ts: tuple[int, int] | None = None
+    unknown: list[tuple[int, bytes]] = []
+    while i < n:
+        kind = mv[i]
+        if kind == TCPOPT_EOL:
+            break
+        if kind == TCPOPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise MalformedPacket("bad_option", f"option {kind} has no length byte")
+        length = mv[i + 1]
+        if length < 2 or i + length > n:
+            raise MalformedPacket("bad_option", f"option {kind} length {length} at {i} of {n}")
+        body = mv[i + 2 : i + length]
+        if kind == TCPOPT_MSS:
+            if length != 4:
+                raise MalformedPacket("bad_option", f"MSS option length {length}")
+            mss = (body[0] << 8) | body[1]
+        elif kind == TCPOPT_WSCALE:
+            if length != 3:
+                raise MalformedPacket("bad_option", f"window scale option length {length}")
+            wscale = body[0]
+        elif kind == TCPOPT_SACK_PERM:
+            if length != 2:
+                raise MalformedPacket("bad_option", f"SACK-permitted option length {length}")
+            sack_perm = True
+        elif kind == TCPOPT_SACK:
+            if (length - 2) % 8 or length < 10:
+                raise MalformedPacket("bad_option", f"SACK option length {length}")
+            for j in range(0, length - 2, 8):
+                sack.append(_TS.unpack_from(body, j))  # type: ignore[arg-type]
+        elif kind == TCPOPT_TIMESTAMP:
+            if length != 10:
+                raise MalformedPacket("bad_option", f"timestamp option length {length}")
+            ts = _TS.unpack_from(body)  # type: ignore[assignment]
+        else:
+            unknown.append((kind, bytes(body)))
+        i += length
+    return TCPOptions(mss, wscale, sack_perm, tuple(sack), ts, tuple(unknown))
+
+
+@attrs.frozen(slots=True)
+class TCPHeader:
+    """A TCP header. ``to_bytes`` computes the checksum when ``checksum`` is None (the
+    addresses are then required) and the data offset from the options."""
+
+    sport: int
+    dport: int
+    seq: int = 0
+    ack: int = 0
+    flags: int = 0
+    window: int = 0
+    checksum: int | None = None
+    urgent: int = 0
+    options: TCPOptions = TCPOptions()
+    #: in 32-bit words; None: computed from the options
+    data_offset: int | None = None
+
+    @property
+    def header_length(self) -> int:
+        if self.data_offset is not None:
+            return self.data_offset * 4
+        return TCP_MIN_HLEN + len(self.options.to_bytes())
+
+    def has(self, flag: int) -> bool:
+        return bool(self.flags & flag)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: Buffer,
+        *,
+        src: int | None = None,
+        dst: int | None = None,
+    ) -> TCPHeader:
+        """Parse and validate the header at the start of ``data`` (a whole segment). With
+        ``src`` and ``dst`` the checksum is verified over all of ``data``. Raises
+        :class:`MalformedPacket`: ``truncated``, ``bad_offset``, ``bad_option``,
+        ``bad_checksum``."""
+        n = len(data)
+        if n < TCP_MIN_HLEN:
+            raise MalformedPacket("truncated", f"{n} bytes is shorter than a TCP header")
+        sport, dport, seq, ack, off_flags, window, csum, urg = TCP_HEADER.unpack_from(data)
+        doff = off_flags >> 12
+        if doff < 5 or doff * 4 > n:
+            raise MalformedPacket("bad_offset", f"data offset {doff} with {n} bytes")
+        if src is not None and dst is not None and not tcp_checksum_ok(src, dst, data):
+            raise MalformedPacket("bad_checksum")
+        options = parse_options(memoryview(data)[TCP_MIN_HLEN : doff * 4])
+        return cls(sport, dport, seq, ack, off_flags & TCP_FLAG_MASK, window, csum, urg,
+                   options, doff)
+
+    def to_bytes(
+        self, payload: Buffer = b"", *, src: int | None = None, dst: int | None = None
+    ) -> bytes:
+        """Header plus ``payload``. The checksum is computed when ``self.checksum`` is None,
+        which needs ``src`` and ``dst``."""
+        opts = self.options.to_bytes()
+        hlen = TCP_MIN_HLEN + len(opts)
+        doff = self.data_offset if self.data_offset is not None else hlen // 4
+        seg = bytearray(hlen + len(payload))
+        TCP_HEADER.pack_into(
+            seg, 0, self.sport, self.dport, self.seq & 0xFFFFFFFF, self.ack & 0xFFFFFFFF,
+            (doff << 12) | (self.flags & TCP_FLAG_MASK), self.window,
+            0 if self.checksum is None else self.checksum, self.urgent,
+        )
+        seg[TCP_MIN_HLEN:hlen] = opts
+        seg[hlen:] = payload
+        if self.checksum is None:
+            if src is None or dst is None:
+                raise ValueError("give src and dst to compute the TCP checksum")
+            c = tcp_checksum(src, dst, seg)
+            seg[16] = c >> 8
+            seg[17] = c & 0xFF
+        return bytes(seg)
+
+    def __str__(self) -> str:
+        return (f"{self.sport} > {self.dport} [{flags_str(self.flags)}] seq {self.seq} "
+                f"ack {self.ack} win {self.window}")
