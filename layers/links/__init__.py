@@ -12,18 +12,26 @@ from layers.links.base import (
     Medium,
     TxOffload,
 )
+from layers.links.faults import FaultLink, parse_faults
 from layers.links.memory import MemoryLink
+from layers.links.pcap import PcapLink
+from layers.links.tuntap import TapLink, TunLink
 
 __all__ = [
     "GSO_NONE",
     "GSO_TCPV4",
     "RX_BROADCAST",
     "RX_CSUM_VERIFIED",
+    "FaultLink",
     "Link",
     "LinkCapabilities",
     "LinkStats",
     "LinkWrapper",
     "Medium",
     "MemoryLink",
+    "PcapLink",
+    "TapLink",
+    "TunLink",
     "TxOffload",
+    "parse_faults",
 ]
