@@ -1,0 +1,515 @@
+"""The IPv4 network protocol object: receive path, send path, errors, path MTU.
+
+See the package docstring (:mod:`layers_ipv4`) for the behaviour and the settings.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import random
+from typing import TYPE_CHECKING
+
+import attrs
+
+from layers.errors import ConfigurationError
+from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED, Medium, TxOffload
+from layers.protocols import IPDatagram, TransportError
+from layers.wire.addr import BROADCAST_MAC, IPV4_BROADCAST, ip4_str
+from layers.wire.checksum import checksum
+from layers.wire.ethernet import ETH_P_IP
+from layers.wire.ipv4 import IP_DF, IPV4_HEADER, IPV4_MIN_HLEN
+from layers_ipv4.fragment import fragment
+from layers_ipv4.reassembly import MAX_DATAGRAM, Reassembler
+
+if TYPE_CHECKING:
+    from layers.interface import Interface
+    from layers.routing import Route
+    from layers.stack import Stack
+
+_HDR = IPV4_HEADER
+_pack = _HDR.pack
+_unpack_from = _HDR.unpack_from
+#: the smallest MTU every IPv4 link must carry (RFC 791)
+MIN_MTU = 68
+#: how many learned path MTUs are kept at most
+PMTU_CACHE_SIZE = 4096
+#: how many bytes of the transport header a local error quotes
+QUOTE_BYTES = 64
+
+
+def _multicast_mac(dst: int) -> bytes:
+    """RFC 1112 section 6.4: 01:00:5e + the low 23 bits of the group address."""
+    return b"\x01\x00\x5e" + (dst & 0x7FFFFF).to_bytes(3, "big")
+
+
+def _is_martian_source(src: int) -> bool:
+    """Addresses that never appear as the source of a packet arriving on a link
+    (RFC 1122 3.2.1.3; 0.0.0.0 is handled by the caller)."""
+    top = src >> 24
+    return src >= 0xE0000000 or top == 127 or top == 0
+
+
+class IPv4:
+    """The ``ipv4`` network protocol and the stack's :class:`~layers.protocols.IPv4Service`."""
+
+    name = "ipv4"
+    ethertype = ETH_P_IP
+    ip_version = 4
+    needs_neighbour_resolver = True
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self._c = c = stack.counter("ipv4")
+        self.ttl = stack.setting("ipv4.ttl", 64)
+        if not 1 <= self.ttl <= 255:
+            raise ConfigurationError(f"setting ipv4.ttl={self.ttl} must be 1..255 (default 64)")
+        timeout = stack.setting("ipv4.reasm_timeout", 30.0)
+        if not timeout > 0:
+            raise ConfigurationError(
+                f"setting ipv4.reasm_timeout={timeout} must be > 0 seconds (default 30)"
+            )
+        memory = stack.setting("ipv4.reasm_memory", 256 * 1024)
+        if memory < 0:
+            raise ConfigurationError(
+                f"setting ipv4.reasm_memory={memory} must be >= 0 bytes (default 262144; 0 "
+                f"disables reassembly)"
+            )
+        self.strong_host = stack.setting("ipv4.strong_host", False)
+        self.drop_unicast_in_l2_broadcast = stack.setting(
+            "ipv4.drop_unicast_in_l2_broadcast", True
+        )
+        self.pmtu_expires = stack.setting("ipv4.pmtu_expires", 600.0)
+        self.min_pmtu = stack.setting("ipv4.min_pmtu", 552)
+        if not MIN_MTU <= self.min_pmtu <= 65535:
+            raise ConfigurationError(
+                f"setting ipv4.min_pmtu={self.min_pmtu} must be {MIN_MTU}..65535 (default 552)"
+            )
+        self.reassembler = Reassembler(stack, c, timeout=timeout, memory_limit=memory)
+        self._ident = random.getrandbits(16)
+        #: destination -> (path MTU, expiry time), learned from ICMP (RFC 1191)
+        self._pmtu: dict[int, tuple[int, float]] = {}
+
+    # --- receive -------------------------------------------------------------------------
+    def receive(self, iface: Interface, packet: memoryview, flags: int) -> None:
+        c = self._c
+        c["InReceives"] += 1
+        n = len(packet)
+        if n < IPV4_MIN_HLEN:
+            c["InHdrErrors"] += 1
+            c.drop("truncated")
+            return
+        vihl, tos, total, ident, frag, ttl, proto, _, src, dst = _unpack_from(packet)
+        if vihl == 0x45:
+            hlen = IPV4_MIN_HLEN
+        else:
+            if vihl >> 4 != 4:
+                c["InHdrErrors"] += 1
+                c.drop("bad_version")
+                return
+            hlen = (vihl & 0xF) << 2
+            if hlen < IPV4_MIN_HLEN or hlen > n:
+                c["InHdrErrors"] += 1
+                c.drop("bad_ihl")
+                return
+        if total > n or total < hlen:
+            c["InHdrErrors"] += 1
+            c.drop("bad_length")
+            return
+        # The whole header as one integer: a multiple of 0xFFFF exactly when the ones'-
+        # complement sum is all ones (it is never zero: the version nibble is 4).
+        if int.from_bytes(packet[:hlen], "big") % 0xFFFF:
+            c["InHdrErrors"] += 1
+            c.drop("bad_checksum")
+            return
+        if hlen != IPV4_MIN_HLEN:
+            c["InOptions"] += 1  # skipped: a host need not act on any option
+        stack = self.stack
+        local = stack.local_addresses
+        bcasts = iface.broadcasts
+        if _is_martian_source(src) or src in bcasts or src in local:
+            if not (src == 0 and dst in bcasts):  # 0.0.0.0 may broadcast (BOOTP/DHCP)
+                c["InAddrErrors"] += 1
+                c.drop("martian_source")
+                return
+        owner = local.get(dst)
+        if owner is not None:
+            if owner is not iface and self.strong_host:
+                c["InAddrErrors"] += 1
+                c.drop("not_for_us")
+                return
+            if flags & RX_BROADCAST and self.drop_unicast_in_l2_broadcast:
+                c["InAddrErrors"] += 1
+                c.drop("unicast_in_link_broadcast")
+                return
+            broadcast = False
+        elif dst in bcasts:
+            broadcast = True
+            c["InBcastPkts"] += 1
+        else:
+            c["InAddrErrors"] += 1
+            c.drop("multicast" if dst >> 28 == 0xE else "not_for_us")
+            return
+
+        if frag & 0x3FFF:  # MF or a fragment offset: part of a larger datagram
+            if not self.reassembler.memory_limit:
+                c["ReasmFails"] += 1
+                c.drop("reassembly_disabled")
+                return
+            datagram = self.reassembler.add(
+                iface, packet[:hlen], packet[hlen:total], (src, dst, proto, ident), frag,
+                ttl, tos, flags, broadcast,
+            )
+            if datagram is not None:
+                self._deliver(datagram)
+            return
+
+        transport = stack.transports.get(proto)
+        datagram = IPDatagram(
+            iface, src, dst, proto, ttl, tos, packet[:hlen], packet[hlen:total], flags, broadcast
+        )
+        if transport is None:
+            self._unknown_protocol(datagram)
+            return
+        c["InDelivers"] += 1
+        transport.receive(datagram)
+
+    def _deliver(self, datagram: IPDatagram) -> None:
+        transport = self.stack.transports.get(datagram.protocol)
+        if transport is None:
+            self._unknown_protocol(datagram)
+            return
+        self._c["InDelivers"] += 1
+        transport.receive(datagram)
+
+    def _unknown_protocol(self, datagram: IPDatagram) -> None:
+        c = self._c
+        c["InUnknownProtos"] += 1
+        c.drop("unknown_protocol")
+        if not datagram.broadcast:
+            self.stack.errors.destination_unreachable(datagram, 2)  # protocol unreachable
+
+    def _loopback(self, iface: Interface, packet: bytes, flags: int, broadcast: bool) -> None:
+        """A packet we sent to ourselves, one poll later. Built by us: no validation, and
+        neither the martian-source rule (the source is ours) nor reassembly applies."""
+        c = self._c
+        c["InReceives"] += 1
+        vihl, tos, total, _, _, ttl, proto, _, src, dst = _unpack_from(packet)
+        hlen = (vihl & 0xF) << 2
+        mv = memoryview(packet)
+        self._deliver(
+            IPDatagram(iface, src, dst, proto, ttl, tos, mv[:hlen], mv[hlen:total], flags,
+                       broadcast)
+        )
+
+    # --- send ----------------------------------------------------------------------------
+    def send(
+        self,
+        dst: int,
+        protocol: int,
+        payload: bytes | bytearray | memoryview,
+        *,
+        src: int | None = None,
+        ttl: int | None = None,
+        tos: int = 0,
+        dont_fragment: bool = False,
+        offload: TxOffload | None = None,
+    ) -> bool:
+        c = self._c
+        c["OutRequests"] += 1
+        stack = self.stack
+        if ttl is None:
+            ttl = self.ttl
+        plen = len(payload)
+        total = IPV4_MIN_HLEN + plen
+        if total > MAX_DATAGRAM:
+            c["OutDiscards"] += 1
+            c.drop("too_big")
+            self._local_error(_errno.EMSGSIZE, src or 0, dst, protocol, payload, mtu=None)
+            return False
+
+        owner = stack.local_addresses.get(dst)
+        if owner is not None:  # to ourselves: loop it back outside this call
+            if src is None:
+                src = dst
+            elif src != 0 and src not in stack.local_addresses:
+                return self._bad_source(src, dst, protocol, payload)
+            flags = RX_CSUM_VERIFIED if offload is not None and offload.needs_csum else 0
+            packet = self._header(src, dst, protocol, ttl, tos, total, dont_fragment) + payload
+            c["OutLoopback"] += 1
+            stack.call_soon(self._loopback, owner, packet, flags, False)
+            return True
+
+        route = self._route(dst, src)
+        if route is None:
+            c["OutNoRoutes"] += 1
+            c.drop("no_route")
+            self._local_error(_errno.ENETUNREACH, src or 0, dst, protocol, payload)
+            return False
+        iface = route.interface
+        if src is None:
+            src = self._source(iface, route.next_hop(dst))
+            if src is None:
+                c["OutDiscards"] += 1
+                c.drop("no_source_address")
+                self._local_error(_errno.EADDRNOTAVAIL, 0, dst, protocol, payload)
+                return False
+        elif src != 0 and src not in stack.local_addresses:
+            return self._bad_source(src, dst, protocol, payload)
+
+        if dst == IPV4_BROADCAST or dst in iface.broadcasts:
+            link_dst: bytes | None = BROADCAST_MAC
+            c["OutBcastPkts"] += 1
+        elif dst >> 28 == 0xE:
+            link_dst = _multicast_mac(dst)
+            c["OutMcastPkts"] += 1
+        else:
+            link_dst = None
+
+        mtu = iface.mtu
+        if self._pmtu:
+            mtu = self._learned_mtu(dst, mtu)
+        caps = iface.capabilities
+        if offload is not None and offload.needs_csum and not caps.tx_checksum:
+            payload = _complete_checksum(payload, offload)
+            offload = attrs.evolve(offload, csum_start=0, csum_offset=0)
+        if total <= mtu or (
+            offload is not None and offload.gso_size and total <= caps.gso_max_size
+        ):
+            packet = self._header(src, dst, protocol, ttl, tos, total, dont_fragment) + payload
+            self._emit(iface, route, dst, link_dst, packet, offload)
+            return True
+
+        if dont_fragment:
+            c["FragFails"] += 1
+            c.drop("fragmentation_needed")
+            self._local_error(_errno.EMSGSIZE, src, dst, protocol, payload, mtu=mtu)
+            return False
+        if offload is not None and offload.needs_csum:
+            payload = _complete_checksum(payload, offload)
+        try:
+            pieces = fragment(src, dst, protocol, payload, mtu, ttl=ttl, tos=tos,
+                              ident=self._next_ident())
+        except ValueError:  # an MTU below 28 bytes: no room for data in a fragment
+            c["FragFails"] += 1
+            c.drop("mtu_too_small")
+            self._local_error(_errno.EMSGSIZE, src, dst, protocol, payload, mtu=mtu)
+            return False
+        c["FragOKs"] += 1
+        c["FragCreates"] += len(pieces)
+        for piece in pieces:
+            self._emit(iface, route, dst, link_dst, piece, None)
+        return True
+
+    def _header(
+        self, src: int, dst: int, protocol: int, ttl: int, tos: int, total: int, df: bool
+    ) -> bytes:
+        ident = self._next_ident()
+        frag = IP_DF if df else 0
+        s = int.from_bytes(_pack(0x45, tos, total, ident, frag, ttl, protocol, 0, src, dst),
+                           "big") % 0xFFFF
+        # s == 0 means the sum is a non-zero multiple of 0xFFFF (all ones): checksum 0
+        return _pack(0x45, tos, total, ident, frag, ttl, protocol, 0xFFFF - s if s else 0,
+                     src, dst)
+
+    def _next_ident(self) -> int:
+        ident = self._ident
+        self._ident = (ident + 1) & 0xFFFF
+        return ident
+
+    def _emit(
+        self,
+        iface: Interface,
+        route: Route | _LinkRoute,
+        dst: int,
+        link_dst: bytes | None,
+        packet: bytes,
+        offload: TxOffload | None,
+    ) -> None:
+        if link_dst is None:
+            iface.output(route.next_hop(dst), ETH_P_IP, packet, offload)
+        elif iface.medium is Medium.ETHERNET:
+            iface.send_ethernet(link_dst, ETH_P_IP, packet, offload)
+        else:
+            iface.transmit(packet, offload)
+
+    def _route(self, dst: int, src: int | None) -> Route | _LinkRoute | None:
+        stack = self.stack
+        route = stack.routes.lookup(dst)
+        if dst == IPV4_BROADCAST:
+            # Limited broadcast leaves through the interface of the given source address, else
+            # the default route's, else the only interface there is.
+            if src:
+                owner = stack.local_addresses.get(src)
+                if owner is not None:
+                    return _LinkRoute(owner)
+            if route is not None:
+                return _LinkRoute(route.interface)
+            if len(stack.interfaces) == 1:
+                return _LinkRoute(stack.interfaces[0])
+            return None
+        if route is None or dst == 0 or dst >> 24 == 127:
+            return None  # RFC 1122 3.2.1.3: never sent to 0.0.0.0 or 127/8 on a link
+        return route
+
+    def _source(self, iface: Interface, next_hop: int) -> int | None:
+        """The address of ``iface`` in the subnet of ``next_hop``, else its primary address."""
+        addresses = iface.addresses
+        if not addresses:
+            return None
+        if len(addresses) > 1:
+            for address, plen in addresses:
+                mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF if plen else 0
+                if (address ^ next_hop) & mask == 0:
+                    return address
+        return addresses[0][0]
+
+    def _bad_source(
+        self, src: int, dst: int, protocol: int, payload: bytes | bytearray | memoryview
+    ) -> bool:
+        c = self._c
+        c["OutDiscards"] += 1
+        c.drop("bad_source_address")
+        self._local_error(_errno.EADDRNOTAVAIL, src, dst, protocol, payload)
+        return False
+
+    def _local_error(
+        self,
+        errno: int,
+        src: int,
+        dst: int,
+        protocol: int,
+        payload: bytes | bytearray | memoryview,
+        mtu: int | None = None,
+    ) -> None:
+        transport = self.stack.transports.get(protocol)
+        if transport is None:
+            return
+        transport.error(
+            TransportError(
+                errno=errno, src=src, dst=dst, protocol=protocol,
+                quote=bytes(payload[:QUOTE_BYTES]), reporter=src, mtu=mtu,
+            )
+        )
+
+    # --- IPv4Service --------------------------------------------------------------------
+    def source_for(self, dst: int) -> int | None:
+        if dst in self.stack.local_addresses:
+            return dst
+        route = self._route(dst, None)
+        if route is None:
+            return None
+        return self._source(route.interface, route.next_hop(dst))
+
+    def path_mtu(self, dst: int) -> int:
+        """The route's interface MTU, lowered by what :meth:`update_path_mtu` learned.
+
+        A local destination never leaves the stack: 65535. No route: 576, the datagram size
+        every host must accept (RFC 1122 3.3.3)."""
+        if dst in self.stack.local_addresses:
+            return MAX_DATAGRAM
+        route = self._route(dst, None)
+        if route is None:
+            return 576
+        mtu = route.interface.mtu
+        return self._learned_mtu(dst, mtu) if self._pmtu else mtu
+
+    def update_path_mtu(self, dst: int, mtu: int) -> bool:
+        """Record a smaller path MTU toward ``dst`` (RFC 1191), as reported by ICMP
+        "fragmentation needed" (type 3 code 4). Returns True when the estimate went down.
+
+        Values are raised to ``ipv4.min_pmtu`` (552, as Linux's min_pmtu: tiny values in
+        forged ICMP would otherwise force every packet to be fragmented); values of 0 (old
+        routers, RFC 1191 section 5) or not below the current estimate are ignored. Entries
+        expire after ``ipv4.pmtu_expires`` seconds (RFC 1191 suggests 10 minutes), after
+        which the interface MTU is tried again. The transport that owns the connection hears
+        of the error through ICMP; this only changes what :meth:`path_mtu` answers and where
+        :meth:`send` fragments.
+        """
+        c = self._c
+        if mtu < MIN_MTU:
+            c.drop("pmtu_invalid")
+            return False
+        mtu = max(mtu, self.min_pmtu)
+        if mtu >= self.path_mtu(dst):
+            return False
+        pmtu = self._pmtu
+        if dst not in pmtu and len(pmtu) >= PMTU_CACHE_SIZE:
+            now = self.stack.now
+            for key in [k for k, (_, exp) in pmtu.items() if exp <= now]:
+                del pmtu[key]
+            if len(pmtu) >= PMTU_CACHE_SIZE:
+                del pmtu[next(iter(pmtu))]
+        pmtu[dst] = (mtu, self.stack.now + self.pmtu_expires)
+        c["PmtuUpdates"] += 1
+        return True
+
+    def _learned_mtu(self, dst: int, mtu: int) -> int:
+        entry = self._pmtu.get(dst)
+        if entry is None:
+            return mtu
+        if entry[1] <= self.stack.now:
+            del self._pmtu[dst]
+            return mtu
+        return min(mtu, entry[0])
+
+    def unreachable(self, interface: Interface, packet: bytes, errno: int) -> None:
+        """The neighbour resolver gave up on ``packet`` (one we sent): tell its transport."""
+        c = self._c
+        c["OutNeighbourFailures"] += 1
+        if len(packet) < IPV4_MIN_HLEN:
+            c.drop("unreachable_malformed")
+            return
+        vihl, _, total, _, frag, _, proto, _, src, dst = _unpack_from(packet)
+        hlen = (vihl & 0xF) << 2
+        if vihl >> 4 != 4 or hlen < IPV4_MIN_HLEN or hlen > len(packet):
+            c.drop("unreachable_malformed")
+            return
+        if frag & 0x1FFF:
+            return  # only the first fragment holds the transport header; it reports
+        transport = self.stack.transports.get(proto)
+        if transport is None:
+            return
+        transport.error(
+            TransportError(
+                errno=errno, src=src, dst=dst, protocol=proto,
+                quote=bytes(packet[hlen : min(total, hlen + QUOTE_BYTES)]), reporter=src,
+            )
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Drop partial datagrams (the stack clears their timers)."""
+        self.reassembler.clear()
+
+    def __repr__(self) -> str:
+        addrs = ", ".join(ip4_str(a) for a in self.stack.local_addresses)
+        return f"<IPv4 [{addrs}] reassembling {len(self.reassembler)}>"
+
+
+@attrs.frozen
+class _LinkRoute:
+    """A route to the link itself, for limited broadcast (255.255.255.255)."""
+
+    interface: Interface
+
+    def next_hop(self, dst: int) -> int:
+        return dst
+
+
+def _complete_checksum(
+    payload: bytes | bytearray | memoryview, offload: TxOffload
+) -> bytearray:
+    """Finish a partial transport checksum in software (virtio NEEDS_CSUM semantics: the field
+    holds the pseudo-header sum; checksum the bytes from ``csum_start`` and store it there).
+    Offsets count from the IP header, which the transport assumed to be 20 bytes."""
+    data = bytearray(payload)
+    start = offload.csum_start - IPV4_MIN_HLEN
+    at = start + offload.csum_offset
+    if start < 0 or at + 2 > len(data):
+        return data
+    csum = checksum(data[start:])
+    if csum == 0:
+        csum = 0xFFFF  # same value in ones' complement, and UDP reads 0 as "no checksum"
+    data[at : at + 2] = csum.to_bytes(2, "big")
+    return data
+
