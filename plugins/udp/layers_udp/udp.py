@@ -1,0 +1,447 @@
+"""UDP (RFC 768, RFC 1122 section 4.1): validation, demultiplexing, endpoints, ICMP errors.
+
+Sans-IO: it reads ``stack.now`` nowhere, sends through ``stack.ip`` and schedules only
+``stack.call_soon`` (delivery of datagrams held while an endpoint was paused).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import struct
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from layers.datagrams import Buffer, DatagramHandler
+from layers.errors import ConfigurationError, os_error
+from layers.links.base import RX_CSUM_VERIFIED
+from layers.protocols import IPDatagram, TransportError
+from layers.wire.addr import IPV4_BROADCAST, ip4_str
+from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
+from layers.wire.udp import UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
+
+if TYPE_CHECKING:
+    from layers.stack import Stack
+    from layers.timers import Timer
+
+PROTO_UDP = 17
+_PORTS = struct.Struct("!HH")
+DEFAULT_PORT_RANGE = "32768-60999"
+DEFAULT_RCVBUF = 212992  # Linux's net.core.rmem_default
+
+# ICMP messages Linux reports to a connected UDP socket without IP_RECVERR ("hard" errors,
+# net/ipv4/udp.c __udp4_lib_err and icmp_err_convert): destination unreachable codes 2
+# (protocol), 3 (port), 4 (fragmentation needed, with PMTU discovery on), 5-10 and 13-15, and
+# parameter problem. Net/host unreachable (0, 1, 11, 12) and time exceeded are "soft".
+_HARD_UNREACH_CODES = frozenset({2, 3, 4, 6, 7, 8, 9, 10, 13, 14, 15})
+_ICMP_DEST_UNREACH = 3
+_ICMP_SOURCE_QUENCH = 4
+_ICMP_PARAMETERPROB = 12
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    lo_s, sep, hi_s = text.replace(" ", "").partition("-")
+    try:
+        lo, hi = int(lo_s), int(hi_s)
+    except ValueError:
+        lo = hi = -1
+    if not sep or not 1 <= lo <= hi <= 0xFFFF:
+        raise ConfigurationError(
+            f"setting udp.port_range={text!r} should be 'LOW-HIGH' with 1 <= LOW <= HIGH <= "
+            f"65535 (default {DEFAULT_PORT_RANGE!r})"
+        )
+    return lo, hi
+
+
+class UDPEndpoint:
+    """One bound (maybe connected) endpoint: the udp plugin's :class:`DatagramEndpoint`."""
+
+    __slots__ = (
+        "_flush_timer",
+        "_paused",
+        "_queue",
+        "_queued",
+        "_udp",
+        "allow_broadcast",
+        "closed",
+        "handler",
+        "local_addr",
+        "local_port",
+        "remote_addr",
+        "remote_port",
+        "reuse_port",
+    )
+
+    def __init__(
+        self,
+        udp: UDP,
+        handler: DatagramHandler,
+        local_addr: int,
+        local_port: int,
+        remote: tuple[int, int] | None,
+        allow_broadcast: bool,
+        reuse_port: bool,
+        paused: bool,
+    ) -> None:
+        self._udp = udp
+        self.handler = handler
+        self.local_addr = local_addr
+        self.local_port = local_port
+        self.remote_addr: int | None = remote[0] if remote else None
+        self.remote_port: int | None = remote[1] if remote else None
+        self.allow_broadcast = allow_broadcast
+        self.reuse_port = reuse_port
+        self.closed = False
+        self._paused = paused
+        self._queue: deque[tuple[bytes, int, int]] = deque()
+        self._queued = 0
+        self._flush_timer: Timer | None = None
+
+    # --- receive side -----------------------------------------------------------------
+    def _deliver(self, data: bytes, src: int, sport: int) -> None:
+        udp = self._udp
+        if self._paused or self._queue:
+            if self._queued + len(data) > udp.rcvbuf:
+                c = udp._c
+                c["RcvbufErrors"] += 1
+                c["InErrors"] += 1
+                c.drop("rcvbuf_full")
+                return
+            self._queue.append((data, src, sport))
+            self._queued += len(data)
+            udp._c["InDatagrams"] += 1
+            return
+        udp._c["InDatagrams"] += 1
+        self.handler.on_datagram(data, src, sport)
+
+    def pause_reading(self) -> None:
+        self._paused = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        if self._queue and self._flush_timer is None and not self.closed:
+            self._flush_timer = self._udp.stack.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        queue = self._queue
+        while queue and not self._paused and not self.closed:
+            data, src, sport = queue.popleft()
+            self._queued -= len(data)
+            self.handler.on_datagram(data, src, sport)
+
+    @property
+    def reading(self) -> bool:
+        return not self._paused and not self.closed
+
+    @property
+    def recv_queue(self) -> int:
+        return self._queued
+
+    # --- send side --------------------------------------------------------------------
+    def sendto(self, data: Buffer, dst: int | None = None, dport: int | None = None) -> None:
+        if self.closed:
+            raise os_error(errno.EBADF)
+        if dst is None:
+            if self.remote_addr is None or self.remote_port is None:
+                raise os_error(errno.EDESTADDRREQ)
+            dst, dport = self.remote_addr, self.remote_port
+        if not dport:
+            raise os_error(errno.EINVAL, "destination port 0")
+        if len(data) > UDP_MAX_PAYLOAD:
+            raise os_error(errno.EMSGSIZE, f"{len(data)} bytes; UDP carries at most "
+                                           f"{UDP_MAX_PAYLOAD}")
+        udp = self._udp
+        if not self.allow_broadcast and udp.is_broadcast(dst):
+            raise os_error(errno.EACCES, "sending to a broadcast address needs allow_broadcast")
+        udp.output(self, data, dst, dport)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._queue.clear()
+        self._queued = 0
+        self._udp._unbind(self)
+
+    def __repr__(self) -> str:
+        remote = (f"{ip4_str(self.remote_addr)}:{self.remote_port}"
+                  if self.remote_addr is not None else "*:*")
+        return f"<UDPEndpoint {ip4_str(self.local_addr)}:{self.local_port} -> {remote}>"
+
+
+class UDP:
+    """The udp transport protocol: a :class:`TransportProtocol` and a :class:`DatagramService`.
+
+    Settings: ``udp.port_range`` (ephemeral ports, default ``32768-60999`` as Linux),
+    ``udp.port_seed`` (an int: reproducible ephemeral ports in tests), ``udp.rcvbuf`` (bytes
+    held per paused endpoint, default 212992), ``udp.report_soft_errors`` (default True:
+    connected endpoints also get net/host unreachable and time exceeded as EHOSTUNREACH...;
+    False reports only the "hard" errors, as Linux does without IP_RECVERR).
+    """
+
+    name = "udp"
+    protocol = PROTO_UDP
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self._c = stack.counter("udp")
+        self.port_range = parse_port_range(stack.setting("udp.port_range", DEFAULT_PORT_RANGE))
+        seed = stack.settings.get("udp.port_seed")
+        self._rng = random.Random(seed if seed is not None else os.urandom(16))
+        self.rcvbuf = stack.setting("udp.rcvbuf", DEFAULT_RCVBUF)
+        self.report_soft_errors = stack.setting("udp.report_soft_errors", True)
+        #: (local addr, local port, remote addr, remote port) -> connected endpoints
+        self._connected: dict[tuple[int, int, int, int], list[UDPEndpoint]] = {}
+        #: (local addr or 0, local port) -> unconnected endpoints
+        self._bound: dict[tuple[int, int], list[UDPEndpoint]] = {}
+        #: local port -> every endpoint on it
+        self._ports: dict[int, list[UDPEndpoint]] = {}
+        # set while an endpoint sends: a local error reported during ip.send belongs to it
+        self._sending = False
+        self._send_error: TransportError | None = None
+
+    # --- TransportProtocol: receive ---------------------------------------------------
+    def receive(self, datagram: IPDatagram) -> None:
+        c = self._c
+        payload = memoryview(datagram.payload)
+        n = len(payload)
+        if n < UDP_HLEN:
+            c["InErrors"] += 1
+            c.drop("truncated")
+            return
+        sport, dport, length, csum = UDP_HEADER.unpack_from(payload)
+        if length < UDP_HLEN or length > n:
+            c["InErrors"] += 1
+            c.drop("bad_length")
+            return
+        if length != n:
+            payload = payload[:length]  # RFC 768: the length field delimits the datagram
+        src = datagram.src
+        dst = datagram.dst
+        if csum and not datagram.flags & RX_CSUM_VERIFIED:
+            if ones_sum(payload, pseudo_header_sum(src, dst, PROTO_UDP, length)) != 0xFFFF:
+                c["InErrors"] += 1
+                c["InCsumErrors"] += 1
+                c.drop("bad_checksum")
+                return
+        if datagram.broadcast:
+            self._receive_broadcast(payload, src, dst, sport, dport)
+            return
+        group = self._connected.get((dst, dport, src, sport))
+        if group is None:
+            group = self._bound.get((dst, dport))
+            if group is None:
+                group = self._bound.get((0, dport))
+                if group is None:
+                    c["NoPorts"] += 1
+                    c.drop("no_port")
+                    self.stack.errors.destination_unreachable(datagram, 3)
+                    return
+        ep = group[0] if len(group) == 1 else group[hash((src, sport)) % len(group)]
+        ep._deliver(bytes(payload[UDP_HLEN:]), src, sport)
+
+    def _receive_broadcast(
+        self, payload: memoryview, src: int, dst: int, sport: int, dport: int
+    ) -> None:
+        # Every endpoint bound to the wildcard or to the broadcast address gets a copy (Linux
+        # __udp4_lib_mcast_deliver); none means no ICMP error (RFC 1122 3.2.2).
+        targets = [*self._bound.get((0, dport), ()), *self._bound.get((dst, dport), ())]
+        if not targets:
+            self._c["IgnoredMulti"] += 1
+            self._c.drop("no_port_broadcast")
+            return
+        data = bytes(payload[UDP_HLEN:])
+        for ep in targets:
+            ep._deliver(data, src, sport)
+
+    # --- TransportProtocol: errors ----------------------------------------------------
+    def error(self, error: TransportError) -> None:
+        c = self._c
+        if self._sending and error.local:
+            self._send_error = error  # raised from the sendto() in progress
+            return
+        quote = error.quote
+        if len(quote) < 4:
+            c.drop("icmp_error_short_quote")
+            return
+        sport, dport = _PORTS.unpack_from(quote)
+        group = self._connected.get((error.src, sport, error.dst, dport))
+        if group is None:
+            # Unconnected endpoints learn nothing: Linux reports ICMP errors to them only
+            # with IP_RECVERR, which we do not offer.
+            c["icmp_errors_unconnected"] += 1
+            return
+        if not self._reportable(error):
+            c["icmp_errors_soft"] += 1
+            return
+        c["icmp_errors_delivered"] += 1
+        exc = os_error(error.errno)
+        for ep in list(group):
+            ep.handler.on_error(exc)
+
+    def _reportable(self, error: TransportError) -> bool:
+        t = error.icmp_type
+        if t == _ICMP_SOURCE_QUENCH:
+            return False
+        if self.report_soft_errors:
+            return True
+        if t == _ICMP_DEST_UNREACH:
+            return error.icmp_code in _HARD_UNREACH_CODES
+        return t == _ICMP_PARAMETERPROB
+
+    # --- output -----------------------------------------------------------------------
+    def is_broadcast(self, addr: int) -> bool:
+        if addr == IPV4_BROADCAST:
+            return True
+        return any(addr in iface.broadcasts for iface in self.stack.interfaces)
+
+    def output(self, ep: UDPEndpoint, data: Buffer, dst: int, dport: int) -> None:
+        ip = self.stack.ip
+        if ip is None:
+            raise os_error(errno.ENETUNREACH, "no IPv4 layer")
+        src: int | None = ep.local_addr
+        if not src or src not in self.stack.local_addresses:
+            src = ip.source_for(dst)
+            if src is None:
+                raise os_error(errno.ENETUNREACH)
+        length = UDP_HLEN + len(data)
+        seg = bytearray(length)
+        UDP_HEADER.pack_into(seg, 0, ep.local_port, dport, length, 0)
+        seg[UDP_HLEN:] = data
+        csum = checksum(seg, pseudo_header_sum(src, dst, PROTO_UDP, length))
+        if csum == 0:
+            csum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
+        seg[6] = csum >> 8
+        seg[7] = csum & 0xFF
+        self._sending = True
+        self._send_error = None
+        try:
+            ok = ip.send(dst, PROTO_UDP, seg, src=src)
+        finally:
+            self._sending = False
+        err = self._send_error
+        if err is not None:
+            self._send_error = None
+            raise os_error(err.errno)
+        if not ok:
+            raise os_error(errno.ENETUNREACH)
+        self._c["OutDatagrams"] += 1
+
+    # --- DatagramService --------------------------------------------------------------
+    def open_datagram_endpoint(
+        self,
+        handler: DatagramHandler,
+        *,
+        local_addr: int = 0,
+        local_port: int = 0,
+        remote: tuple[int, int] | None = None,
+        allow_broadcast: bool = False,
+        reuse_port: bool = False,
+        paused: bool = False,
+    ) -> UDPEndpoint:
+        stack = self.stack
+        if local_addr and local_addr not in stack.local_addresses and not self.is_broadcast(
+            local_addr
+        ):
+            raise os_error(errno.EADDRNOTAVAIL, f"{ip4_str(local_addr)} is not an address "
+                                                f"of this stack")
+        if local_port:
+            if self._conflicts(local_addr, local_port, reuse_port):
+                raise os_error(errno.EADDRINUSE, f"{ip4_str(local_addr)}:{local_port}")
+        else:
+            local_port = self._ephemeral_port()
+        if remote is not None:
+            raddr, rport = remote
+            if not raddr or not rport:
+                raise os_error(errno.EINVAL, "connect to address 0 or port 0")
+            if not allow_broadcast and self.is_broadcast(raddr):
+                raise os_error(errno.EACCES, "connecting to a broadcast address needs "
+                                             "allow_broadcast")
+            if not local_addr or local_addr not in stack.local_addresses:
+                ip = stack.ip
+                src = ip.source_for(raddr) if ip is not None else None
+                if src is None:
+                    raise os_error(errno.ENETUNREACH, f"no route to {ip4_str(raddr)}")
+                local_addr = src
+        ep = UDPEndpoint(self, handler, local_addr, local_port, remote, allow_broadcast,
+                         reuse_port, paused)
+        self._ports.setdefault(local_port, []).append(ep)
+        if remote is not None:
+            self._connected.setdefault((local_addr, local_port, *remote), []).append(ep)
+        else:
+            self._bound.setdefault((local_addr, local_port), []).append(ep)
+        self._c["endpoints_opened"] += 1
+        return ep
+
+    def _conflicts(self, addr: int, port: int, reuse_port: bool) -> bool:
+        for other in self._ports.get(port, ()):
+            if addr and other.local_addr and addr != other.local_addr:
+                continue
+            if not (reuse_port and other.reuse_port):
+                return True
+        return False
+
+    def _ephemeral_port(self) -> int:
+        # RFC 6056 section 3.3.1 (Algorithm 1, simple port randomisation): a random start in
+        # the range, then the next free port.
+        lo, hi = self.port_range
+        count = hi - lo + 1
+        offset = self._rng.randrange(count)
+        ports = self._ports
+        for i in range(count):
+            port = lo + (offset + i) % count
+            if port not in ports:
+                return port
+        raise os_error(errno.EAGAIN, f"every ephemeral port in {lo}-{hi} is in use")
+
+    def _unbind(self, ep: UDPEndpoint) -> None:
+        if ep.remote_addr is not None and ep.remote_port is not None:
+            key4 = (ep.local_addr, ep.local_port, ep.remote_addr, ep.remote_port)
+            _remove(self._connected, key4, ep)
+        else:
+            _remove(self._bound, (ep.local_addr, ep.local_port), ep)
+        _remove(self._ports, ep.local_port, ep)
+
+    # --- lifecycle and reports --------------------------------------------------------
+    def endpoints(self) -> list[UDPEndpoint]:
+        return [ep for group in self._ports.values() for ep in group]
+
+    def stopping(self) -> None:
+        for ep in self.endpoints():
+            ep.close()
+            ep.handler.on_close(None)
+
+    def report(self) -> dict[str, Any]:
+        rows = []
+        for ep in self.endpoints():
+            remote = (f"{ip4_str(ep.remote_addr)}:{ep.remote_port}"
+                      if ep.remote_addr is not None else "*:*")
+            rows.append({
+                "proto": "udp",
+                "local": f"{ip4_str(ep.local_addr)}:{ep.local_port}",
+                "remote": remote,
+                "state": "-",
+                "send_q": 0,
+                "recv_q": ep.recv_queue,
+            })
+        return {"connections": rows}
+
+
+def _remove(table: dict[Any, list[UDPEndpoint]], key: Any, ep: UDPEndpoint) -> None:
+    group = table.get(key)
+    if group is None:
+        return
+    try:
+        group.remove(ep)
+    except ValueError:
+        return
+    if not group:
+        del table[key]
