@@ -143,14 +143,20 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
         raise _open_error(spec, exc) from None
     link = device
     try:
+        # capture next to the device (what was on the wire), faults between capture and stack
         if args.pcap:
             from layers.links.pcap import PcapLink
 
-            link = PcapLink(link, args.pcap)
+            try:
+                link = PcapLink(link, args.pcap)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"--pcap {args.pcap}: {exc.strerror or exc}; pick a writable path"
+                ) from None
         if args.faults:
             from layers.links.faults import FaultLink, parse_faults
 
-            link = FaultLink(link, parse_faults(args.faults))
+            link = FaultLink(link, **parse_faults(args.faults))
         iface = stack.add_interface(link, address=address)
         if args.gateway:
             stack.add_route("default", gateway=args.gateway)
@@ -260,6 +266,8 @@ async def _ping(args: argparse.Namespace) -> int:
     try:
         runner.start()
         size = args.size
+        if not 0 <= size <= 65507:
+            raise ConfigurationError(f"-s {size}: the payload must be 0..65507 bytes")
         print(f"PING {ip4_str(dst)} ({ip4_str(dst)}) {size}({size + 28}) bytes of data.",
               flush=True)
         async for result in ping(stack, dst, count=args.count, interval=args.interval,
@@ -267,7 +275,7 @@ async def _ping(args: argparse.Namespace) -> int:
             results.append(result)
             print(format_ping_result(result), flush=True)
     except asyncio.CancelledError:
-        pass
+        pass  # Ctrl-C: print the statistics so far, as iputils does
     finally:
         runner.stop()
     summary = summarize(results)
@@ -278,10 +286,9 @@ async def _ping(args: argparse.Namespace) -> int:
 
 
 def format_ping_result(result: Any) -> str:
-    if isinstance(result, OSError) or getattr(result, "error", None) is not None:
-        return str(result)
-    return (f"{result.size} bytes from {ip4_str(result.src)}: icmp_seq={result.seq} "
-            f"ttl={result.ttl} time={result.rtt * 1000:.3f} ms")
+    """One iputils-style line (``64 bytes from ...``, ``From ... Destination Host Unreachable``,
+    ``no answer yet for icmp_seq=N``): :class:`layers.ping.PingResult` formats itself."""
+    return str(result)
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -405,14 +412,12 @@ def format_routes(report: Mapping[str, Any]) -> str:
     return table(("Destination", "Gateway", "Netmask", "Interface"), rows)
 
 
-def format_arp(report: Mapping[str, Any], now: float | None = None) -> str:
+def format_arp(report: Mapping[str, Any]) -> str:
     rows = []
     for r in report.get("arp", []) or []:
-        expires = r.get("expires")
+        expires = r.get("expires")  # seconds until the entry's current state ends
         if isinstance(expires, int | float):
-            # rows carry the stack time of expiry; the response carries the stack's "now"
-            left = expires - now if now is not None else expires
-            expires_text = f"{max(left, 0.0):.1f}s"
+            expires_text = f"{expires:.1f}s"
         else:
             expires_text = "-" if expires is None else str(expires)
         rows.append((r.get("address", "?"), r.get("mac") or "(incomplete)",
@@ -445,7 +450,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 def cmd_arp(args: argparse.Namespace) -> int:
     response = _query(args)
-    print(format_arp(response["report"], response.get("now")))
+    print(format_arp(response["report"]))
     return 0
 
 
