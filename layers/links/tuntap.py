@@ -431,18 +431,20 @@ class _TunTapLink(Link):
     def _device_gone(self, exc: OSError | None) -> None:
         """The device vanished (deleted under us): stop reading without crashing the stack.
 
-        The descriptor number is kept but now points at /dev/null, which the epoll set the
-        runner registered does not watch, so the loop does not spin on a dead device."""
+        A dead tun descriptor polls as an error forever, which would make an event loop spin.
+        The descriptor number is kept (the runner still holds it) but now refers to an idle
+        eventfd that never becomes readable; replacing the file also drops it from any epoll
+        set it was registered in."""
         if self._gone:
             return
         self._gone = True
         log.warning("%s: device gone (%s); link stopped", self.name, exc or "end of file")
         try:
-            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            idle = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             try:
-                os.dup2(null, self._fd)
+                os.dup2(idle, self._fd)
             finally:
-                os.close(null)
+                os.close(idle)
         except OSError:
             pass
 
