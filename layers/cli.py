@@ -209,7 +209,7 @@ async def _up(args: argparse.Namespace) -> int:
         served = "".join(f" serving {s}" for s in (getattr(args, "serve", None) or []))
         print(
             f"layers up: {addrs} on {iface.name} ({_describe_link(iface)}){gateway}{served}; "
-            f"control {control_path}; plugins {','.join(sorted(stack.protocols))}; "
+            f"control {control_path}; plugins {','.join(_plugin_names(stack))}; "
             f"Ctrl-C to stop",
             flush=True,
         )
@@ -227,6 +227,10 @@ async def _up(args: argparse.Namespace) -> int:
             stack.stop()
     print(f"layers up: stopped; {iface.name} left as found", flush=True)
     return 0
+
+
+def _plugin_names(stack: Stack) -> list[str]:
+    return sorted(n for n, p in stack.pm.list_name_plugin() if p is not None and n != "core")
 
 
 async def _start_services(stack: Stack, specs: Sequence[str]) -> list[Any]:
@@ -402,8 +406,8 @@ def format_statistics(report: Mapping[str, Any]) -> str:
                 out.append(f"        {value} {reason.replace('_', ' ')}")
             shown = True
         if not shown:
-            out.append("    (nothing yet)")
-    return "\n".join(out)
+            out.pop()  # nothing counted yet: leave the group out
+    return "\n".join(out) if out else "nothing counted yet"
 
 
 def format_routes(report: Mapping[str, Any]) -> str:
