@@ -107,8 +107,8 @@ class RawRig:
         self.raw.mac = PEER_MAC
         self.raw.attach(self.net.clock)
         self.iface = self.stack.add_interface(self.link, address=address)
-        self.mac = self.iface.mac
-        assert self.mac is not None
+        assert self.iface.mac is not None
+        self.mac: bytes = self.iface.mac
         self.recorder = recorder(self.stack)
         self.arp = self.stack.protocol("arp")
         self.resolver = self.arp.resolvers[self.iface]
