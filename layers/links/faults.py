@@ -18,7 +18,8 @@ on one direction do not depend on how much traffic the other carried. Per frame,
   zero). Jitter can reorder frames, as netem's does;
 * **reorder** with probability ``reorder``: the frame is held back until ``reorder_gap`` later
   frames of the same direction have gone out, then follows them; if no later frame comes within
-  ``reorder_timeout`` seconds of its normal release it goes out anyway.
+  ``reorder_timeout`` seconds of its normal release it goes out anyway (counted as
+  ``<direction>_reorder_expired``).
 
 Held frames are released by the runner through :meth:`next_deadline`/:meth:`poll` on the clock
 the stack attached (virtual in tests, the asyncio loop's for real links). Every fault is counted
@@ -191,6 +192,7 @@ class FaultLink(LinkWrapper):
             late = [item for item in held if item[1] <= now]
             for item in late:
                 held.remove(item)
+                self.faults[path.name + "_reorder_expired"] += 1
                 self._output(path, item[2], item[3])
 
     # --- link interface ---------------------------------------------------------------
@@ -270,20 +272,18 @@ _TIME_RE = re.compile(r"^([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*(s|ms|us|µs|ns)$"
 
 
 def _probability(key: str, text: str) -> float:
+    percent = text.endswith("%")
     try:
-        if text.endswith("%"):
-            value = float(text[:-1]) / 100.0
-        else:
-            value = float(text)
-            if value > 1.0:
-                raise ConfigurationError(
-                    f"{key}={text} is ambiguous: write {text}% for a percent or a fraction "
-                    f"0..1 such as 0.02"
-                )
+        value = float(text[:-1]) / 100.0 if percent else float(text)
     except ValueError:
         raise ConfigurationError(
             f"{key}={text!r} should be a percent (2%) or a fraction (0.02)"
         ) from None
+    if not percent and value > 1.0:
+        raise ConfigurationError(
+            f"{key}={text} is ambiguous: write {text}% for a percent or a fraction 0..1 such "
+            f"as 0.02"
+        )
     if not 0.0 <= value <= 1.0:
         raise ConfigurationError(f"{key}={text} is outside 0..100%")
     return value
