@@ -1,0 +1,266 @@
+"""ICMP echo from a running stack, as ``async for``, plus iputils-style statistics.
+
+::
+
+    async with running_stack([("tap:tap0", "10.0.0.2/24")]) as stack:
+        results = []
+        async for r in ping(stack, "10.0.0.1", count=3, interval=0.2):
+            print(r)                  # 64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.081 ms
+            results.append(r)
+        print(summarize(results))     # 3 packets transmitted, 3 received, 0% packet loss, ...
+
+The echo requests go through whatever protocol implements
+:class:`~layers.protocols.EchoService` in the stack (the icmp plugin does); the core never
+imports a plugin. The stack must be driven by :class:`~layers.runtime.AsyncioRunner` (its clock
+is ``loop.time``), since ``ping`` waits on the asyncio loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as _errno
+import math
+import os
+import random
+from collections.abc import AsyncIterator, Iterable
+
+import attrs
+
+from layers.errors import CompositionError, ConfigurationError, os_error
+from layers.protocols import EchoReply, EchoService
+from layers.stack import Stack
+from layers.wire.addr import ip4, ip4_str
+
+#: ICMP destination-unreachable codes as iputils ping words them
+_UNREACH_TEXT = {
+    0: "Destination Net Unreachable",
+    1: "Destination Host Unreachable",
+    2: "Destination Protocol Unreachable",
+    3: "Destination Port Unreachable",
+    4: "Frag needed and DF set",
+    5: "Source Route Failed",
+    6: "Destination Net Unknown",
+    7: "Destination Host Unknown",
+    8: "Source Host Isolated",
+    9: "Destination Net Prohibited",
+    10: "Destination Host Prohibited",
+    11: "Destination Net Unreachable for Type of Service",
+    12: "Destination Host Unreachable for Type of Service",
+    13: "Packet filtered",
+    14: "Precedence Violation",
+    15: "Precedence Cutoff",
+}
+#: extra seconds past the last expected answer before ping stops waiting on a silent stack
+_GUARD = 1.0
+
+
+@attrs.frozen
+class PingResult:
+    """What became of one echo request: a ``reply`` or an ``error`` (never both)."""
+
+    dst: int
+    seq: int
+    #: the ICMP message length sent (header included), as ping prints "64 bytes from"
+    size: int
+    #: stack times the request left and the answer (or the error) came
+    sent: float
+    done: float
+    reply: EchoReply | None = None
+    error: OSError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reply is not None
+
+    @property
+    def src(self) -> int:
+        """Who answered: the replying host, the ICMP error's sender, or ``dst``."""
+        if self.reply is not None:
+            return self.reply.src
+        reporter = getattr(self.error, "reporter", None)
+        return reporter if isinstance(reporter, int) and reporter else self.dst
+
+    @property
+    def rtt(self) -> float | None:
+        return self.reply.rtt if self.reply is not None else None
+
+    @property
+    def ttl(self) -> int | None:
+        return self.reply.ttl if self.reply is not None else None
+
+    def __str__(self) -> str:
+        r = self.reply
+        if r is not None:
+            return (
+                f"{r.size} bytes from {ip4_str(r.src)}: icmp_seq={self.seq} ttl={r.ttl} "
+                f"time={r.rtt * 1000:.3f} ms"
+            )
+        err = self.error
+        if isinstance(err, TimeoutError):
+            return f"no answer yet for icmp_seq={self.seq}"
+        icmp_type = getattr(err, "icmp_type", None)
+        code = getattr(err, "icmp_code", None) or 0
+        if icmp_type == 3:
+            text = _UNREACH_TEXT.get(code, f"Dest Unreachable, Bad Code: {code}")
+        elif icmp_type == 11:
+            text = "Time to live exceeded" if code == 0 else "Frag reassembly time exceeded"
+        elif icmp_type == 12:
+            text = "Parameter problem"
+        elif err is not None and err.errno == _errno.EHOSTUNREACH:
+            text = "Destination Host Unreachable"
+        else:
+            text = os.strerror(err.errno) if err is not None and err.errno else str(err)
+        return f"From {ip4_str(self.src)} icmp_seq={self.seq} {text}"
+
+
+@attrs.frozen
+class PingSummary:
+    """iputils ping's closing statistics. Times are in seconds; ``loss`` is a percentage."""
+
+    transmitted: int
+    received: int
+    errors: int
+    loss: float
+    time: float
+    rtt_min: float | None = None
+    rtt_avg: float | None = None
+    rtt_max: float | None = None
+    rtt_mdev: float | None = None
+
+    def __str__(self) -> str:
+        line = f"{self.transmitted} packets transmitted, {self.received} received"
+        if self.errors:
+            line += f", +{self.errors} errors"
+        if self.transmitted:
+            line += f", {self.loss:g}% packet loss, time {round(self.time * 1000)}ms"
+        if self.rtt_min is None:
+            return line
+        parts = (self.rtt_min, self.rtt_avg, self.rtt_max, self.rtt_mdev)
+        return line + "\nrtt min/avg/max/mdev = " + "/".join(
+            f"{(p or 0.0) * 1000:.3f}" for p in parts
+        ) + " ms"
+
+
+def summarize(results: Iterable[PingResult]) -> PingSummary:
+    """Statistics over ping results: one result per request transmitted.
+
+    ``mdev`` is iputils' ``sqrt(mean(rtt**2) - mean(rtt)**2)``; ``errors`` counts ICMP errors
+    and local failures (not timeouts); ``time`` runs from the first request to the last answer.
+    """
+    results = list(results)
+    transmitted = len(results)
+    rtts = [r.reply.rtt for r in results if r.reply is not None]
+    received = len(rtts)
+    errors = sum(
+        1 for r in results if r.error is not None and not isinstance(r.error, TimeoutError)
+    )
+    loss = (transmitted - received) * 100.0 / transmitted if transmitted else 0.0
+    time = max(r.done for r in results) - min(r.sent for r in results) if results else 0.0
+    if not rtts:
+        return PingSummary(transmitted, received, errors, loss, time)
+    avg = sum(rtts) / received
+    mdev = math.sqrt(max(0.0, sum(t * t for t in rtts) / received - avg * avg))
+    return PingSummary(transmitted, received, errors, loss, time, min(rtts), avg, max(rtts), mdev)
+
+
+def echo_service(stack: Stack) -> EchoService:
+    """The stack's :class:`EchoService`, or a :class:`CompositionError` naming the fix."""
+    service = stack.find(EchoService)  # type: ignore[type-abstract]
+    if service is None:
+        have = ", ".join(sorted(stack.protocols)) or "none"
+        raise CompositionError(
+            f"this stack cannot ping: no protocol provides ICMP echo (it has: {have}); add "
+            f"icmp to --plugins (or remove it from LAYERS_DISABLE_PLUGINS)"
+        )
+    return service
+
+
+def ping_payload(size: int) -> bytes:
+    """``size`` bytes of iputils' fill pattern (0x08, 0x09, ... after its timestamp)."""
+    pattern = bytes((i + 8) & 0xFF for i in range(256))
+    return (pattern * (size // 256 + 1))[:size]
+
+
+async def ping(
+    stack: Stack,
+    dst: int | str,
+    *,
+    count: int | None = 4,
+    interval: float = 1.0,
+    size: int = 56,
+    timeout: float = 1.0,
+    ttl: int | None = None,
+    ident: int | None = None,
+) -> AsyncIterator[PingResult]:
+    """Send ``count`` echo requests (forever when None), one every ``interval`` seconds, and
+    yield a :class:`PingResult` for each as its reply, error or ``timeout`` comes (so in
+    arrival order, which may differ from sequence order). Sequence numbers start at 1.
+    """
+    service = echo_service(stack)
+    if count is not None and count < 1:
+        raise ConfigurationError(f"ping count must be at least 1 (or None), not {count}")
+    if not interval > 0 or not timeout > 0:
+        raise ConfigurationError("ping interval and timeout must be positive seconds")
+    if not 0 <= size <= 65507:
+        raise ConfigurationError(f"ping size {size} must be in 0..65507 (the IPv4 limit)")
+    loop = asyncio.get_running_loop()
+    if stack.clock != loop.time:
+        raise ConfigurationError(
+            "ping needs a stack run on this asyncio loop: Stack(clock=loop.time) started by "
+            "AsyncioRunner (or layers.runtime.running_stack)"
+        )
+    target = ip4(dst)
+    ident = random.getrandbits(16) if ident is None else ident
+    payload = ping_payload(size)
+    msg_size = 8 + size
+    queue: asyncio.Queue[PingResult] = asyncio.Queue()
+    #: seq -> stack time it was sent, for requests with no result yet
+    outstanding: dict[int, float] = {}
+
+    def sender(seq: int, sent: float) -> None:
+        def done(result: EchoReply | OSError) -> None:
+            if outstanding.pop(seq, None) is None:
+                return  # already given up on by the guard
+            if isinstance(result, EchoReply):
+                item = PingResult(target, seq, msg_size, sent, stack.now, reply=result)
+            else:
+                item = PingResult(target, seq, msg_size, sent, stack.now, error=result)
+            queue.put_nowait(item)
+
+        outstanding[seq] = sent
+        service.echo(target, ident=ident, seq=seq, payload=payload, callback=done,
+                     timeout=timeout, ttl=ttl)
+
+    transmitted = 0
+    next_send = stack.now
+    while count is None or transmitted < count or outstanding:
+        more = count is None or transmitted < count
+        now = stack.now
+        if more and now >= next_send:
+            transmitted += 1
+            sender(transmitted & 0xFFFF, now)
+            next_send += interval
+            if next_send < now:  # the loop fell behind: do not burst to catch up
+                next_send = now + interval
+            continue
+        while not queue.empty():
+            yield queue.get_nowait()
+        if not more and not outstanding:
+            break
+        if more:
+            wait = next_send - now
+        else:
+            wait = max(outstanding.values()) + timeout + _GUARD - now
+        try:
+            item = await asyncio.wait_for(queue.get(), max(wait, 0.0))
+        except TimeoutError:
+            if not more and outstanding and stack.now >= max(outstanding.values()) + timeout:
+                # The stack never answered (stopped without failing its requests).
+                for seq, sent in sorted(outstanding.items()):
+                    yield PingResult(target, seq, msg_size, sent, stack.now,
+                                     error=os_error(_errno.ETIMEDOUT, "no echo reply"))
+                outstanding.clear()
+            continue
+        yield item
+    while not queue.empty():
+        yield queue.get_nowait()
