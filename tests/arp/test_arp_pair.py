@@ -183,3 +183,19 @@ def test_recorder_needs_a_resolver_without_arp() -> None:
     with pytest.raises(CompositionError, match="arp"):
         s.add_interface(MemoryLink("m0"), address="10.0.0.1/24")
     assert isinstance(s.protocol("recorder"), Recorder)
+
+
+def test_layers_arp_table_renders_the_report() -> None:
+    from layers.cli import format_arp
+
+    net = VirtualNetwork()
+    a, b = pair(net, {"arp.gratuitous_count": 0})
+    a.interfaces[0].output(ip4("10.0.0.2"), ETH_P_IP, b"1")
+    a.interfaces[0].output(ip4("10.0.0.3"), ETH_P_IP, b"2")  # nobody: stays incomplete
+    net.run_for(0.5)
+    text = format_arp(a.report())
+    line_b = next(ln for ln in text.splitlines() if "10.0.0.2 " in ln)
+    assert mac_str(b.interfaces[0].mac or b"") in line_b and "reachable" in line_b
+    assert "29.5s" in line_b  # reachable since t=0, for 30 s
+    line_dead = next(ln for ln in text.splitlines() if "10.0.0.3 " in ln)
+    assert "incomplete" in line_dead
