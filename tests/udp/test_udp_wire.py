@@ -93,7 +93,7 @@ def test_malformed(raw: bytes, reason: str) -> None:
     assert exc.value.reason == reason
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF),
     st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.binary(max_size=600),
