@@ -126,7 +126,7 @@ def test_stack_without_echo_service() -> None:
 def test_ping_needs_the_loop_clock_and_sane_arguments() -> None:
     async def main() -> None:
         stack = Stack(["ipv4", "icmp"])  # time.monotonic, not the loop's clock
-        with pytest.raises(ConfigurationError, match="clock=loop.time"):
+        with pytest.raises(ConfigurationError, match=r"clock=loop\.time"):
             await collect(stack, B)
         loop = asyncio.get_running_loop()
         stack = Stack(["ipv4", "icmp"], clock=loop.time)
