@@ -3,6 +3,8 @@ packet builder (we parse what an independent implementation encodes)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from ipv4_support import TEST_PROTO, Harness, TransportPlugin, ip_header
 from scapy.layers.inet import IP, IPOption_RR, IPOption_Security
@@ -21,7 +23,7 @@ def h() -> Harness:
 
 
 def scapy_packet(src: str = "10.0.0.1", dst: str = "10.0.0.2", data: bytes = b"hello",
-                 **kw: object) -> bytes:
+                 **kw: Any) -> bytes:
     return bytes(IP(src=src, dst=dst, proto=TEST_PROTO, **kw) / Raw(data))
 
 
