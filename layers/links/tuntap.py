@@ -182,11 +182,11 @@ class _TunTapLink(Link):
         cls,
         name: str,
         *,
-        mtu: int | None = None,
+        mtu: int | str | None = None,
         mac: bytes | str | None = None,
-        pi: bool = False,
-        offload: bool = True,
-        up: bool = True,
+        pi: bool | str = False,
+        offload: bool | str = True,
+        up: bool | str = True,
     ) -> Self:
         """Open (creating if needed) the device ``name`` in the calling thread's namespace.
 
@@ -195,12 +195,13 @@ class _TunTapLink(Link):
         ``offload`` negotiates the virtio header (checksum offload and TSO, falling back
         cleanly); ``up`` brings the device up. Options may be strings (from a link spec)."""
         _check_name(name)
+        mtu_value: int | None = None
         if mtu is not None:
             try:
-                mtu = int(mtu)
+                mtu_value = int(mtu)
             except (TypeError, ValueError):
                 raise ConfigurationError(f"mtu={mtu!r} should be a number, e.g. 1500") from None
-            if not 68 <= mtu <= 65535:
+            if not 68 <= mtu_value <= 65535:
                 raise ConfigurationError(f"mtu={mtu} is out of range; use 68..65535")
         if cls.medium is Medium.IP and mac is not None:
             raise ConfigurationError("a TUN link carries IP packets and has no MAC; drop mac=")
@@ -208,7 +209,7 @@ class _TunTapLink(Link):
         try:
             self._open(
                 name,
-                mtu=mtu,
+                mtu=mtu_value,
                 mac=mac,
                 pi=_as_bool(pi, "pi"),
                 offload=_as_bool(offload, "offload"),
