@@ -489,3 +489,51 @@ def test_fault_link_on_a_tap_holds_and_releases_on_the_attached_clock(
     finally:
         link.close()
     assert not device_exists(netns, TAP)
+
+
+@pytest.mark.root
+def test_wrapped_tap_under_the_asyncio_runner(netns: NetNamespace, tmp_path: Any) -> None:
+    """TAP + FaultLink(rx delay) + PcapLink in a real stack on asyncio: a frame Linux sends
+    reaches the stack after the delay, and both directions land in the capture."""
+    import asyncio
+
+    from links_support import PROBE_ETHERTYPE as ETYPE
+    from links_support import ProbePlugin, probe
+
+    from layers.links import PcapLink
+    from layers.links.pcap import read_pcap
+    from layers.runtime import AsyncioRunner
+    from layers.stack import Stack
+
+    async def main() -> tuple[list[float], float, bytes]:
+        loop = asyncio.get_running_loop()
+        stack = Stack([ProbePlugin(echo=False)], clock=loop.time)
+        tap = open_in(netns, TapLink, TAP)
+        link = PcapLink(FaultLink(tap, delay=0.1, direction="rx", seed=1), tmp_path / "t.pcap")
+        iface = stack.add_interface(link)
+        runner = AsyncioRunner(stack, loop)
+        runner.start()
+        try:
+            sock = packet_socket(netns, TAP, ETYPE)
+            t0 = loop.time()
+            sock.send(tap.mac + tap.device_mac + struct.pack("!H", ETYPE) + b"from linux")
+            for _ in range(200):
+                if probe(stack).got:
+                    break
+                await asyncio.sleep(0.01)
+            assert tap.device_mac is not None
+            iface.send_ethernet(tap.device_mac, ETYPE, b"from the stack")
+            reply = sock.recv(2048)
+            sock.close()
+            return [t for t, _, _ in probe(stack).got], t0, reply
+        finally:
+            runner.stop()
+
+    arrivals, t0, reply = asyncio.run(main())
+    assert len(arrivals) == 1
+    assert 0.1 - 0.01 <= arrivals[0] - t0 < 1.0
+    assert reply.endswith(b"from the stack")
+    _, records = read_pcap(tmp_path / "t.pcap")
+    bodies = [r[1][14:] for r in records]
+    assert b"from linux" in bodies and b"from the stack" in bodies
+    assert not device_exists(netns, TAP)  # runner.stop() closed the links
