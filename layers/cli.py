@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import signal
 import sys
@@ -191,6 +192,8 @@ async def _up(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     name = _link_name(_require(args, "link"))
     control_path = Path(args.control) if args.control else socket_path(name)
+    for spec in args.serve:
+        parse_serve(spec)  # fail before touching any device
     stack, iface = compose(args, loop.time)
     runner = AsyncioRunner(stack, loop)
     control: ControlServer | None = None
@@ -201,12 +204,12 @@ async def _up(args: argparse.Namespace) -> int:
         control = await ControlServer.start(
             stack, control_path, {"interface": iface.name, "link": args.link}
         )
-        services = await _start_services(stack, getattr(args, "serve", None) or [])
+        services = await _start_services(stack, args.serve)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         addrs = ", ".join(f"{ip4_str(a)}/{p}" for a, p in iface.addresses)
         gateway = f" gateway {args.gateway}" if args.gateway else ""
-        served = "".join(f" serving {s}" for s in (getattr(args, "serve", None) or []))
+        served = "".join(f" serving {s}" for s in args.serve)
         print(
             f"layers up: {addrs} on {iface.name} ({_describe_link(iface)}){gateway}{served}; "
             f"control {control_path}; plugins {','.join(_plugin_names(stack))}; "
@@ -233,18 +236,140 @@ def _plugin_names(stack: Stack) -> list[str]:
     return sorted(n for n, p in stack.pm.list_name_plugin() if p is not None and n != "core")
 
 
+# --- services for `layers up --serve` -------------------------------------------------------
+
+SERVICES = {
+    "echo": "TCP echo (RFC 862)",
+    "discard": "TCP discard (RFC 863)",
+    "http": "HTTP/1.0 static files: http:PORT[:DIR] (DIR default: a built-in page)",
+    "udp-echo": "UDP echo (RFC 862)",
+}
+_HTTP_PAGE = b"<!doctype html><title>layers</title><p>Hello from a layers stack.</p>\n"
+
+
+def parse_serve(spec: str) -> tuple[str, int, str | None]:
+    """``echo:7`` -> ("echo", 7, None); ``http:80:/srv/www`` -> ("http", 80, "/srv/www")."""
+    kind, _, rest = spec.partition(":")
+    port_text, _, arg = rest.partition(":")
+    known = ", ".join(f"{k}:PORT" for k in SERVICES)
+    if kind not in SERVICES:
+        raise ConfigurationError(f"--serve {spec!r}: unknown service {kind!r}; known: {known}")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigurationError(f"--serve {spec!r}: give a port 1..65535, e.g. {kind}:7")
+    if arg and kind != "http":
+        raise ConfigurationError(f"--serve {spec!r}: only http takes a directory")
+    if arg and not Path(arg).is_dir():
+        raise ConfigurationError(f"--serve {spec!r}: {arg} is not a directory")
+    return kind, int(port_text), arg or None
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(1 << 16):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def _discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while await reader.read(1 << 16):
+            pass
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def _http_handler(
+    root: str | None,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    base = Path(root).resolve() if root else None
+
+    def respond(writer: asyncio.StreamWriter, status: str, body: bytes, ctype: str,
+                head: bool = False) -> None:
+        writer.write(
+            f"HTTP/1.0 {status}\r\nServer: layers/{__version__}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        if not head:
+            writer.write(body)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = (await asyncio.wait_for(reader.readline(), 30)).decode("latin-1")
+            while (await asyncio.wait_for(reader.readline(), 30)) not in (b"\r\n", b"\n", b""):
+                pass  # headers are not needed to serve static files
+            parts = request_line.split()
+            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
+                respond(writer, "405 Method Not Allowed", b"GET or HEAD only\n", "text/plain")
+            else:
+                head = parts[0] == "HEAD"
+                target = parts[1].split("?", 1)[0]
+                if base is None:
+                    if target in ("/", "/index.html"):
+                        respond(writer, "200 OK", _HTTP_PAGE, "text/html", head)
+                    else:
+                        respond(writer, "404 Not Found", b"not found\n", "text/plain", head)
+                else:
+                    path = (base / target.lstrip("/")).resolve()
+                    if path.is_dir():
+                        path = path / "index.html"
+                    if not path.is_relative_to(base) or not path.is_file():
+                        respond(writer, "404 Not Found", b"not found\n", "text/plain", head)
+                    else:
+                        ctype = "text/html" if path.suffix in (".html", ".htm") else (
+                            "text/plain" if path.suffix == ".txt" else "application/octet-stream")
+                        respond(writer, "200 OK", path.read_bytes(), ctype, head)
+            await writer.drain()
+        except (ConnectionError, TimeoutError, UnicodeError):
+            pass
+        finally:
+            writer.close()
+
+    return handle
+
+
+class _UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data, addr)
+
+
 async def _start_services(stack: Stack, specs: Sequence[str]) -> list[Any]:
-    if specs:
-        raise ConfigurationError("--serve is not available in this version")
-    return []
+    parsed = [parse_serve(spec) for spec in specs]  # all checked before any starts
+    started: list[Any] = []
+    try:
+        for kind, port, arg in parsed:
+            if kind == "udp-echo":
+                from layers.datagrams import create_datagram_endpoint
+
+                transport, _ = await create_datagram_endpoint(
+                    stack, _UdpEcho, local_addr=("0.0.0.0", port))
+                started.append(transport)
+                continue
+            from layers.streams import start_server
+
+            handler = {"echo": _echo, "discard": _discard}.get(kind) or _http_handler(arg)
+            started.append(await start_server(stack, handler, "0.0.0.0", port))
+    except BaseException:
+        for service in started:
+            await _stop_service(service)
+        raise
+    return started
 
 
 async def _stop_service(service: Any) -> None:
-    close = getattr(service, "close", None)
-    if close is not None:
-        result = close()
-        if asyncio.iscoroutine(result):
-            await result
+    service.close()
+    wait_closed = getattr(service, "wait_closed", None)
+    if wait_closed is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(wait_closed(), timeout=1.0)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -497,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--control", metavar="PATH",
                     help="control socket path (default /run/layers/NAME.sock, or "
                          "/tmp/layers-UID/NAME.sock when not root)")
+    up.add_argument("--serve", action="append", default=[], metavar="SPEC",
+                    help="run a service on the stack (repeatable): " + "; ".join(
+                        f"{k}:PORT {v}" if k != "http" else v for k, v in SERVICES.items()))
     up.set_defaults(func=cmd_up)
 
     p = sub.add_parser("ping", parents=[stack_opts], help="compose a stack and ping from it",

@@ -12,6 +12,7 @@ import pytest
 
 from layers.cli import format_arp, format_netstat, format_routes, format_statistics, main
 from layers.control import ControlServer, NoStackRunning, find_socket, request
+from layers.errors import ConfigurationError
 from layers.links.memory import MemoryLink
 from layers.ping import ping
 from layers.runtime import AsyncioRunner
@@ -268,3 +269,48 @@ def test_routes_and_arp_formats() -> None:
     assert arp[2].split() == ["192.168.43.7", "(incomplete)", "incomplete", "0.5s", "tap0"]
     assert "no ARP table" in format_arp({"interfaces": []})
     assert format_arp({"arp": []}) == "ARP cache: empty"
+
+
+# --- --serve -------------------------------------------------------------------------------
+
+
+def test_parse_serve(tmp_path: Path) -> None:
+    from layers.cli import parse_serve
+
+    assert parse_serve("echo:7") == ("echo", 7, None)
+    assert parse_serve("udp-echo:7007") == ("udp-echo", 7007, None)
+    assert parse_serve(f"http:8080:{tmp_path}") == ("http", 8080, str(tmp_path))
+    for bad, why in [("ftp:21", "unknown service 'ftp'"), ("echo", "give a port"),
+                     ("echo:0", "give a port"), ("echo:7:/tmp", "only http takes a directory"),
+                     (f"http:80:{tmp_path / 'missing'}", "is not a directory")]:
+        with pytest.raises(ConfigurationError, match=why):
+            parse_serve(bad)
+
+
+def test_udp_echo_service_over_a_memory_link() -> None:
+    from layers.cli import _start_services, _stop_service
+    from layers.datagrams import create_datagram_endpoint
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.got: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.got.put_nowait((data, addr))
+
+    async def scenario() -> tuple[bytes, Any]:
+        a, b, runners = await _two_stacks(["arp", "ipv4", "icmp", "udp"])
+        services = await _start_services(b, ["udp-echo:7"])
+        try:
+            transport, client = await create_datagram_endpoint(a, Client)
+            transport.sendto(b"ping?", ("10.9.0.2", 7))
+            answer = await asyncio.wait_for(client.got.get(), 5)  # type: ignore[attr-defined]
+            transport.close()
+            return answer  # type: ignore[no-any-return]
+        finally:
+            for s in services:
+                await _stop_service(s)
+            for r in runners:
+                r.stop()
+
+    assert asyncio.run(scenario()) == (b"ping?", ("10.9.0.2", 7))

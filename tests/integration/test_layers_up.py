@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -221,3 +222,32 @@ def test_demo_exits_0(netns: NetNamespace) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "every step worked" in r.stdout
     assert "Linux knows the stack's MAC: yes; the stack knows Linux's: yes" in r.stdout
+
+
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+for size in (5, 1400, 4000):
+    s.sendto(b"u" * size, (sys.argv[1], 7))
+    data, addr = s.recvfrom(65535)
+    print(len(data), addr[0], addr[1])
+"""
+
+
+def test_up_serves_udp_echo_to_linux(netns: NetNamespace, layers_up: Start) -> None:
+    tap = devname()
+    up = layers_up("--link", f"tap:{tap}", "--address", f"{STACK}/24", "--serve", "udp-echo:7")
+    assert "serving udp-echo:7" in up.ready_line
+    _address(netns, tap)
+    r = netns.run([sys.executable, "-c", UDP_CLIENT, STACK], check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:3] == [f"5 {STACK} 7", f"1400 {STACK} 7", f"4000 {STACK} 7"]
+    rc, _out, err = up.stop()
+    assert rc == 0, err
+
+
+def test_bad_serve_spec_is_a_configuration_error(netns: NetNamespace) -> None:
+    r = layers(netns, "up", "--link", f"tap:{devname()}", "--address", f"{STACK}/24",
+               "--serve", "gopher:70")
+    assert r.returncode == 2 and "unknown service 'gopher'" in r.stderr
