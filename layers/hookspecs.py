@@ -102,6 +102,18 @@ def layers_transport_protocols(stack: Stack) -> Iterable[TransportProtocol]:
     """
 
 
+@hookspec
+def layers_congestion_controls() -> Mapping[str, Any]:
+    """Return ``{name: factory}`` for the TCP congestion-control algorithms this plugin gives.
+
+    ``factory(mss: int) -> CongestionControl`` (the Protocol in :mod:`layers.streams`) makes
+    one algorithm instance per connection. TCP asks once, when it is composed; the setting
+    ``tcp.congestion_control`` (or a connection's ``congestion_control=`` option) picks one
+    by name. The tcp plugin registers ``newreno`` this way itself. Two plugins giving the same
+    name is a composition error.
+    """
+
+
 # --- lifecycle and observability ---------------------------------------------------------
 
 

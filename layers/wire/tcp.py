@@ -89,7 +89,7 @@ def parse_timestamps(options: Buffer) -> tuple[int, int] | None:
     if n == 0:
         return None
     if n >= 12 and options[:4] == _TS_PREFIX:
-        return _TS.unpack_from(options, 4)  # type: ignore[return-value]
+        return _TS.unpack_from(options, 4)
     try:
         return parse_options(options).timestamp
     except MalformedPacket:
@@ -177,11 +177,11 @@ def parse_options(data: Buffer) -> TCPOptions:
             if (length - 2) % 8 or length < 10:
                 raise MalformedPacket("bad_option", f"SACK option length {length}")
             for j in range(0, length - 2, 8):
-                sack.append(_TS.unpack_from(body, j))  # type: ignore[arg-type]
+                sack.append(_TS.unpack_from(body, j))
         elif kind == TCPOPT_TIMESTAMP:
             if length != 10:
                 raise MalformedPacket("bad_option", f"timestamp option length {length}")
-            ts = _TS.unpack_from(body)  # type: ignore[assignment]
+            ts = _TS.unpack_from(body)
         else:
             unknown.append((kind, bytes(body)))
         i += length

@@ -1,1 +1,66 @@
-"""The tcp plugin for layers (work in progress)."""
+"""The tcp plugin for layers: TCP (RFC 9293) with the asyncio Transport interface.
+
+Registered under the entry point ``tcp``. It provides IP protocol 6 (also serving
+:class:`layers.streams.StreamService`, so ``layers.streams.open_connection`` and
+``start_server`` use it) and the ``newreno`` congestion control through the
+``layers_congestion_controls`` hook, where other plugins may add their own. Settings are
+listed in :mod:`layers_tcp.settings`.
+
+Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets), ``connection`` (the
+TCB state machine and transport), ``listener``, ``buffers`` (out-of-order queue), ``rtt``
+(RFC 6298), ``congestion`` (NewReno), ``settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from layers.hookspecs import hookimpl
+from layers_tcp.congestion import NewReno
+from layers_tcp.connection import Connection, State
+from layers_tcp.listener import Listener
+from layers_tcp.protocol import TCP, ConnOptions
+from layers_tcp.settings import TCPSettings
+
+if TYPE_CHECKING:
+    from layers.protocols import TransportProtocol
+    from layers.stack import Stack
+
+__all__ = [
+    "TCP",
+    "ConnOptions",
+    "Connection",
+    "Listener",
+    "NewReno",
+    "State",
+    "TCPSettings",
+]
+
+
+def _tcp(stack: Stack) -> TCP | None:
+    proto = stack.protocols.get("tcp")
+    return proto if isinstance(proto, TCP) else None
+
+
+@hookimpl
+def layers_transport_protocols(stack: Stack) -> Iterable[TransportProtocol]:
+    return [TCP(stack)]
+
+
+@hookimpl
+def layers_congestion_controls() -> Mapping[str, Any]:
+    return {"newreno": NewReno}
+
+
+@hookimpl
+def layers_stack_stopping(stack: Stack) -> None:
+    tcp = _tcp(stack)
+    if tcp is not None:
+        tcp.stop()
+
+
+@hookimpl
+def layers_report(stack: Stack) -> Mapping[str, Any] | None:
+    tcp = _tcp(stack)
+    return tcp.report() if tcp is not None else None

@@ -1,0 +1,363 @@
+"""asyncio streams over the stack's stream transport (TCP), and the contracts it relies on.
+
+::
+
+    reader, writer = await open_connection(stack, "10.0.0.2", 7)
+    writer.write(b"hello")
+    await writer.drain()
+    data = await reader.read(100)
+
+    server = await start_server(stack, handle, "0.0.0.0", 7)
+    async with server:
+        await server.serve_forever()
+
+``reader`` and ``writer`` are the standard library's own :class:`asyncio.StreamReader` and
+:class:`asyncio.StreamWriter`: the transport plugin's connection objects implement
+:class:`asyncio.Transport` and drive an :class:`asyncio.StreamReaderProtocol`, exactly as a
+kernel socket transport would. The stack must be running on the current loop
+(``Stack(clock=loop.time)`` with :class:`layers.runtime.AsyncioRunner`).
+
+The transport is found with ``stack.find(StreamService)``: any plugin whose protocol object
+has ``connect`` and ``listen`` with these signatures can replace the built-in TCP.
+Failures are the OSError subclasses a socket user expects: ConnectionRefusedError,
+ConnectionResetError, TimeoutError (errno ETIMEDOUT), OSError(EHOSTUNREACH)...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from layers.errors import ConfigurationError
+from layers.wire.addr import ip4
+
+if TYPE_CHECKING:
+    from layers.stack import Stack
+
+#: the StreamReader buffer limit asyncio uses (64 KiB)
+DEFAULT_LIMIT = 2**16
+
+ConnectCallback = Callable[[BaseException | None], None]
+ClientConnectedCallback = Callable[
+    [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None
+]
+
+
+@runtime_checkable
+class StreamListener(Protocol):
+    """A listening endpoint returned by :meth:`StreamService.listen`."""
+
+    def sockname(self) -> tuple[str, int]:
+        """The (address, port) listened on; ``0.0.0.0`` for every local address."""
+
+    def start_accepting(self) -> None:
+        """Start creating protocols for connections (those queued meanwhile first)."""
+
+    def close(self) -> None:
+        """Stop listening: new SYNs are refused, unaccepted connections are reset.
+        Accepted connections are not affected."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+@runtime_checkable
+class StreamService(Protocol):
+    """What :func:`open_connection` and :func:`start_server` need from a stream transport."""
+
+    name: str
+
+    def connect(
+        self,
+        protocol: asyncio.BaseProtocol,
+        host: int,
+        port: int,
+        *,
+        local_addr: tuple[int, int] | None = None,
+        on_connected: ConnectCallback | None = None,
+        **options: Any,
+    ) -> asyncio.Transport:
+        """Start an active open to ``host:port``; returns the (not yet connected) transport.
+
+        When the connection is established ``protocol.connection_made(transport)`` is
+        called, then ``on_connected(None)``; if it fails first, only ``on_connected(exc)``
+        (an OSError). Raises OSError at once when there is no route (ENETUNREACH) or the
+        local address is in use (EADDRINUSE), ConfigurationError for a bad option."""
+
+    def listen(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: int,
+        port: int,
+        *,
+        backlog: int = 128,
+        accepting: bool = True,
+        **options: Any,
+    ) -> StreamListener:
+        """Listen on ``host:port`` (host 0: every local address; port 0: an ephemeral one).
+        Each accepted connection gets ``protocol_factory()`` and ``connection_made``."""
+
+
+@runtime_checkable
+class CongestionControl(Protocol):
+    """One connection's congestion-control algorithm (what the ``layers_congestion_controls``
+    hook's factories return). Windows are in bytes. The TCP engine does the loss detection,
+    fast-retransmit and NewReno recovery bookkeeping (window inflation while in recovery);
+    the algorithm decides how the window grows and how far it falls."""
+
+    name: str
+    #: the congestion window, read before every transmission
+    cwnd: int
+    #: the slow-start threshold
+    ssthresh: int
+
+    def on_ack(self, acked: int, mss: int, now: float, rtt: float | None) -> None:
+        """``acked`` new bytes were acknowledged outside loss recovery: grow ``cwnd``.
+        ``rtt`` is this ACK's RTT sample in seconds, when there is one."""
+
+    def on_congestion(self, flight: int, mss: int, now: float) -> None:
+        """A loss was detected by duplicate ACKs with ``flight`` bytes outstanding: set
+        ``ssthresh`` (the engine then enters fast recovery at ``ssthresh + 3*mss``)."""
+
+    def on_recovery_exit(self, flight: int, mss: int) -> None:
+        """Fast recovery ended (a full ACK): set ``cwnd`` for congestion avoidance."""
+
+    def on_timeout(self, flight: int, mss: int, now: float) -> None:
+        """The retransmission timer expired: set ``ssthresh`` and restart from a small
+        ``cwnd`` (one segment for NewReno)."""
+
+
+def stream_service(stack: Stack) -> StreamService:
+    """The stack's stream transport, or ConfigurationError naming the fix."""
+    service = stack.find(StreamService)  # type: ignore[type-abstract]
+    if service is None:
+        raise ConfigurationError(
+            "this stack has no stream transport; add tcp to --plugins (or another plugin whose "
+            "protocol object provides connect() and listen())"
+        )
+    return service
+
+
+def _address(host: str | int | None, what: str) -> int:
+    if host is None or host == "":
+        return 0
+    try:
+        return ip4(host)
+    except (ValueError, ConfigurationError):
+        raise ConfigurationError(
+            f"{what} {host!r} is not an IPv4 address; this stack resolves no names, "
+            f"give a dotted quad such as 10.0.0.2"
+        ) from None
+
+
+async def open_connection(
+    stack: Stack,
+    host: str | int,
+    port: int,
+    *,
+    local_addr: tuple[str | int, int] | None = None,
+    limit: int = DEFAULT_LIMIT,
+    **options: Any,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to ``host:port`` through ``stack``; the stdlib's reader and writer.
+
+    ``options`` go to the transport (for TCP: ``nodelay``, ``keepalive``, ``user_timeout``,
+    ``congestion_control``, ``rcvbuf``, ``sndbuf``, ``mss``). If the awaiting task is
+    cancelled, the half-open connection is aborted."""
+    service = stream_service(stack)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    done: asyncio.Future[None] = loop.create_future()
+
+    def on_connected(exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is None:
+            done.set_result(None)
+        else:
+            done.set_exception(exc)
+
+    local = None
+    if local_addr is not None:
+        local = (_address(local_addr[0], "local address"), int(local_addr[1]))
+    transport = service.connect(
+        protocol, _address(host, "host"), int(port), local_addr=local,
+        on_connected=on_connected, **options,
+    )
+    try:
+        await done
+    except BaseException:
+        transport.abort()
+        raise
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
+class ListenerSocket:
+    """What ``Server.sockets`` lists: enough of a socket for ``getsockname()``."""
+
+    family = 2  # AF_INET
+    type = 1  # SOCK_STREAM
+
+    def __init__(self, listener: StreamListener) -> None:
+        self._listener = listener
+
+    def getsockname(self) -> tuple[str, int]:
+        return self._listener.sockname()
+
+    def __repr__(self) -> str:
+        host, port = self.getsockname()
+        return f"<ListenerSocket {host}:{port}>"
+
+
+class _ServerProtocol(asyncio.StreamReaderProtocol):
+    """The stdlib protocol, plus telling the server which connections are alive."""
+
+    def __init__(self, server: Server, limit: int, cb: ClientConnectedCallback) -> None:
+        loop = server.get_loop()
+        super().__init__(asyncio.StreamReader(limit=limit, loop=loop), cb, loop=loop)
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._server._attach(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._server._detach(self)
+
+
+class Server:
+    """What :func:`start_server` returns, shaped like :class:`asyncio.Server`.
+
+    ``close()`` stops listening (connections already accepted go on);
+    ``wait_closed()`` returns once it is closed and every accepted connection has ended."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        service: StreamService,
+        cb: ClientConnectedCallback,
+        host: int,
+        port: int,
+        *,
+        backlog: int,
+        limit: int,
+        start_serving: bool,
+        options: dict[str, Any],
+    ) -> None:
+        self._loop = loop
+        self._active: set[_ServerProtocol] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._serving_forever: asyncio.Future[None] | None = None
+        self._listener = service.listen(
+            lambda: _ServerProtocol(self, limit, cb), host, port, backlog=backlog,
+            accepting=start_serving, **options,
+        )
+        self._serving = start_serving
+
+    # --- connection bookkeeping -------------------------------------------------------
+    def _attach(self, proto: _ServerProtocol) -> None:
+        self._active.add(proto)
+
+    def _detach(self, proto: _ServerProtocol) -> None:
+        self._active.discard(proto)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._listener.closed and not self._active:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    # --- asyncio.Server's interface ---------------------------------------------------
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def sockets(self) -> tuple[ListenerSocket, ...]:
+        if self._listener.closed:
+            return ()
+        return (ListenerSocket(self._listener),)
+
+    def is_serving(self) -> bool:
+        return self._serving and not self._listener.closed
+
+    async def start_serving(self) -> None:
+        if self._listener.closed:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._serving = True
+        self._listener.start_accepting()
+
+    def close(self) -> None:
+        if self._listener.closed:
+            return
+        self._listener.close()
+        self._serving = False
+        if self._serving_forever is not None and not self._serving_forever.done():
+            self._serving_forever.cancel()
+        self._wake()
+
+    async def wait_closed(self) -> None:
+        if self._listener.closed and not self._active:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._listener.closed:
+            raise RuntimeError(f"server {self!r} is closed")
+        await self.start_serving()
+        self._serving_forever = self._loop.create_future()
+        try:
+            await self._serving_forever
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever = None
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"<Server sockets={self.sockets!r}>"
+
+
+async def start_server(
+    stack: Stack,
+    client_connected_cb: ClientConnectedCallback,
+    host: str | int | None = None,
+    port: int = 0,
+    *,
+    backlog: int = 128,
+    limit: int = DEFAULT_LIMIT,
+    start_serving: bool = True,
+    **options: Any,
+) -> Server:
+    """Listen on ``host:port`` (None/"" or "0.0.0.0": every local address; port 0 picks one)
+    and call ``client_connected_cb(reader, writer)`` for each connection (a coroutine
+    function is run as a task, as asyncio does). With ``start_serving=False`` connections
+    wait in the accept queue (up to ``backlog``) until :meth:`Server.start_serving`."""
+    if backlog < 1:
+        raise ConfigurationError(f"backlog={backlog} should be at least 1")
+    service = stream_service(stack)
+    loop = asyncio.get_running_loop()
+    return Server(
+        loop, service, client_connected_cb, _address(host, "host"), int(port),
+        backlog=backlog, limit=limit, start_serving=start_serving, options=options,
+    )
+

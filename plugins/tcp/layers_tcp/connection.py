@@ -1,0 +1,1675 @@
+"""One TCP connection: the TCB state machine (RFC 9293 3.10) and its asyncio.Transport face.
+
+Sans-IO: segments come in through :meth:`Connection.segment`, time from ``stack.now``, and
+one lazily re-armed stack timer per connection serves every deadline (retransmission,
+persist, delayed ACK, keepalive, TIME-WAIT/FIN-WAIT-2). Moving a deadline later costs an
+attribute store; the timer fires early, finds nothing due and re-arms for the new time.
+
+Sequence numbers are *unwrapped*: ``iss``/``irs`` are 32-bit, everything derived from them
+(``snd_una``, ``rcv_nxt``...) grows as a plain Python int, and wire values are unwrapped
+against the nearest reference on arrival. All comparisons are then ordinary ``<``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import struct
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from layers.errors import os_error
+from layers.links.base import GSO_TCPV4, TxOffload
+from layers.streams import CongestionControl
+from layers.wire.addr import ip4_str
+from layers.wire.checksum import checksum, pseudo_header_sum
+from layers.wire.tcp import (
+    TCP_ACK,
+    TCP_DEFAULT_MSS,
+    TCP_FIN,
+    TCP_HEADER,
+    TCP_MAX_WSCALE,
+    TCP_PSH,
+    TCP_RST,
+    TCP_SYN,
+    TCPOptions,
+    parse_options,
+)
+from layers_tcp import congestion
+from layers_tcp.buffers import Reassembly
+from layers_tcp.rtt import RttEstimator
+
+if TYPE_CHECKING:
+    from layers_tcp.listener import Listener
+    from layers_tcp.protocol import TCP, ConnOptions
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+_TS_OPT = struct.Struct("!4sII")
+_TS_PREFIX = b"\x01\x01\x08\x0a"
+_SACK_HDR = b"\x01\x01\x05"
+_BLOCK = struct.Struct("!II")
+#: RFC 7323 5.5: a TS.Recent older than this is invalid (24 days)
+PAWS_IDLE = 24 * 24 * 3600.0
+#: out-of-window pure ACKs are answered at most this often (Linux tcp_invalid_ratelimit)
+OOW_ACK_INTERVAL = 0.5
+#: ACKs at most this many bytes of in-order data late (two full segments, RFC 5681 4.2)
+DUPTHRESH = 3
+_TS_LEN = 12
+
+
+class State(enum.IntEnum):
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RECEIVED = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSE_WAIT = 7
+    CLOSING = 8
+    LAST_ACK = 9
+    TIME_WAIT = 10
+
+
+CLOSED = State.CLOSED
+SYN_SENT = State.SYN_SENT
+SYN_RECEIVED = State.SYN_RECEIVED
+ESTABLISHED = State.ESTABLISHED
+FIN_WAIT_1 = State.FIN_WAIT_1
+FIN_WAIT_2 = State.FIN_WAIT_2
+CLOSE_WAIT = State.CLOSE_WAIT
+CLOSING = State.CLOSING
+LAST_ACK = State.LAST_ACK
+TIME_WAIT = State.TIME_WAIT
+
+#: states in which we may send data (and in which the FIN may still be pending)
+_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+#: states in which received data is accepted
+_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_SYNCHRONIZED = frozenset(
+    {ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT}
+)
+
+
+def unwrap(wire: int, ref: int) -> int:
+    """The unwrapped sequence number nearest ``ref`` whose low 32 bits are ``wire``."""
+    return ref + ((wire - ref + HALF) & MASK) - HALF
+
+
+class Connection(asyncio.Transport):
+    """A TCB. Also the :class:`asyncio.Transport` its protocol writes to."""
+
+    def __init__(
+        self,
+        tcp: TCP,
+        local: int,
+        lport: int,
+        remote: int,
+        rport: int,
+        options: ConnOptions,
+        *,
+        active: bool,
+        protocol: asyncio.BaseProtocol | None = None,
+        on_connected: Callable[[BaseException | None], None] | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        super().__init__()
+        self.tcp = tcp
+        self.stack = tcp.stack
+        self.c = tcp.c
+        s = tcp.settings
+        self.local = local
+        self.lport = lport
+        self.remote = remote
+        self.rport = rport
+        self.key = (local, lport, remote, rport)
+        self.opts = options
+        self.active = active
+        self.protocol = protocol
+        self.on_connected = on_connected
+        self.listener = listener
+        self.state = CLOSED
+        self.nodelay = options.nodelay
+        self._pseudo = pseudo_header_sum(local, remote, 6, 0)
+
+        # --- send sequence space
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.snd_max = 0
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        #: unacknowledged and unsent data; sndbuf[0] has sequence number buf_seq
+        self.sndbuf = bytearray()
+        self.buf_seq = 0
+        self.fin_queued = False
+        self.fin_seq = 0
+        self.sndbuf_limit = options.sndbuf
+
+        # --- receive sequence space
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0
+        self.rcvbuf = options.rcvbuf
+        self.rx_chunks: list[bytes] = []
+        self.rx_bytes = 0
+        self.ooo = Reassembly(s.ooo_max_blocks)
+        self.ooo_fin: int | None = None
+        self.fin_received = False
+        self.last_ack_sent = 0
+        self.rcv_mss = TCP_DEFAULT_MSS
+        self._last_oow_ack = -1e9
+        self._sack_recent = 0
+        self._rcv_mss_cap = TCP_DEFAULT_MSS
+
+        # --- options
+        self.peer_mss = TCP_DEFAULT_MSS
+        self.mss = TCP_DEFAULT_MSS  # payload bytes per segment we send (options deducted)
+        self.adv_mss = TCP_DEFAULT_MSS
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_age = 0.0
+        self.ts_offset = 0
+        self.sack_ok = False
+        self._offer_ws = s.window_scaling
+        self._offer_ts = s.timestamps
+        self._offer_sack = s.sack
+        self._gso_max = 0
+        self._tx_csum = False
+        self._csum_offload: TxOffload | None = None
+
+        # --- retransmission and congestion
+        self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)
+        self.cc: CongestionControl = congestion.make(
+            tcp.cc_registry, options.congestion_control, TCP_DEFAULT_MSS, s.initial_cwnd
+        )
+        self.retries = 0
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = 0
+        self.rtt_seq: int | None = None
+        self.rtt_time = 0.0
+        self.una_since = 0.0
+        self.soft_error: int | None = None
+        #: SACK scoreboard: sorted (start, end) ranges above snd_una the peer holds
+        self.sacked: list[tuple[int, int]] = []
+        self.sack_high = 0
+        self.retrans_next = 0
+
+        # --- timers (one stack timer serves all)
+        self.rto_at: float | None = None
+        self.persist_at: float | None = None
+        self.delack_at: float | None = None
+        self.ka_at: float | None = None
+        self.close_at: float | None = None
+        self.probes = 0
+        self.ka_probes = 0
+        self.last_rx = 0.0
+        self._timer: Any = None
+        self._timer_when = 0.0
+
+        # --- the transport/protocol side
+        self._made = False
+        self._lost = False
+        self._closing = False  # close() or abort() called
+        self._read_closed = False  # close(): received data is unwanted
+        self._eof_written = False
+        self._eof_delivered = False
+        self._reading = True
+        self._write_paused = False
+        self._high_water = 64 * 1024
+        self._low_water = 16 * 1024
+        self._in_callback = False
+
+    # =================================================================================
+    # opening
+    # =================================================================================
+    def _setup_route(self) -> None:
+        ip = self.tcp.ip
+        pmtu = ip.path_mtu(self.remote)
+        self.adv_mss = max(pmtu - 40, 64)
+        if self.opts.mss:
+            self.adv_mss = min(self.adv_mss, self.opts.mss)
+        route = self.stack.routes.lookup(self.remote)
+        if route is not None:
+            caps = route.interface.capabilities
+            self._tx_csum = bool(caps.tx_checksum)
+            if caps.tx_checksum and caps.gso_max_size > 0 and self.tcp.settings.gso:
+                self._gso_max = min(caps.gso_max_size, 65535)
+        if self._tx_csum:
+            self._csum_offload = TxOffload(csum_start=20, csum_offset=16)
+        # window scale: the smallest shift that lets the buffer be offered
+        ws = 0
+        while (65535 << ws) < self.rcvbuf and ws < TCP_MAX_WSCALE:
+            ws += 1
+        self.rcv_wscale = ws
+
+    def _init_send(self, iss: int) -> None:
+        now = self.stack.now
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss + 1
+        self.snd_max = iss + 1
+        self.buf_seq = iss + 1
+        self.recover = iss
+        self.una_since = now
+        self.ts_offset = self.tcp.ts_offset(self.key)
+
+    def open_active(self) -> None:
+        """Send the SYN (RFC 9293 3.10.1, OPEN call in CLOSED)."""
+        self._setup_route()
+        self._init_send(self.tcp.isn(self.key))
+        self.state = SYN_SENT
+        self.rtt_time = self.stack.now
+        self._send_syn(ack=False)
+        self.rto_at = self.stack.now + self.rtt.current()
+        self._arm()
+
+    def open_passive(self, seq32: int, wnd: int, opts: TCPOptions) -> None:
+        """A SYN reached our listener: answer with a SYN-ACK (SYN-RECEIVED)."""
+        self._setup_route()
+        self._init_send(self.tcp.isn(self.key))
+        self.irs = seq32
+        self.rcv_nxt = seq32 + 1
+        self._offer_ws = self._offer_ws and opts.wscale is not None
+        self._offer_ts = self._offer_ts and opts.timestamp is not None
+        self._offer_sack = self._offer_sack and opts.sack_permitted
+        self._apply_syn_options(opts)
+        self.snd_wnd = wnd  # never scaled in a SYN
+        self.snd_wl1 = self.rcv_nxt - 1
+        self.snd_wl2 = self.iss
+        self.max_snd_wnd = wnd
+        self.state = SYN_RECEIVED
+        self.rtt_time = self.stack.now
+        self.last_rx = self.stack.now
+        self._send_syn(ack=True)
+        self.rto_at = self.stack.now + self.rtt.current()
+        self._arm()
+
+    def _syn_options(self) -> bytes:
+        ts = None
+        if self._offer_ts:
+            ts = (self._ts_now(), self.ts_recent if self.state != SYN_SENT else 0)
+        return TCPOptions(
+            mss=self.adv_mss,
+            wscale=self.rcv_wscale if self._offer_ws else None,
+            sack_permitted=self._offer_sack,
+            timestamp=ts,
+        ).to_bytes()
+
+    def _send_syn(self, *, ack: bool) -> None:
+        if not self._offer_ws:
+            self.rcv_wscale = 0
+        flags = TCP_SYN | (TCP_ACK if ack else 0)
+        self._send(self.iss, flags, b"", self._syn_options())
+
+    def _apply_syn_options(self, opts: TCPOptions) -> None:
+        now = self.stack.now
+        self.peer_mss = opts.mss if opts.mss else TCP_DEFAULT_MSS
+        if self._offer_ws and opts.wscale is not None:
+            self.snd_wscale = min(opts.wscale, TCP_MAX_WSCALE)
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+            self._offer_ws = False
+        if self._offer_ts and opts.timestamp is not None:
+            self.ts_ok = True
+            self.ts_recent = opts.timestamp[0]
+            self.ts_recent_age = now
+        self.sack_ok = self._offer_sack and opts.sack_permitted
+        self._compute_mss()
+        self._rcv_mss_cap = self.adv_mss - (_TS_LEN if self.ts_ok else 0)
+        self.rcv_mss = min(self._rcv_mss_cap, self.mss)
+
+    def _compute_mss(self, pmtu: int | None = None) -> None:
+        if pmtu is None:
+            pmtu = self.tcp.ip.path_mtu(self.remote)
+        mss = min(self.peer_mss, pmtu - 40)
+        if self.opts.mss:
+            mss = min(mss, self.opts.mss)
+        if self.ts_ok:
+            mss -= _TS_LEN
+        self.mss = max(mss, 48)
+
+    def _set_state(self, new: State) -> None:
+        """Change state, keeping CurrEstab (ESTABLISHED + CLOSE-WAIT, as Linux counts it)."""
+        old = self.state
+        if old == new:
+            return
+        was = old == ESTABLISHED or old == CLOSE_WAIT
+        now_in = new == ESTABLISHED or new == CLOSE_WAIT
+        if was != now_in:
+            self.c["CurrEstab"] += 1 if now_in else -1
+        self.state = new
+
+    def _established(self) -> None:
+        """Common work on entering ESTABLISHED."""
+        now = self.stack.now
+        self._set_state(ESTABLISHED)
+        self.retries = 0
+        self.rtt.reset_backoff()
+        self.last_rx = now
+        cwnd = self.cc.cwnd
+        # the algorithm was made before the MSS was known: scale its window to the real one
+        self.cc.cwnd = max(cwnd // TCP_DEFAULT_MSS, 1) * self.mss
+        if self.opts.keepalive:
+            self.ka_at = now + self.tcp.settings.keepalive_time
+
+    # =================================================================================
+    # segment arrival (RFC 9293 3.10.7)
+    # =================================================================================
+    def segment(
+        self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
+    ) -> None:
+        """One segment for this connection (checksum verified, header sane)."""
+        if self._in_callback:
+            # a protocol callback re-entered the stack: handle it after the callback
+            self.stack.call_soon(self.segment, seq32, ack32, flags, wnd, bytes(seg), doff)
+            return
+        try:
+            st = self.state
+            if st == SYN_SENT:
+                self._rx_syn_sent(seq32, ack32, flags, wnd, seg, doff)
+            elif st != CLOSED:
+                self._rx(seq32, ack32, flags, wnd, seg, doff)
+        finally:
+            if self.state != CLOSED:
+                self._arm()
+
+    def _rx_syn_sent(
+        self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
+    ) -> None:
+        c = self.c
+        ack_ok = False
+        ack = 0
+        if flags & TCP_ACK:
+            ack = unwrap(ack32, self.snd_una)
+            if ack <= self.iss or ack > self.snd_max:
+                c.drop("bad_ack")
+                if not flags & TCP_RST:
+                    self.tcp.send_reset(self.local, self.lport, self.remote, self.rport,
+                                        ack32, 0, TCP_RST)
+                return
+            ack_ok = True
+        if flags & TCP_RST:
+            if ack_ok:
+                self._fail(errno.ECONNREFUSED)
+            else:
+                c.drop("rst_without_ack")
+            return
+        if not flags & TCP_SYN:
+            c.drop("no_syn")
+            return
+        try:
+            opts = parse_options(seg[20:doff])
+        except ValueError:
+            c.drop("bad_option")
+            return
+        now = self.stack.now
+        self.irs = seq32
+        self.rcv_nxt = seq32 + 1
+        self.last_ack_sent = self.rcv_nxt
+        self._apply_syn_options(opts)
+        if ack_ok:
+            self.snd_una = ack
+            if self.retries == 0:
+                self.rtt.sample(now - self.rtt_time)
+            self.snd_wnd = wnd  # never scaled in a SYN
+            self.max_snd_wnd = wnd
+            self.snd_wl1 = self.rcv_nxt - 1
+            self.snd_wl2 = ack
+            self.rto_at = None
+            self._established()
+            self._send_ack()
+            self._connection_made()
+            if self.state == CLOSED:
+                return
+            data = seg[doff:]
+            if len(data) or flags & TCP_FIN:
+                self._rx_text(self.rcv_nxt, data, flags & TCP_FIN)
+                self._after_input()
+            else:
+                self._output()
+        else:
+            # simultaneous open (RFC 9293 figure 7)
+            self.snd_wnd = wnd
+            self.max_snd_wnd = wnd
+            self.snd_wl1 = self.rcv_nxt - 1
+            self.snd_wl2 = self.iss
+            self._set_state(SYN_RECEIVED)
+            self._send_syn(ack=True)
+
+    def _rx(self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int) -> None:
+        c = self.c
+        now = self.stack.now
+        rcv_nxt = self.rcv_nxt
+        seq = unwrap(seq32, rcv_nxt)
+        data = seg[doff:]
+        dlen = len(data)
+        st = self.state
+        self.last_rx = now
+        self.ka_probes = 0
+
+        tsval = -1
+        tsecr = 0
+        sack_blocks: list[tuple[int, int]] | None = None
+        if doff > 20:
+            optb = seg[20:doff]
+            if doff == 32 and optb[:4] == _TS_PREFIX:
+                _, tsval, tsecr = _TS_OPT.unpack_from(optb)
+            else:
+                try:
+                    o = parse_options(optb)
+                except ValueError:
+                    c.drop("bad_option")
+                    return
+                if o.timestamp is not None:
+                    tsval, tsecr = o.timestamp
+                if o.sack and self.sack_ok:
+                    sack_blocks = [(unwrap(a, self.snd_una), unwrap(b, self.snd_una))
+                                   for a, b in o.sack]
+            if not self.ts_ok:
+                tsval = -1
+
+        # --- a SYN in a synchronized state, or the peer's retransmitted SYN
+        if flags & TCP_SYN:
+            if seq == self.irs and not flags & TCP_RST:
+                if st == SYN_RECEIVED:
+                    if not flags & TCP_ACK:
+                        # our SYN-ACK was lost: send it again
+                        c["SynRetransReceived"] += 1
+                        self._send_syn(ack=True)
+                        return
+                    # simultaneous open: the peer's SYN-ACK; its SYN we hold already
+                    flags &= ~TCP_SYN
+                    seq += 1
+                else:
+                    # a retransmitted SYN-ACK: our ACK was lost
+                    self._send_ack()
+                    return
+            elif not flags & TCP_RST:
+                # RFC 5961 4.2: never reset on a SYN, challenge it
+                c.drop("syn_in_window")
+                self._challenge_ack()
+                return
+
+        seglen = dlen + (1 if flags & TCP_SYN else 0) + (1 if flags & TCP_FIN else 0)
+
+        # --- PAWS (RFC 7323 5.3)
+        if tsval >= 0 and not flags & TCP_RST and ((tsval - self.ts_recent) & MASK) >= HALF:
+            if now - self.ts_recent_age > PAWS_IDLE:
+                self.ts_recent = tsval
+                self.ts_recent_age = now
+            else:
+                c.drop("paws")
+                c["PAWSEstab"] += 1
+                if seglen or now - self._last_oow_ack >= OOW_ACK_INTERVAL:
+                    self._last_oow_ack = now
+                    self._send_ack()
+                return
+
+        # --- sequence acceptability (RFC 9293 3.10.7.4, the four cases)
+        rwnd = self.rcv_adv - rcv_nxt
+        if rwnd < 0:
+            rwnd = 0
+        if seglen == 0:
+            ok = seq == rcv_nxt if rwnd == 0 else rcv_nxt <= seq < rcv_nxt + rwnd
+        elif rwnd == 0:
+            ok = False
+        else:
+            end = seq + seglen - 1
+            ok = (rcv_nxt <= seq < rcv_nxt + rwnd) or (rcv_nxt <= end < rcv_nxt + rwnd) or (
+                seq < rcv_nxt and end >= rcv_nxt + rwnd
+            )
+        if not ok:
+            if flags & TCP_RST:
+                c.drop("rst_out_of_window")
+                return
+            if rwnd == 0 and seq == rcv_nxt:
+                # zero window: the data cannot be taken, but the ACK must be (RFC 9293)
+                c.drop("zero_window")
+                data = data[:0]
+                dlen = 0
+                flags &= ~TCP_FIN
+                self._ack_now = True
+            else:
+                c.drop("out_of_window")
+                if st == TIME_WAIT and flags & TCP_FIN:
+                    # the peer retransmitted its FIN: our ACK was lost; restart 2*MSL
+                    self.close_at = now + 2 * self.tcp.settings.msl
+                if seglen or now - self._last_oow_ack >= OOW_ACK_INTERVAL:
+                    self._last_oow_ack = now
+                    self._send_ack()
+                return
+
+        # --- RST (RFC 9293 3.10.7.4 second, with RFC 5961 3.2)
+        if flags & TCP_RST:
+            if seq == rcv_nxt:
+                self._on_reset()
+            else:
+                c.drop("rst_in_window")
+                self._challenge_ack()
+            return
+
+        # --- TS.Recent update (RFC 7323 4.3)
+        if tsval >= 0 and seq <= self.last_ack_sent and ((tsval - self.ts_recent) & MASK) < HALF:
+            self.ts_recent = tsval
+            self.ts_recent_age = now
+
+        # --- ACK
+        if not flags & TCP_ACK:
+            c.drop("no_ack")
+            return
+        ack = unwrap(ack32, self.snd_una)
+        if st == SYN_RECEIVED:
+            if not self.snd_una < ack <= self.snd_max:
+                c.drop("bad_ack")
+                self.tcp.send_reset(self.local, self.lport, self.remote, self.rport,
+                                    ack32, 0, TCP_RST)
+                return
+            if self.listener is not None and not self.listener.can_accept():
+                c.drop("listen_overflow")
+                c["ListenOverflows"] += 1
+                return
+            self.snd_wnd = wnd << self.snd_wscale
+            self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if self.retries == 0 and tsval < 0:
+                self.rtt.sample(now - self.rtt_time)
+            self.snd_una = ack
+            self.rto_at = None
+            self._established()
+            st = ESTABLISHED
+            listener = self.listener
+            if listener is not None:
+                listener.established(self)
+            else:
+                self._connection_made()
+            if self.state == CLOSED:
+                return
+        else:
+            if ack > self.snd_max:
+                c.drop("ack_unsent")
+                self._send_ack()
+                return
+            if ack < self.snd_una - max(self.max_snd_wnd, 65535):
+                c.drop("ack_too_old")
+                self._challenge_ack()
+                return
+            if not self._rx_ack(seq, ack, wnd, dlen, flags, tsecr, sack_blocks, now):
+                return
+            st = self.state
+            if st == CLOSED:
+                return
+
+        # --- our FIN acknowledged?
+        if self.fin_queued and self.snd_una > self.fin_seq:
+            if st == FIN_WAIT_1:
+                self._set_state(FIN_WAIT_2)
+                st = FIN_WAIT_2
+                if self._read_closed:
+                    self.close_at = now + self.tcp.settings.fin_timeout
+                self._maybe_lost()
+            elif st == CLOSING:
+                self._enter_time_wait()
+                return
+            elif st == LAST_ACK:
+                self._destroy()
+                self._maybe_lost()
+                return
+        if st == TIME_WAIT:
+            return
+
+        # --- text and FIN
+        if dlen or flags & TCP_FIN:
+            self._rx_text(seq, data, flags & TCP_FIN)
+        self._after_input()
+
+    # ---------------------------------------------------------------------------------
+    def _rx_ack(
+        self,
+        seq: int,
+        ack: int,
+        wnd: int,
+        dlen: int,
+        flags: int,
+        tsecr: int,
+        sack_blocks: list[tuple[int, int]] | None,
+        now: float,
+    ) -> bool:
+        """Process an acceptable ACK field in a synchronized state (RFC 9293 3.10.7.4,
+        fifth), with RTT sampling, congestion control and loss recovery."""
+        snd_una = self.snd_una
+        wnd <<= self.snd_wscale
+        cc = self.cc
+        mss = self.mss
+        if sack_blocks:
+            self._update_sacks(sack_blocks, ack)
+        if ack > snd_una:
+            acked = ack - snd_una
+            # drop acknowledged data from the send buffer
+            n = min(ack, self.buf_seq + len(self.sndbuf)) - self.buf_seq
+            if n > 0:
+                del self.sndbuf[:n]
+                self.buf_seq += n
+            self.snd_una = ack
+            if self.snd_nxt < ack:
+                self.snd_nxt = ack
+            if self.retrans_next < ack:
+                self.retrans_next = ack
+            if self.sacked:
+                self._trim_sacks(ack)
+            self.una_since = now
+            self.retries = 0
+            self.probes = 0
+            # RTT: timestamps when we have them, else the one timed segment (Karn)
+            rtt: float | None = None
+            if self.ts_ok and tsecr:
+                ms = (self._ts_now() - tsecr) & MASK
+                if ms < HALF:
+                    rtt = ms / 1000.0
+            elif self.rtt_seq is not None and ack >= self.rtt_seq:
+                rtt = now - self.rtt_time
+                self.rtt_seq = None
+            if rtt is not None:
+                self.rtt.sample(rtt)
+            else:
+                self.rtt.reset_backoff()
+            # congestion control and NewReno recovery (RFC 5681, RFC 6582)
+            if self.in_recovery:
+                if ack >= self.recover:
+                    self.in_recovery = False
+                    self.dupacks = 0
+                    cc.on_recovery_exit(self.snd_max - ack, mss)
+                else:
+                    # partial ACK: the next hole is lost too; retransmit it, deflate
+                    self._retransmit_next(partial=True)
+                    cw = cc.cwnd - acked
+                    if acked >= mss:
+                        cw += mss
+                    cc.cwnd = max(cw, mss)
+            else:
+                self.dupacks = 0
+                cc.on_ack(acked, mss, now, rtt)
+            # the retransmission timer (RFC 6298 5.2, 5.3)
+            if ack >= self.snd_max:
+                self.rto_at = None
+            else:
+                self.rto_at = now + self._rto()
+            if self._write_paused:
+                self._maybe_resume_writing()
+        elif ack == snd_una and self.snd_max > snd_una:
+            if dlen == 0 and not flags & (TCP_SYN | TCP_FIN) and wnd == self.snd_wnd:
+                self._on_dupack(now, bool(sack_blocks))
+        # window update (RFC 9293 3.10.7.4, with the SND.WL1/WL2 rule)
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            if wnd != self.snd_wnd:
+                if wnd > self.snd_wnd:
+                    self.persist_at = None
+                self.snd_wnd = wnd
+                if wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+        return True
+
+    def _on_dupack(self, now: float, sacked_more: bool) -> None:
+        self.dupacks += 1
+        self.c["DupAcksIn"] += 1
+        cc = self.cc
+        mss = self.mss
+        if self.in_recovery:
+            # one more segment has left the network: with SACK fill the next hole with it,
+            # else inflate the window so new data may go (RFC 5681 3.2 step 4)
+            if not (self.sack_ok and self._retransmit_next(partial=False)):
+                cc.cwnd += mss
+            return
+        # RFC 6582 3.2 step 2: not again for losses in the window already recovered
+        if self.dupacks != DUPTHRESH or self.snd_una < self.recover:
+            return
+            flight = self.snd_max - self.snd_una
+            cc.on_congestion(flight, mss, now)
+            self.recover = self.snd_max
+            self.in_recovery = True
+            self.retrans_next = self.snd_una
+            self.c["FastRetransmits"] += 1
+            self._retransmit_next(partial=True)
+            cc.cwnd = cc.ssthresh + DUPTHRESH * mss
+            self.rto_at = now + self._rto()
+
+    # ---------------------------------------------------------------------------------
+    # SACK scoreboard (RFC 2018, used in recovery per RFC 6675's NextSeg rule 1)
+    def _update_sacks(self, blocks: list[tuple[int, int]], ack: int) -> None:
+        una = max(ack, self.snd_una)
+        smax = self.snd_max
+        ranges = self.sacked
+        changed = False
+        for a, b in blocks:
+            if b <= una or a >= b or b > smax or a < self.snd_una - HALF:
+                continue  # stale, D-SACK or bogus
+            a = max(a, una)
+            ranges.append((a, b))
+            changed = True
+            if b > self.sack_high:
+                self.sack_high = b
+        if changed:
+            ranges.sort()
+            merged: list[tuple[int, int]] = []
+            for a, b in ranges:
+                if merged and a <= merged[-1][1]:
+                    if b > merged[-1][1]:
+                        merged[-1] = (merged[-1][0], b)
+                else:
+                    merged.append((a, b))
+            self.sacked = merged
+
+    def _trim_sacks(self, una: int) -> None:
+        out = []
+        for a, b in self.sacked:
+            if b <= una:
+                continue
+            out.append((max(a, una), b))
+        self.sacked = out
+
+    def _next_hole(self, start: int) -> tuple[int, int] | None:
+        """The first un-SACKed range at or after ``start`` below the highest SACKed byte."""
+        pos = max(start, self.snd_una)
+        for a, b in self.sacked:
+            if pos < a:
+                return pos, a
+            if pos < b:
+                pos = b
+        return None
+
+    def _retransmit_next(self, *, partial: bool) -> bool:
+        """Retransmit the first lost segment: the head (NewReno), or with SACK the next
+        hole not yet retransmitted in this recovery."""
+        if self.sack_ok and self.sacked:
+            start = self.snd_una if partial and self.retrans_next <= self.snd_una else (
+                self.retrans_next)
+            hole = self._next_hole(start)
+            if hole is None or hole[0] >= self.sack_high:
+                return False
+            seq, end = hole
+            n = min(self.mss, end - seq, self.buf_seq + len(self.sndbuf) - seq)
+            if n <= 0:
+                return False
+            self._send_range(seq, n, retransmit=True)
+            self.retrans_next = seq + n
+            return True
+        if partial:
+            n = min(self.mss, max(self.buf_seq + len(self.sndbuf) - self.snd_una, 0))
+            self._send_range(self.snd_una, n, retransmit=True)
+            return True
+        return False
+
+    # ---------------------------------------------------------------------------------
+    def _rx_text(self, seq: int, data: memoryview, fin: int) -> None:
+        """Segment text and FIN in ESTABLISHED/FIN-WAIT (RFC 9293 3.10.7.4 seventh, eighth)."""
+        c = self.c
+        st = self.state
+        rcv_nxt = self.rcv_nxt
+        dlen = len(data)
+        if dlen and st not in _RECEIVING:
+            c.drop("data_after_fin")
+            return
+        if dlen and self._read_closed and seq + dlen > rcv_nxt:
+            # data for a socket the application closed: Linux answers with RST
+            c["AbortOnData"] += 1
+            self._send_rst(self.snd_nxt)
+            self._fail(errno.ECONNRESET, report=False)
+            return
+        # trim what we have already
+        if seq < rcv_nxt:
+            cut = rcv_nxt - seq
+            if cut >= dlen:
+                data = data[:0]
+                if fin and seq + dlen < rcv_nxt:
+                    fin = 0  # a FIN we processed already
+            else:
+                data = data[cut:]
+            dlen = len(data)
+            seq = rcv_nxt
+        # trim what does not fit the window
+        limit = max(self.rcv_adv, rcv_nxt + self._rcv_space())
+        if seq + dlen > limit:
+            c.drop("beyond_window")
+            data = data[: max(limit - seq, 0)]
+            dlen = len(data)
+            fin = 0
+        if seq == rcv_nxt:
+            if dlen:
+                if dlen > self.rcv_mss:
+                    self.rcv_mss = min(dlen, self._rcv_mss_cap)
+                self.rx_chunks.append(bytes(data))
+                self.rx_bytes += dlen
+                rcv_nxt += dlen
+                if self.ooo:
+                    more = self.ooo.pop_ready(rcv_nxt)
+                    if more is not None:
+                        self.rx_chunks.append(bytes(more))
+                        self.rx_bytes += len(more)
+                        rcv_nxt += len(more)
+                    self._ack_now = True  # a hole was filled (RFC 5681 4.2)
+                self.rcv_nxt = rcv_nxt
+                # ACK at least every second full-sized segment (RFC 9293 3.8.6.3)
+                if rcv_nxt - self.last_ack_sent > self.rcv_mss:
+                    self._ack_now = True
+                elif self.delack_at is None:
+                    self.delack_at = self.stack.now + self.tcp.settings.delack
+            if fin or (self.ooo_fin is not None and self.ooo_fin == rcv_nxt):
+                self._rx_fin()
+        else:
+            # out of order: keep it (bounded) and send a duplicate ACK at once
+            self._ack_now = True
+            c["OfoQueue"] += 1
+            if dlen:
+                self._sack_recent = seq
+                budget = max(self.rcvbuf - self.rx_bytes, 0)
+                if not self.ooo.add(seq, data, budget):
+                    c.drop("ooo_overflow")
+            if fin:
+                self.ooo_fin = seq + dlen
+
+    def _rx_fin(self) -> None:
+        now = self.stack.now
+        self.rcv_nxt += 1
+        self.fin_received = True
+        self.ooo_fin = None
+        self._ack_now = True
+        st = self.state
+        if st == ESTABLISHED or st == SYN_RECEIVED:
+            self._set_state(CLOSE_WAIT)
+        elif st == FIN_WAIT_1:
+            # our FIN not yet acknowledged (else we would be in FIN-WAIT-2): simultaneous close
+            self._set_state(CLOSING)
+        elif st == FIN_WAIT_2:
+            self._enter_time_wait(send_ack=True)
+            return
+        self.close_at = None if self.state != TIME_WAIT else now + 2 * self.tcp.settings.msl
+
+    def _enter_time_wait(self, *, send_ack: bool = False) -> None:
+        if send_ack:
+            self._send_ack()
+        self._set_state(TIME_WAIT)
+        self.rto_at = None
+        self.persist_at = None
+        self.delack_at = None
+        self.ka_at = None
+        self.close_at = self.stack.now + 2 * self.tcp.settings.msl
+        self.sndbuf = bytearray()
+        self._deliver()
+        self._maybe_lost()
+        self._arm()
+
+    def _on_reset(self) -> None:
+        st = self.state
+        if st == SYN_RECEIVED:
+            if self.active:
+                self._fail(errno.ECONNREFUSED)
+            else:
+                # back to LISTEN: just forget the embryonic connection (RFC 9293)
+                self.c["AttemptFails"] += 1
+                self._destroy()
+            return
+        if st in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
+            self.c["EstabResets"] += 1
+            self._fail(errno.ECONNRESET)
+        else:
+            # CLOSING, LAST-ACK, TIME-WAIT: just close
+            self._destroy()
+            self._maybe_lost()
+
+    def _challenge_ack(self) -> None:
+        """RFC 5961's challenge ACK, rate limited per stack."""
+        if self.tcp.challenge_allowed():
+            self.c["ChallengeACKs"] += 1
+            self._send_ack()
+
+    # =================================================================================
+    # after input: deliver, send, acknowledge
+    # =================================================================================
+    _ack_now = False
+
+    def _after_input(self) -> None:
+        if self.state == CLOSED:
+            return
+        if self.rx_chunks or (self.fin_received and not self._eof_delivered):
+            self._deliver()
+            if self.state == CLOSED:
+                return
+        self._output()
+        if self._ack_now:
+            self._ack_now = False
+            self._send_ack()
+
+    def _deliver(self) -> None:
+        """Hand in-order data (then EOF) to the protocol unless reading is paused."""
+        proto = self.protocol
+        if proto is None or not self._made or self._lost or self._in_callback:
+            return
+        if self._read_closed:
+            self.rx_chunks.clear()
+            self.rx_bytes = 0
+            return
+        while self.rx_chunks and self._reading:
+            chunks = self.rx_chunks
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.rx_chunks = []
+            self.rx_bytes = 0
+            self._callback(proto.data_received, data)  # type: ignore[attr-defined]
+            if self.state == CLOSED or self._lost:
+                return
+        if self.rx_chunks:
+            return
+        if self.fin_received and not self._eof_delivered and self._reading:
+            self._eof_delivered = True
+            keep = self._callback(proto.eof_received)  # type: ignore[attr-defined]
+            if not keep and not self._closing:
+                self.close()
+
+    def _callback(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self._in_callback = True
+        try:
+            return fn(*args)
+        except Exception:
+            self.stack._internal_error("tcp protocol callback", fn)
+            return None
+        finally:
+            self._in_callback = False
+
+    def _window_update(self) -> None:
+        """The application made room: tell the peer if the window grew usefully."""
+        cur = self.rcv_adv - self.rcv_nxt
+        if self._rcv_space() - cur >= min(self.rcvbuf // 2, self.adv_mss):
+            self.c["WindowUpdates"] += 1
+            self._send_ack()
+
+    # =================================================================================
+    # output
+    # =================================================================================
+    def _rcv_space(self) -> int:
+        free = self.rcvbuf - self.rx_bytes
+        return free if free > 0 else 0
+
+    def _advertise(self) -> int:
+        """The window field for the next segment: receiver SWS avoidance (RFC 9293
+        3.8.6.2.2), never shrinking the right edge (RFC 7323 2.4), scaled."""
+        rcv_nxt = self.rcv_nxt
+        free = self._rcv_space()
+        cur = self.rcv_adv - rcv_nxt
+        if cur < 0:
+            cur = 0
+        s = self.rcv_wscale
+        if free - cur < min(self.rcvbuf >> 1, self.adv_mss):
+            field = (cur + (1 << s) - 1) >> s
+        else:
+            field = free >> s
+        if field > 0xFFFF:
+            field = 0xFFFF
+        edge = rcv_nxt + (field << s)
+        if edge > self.rcv_adv:
+            self.rcv_adv = edge
+        return field
+
+    def _ts_now(self) -> int:
+        return (int(self.stack.now * 1000) + self.ts_offset) & MASK
+
+    def _sack_option(self) -> bytes:
+        """Up to three (with timestamps) SACK blocks, the most recent first (RFC 2018)."""
+        ranges = self.ooo.ranges()
+        if not ranges:
+            return b""
+        limit = 3 if self.ts_ok else 4
+        recent = self._last_ooo_block()
+        ordered = sorted(ranges, key=lambda r: (r != recent, r[0]))[:limit]
+        out = bytearray(_SACK_HDR)
+        out.append(2 + 8 * len(ordered))
+        for a, b in ordered:
+            out += _BLOCK.pack(a & MASK, b & MASK)
+        return bytes(out)
+
+    def _last_ooo_block(self) -> tuple[int, int] | None:
+        seq = self._sack_recent
+        for a, b in self.ooo.ranges():
+            if a <= seq < b:
+                return (a, b)
+        return None
+
+    def _send(self, seq: int, flags: int, data: Any = b"", opts: bytes | None = None) -> None:
+        """Build and send one segment (or one GSO super-segment when ``data`` exceeds the
+        MSS) with the current ACK, window and timestamps."""
+        if opts is None:
+            if self.ts_ok:
+                opts = _TS_OPT.pack(_TS_PREFIX, self._ts_now(), self.ts_recent)
+            else:
+                opts = b""
+            if self.sack_ok and self.ooo and flags & TCP_ACK:
+                opts += self._sack_option()
+        hlen = 20 + len(opts)
+        n = len(data)
+        total = hlen + n
+        seg = bytearray(total)
+        if flags & TCP_SYN:
+            window = min(self._rcv_space(), 0xFFFF)
+            self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + window)
+        else:
+            window = self._advertise()
+        ack = self.rcv_nxt & MASK if flags & TCP_ACK else 0
+        TCP_HEADER.pack_into(
+            seg, 0, self.lport, self.rport, seq & MASK, ack, (hlen << 10) | flags, window, 0, 0
+        )
+        if opts:
+            seg[20:hlen] = opts
+        if n:
+            seg[hlen:] = data
+        offload = None
+        nsegs = 1
+        mss = self.mss
+        if n > mss:
+            # one super-segment; the link cuts it into MSS-sized segments (TSO)
+            s = self._pseudo + total
+            while s > 0xFFFF:
+                s = (s & 0xFFFF) + (s >> 16)
+            seg[16] = s >> 8
+            seg[17] = s & 0xFF
+            offload = TxOffload(20, 16, GSO_TCPV4, mss, 20 + hlen)
+            nsegs = (n + mss - 1) // mss
+        elif self._csum_offload is not None:
+            s = self._pseudo + total
+            while s > 0xFFFF:
+                s = (s & 0xFFFF) + (s >> 16)
+            seg[16] = s >> 8
+            seg[17] = s & 0xFF
+            offload = self._csum_offload
+        else:
+            csum = checksum(seg, self._pseudo + total)
+            seg[16] = csum >> 8
+            seg[17] = csum & 0xFF
+        c = self.c
+        c["OutSegs"] += nsegs
+        if flags & TCP_ACK:
+            self.last_ack_sent = self.rcv_nxt
+            self.delack_at = None
+            self._ack_now = False
+        if flags & TCP_RST:
+            c["OutRsts"] += 1
+        self.tcp.ip.send(self.remote, 6, seg, src=self.local, dont_fragment=True,
+                         offload=offload)
+
+    def _send_ack(self) -> None:
+        self._send(self.snd_nxt, TCP_ACK)
+
+    def _send_rst(self, seq: int) -> None:
+        self._send(seq, TCP_RST | TCP_ACK)
+
+    def _send_range(self, seq: int, n: int, *, retransmit: bool) -> None:
+        """Send ``n`` bytes from the send buffer at ``seq`` (plus our FIN if it follows)."""
+        end_data = self.buf_seq + len(self.sndbuf)
+        flags = TCP_ACK
+        if self.fin_queued and seq + n == end_data:
+            flags |= TCP_FIN
+        if n and seq + n == end_data:
+            flags |= TCP_PSH
+        if retransmit:
+            self.c["RetransSegs"] += max(1, (n + self.mss - 1) // self.mss)
+            if self.rtt_seq is not None and seq < self.rtt_seq:
+                self.rtt_seq = None  # Karn: the timed segment is ambiguous now
+        off = seq - self.buf_seq
+        if n:
+            with memoryview(self.sndbuf) as mv, mv[off : off + n] as chunk:
+                self._send(seq, flags, chunk)
+        else:
+            self._send(seq, flags)
+        if self.rto_at is None:
+            self.rto_at = self.stack.now + self._rto()
+
+    def _rto(self) -> float:
+        rto = self.rtt.current()
+        ut = self.opts.user_timeout
+        if ut:
+            left = self.una_since + ut - self.stack.now
+            if left < rto:
+                rto = max(left, 0.001)
+        return rto
+
+    def _output(self, *, force: bool = False) -> None:
+        """Send what the windows, Nagle and sender SWS avoidance allow (RFC 9293 3.8.6.2.1,
+        RFC 896/1122 for Nagle)."""
+        st = self.state
+        if st not in _SENDING:
+            return
+        now = self.stack.now
+        mss = self.mss
+        burst = mss
+        if self._gso_max:
+            hdr = 20 + 20 + (_TS_LEN if self.ts_ok else 0)
+            burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
+        buf_end = self.buf_seq + len(self.sndbuf)
+        cc = self.cc
+        while True:
+            nxt = self.snd_nxt
+            unsent = buf_end - nxt
+            if unsent > 0:
+                wnd = self.snd_wnd
+                cw = cc.cwnd
+                if cw < wnd:
+                    wnd = cw
+                room = self.snd_una + wnd - nxt
+                n = unsent if unsent < room else room
+                if n > burst:
+                    n = burst
+                if n <= 0:
+                    if not force:
+                        self._maybe_persist(now)
+                        return
+                    n = min(unsent, mss)
+                if n < mss and not force:
+                    if n < unsent:
+                        # window-limited: sender SWS avoidance
+                        if n < self.max_snd_wnd // 2:
+                            self._maybe_persist(now)
+                            return
+                    elif not self.nodelay and self.snd_max > self.snd_una and not (
+                        self.fin_queued
+                    ):
+                        return  # Nagle: a small segment waits for the ACK of the last
+                force = False
+                retrans = nxt < self.snd_max
+                if not retrans and self.snd_una == self.snd_max:
+                    self.una_since = now
+                if not retrans and self.rtt_seq is None and not self.ts_ok:
+                    self.rtt_seq = nxt + n
+                    self.rtt_time = now
+                self._send_range(nxt, n, retransmit=retrans)
+                end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
+                self.snd_nxt = end
+                if end > self.snd_max:
+                    self.snd_max = end
+                self.persist_at = None
+                continue
+            if self.fin_queued and nxt == buf_end:
+                # FIN alone (ignores the window, like Linux)
+                retrans = nxt < self.snd_max
+                self._send_range(nxt, 0, retransmit=retrans)
+                self.snd_nxt = nxt + 1
+                if self.snd_nxt > self.snd_max:
+                    self.snd_max = self.snd_nxt
+            return
+
+    def _maybe_persist(self, now: float) -> None:
+        if self.snd_nxt == self.snd_una and self.persist_at is None:
+            self.persist_at = now + min(self.rtt.current() * (1 << self.probes),
+                                        self.tcp.settings.rto_max)
+
+    # =================================================================================
+    # timers
+    # =================================================================================
+    def _arm(self) -> None:
+        when: float | None = None
+        for d in (self.rto_at, self.persist_at, self.delack_at, self.ka_at, self.close_at):
+            if d is not None and (when is None or d < when):
+                when = d
+        if when is None:
+            return
+        t = self._timer
+        if t is not None and not t.cancelled and self._timer_when <= when:
+            return  # fires early and re-arms
+        if t is not None:
+            t.cancel()
+        self._timer = self.stack.call_at(when, self._on_timer)
+        self._timer_when = when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.state == CLOSED:
+            return
+        now = self.stack.now
+        if self.close_at is not None and now >= self.close_at:
+            self.close_at = None
+            self._destroy()
+            self._maybe_lost()
+            return
+        if self.rto_at is not None and now >= self.rto_at:
+            self.rto_at = None
+            self._on_rto(now)
+            if self.state == CLOSED:
+                return
+        if self.persist_at is not None and now >= self.persist_at:
+            self.persist_at = None
+            self._on_persist(now)
+            if self.state == CLOSED:
+                return
+        if self.delack_at is not None and now >= self.delack_at:
+            self.delack_at = None
+            if self.state in _SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
+                self.c["DelayedACKs"] += 1
+                self._send_ack()
+        if self.ka_at is not None and now >= self.ka_at:
+            self.ka_at = None
+            self._on_keepalive(now)
+            if self.state == CLOSED:
+                return
+        self._arm()
+
+    def _give_up(self) -> None:
+        self._fail(self.soft_error or errno.ETIMEDOUT)
+
+    def _on_rto(self, now: float) -> None:
+        s = self.tcp.settings
+        st = self.state
+        c = self.c
+        if st == SYN_SENT or st == SYN_RECEIVED:
+            limit = s.syn_retries if st == SYN_SENT else s.synack_retries
+            if self.retries >= limit:
+                if st == SYN_RECEIVED and not self.active:
+                    c["AttemptFails"] += 1
+                    self._destroy()
+                else:
+                    self._give_up()
+                return
+            self.retries += 1
+            self.rtt.back_off()
+            c["RetransSegs"] += 1
+            self._send_syn(ack=st == SYN_RECEIVED)
+            self.rto_at = now + self.rtt.current()
+            return
+        if self.snd_una >= self.snd_max:
+            return
+        ut = self.opts.user_timeout
+        if self.retries >= s.retries2 or (ut and now - self.una_since >= ut):
+            self._give_up()
+            return
+        self.retries += 1
+        c["RTOs"] += 1
+        flight = self.snd_max - self.snd_una
+        self.cc.on_timeout(flight, self.mss, now)
+        self.in_recovery = False
+        self.recover = self.snd_max
+        self.dupacks = 0
+        self.sacked = []  # RFC 2018 8: the receiver may renege; forget the scoreboard
+        self.rtt.back_off()
+        self.rtt_seq = None
+        # go back N: resend from the first unacknowledged byte
+        n = min(self.mss, max(self.buf_seq + len(self.sndbuf) - self.snd_una, 0))
+        self._send_range(self.snd_una, n, retransmit=True)
+        self.snd_nxt = self.snd_una + n + (
+            1 if self.fin_queued and self.snd_una + n == self.buf_seq + len(self.sndbuf) else 0
+        )
+        self.rto_at = now + self._rto()
+
+    def _on_persist(self, now: float) -> None:
+        unsent = self.buf_seq + len(self.sndbuf) - self.snd_nxt
+        if unsent <= 0 or self.snd_nxt != self.snd_una or self.state not in _SENDING:
+            self.probes = 0
+            return
+        ut = self.opts.user_timeout
+        if ut and now - self.una_since >= ut:
+            self._give_up()
+            return
+        if self.snd_wnd == 0:
+            # a zero-window probe: an old sequence number makes the peer answer with an ACK
+            self.c["WindowProbes"] += 1
+            self._send(self.snd_una - 1, TCP_ACK)
+            self.probes += 1
+            self.persist_at = now + min(self.rtt.current() * (1 << self.probes),
+                                        self.tcp.settings.rto_max)
+        else:
+            # the window is open but too small to be worth it: the SWS override timer
+            self.probes = 0
+            self._output(force=True)
+
+    def _on_keepalive(self, now: float) -> None:
+        s = self.tcp.settings
+        if self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2):
+            return
+        idle = now - self.last_rx
+        if idle < s.keepalive_time:
+            self.ka_at = self.last_rx + s.keepalive_time
+            return
+        if self.snd_max > self.snd_una or self.buf_seq + len(self.sndbuf) > self.snd_nxt:
+            self.ka_at = now + s.keepalive_time  # data in flight: the RTO is watching
+            return
+        if self.ka_probes >= s.keepalive_probes:
+            self._give_up()
+            return
+        self.c["KeepAliveProbes"] += 1
+        self._send(self.snd_una - 1, TCP_ACK)
+        self.ka_probes += 1
+        self.ka_at = now + s.keepalive_intvl
+
+    # =================================================================================
+    # ICMP errors
+    # =================================================================================
+    def icmp_error(self, err: int, seq32: int, mtu: int | None, local: bool) -> None:
+        c = self.c
+        st = self.state
+        if st == CLOSED:
+            return
+        seq = unwrap(seq32, self.snd_una)
+        if not self.snd_una <= seq < max(self.snd_max, self.snd_una + 1):
+            c.drop("icmp_out_of_window")  # RFC 5927: not for data in flight
+            return
+        if mtu is not None:
+            self._pmtu_changed(mtu)
+            return
+        if st == SYN_SENT:
+            # Linux: an unreachable error for a SYN ends the attempt with that error
+            self._fail(err)
+        elif st == SYN_RECEIVED and not self.active:
+            c["AttemptFails"] += 1
+            self._destroy()
+        else:
+            self.soft_error = err
+            c["SoftErrors"] += 1
+
+    def _pmtu_changed(self, mtu: int) -> None:
+        old = self.mss
+        self._compute_mss(max(mtu, 68))
+        if self.mss < old:
+            self.c["PMTUUpdates"] += 1
+            if self._gso_max:
+                self._gso_max = 0 if self.mss < 536 else self._gso_max
+            if self.snd_una < self.snd_max and self.state in _SENDING:
+                # resend what was too big at once (Linux tcp_simple_retransmit)
+                self.snd_nxt = self.snd_una
+                self._output(force=True)
+                self._arm()
+
+    # =================================================================================
+    # ending
+    # =================================================================================
+    def _destroy(self) -> None:
+        """Leave the tables, stop the timer; CLOSED."""
+        self._set_state(CLOSED)
+        self.tcp.forget(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.rto_at = self.persist_at = self.delack_at = self.ka_at = self.close_at = None
+        if self.listener is not None:
+            self.listener.forget(self)
+
+    def _fail(self, err: int, *, report: bool = True) -> None:
+        st = self.state
+        if st in (SYN_SENT, SYN_RECEIVED):
+            self.c["AttemptFails"] += 1
+        self._destroy()
+        self.sndbuf = bytearray()
+        exc = os_error(err)
+        if not self._made:
+            cb = self.on_connected
+            self.on_connected = None
+            if cb is not None:
+                cb(exc)
+            return
+        self._lose(exc)
+
+    def _lose(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        proto = self.protocol
+        if proto is not None and self._made:
+            if self._write_paused:
+                self._write_paused = False
+            self._callback(proto.connection_lost, exc)
+
+    def _maybe_lost(self) -> None:
+        """connection_lost(None) once both directions are done for the application."""
+        if self._lost or not self._made:
+            return
+        st = self.state
+        fin_acked = self.fin_queued and self.snd_una > self.fin_seq
+        if st in (CLOSED, TIME_WAIT) or (self._read_closed and fin_acked):
+            self._lose(None)
+
+    def reset_quietly(self) -> None:
+        """Stack stopping or listener closing: send RST if synchronized, then forget."""
+        if self.state in _SYNCHRONIZED or self.state == SYN_RECEIVED:
+            if self.state != TIME_WAIT:
+                self._send_rst(self.snd_nxt)
+        self._destroy()
+        if self._made:
+            self._lose(os_error(errno.ECONNABORTED))
+
+    def _connection_made(self) -> None:
+        self._made = True
+        proto = self.protocol
+        if proto is not None:
+            self._callback(proto.connection_made, self)
+        cb = self.on_connected
+        self.on_connected = None
+        if cb is not None:
+            cb(None)
+
+    def attach(self, protocol: asyncio.BaseProtocol) -> None:
+        """A listener accepted this connection: give it its protocol."""
+        self.protocol = protocol
+        self._connection_made()
+        if self.state == CLOSED:
+            self._maybe_lost()
+            return
+        if self.rx_chunks or self.fin_received:
+            self._deliver()
+        if self.state in (TIME_WAIT, CLOSED):
+            self._maybe_lost()
+
+    # =================================================================================
+    # asyncio.Transport
+    # =================================================================================
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return (ip4_str(self.remote), self.rport)
+        if name == "sockname":
+            return (ip4_str(self.local), self.lport)
+        if name == "socket":
+            return None
+        if name == "tcp":
+            return self
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost or self.state == CLOSED
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol  # type: ignore[return-value]
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._read_closed
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        if self._reading:
+            return
+        self._reading = True
+        if self.rx_chunks or (self.fin_received and not self._eof_delivered):
+            self.stack.call_soon(self._resume_delivery)
+
+    def _resume_delivery(self) -> None:
+        if self.state == CLOSED and not self.rx_chunks and not self.fin_received:
+            return
+        self._deliver()
+        if self.state in _RECEIVING:
+            self._window_update()
+        if self.state != CLOSED:
+            self._arm()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+        self._maybe_pause_writing()
+        self._maybe_resume_writing()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes beyond the send buffer (``sndbuf``): what a socket transport would hold in
+        user space because the kernel's buffer was full."""
+        extra = len(self.sndbuf) - self.sndbuf_limit
+        return extra if extra > 0 else 0
+
+    def _maybe_pause_writing(self) -> None:
+        if not self._write_paused and self.get_write_buffer_size() > self._high_water:
+            self._write_paused = True
+            proto = self.protocol
+            if proto is not None:
+                self._callback(proto.pause_writing)
+
+    def _maybe_resume_writing(self) -> None:
+        if self._write_paused and self.get_write_buffer_size() <= self._low_water:
+            self._write_paused = False
+            proto = self.protocol
+            if proto is not None and not self._lost:
+                self._callback(proto.resume_writing)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if self._eof_written:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._closing or self.state not in (*_SENDING, SYN_SENT, SYN_RECEIVED):
+            self.c.drop("write_after_close")
+            return
+        self.sndbuf += data
+        self._output()
+        self._arm()
+        self._maybe_pause_writing()
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        for data in list_of_data:
+            if self._eof_written:
+                raise RuntimeError("Cannot call write() after write_eof()")
+            if self._closing or not data:
+                continue
+            self.sndbuf += data
+        self._output()
+        self._arm()
+        self._maybe_pause_writing()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._eof_written or (self._closing and self.fin_queued):
+            return
+        self._eof_written = True
+        self._queue_fin()
+
+    def _queue_fin(self) -> None:
+        if self.fin_queued:
+            return
+        st = self.state
+        if st == ESTABLISHED or st == SYN_RECEIVED:
+            self._set_state(FIN_WAIT_1)
+        elif st == CLOSE_WAIT:
+            self._set_state(LAST_ACK)
+        elif st == SYN_SENT:
+            self._destroy()
+            return
+        else:
+            return
+        self.fin_queued = True
+        self.fin_seq = self.buf_seq + len(self.sndbuf)
+        self._output()
+        self._arm()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._read_closed = True
+        st = self.state
+        if st == CLOSED:
+            self.stack.call_soon(self._maybe_lost)
+            return
+        if st == SYN_SENT:
+            self._destroy()
+            self.stack.call_soon(self._lose, None)
+            return
+        if self.rx_chunks:
+            # unread data: Linux resets rather than pretend an orderly close (RFC 2525 2.17)
+            self.c["AbortOnClose"] += 1
+            self.abort()
+            return
+        self._queue_fin()
+        if self.state == FIN_WAIT_2:
+            self.close_at = self.stack.now + self.tcp.settings.fin_timeout
+            self._arm()
+        self.stack.call_soon(self._maybe_lost)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._read_closed = True
+        st = self.state
+        if st == CLOSED:
+            if not self._lost:
+                self.stack.call_soon(self._lose, None)
+            return
+        if (st in _SYNCHRONIZED and st != TIME_WAIT) or st == SYN_RECEIVED:
+            if st in (ESTABLISHED, CLOSE_WAIT):
+                self.c["EstabResets"] += 1
+            self._send_rst(self.snd_nxt)
+        elif st == SYN_SENT:
+            self.c["AttemptFails"] += 1
+        self._destroy()
+        self.sndbuf = bytearray()
+        if self._made:
+            self.stack.call_soon(self._lose, None)
+        else:
+            cb = self.on_connected
+            self.on_connected = None
+            if cb is not None:
+                cb(os_error(errno.ECONNABORTED))
+
+    # =================================================================================
+    # reporting
+    # =================================================================================
+    @property
+    def send_q(self) -> int:
+        return len(self.sndbuf)
+
+    @property
+    def recv_q(self) -> int:
+        return self.rx_bytes
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "proto": "tcp",
+            "local": f"{ip4_str(self.local)}:{self.lport}",
+            "remote": f"{ip4_str(self.remote)}:{self.rport}",
+            "state": self.state.name,
+            "send_q": self.send_q,
+            "recv_q": self.recv_q,
+            "mss": self.mss,
+            "cwnd": self.cc.cwnd,
+            "rto": round(self.rtt.current(), 4),
+            "srtt": None if self.rtt.srtt is None else round(self.rtt.srtt, 6),
+        }
+
+    def __repr__(self) -> str:
+        return (f"<Connection {ip4_str(self.local)}:{self.lport} -> "
+                f"{ip4_str(self.remote)}:{self.rport} {self.state.name}>")

@@ -1,0 +1,423 @@
+"""The TCP transport protocol object: demultiplexing, listeners, ports, ISNs, resets.
+
+Registered under IP protocol 6; also the stack's :class:`layers.streams.StreamService`, so
+``layers.streams.open_connection``/``start_server`` find it with ``stack.find``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import struct
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from layers.errors import ConfigurationError, os_error
+from layers.links.base import RX_CSUM_VERIFIED
+from layers.protocols import IPDatagram, IPv4Service, TransportError
+from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
+from layers.wire.tcp import (
+    TCP_ACK,
+    TCP_FIN,
+    TCP_HEADER,
+    TCP_RST,
+    TCP_SYN,
+    parse_options,
+)
+from layers_tcp import congestion
+from layers_tcp.connection import CLOSED, TIME_WAIT, Connection, unwrap
+from layers_tcp.listener import Listener
+from layers_tcp.settings import TCPSettings
+
+if TYPE_CHECKING:
+    from layers.stack import Stack
+
+MASK = 0xFFFFFFFF
+_KEY = struct.Struct("!IHIH")
+_PORT_KEY = struct.Struct("!IIH")
+Key = tuple[int, int, int, int]
+
+
+@attrs.define
+class ConnOptions:
+    """Per-connection options (``open_connection(..., nodelay=True)``)."""
+
+    nodelay: bool = False
+    keepalive: bool = False
+    #: seconds data may stay unacknowledged before ETIMEDOUT (TCP_USER_TIMEOUT); 0: off
+    user_timeout: float = 0.0
+    congestion_control: str = "newreno"
+    rcvbuf: int = 1 << 20
+    sndbuf: int = 1 << 20
+    #: clamp for the MSS we advertise and use (TCP_MAXSEG); None: from the path MTU
+    mss: int | None = None
+
+
+_OPTION_TYPES: dict[str, type] = {
+    "nodelay": bool,
+    "keepalive": bool,
+    "user_timeout": float,
+    "congestion_control": str,
+    "rcvbuf": int,
+    "sndbuf": int,
+    "mss": int,
+}
+
+
+class TCP:
+    """TCP for one stack (RFC 9293)."""
+
+    name = "tcp"
+    protocol = 6
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.settings = TCPSettings.from_stack(stack)
+        self.c = stack.counter("tcp")
+        self.conns: dict[Key, Connection] = {}
+        self.listeners: dict[tuple[int, int], Listener] = {}
+        self.cc_registry = congestion.collect(list(stack.hook.layers_congestion_controls()))
+        if self.settings.congestion_control not in self.cc_registry:
+            known = ", ".join(sorted(self.cc_registry))
+            raise ConfigurationError(
+                f"tcp.congestion_control={self.settings.congestion_control!r} is not "
+                f"available; choose one of: {known}"
+            )
+        key = self.settings.key
+        self._key = key
+        self._next_ephemeral = int.from_bytes(hashlib.blake2s(b"eph", key=key).digest()[:4])
+        self._challenge_start = -1e9
+        self._challenge_count = 0
+
+    @property
+    def ip(self) -> IPv4Service:
+        ip = self.stack.ip
+        assert ip is not None
+        return ip
+
+    # =================================================================================
+    # numbers: ISNs (RFC 6528), timestamp offsets, ephemeral ports (RFC 6056)
+    # =================================================================================
+    def _hash(self, data: bytes) -> int:
+        return int.from_bytes(hashlib.blake2s(data, key=self._key, digest_size=4).digest())
+
+    def isn(self, key: Key) -> int:
+        """ISN = M + F(4-tuple, secret): a 4 µs clock plus a keyed hash (RFC 6528)."""
+        m = int(self.stack.now * 250_000)
+        return (m + self._hash(_KEY.pack(key[0], key[1], key[2], key[3]))) & MASK
+
+    def ts_offset(self, key: Key) -> int:
+        """A per-connection random timestamp offset (like Linux's tsoffset)."""
+        return self._hash(b"ts" + _KEY.pack(key[0], key[1], key[2], key[3]))
+
+    def _ephemeral(self, local: int, remote: int, rport: int) -> int | None:
+        """RFC 6056 algorithm 3 (simple hash-based): a per-destination offset plus a global
+        counter, skipping ports in use."""
+        s = self.settings
+        lo, hi = s.port_min, s.port_max
+        num = hi - lo + 1
+        offset = self._hash(_PORT_KEY.pack(local, remote, rport))
+        for _ in range(num):
+            port = lo + (self._next_ephemeral + offset) % num
+            self._next_ephemeral += 1
+            if (local, port, remote, rport) in self.conns:
+                continue
+            if (local, port) in self.listeners or (0, port) in self.listeners:
+                continue
+            return port
+        return None
+
+    def challenge_allowed(self) -> bool:
+        """RFC 5961 7: at most ``tcp.challenge_ack_limit`` challenge ACKs per second."""
+        now = self.stack.now
+        if now - self._challenge_start >= 1.0:
+            self._challenge_start = now
+            self._challenge_count = 0
+        if self._challenge_count >= self.settings.challenge_ack_limit:
+            self.c["ChallengeACKsLimited"] += 1
+            return False
+        self._challenge_count += 1
+        return True
+
+    # =================================================================================
+    # options
+    # =================================================================================
+    def conn_options(self, options: Mapping[str, Any]) -> ConnOptions:
+        s = self.settings
+        o = ConnOptions(congestion_control=s.congestion_control, rcvbuf=s.rcvbuf,
+                        sndbuf=s.sndbuf)
+        for name, value in options.items():
+            kind = _OPTION_TYPES.get(name)
+            if kind is None:
+                known = ", ".join(sorted(_OPTION_TYPES))
+                raise ConfigurationError(f"unknown TCP option {name!r}; known: {known}")
+            if value is None and name == "mss":
+                continue
+            try:
+                converted = kind(value)
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"TCP option {name}={value!r} should be a {kind.__name__}"
+                ) from None
+            setattr(o, name, converted)
+        if o.congestion_control not in self.cc_registry:
+            known = ", ".join(sorted(self.cc_registry))
+            raise ConfigurationError(
+                f"congestion_control={o.congestion_control!r} is not available; choose one "
+                f"of: {known}"
+            )
+        if o.rcvbuf < 2048 or o.sndbuf < 2048:
+            raise ConfigurationError("rcvbuf and sndbuf should be at least 2048 bytes")
+        if o.mss is not None and not 88 <= o.mss <= 65495:
+            raise ConfigurationError(f"mss={o.mss} should be within 88..65495")
+        if o.user_timeout < 0:
+            raise ConfigurationError("user_timeout should be 0 (off) or positive seconds")
+        return o
+
+    # =================================================================================
+    # StreamService
+    # =================================================================================
+    def connect(
+        self,
+        protocol: asyncio.BaseProtocol,
+        host: int,
+        port: int,
+        *,
+        local_addr: tuple[int, int] | None = None,
+        on_connected: Callable[[BaseException | None], None] | None = None,
+        **options: Any,
+    ) -> Connection:
+        opts = self.conn_options(options)
+        if not 0 < port <= 65535:
+            raise ConfigurationError(f"port {port} should be within 1..65535")
+        if host == 0 or host >> 28 == 14 or host == MASK:
+            raise os_error(errno.EINVAL, "cannot connect to an unspecified, multicast or "
+                                         "broadcast address")
+        laddr, lport = local_addr if local_addr is not None else (0, 0)
+        if laddr:
+            if not self.stack.is_local(laddr):
+                raise os_error(errno.EADDRNOTAVAIL)
+            src = laddr
+        else:
+            found = self.ip.source_for(host)
+            if found is None:
+                raise os_error(errno.ENETUNREACH)
+            src = found
+        if lport:
+            if (src, lport, host, port) in self.conns:
+                raise os_error(errno.EADDRINUSE)
+        else:
+            eph = self._ephemeral(src, host, port)
+            if eph is None:
+                raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral port")
+            lport = eph
+        conn = Connection(self, src, lport, host, port, opts, active=True, protocol=protocol,
+                          on_connected=on_connected)
+        self.conns[conn.key] = conn
+        self.c["ActiveOpens"] += 1
+        conn.open_active()
+        return conn
+
+    def listen(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: int,
+        port: int,
+        *,
+        backlog: int = 128,
+        accepting: bool = True,
+        **options: Any,
+    ) -> Listener:
+        opts = self.conn_options(options)
+        if host and not self.stack.is_local(host):
+            raise os_error(errno.EADDRNOTAVAIL)
+        if not 0 <= port <= 65535:
+            raise ConfigurationError(f"port {port} should be within 0..65535")
+        if port == 0:
+            s = self.settings
+            for _ in range(s.port_max - s.port_min + 1):
+                cand = s.port_min + self._next_ephemeral % (s.port_max - s.port_min + 1)
+                self._next_ephemeral += 1
+                if not self._port_taken(host, cand):
+                    port = cand
+                    break
+            else:
+                raise os_error(errno.EADDRINUSE, "no free port to listen on")
+        elif self._port_taken(host, port):
+            raise os_error(errno.EADDRINUSE)
+        listener = Listener(self, host, port, protocol_factory, opts,
+                            backlog=max(1, backlog), accepting=accepting)
+        self.listeners[(host, port)] = listener
+        return listener
+
+    def _port_taken(self, host: int, port: int) -> bool:
+        if (host, port) in self.listeners or (0, port) in self.listeners:
+            return True
+        if host == 0:
+            return any(p == port for _, p in self.listeners)
+        return False
+
+    def unlisten(self, listener: Listener) -> None:
+        if self.listeners.get((listener.address, listener.port)) is listener:
+            del self.listeners[(listener.address, listener.port)]
+
+    def forget(self, conn: Connection) -> None:
+        if self.conns.get(conn.key) is conn:
+            del self.conns[conn.key]
+
+    # =================================================================================
+    # TransportProtocol
+    # =================================================================================
+    def receive(self, datagram: IPDatagram) -> None:
+        c = self.c
+        c["InSegs"] += 1
+        seg = datagram.payload
+        n = len(seg)
+        if n < 20:
+            c["InErrs"] += 1
+            c.drop("truncated")
+            return
+        sport, dport, seq, ack, off_flags, wnd, _, _ = TCP_HEADER.unpack_from(seg)
+        doff = (off_flags >> 12) << 2
+        if doff < 20 or doff > n:
+            c["InErrs"] += 1
+            c.drop("bad_offset")
+            return
+        src = datagram.src
+        dst = datagram.dst
+        if not datagram.flags & RX_CSUM_VERIFIED and ones_sum(
+            seg, pseudo_header_sum(src, dst, 6, n)
+        ) != 0xFFFF:
+            c["InErrs"] += 1
+            c["InCsumErrors"] += 1
+            c.drop("bad_checksum")
+            return
+        if datagram.broadcast or dst >> 28 == 14 or src >> 28 == 14 or src == MASK:
+            c.drop("not_unicast")
+            return
+        if sport == 0 or dport == 0:
+            c.drop("port_zero")
+            return
+        flags = off_flags & 0x1FF
+        mv = seg if isinstance(seg, memoryview) else memoryview(seg)
+        conn = self.conns.get((dst, dport, src, sport))
+        if conn is not None:
+            if (
+                conn.state == TIME_WAIT
+                and flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+                and self._time_wait_reusable(conn, seq, mv, doff)
+            ):
+                conn.c["TWRecycled"] += 1
+                conn._destroy()
+            else:
+                conn.segment(seq, ack, flags, wnd, mv, doff)
+                return
+        listener = self.listeners.get((dst, dport)) or self.listeners.get((0, dport))
+        if listener is not None:
+            self._to_listener(listener, src, sport, dst, dport, seq, ack, flags, wnd, mv, doff)
+            return
+        # CLOSED (RFC 9293 3.10.7.1): reset anything but a reset
+        c.drop("no_socket")
+        if not flags & TCP_RST:
+            self._reset_for(src, sport, dst, dport, seq, ack, flags, n - doff)
+
+    def _time_wait_reusable(self, conn: Connection, seq32: int, seg: memoryview,
+                            doff: int) -> bool:
+        """RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT connection when
+        its sequence number (or timestamp) is beyond the old incarnation's."""
+        if conn.ts_ok and doff > 20:
+            try:
+                ts = parse_options(seg[20:doff]).timestamp
+            except ValueError:
+                ts = None
+            if ts is not None:
+                return ((ts[0] - conn.ts_recent) & MASK) < 0x80000000 and ts[0] != conn.ts_recent
+        return unwrap(seq32, conn.rcv_nxt) > conn.rcv_nxt
+
+    def _reset_for(self, src: int, sport: int, dst: int, dport: int, seq: int, ack: int,
+                   flags: int, dlen: int) -> None:
+        if flags & TCP_ACK:
+            self.send_reset(dst, dport, src, sport, ack, 0, TCP_RST)
+        else:
+            seglen = dlen + (1 if flags & TCP_SYN else 0) + (1 if flags & TCP_FIN else 0)
+            self.send_reset(dst, dport, src, sport, 0, (seq + seglen) & MASK,
+                            TCP_RST | TCP_ACK)
+
+    def send_reset(self, local: int, lport: int, remote: int, rport: int, seq: int, ack: int,
+                   flags: int) -> None:
+        """A bare RST (or RST+ACK) with no connection state behind it."""
+        seg = bytearray(20)
+        TCP_HEADER.pack_into(seg, 0, lport, rport, seq & MASK, ack & MASK, (5 << 12) | flags,
+                             0, 0, 0)
+        csum = checksum(seg, pseudo_header_sum(local, remote, 6, 20))
+        seg[16] = csum >> 8
+        seg[17] = csum & 0xFF
+        self.c["OutSegs"] += 1
+        self.c["OutRsts"] += 1
+        self.ip.send(remote, 6, seg, src=local)
+
+    def _to_listener(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
+                     seq: int, ack: int, flags: int, wnd: int, seg: memoryview,
+                     doff: int) -> None:
+        """LISTEN (RFC 9293 3.10.7.2)."""
+        c = self.c
+        if flags & TCP_RST:
+            c.drop("rst_to_listener")
+            return
+        if flags & TCP_ACK:
+            # no SYN cookies: an ACK for a connection we do not know gets a reset
+            c.drop("ack_to_listener")
+            self.send_reset(dst, dport, src, sport, ack, 0, TCP_RST)
+            return
+        if not flags & TCP_SYN:
+            c.drop("no_syn")
+            return
+        if not listener.syn_acceptable():
+            c.drop("listen_overflow")
+            c["ListenDrops"] += 1
+            return
+        try:
+            opts = parse_options(seg[20:doff])
+        except ValueError:
+            c.drop("bad_option")
+            return
+        conn = Connection(self, dst, dport, src, sport, listener.options, active=False,
+                          listener=listener)
+        self.conns[conn.key] = conn
+        listener.half_open(conn)
+        c["PassiveOpens"] += 1
+        conn.open_passive(seq, wnd, opts)
+
+    def error(self, error: TransportError) -> None:
+        c = self.c
+        c["InErrorsICMP"] += 1
+        quote = error.quote
+        if len(quote) < 8:
+            c.drop("icmp_short_quote")
+            return
+        sport, dport, seq = struct.unpack_from("!HHI", quote)
+        conn = self.conns.get((error.src, sport, error.dst, dport))
+        if conn is None:
+            c.drop("icmp_no_socket")
+            return
+        conn.icmp_error(error.errno, seq, error.mtu, error.local)
+
+    # =================================================================================
+    # lifecycle and reports
+    # =================================================================================
+    def stop(self) -> None:
+        for listener in list(self.listeners.values()):
+            listener.close()
+        for conn in list(self.conns.values()):
+            if conn.state != CLOSED:
+                conn.reset_quietly()
+        self.conns.clear()
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "connections": [conn.describe() for conn in self.conns.values()],
+            "listeners": [lst.describe() for lst in self.listeners.values()],
+        }

@@ -1,0 +1,117 @@
+"""The tcp plugin's settings (``Stack(settings={"tcp.msl": 5})``), read once per stack.
+
+=========================  ===========  ===================================================
+setting                    default      meaning
+=========================  ===========  ===================================================
+tcp.msl                    30.0         maximum segment lifetime; TIME-WAIT lasts 2*MSL
+                                        (60 s, Linux's TCP_TIMEWAIT_LEN)
+tcp.rto_initial            1.0          RTO before the first RTT sample (RFC 6298)
+tcp.rto_min                0.2          lower bound of the RTO: Linux's 200 ms rather than
+                                        RFC 6298's 1 s, which is tuned for WAN paths and
+                                        makes every loss on a LAN or veth stall a second
+tcp.rto_max                120.0        upper bound of the backed-off RTO (Linux's 120 s)
+tcp.syn_retries            6            SYN retransmissions before ETIMEDOUT (Linux)
+tcp.synack_retries         5            SYN-ACK retransmissions before a half-open
+                                        connection is dropped (Linux)
+tcp.retries2               15           data retransmissions before ETIMEDOUT (Linux)
+tcp.delack                 0.04         delayed-ACK timer (Linux's minimum ATO)
+tcp.rcvbuf                 1048576      receive buffer, bytes: the largest window offered
+tcp.sndbuf                 1048576      send buffer, bytes, before writers see back-pressure
+tcp.window_scaling         true         offer RFC 7323 window scaling
+tcp.timestamps             true         offer RFC 7323 timestamps (RTTM and PAWS)
+tcp.sack                   false        offer and use SACK (RFC 2018)
+tcp.initial_cwnd           10           initial window in segments (RFC 6928, like Linux)
+tcp.congestion_control     newreno      algorithm from the layers_congestion_controls hook
+tcp.port_range             32768-60999  ephemeral ports (Linux's ip_local_port_range)
+tcp.secret                 (random)     hex key for ISNs (RFC 6528) and ports (RFC 6056);
+                                        set it to make runs repeat exactly
+tcp.fin_timeout            60.0         FIN-WAIT-2 lifetime after close() (Linux)
+tcp.keepalive_time         7200.0       idle time before keepalive probes (opt-in per
+tcp.keepalive_intvl        75.0         connection: keepalive=True); interval between
+tcp.keepalive_probes       9            probes; unanswered probes before ETIMEDOUT
+tcp.challenge_ack_limit    1000         RFC 5961 challenge ACKs per second, per stack
+tcp.ooo_max_blocks         512          out-of-order blocks kept before drops
+tcp.gso                    true         send TSO super-segments when the link offers it
+=========================  ===========  ===================================================
+"""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+
+from layers.errors import ConfigurationError
+
+
+@attrs.define
+class TCPSettings:
+    msl: float = 30.0
+    rto_initial: float = 1.0
+    rto_min: float = 0.2
+    rto_max: float = 120.0
+    syn_retries: int = 6
+    synack_retries: int = 5
+    retries2: int = 15
+    delack: float = 0.04
+    rcvbuf: int = 1 << 20
+    sndbuf: int = 1 << 20
+    window_scaling: bool = True
+    timestamps: bool = True
+    sack: bool = False
+    initial_cwnd: int = 10
+    congestion_control: str = "newreno"
+    port_range: str = "32768-60999"
+    secret: str = ""
+    fin_timeout: float = 60.0
+    keepalive_time: float = 7200.0
+    keepalive_intvl: float = 75.0
+    keepalive_probes: int = 9
+    challenge_ack_limit: int = 1000
+    ooo_max_blocks: int = 512
+    gso: bool = True
+    # derived
+    port_min: int = 32768
+    port_max: int = 60999
+    key: bytes = b""
+
+    @classmethod
+    def from_stack(cls, stack: object) -> TCPSettings:
+        s = cls()
+        for field in attrs.fields(cls):
+            if field.name in ("port_min", "port_max", "key"):
+                continue
+            value = stack.setting(f"tcp.{field.name}", getattr(s, field.name))  # type: ignore[attr-defined]
+            setattr(s, field.name, value)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        try:
+            lo, hi = (int(x) for x in self.port_range.split("-"))
+        except ValueError:
+            raise ConfigurationError(
+                f"tcp.port_range={self.port_range!r} should be LOW-HIGH, e.g. 32768-60999"
+            ) from None
+        if not 1 <= lo <= hi <= 65535:
+            raise ConfigurationError(f"tcp.port_range={self.port_range!r} is not within 1-65535")
+        self.port_min, self.port_max = lo, hi
+        if self.secret:
+            try:
+                self.key = bytes.fromhex(self.secret)
+            except ValueError:
+                raise ConfigurationError(
+                    f"tcp.secret should be hex digits (e.g. {os.urandom(8).hex()})"
+                ) from None
+        else:
+            self.key = os.urandom(16)
+        if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
+            raise ConfigurationError(
+                "TCP timeouts should satisfy 0 < tcp.rto_min <= tcp.rto_initial <= tcp.rto_max"
+            )
+        if self.rcvbuf < 2048 or self.sndbuf < 2048:
+            raise ConfigurationError("tcp.rcvbuf and tcp.sndbuf should be at least 2048 bytes")
+        if self.msl < 0 or self.delack < 0:
+            raise ConfigurationError("tcp.msl and tcp.delack should not be negative")
+        if self.initial_cwnd < 1:
+            raise ConfigurationError("tcp.initial_cwnd should be at least 1 segment")
