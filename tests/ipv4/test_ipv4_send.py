@@ -202,6 +202,9 @@ def test_second_address_in_the_next_hops_subnet_is_the_source() -> None:
     assert h.a.ip is not None
     assert h.a.ip.source_for(ip4("192.168.7.9")) == ip4("192.168.7.1")
     assert h.a.ip.source_for(B) == A
+    h.a.ip.send(ip4("192.168.7.9"), TEST_PROTO, b"x")
+    h.a.ip.send(B, TEST_PROTO, b"x")
+    assert [IP(f).src for f in h.cap_a.frames] == ["192.168.7.1", "10.0.0.1"]
 
 
 # --- fragmentation -----------------------------------------------------------------------
