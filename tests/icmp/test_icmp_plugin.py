@@ -21,7 +21,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror, defragment,
 from layers.errors import ConfigurationError
 from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import EchoReply, EchoService, ErrorReporter, TransportProtocol
-from layers.wire import ip4, verify
+from layers.wire import checksum, ip4, verify
 
 US = "10.0.0.1"
 PEER = "10.0.0.2"
@@ -36,6 +36,16 @@ def udp_wire(**settings: object) -> tuple[Wire, RecordingTransport, RecordingTra
     tcp = RecordingTransport("fake-tcp", 6)
     w = Wire(["ipv4", "icmp", RecordingTransportPlugin(udp, tcp)], settings=dict(settings))
     return w, udp, tcp
+
+
+_WIRES: dict[str, Wire] = {}
+
+
+def _shared_wire(kind: str) -> Wire:
+    """One stack for all examples of a hypothesis test (a stack per example is slow)."""
+    if kind not in _WIRES:
+        _WIRES[kind] = udp_wire()[0] if kind == "fuzz" else icmp_wire()
+    return _WIRES[kind]
 
 
 def replies(w: Wire) -> list[IP]:
@@ -58,6 +68,8 @@ def test_one_object_is_transport_echo_service_and_reporter() -> None:
 def test_bad_settings_name_the_fix() -> None:
     with pytest.raises(ConfigurationError, match=r"icmp\.msgs_burst"):
         icmp_wire(**{"icmp.msgs_burst": 0})
+    with pytest.raises(ConfigurationError, match=r"icmp\.ratemask"):
+        icmp_wire(**{"icmp.ratemask": "lots"})
     with pytest.raises(ConfigurationError, match=r"error_max_length"):
         icmp_wire(**{"icmp.error_max_length": 20})
 
@@ -95,7 +107,7 @@ def test_echo_reply_scapy_oracle(size: int) -> None:
 def test_incremental_reply_checksum_is_always_right(
     code: int, ident: int, seq: int, payload: bytes
 ) -> None:
-    w = icmp_wire()
+    w = _shared_wire("echo")
     w.inject(bytes(IP(src=PEER, dst=US) / ICMP(type=8, code=code, id=ident, seq=seq) / payload))
     (rep,) = replies(w)
     raw = bytes(rep[ICMP])
@@ -191,7 +203,7 @@ def test_unknown_types_are_counted() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200), st.integers(0, 3))
 def test_fuzz_receive_never_raises(data: bytes, flags: int) -> None:
-    w, _udp, _ = udp_wire()
+    w = _shared_wire("fuzz")
     icmp = w.stack.transports[1]
     pkt = bytes(IP(src=PEER, dst=US, proto=1) / data)
     icmp.receive(datagram(w, pkt, flags=flags))
@@ -199,8 +211,6 @@ def test_fuzz_receive_never_raises(data: bytes, flags: int) -> None:
     if len(data) >= 4:
         fixed = bytearray(data)
         fixed[2:4] = b"\x00\x00"
-        from layers.wire import checksum
-
         fixed[2:4] = checksum(fixed).to_bytes(2, "big")
         icmp.receive(datagram(w, bytes(IP(src=PEER, dst=US, proto=1) / bytes(fixed))))
         w.inject(bytes(IP(src=PEER, dst=US, proto=1) / bytes(fixed)))
@@ -535,7 +545,17 @@ def test_rate_limits_can_be_disabled_and_echo_replies_are_not_limited() -> None:
     for i in range(100):
         w.inject(bytes(IP(src=PEER, dst=US) / ICMP(type=8, id=1, seq=i)))
     assert len(w.take()) == 100  # type 0 is not in the default ratemask 0x1818
-    w = icmp_wire(**{"icmp.ratemask": 0x1819})
+    w = icmp_wire(**{"icmp.ratemask": "0x1819"})
     for i in range(10):
         w.inject(bytes(IP(src=PEER, dst=US) / ICMP(type=8, id=1, seq=i)))
     assert len(w.take()) == 6  # bit 0 set: echo replies are limited like errors
+
+
+def test_errors_to_ourselves_are_not_limited() -> None:
+    w, udp, _ = udp_wire()
+    raw = bytes(IP(src=US, dst=US) / UDP(sport=7, dport=9) / b"x")
+    for _ in range(20):
+        w.stack.errors.destination_unreachable(datagram(w, raw), 3)
+    w.net.run_for(0.0)  # looped back by ipv4 to our own icmp, then to the transport
+    assert len(udp.errors) == 20
+    assert all(e.errno == errno.ECONNREFUSED and e.reporter == ip4(US) for e in udp.errors)

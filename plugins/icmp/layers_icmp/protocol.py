@@ -9,7 +9,8 @@ Receive path (RFC 792, RFC 1122 3.2.2):
   ``icmp.echo_ignore_broadcasts`` is false (Linux's default is to ignore them);
 * echo replies complete the matching :meth:`Icmp.echo` request, keyed by (peer, ident, seq);
 * errors (destination unreachable, time exceeded, parameter problem) are parsed down to the
-  quoted IP header and the first 8 bytes after it and delivered as a
+  quoted IP header (which must be followed by at least 8 bytes) and delivered, with all the
+  quoted payload, as a
   :class:`~layers.protocols.TransportError` to ``stack.transports[quoted protocol].error``;
   "fragmentation needed" also updates the path MTU when ``stack.ip`` can
   (``update_path_mtu(dst, mtu)``). Source quench (RFC 6633) and redirects are counted and
@@ -23,20 +24,23 @@ a datagram sent to or from a broadcast/multicast address, a non-initial fragment
 that does not name one host (0.0.0.0, loopback, class E). Output is rate limited as Linux does
 (see :mod:`layers_icmp.ratelimit`): the types in ``icmp.ratemask`` (destination unreachable,
 source quench, time exceeded, parameter problem by default) pass a global token bucket and a
-per-destination one; what they suppress is counted. Echo replies (type 0) are limited only if
-``icmp.ratemask`` has bit 0 set, as in Linux.
+per-destination one (errors to our own addresses are exempt); what they suppress is counted.
+Echo replies (type 0) are limited only if ``icmp.ratemask`` has bit 0 set, as in Linux.
 
-Settings (``Stack(settings={...})``):
+Settings (``Stack(settings={...})``, or ``--set`` on the command line):
 
-========================== ======= ===========================================================
-``icmp.echo_ignore_broadcasts`` True  do not answer echo requests sent to broadcast/multicast
-``icmp.echo_ignore_all``   False   do not answer any echo request
-``icmp.ratelimit``         1.0     seconds per error to one destination (burst 6); 0 disables
-``icmp.msgs_per_sec``      1000    global limit of rate-limited messages; 0 disables
-``icmp.msgs_burst``        50      global burst
-``icmp.ratemask``          0x1818  bit ``1 << type`` set: that type is rate limited
-``icmp.error_max_length``  576     largest error datagram (IP header included) we send
-========================== ======= ===========================================================
+``icmp.echo_ignore_broadcasts`` (bool, True)
+    Do not answer echo requests sent to a broadcast or multicast address.
+``icmp.echo_ignore_all`` (bool, False)
+    Do not answer any echo request.
+``icmp.ratelimit`` (seconds, 1.0)
+    Per destination, one rate-limited message per this many seconds, bursts of 6; 0 disables.
+``icmp.msgs_per_sec`` (1000) and ``icmp.msgs_burst`` (50)
+    The global token bucket for rate-limited messages; a rate of 0 disables it.
+``icmp.ratemask`` (int or "0x..." text, 0x1818)
+    Bit ``1 << type`` set: messages of that type are rate limited.
+``icmp.error_max_length`` (576)
+    The largest error datagram (IP header included) we send; quotes are cut to fit.
 
 Counters (``stack.counter("icmp")``, ``/proc/net/snmp`` style): ``in_msgs`` and ``out_msgs``,
 one ``in_*``/``out_*`` counter per type (``in_echos``, ``out_echo_reps``,
@@ -128,6 +132,17 @@ def _not_one_host(address: int) -> bool:
     return top == 0 or top == 127 or top >= 224
 
 
+def _int_setting(stack: Stack, key: str, default: int) -> int:
+    """An int setting that may also be given as text in any base ("0x1818")."""
+    value = stack.settings.get(key, default)
+    try:
+        return int(value, 0) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"setting {key}={value!r} should be an integer such as {default:#x}"
+        ) from None
+
+
 class Icmp:
     """ICMP for one stack. Implements TransportProtocol, EchoService and ErrorReporter."""
 
@@ -140,7 +155,7 @@ class Icmp:
         s = stack.setting
         self.echo_ignore_broadcasts = s("icmp.echo_ignore_broadcasts", True)
         self.echo_ignore_all = s("icmp.echo_ignore_all", False)
-        self.ratemask = s("icmp.ratemask", DEFAULT_RATEMASK)
+        self.ratemask = _int_setting(stack, "icmp.ratemask", DEFAULT_RATEMASK)
         ratelimit = s("icmp.ratelimit", 1.0)
         msgs_per_sec = s("icmp.msgs_per_sec", 1000.0)
         msgs_burst = s("icmp.msgs_burst", 50)
@@ -429,7 +444,8 @@ class Icmp:
         ):
             c.drop("error_about_error")
             return
-        if (1 << icmp_type) & self.ratemask and not self._allowed(src):
+        # Errors to ourselves (loopback) are never limited, as in Linux.
+        if (1 << icmp_type) & self.ratemask and not stack.is_local(src) and not self._allowed(src):
             return
         ip = stack.ip
         if ip is None:
