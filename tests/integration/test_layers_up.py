@@ -251,3 +251,33 @@ def test_bad_serve_spec_is_a_configuration_error(netns: NetNamespace) -> None:
     r = layers(netns, "up", "--link", f"tap:{devname()}", "--address", f"{STACK}/24",
                "--serve", "gopher:70")
     assert r.returncode == 2 and "unknown service 'gopher'" in r.stderr
+
+
+def test_tun_with_packet_information_header(netns: NetNamespace, layers_up: Start) -> None:
+    tun = devname("tu")
+    up = layers_up("--link", f"tun:{tun}", "--address", f"{STACK}/24", "--pi",
+                   "--plugins", "ipv4,icmp")
+    _address(netns, tun)
+    ping_ok(netns, STACK)
+    assert request(up.control)["report"]["interfaces"][0]["link"]["pi"] is True
+    rc, _out, err = up.stop()
+    assert rc == 0, err
+
+
+def test_layers_ping_until_interrupted_prints_statistics(netns: NetNamespace) -> None:
+    tap = devname()
+    netns.run(["ip", "tuntap", "add", tap, "mode", "tap"])
+    netns.run(["ip", "link", "set", tap, "up"])
+    _address(netns, tap)
+    proc = netns.popen([*LAYERS, "ping", "--link", f"tap:{tap}", "--address", f"{STACK}/24",
+                        "-i", "0.05", LINUX], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True)
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(4)]  # PING header and three replies
+    assert all(ln.startswith("64 bytes from") for ln in lines[1:]), lines
+    proc.send_signal(signal.SIGINT)  # the process this test started
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m and int(m.group(2)) >= 3, out
