@@ -6,23 +6,23 @@ version 4 on IP links such as TUN), which the stack also exposes to transports a
 the TTL of received packets is not decremented.
 
 Receive path
-    Validates the header: length (``truncated``), version (``bad_version``), IHL at least 5
-    and inside the packet (``bad_ihl``), total length at least the header and at most the bytes
+    Validates the header: length (``truncated``), version (``bad_version``), IHL at least 5 and
+    inside the packet (``bad_ihl``), total length at least the header and at most the bytes
     present (``bad_length``; bytes past the total length are link padding and ignored), header
     checksum (``bad_checksum``). Options are skipped without being acted on (``InOptions``
-    counts packets that had some). Sources that cannot be on a link are martians
-    (``martian_source``): 0/8 (except 0.0.0.0 to a broadcast, for BOOTP/DHCP), 127/8,
-    224/4 and above (multicast, class E, 255.255.255.255), a subnet broadcast of the
-    interface, and one of our own addresses (Linux does the same). Accepted destinations: any
-    of the stack's addresses (the weak host model of RFC 1122 3.3.4.2, as Linux; set
+    counts packets that had some); so is the reserved flag bit. Sources that cannot be on a link
+    are martians (``martian_source``): 0/8 (except 0.0.0.0 to a broadcast, for BOOTP/DHCP),
+    127/8, 224/4 and above (multicast, class E, 255.255.255.255), a subnet broadcast of the
+    interface, and one of our own addresses (Linux does the same). Accepted destinations: any of
+    the stack's addresses (the weak host model of RFC 1122 3.3.4.2, as Linux; set
     ``ipv4.strong_host`` to accept only the receiving interface's), a subnet broadcast of the
     interface and 255.255.255.255 (``datagram.broadcast`` is then set). Anything else is
     ``not_for_us`` (``multicast`` for group addresses: we join no groups). A unicast datagram
-    that arrived in a link-layer broadcast is dropped (``unicast_in_link_broadcast``,
-    RFC 1122 3.3.6). Fragments are reassembled (policies in :mod:`layers_ipv4.reassembly`:
-    exact duplicates are ignored, any other overlap discards the whole datagram, memory and
-    time are bounded, time exceeded code 1 is requested on timeout when the first fragment had
-    arrived). Datagrams go to ``stack.transports[protocol].receive`` with the link's RX flags
+    that arrived in a link-layer broadcast is dropped (``unicast_in_link_broadcast``, RFC 1122
+    3.3.6). Fragments are reassembled (policies in :mod:`layers_ipv4.reassembly`: exact
+    duplicates are ignored, any other overlap discards the whole datagram, memory and time are
+    bounded, time exceeded code 1 is requested on timeout when the first fragment had arrived).
+    Datagrams go to ``stack.transports[protocol].receive`` with the link's RX flags
     (``RX_CSUM_VERIFIED`` passes through; it is cleared on reassembled datagrams, whose
     fragments no link can have verified). An unknown protocol asks ``stack.errors`` for
     destination unreachable code 2 (protocol unreachable) unless the datagram was a broadcast.
