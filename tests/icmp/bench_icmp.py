@@ -24,6 +24,7 @@ from icmp_support import Wire, datagram, icmp_of
 from layers_icmp import Icmp
 
 from layers.links.base import Medium
+from layers.protocols import IPDatagram
 from layers.virtual import VirtualNetwork
 from layers.wire import PROTO_UDP, build_icmp, build_ipv4_header, ip4
 
@@ -58,8 +59,8 @@ def main() -> None:
 
         dg = datagram(w, frame)
 
-        def at_icmp(dg: object = dg) -> None:
-            icmp.receive(dg)  # type: ignore[arg-type]
+        def at_icmp(dg: IPDatagram = dg) -> None:
+            icmp.receive(dg)
             inbox.clear()
 
         print(f"echo in->out  {size:5d} B   {per_call(through_stack, 20000):6.2f} us")
