@@ -13,9 +13,11 @@ from udp_support import Recorder, Wire
 
 from layers.datagrams import DatagramService, open_datagram_endpoint
 from layers.errors import CompositionError, ConfigurationError
+from layers.links.base import Link, LinkCapabilities, Medium, TxOffload
 from layers.protocols import TransportError
 from layers.stack import Stack
-from layers.wire import ip4
+from layers.wire import checksum, fold, ip4, pseudo_header_sum
+from layers.wire.udp import build_udp, udp_checksum
 
 US, PEER = "10.0.0.1", "10.0.0.9"
 
@@ -353,3 +355,66 @@ def test_protocol_exception_does_not_reach_the_stack(caplog: pytest.LogCaptureFi
     assert isinstance(p, Boom) and p.payloads == [b"a", b"b"]  # still open
     assert w.stack.counter("stack").drops["internal_error"] == 0
     assert "application bug" in caplog.text
+
+
+# --- transmit checksum offload -----------------------------------------------------------
+
+
+class OffloadLink(Link):
+    """An IP-medium link that completes transport checksums (as a TAP with virtio does)."""
+
+    def __init__(self, mtu: int = 1500) -> None:
+        super().__init__()
+        self.name = "off0"
+        self.capabilities = LinkCapabilities(medium=Medium.IP, mtu=mtu, tx_checksum=True)
+        self.frames: list[tuple[bytes, TxOffload | None]] = []
+
+    def recv(self) -> tuple[bytes, int] | None:
+        return None
+
+    def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+        self.frames.append((bytes(frame), offload))
+
+
+def complete_like_a_device(frame: bytes, offload: TxOffload) -> bytes:
+    """virtio NEEDS_CSUM: checksum from csum_start to the end (the field holds the pseudo
+    header sum), store at csum_start + csum_offset; Linux sends a computed 0 as 0xFFFF."""
+    out = bytearray(frame)
+    c = checksum(out[offload.csum_start:]) or 0xFFFF
+    at = offload.csum_start + offload.csum_offset
+    out[at:at + 2] = c.to_bytes(2, "big")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("size", [0, 1, 333, 1472])
+def test_checksum_left_to_a_link_that_offers_it(size: int) -> None:
+    stack = Stack(["ipv4", "udp"])
+    link = OffloadLink()
+    stack.add_interface(link, address=f"{US}/24")
+    stack.start()
+    t, _ = open_datagram_endpoint(stack, Recorder, remote_addr=(PEER, 53))
+    payload = bytes((i * 7) & 0xFF for i in range(size))
+    t.sendto(payload)
+    ((frame, offload),) = link.frames
+    assert offload is not None and offload.needs_csum
+    assert (offload.csum_start, offload.csum_offset) == (20, 6)
+    pseudo = fold(pseudo_header_sum(ip4(US), ip4(PEER), 17, 8 + size))
+    assert int.from_bytes(frame[26:28], "big") == pseudo  # not yet the checksum
+    pkt = IP(complete_like_a_device(frame, offload))
+    assert bytes(pkt[UDP].payload) == payload
+    want = IP(bytes(pkt))
+    want[UDP].chksum = None
+    assert pkt[UDP].chksum == IP(bytes(want))[UDP].chksum  # scapy agrees
+
+
+def test_datagram_that_will_be_fragmented_is_checksummed_in_software() -> None:
+    stack = Stack(["ipv4", "udp"])
+    link = OffloadLink(mtu=576)
+    stack.add_interface(link, address=f"{US}/24")
+    stack.start()
+    t, _ = open_datagram_endpoint(stack, Recorder, remote_addr=(PEER, 53))
+    t.sendto(b"q" * 2000)
+    assert len(link.frames) == 4 and all(o is None for _, o in link.frames)
+    first = IP(link.frames[0][0])
+    assert first[UDP].chksum == udp_checksum(ip4(US), ip4(PEER), bytes(
+        build_udp(ip4(US), ip4(PEER), first[UDP].sport, 53, b"q" * 2000, with_checksum=False)))

@@ -11,7 +11,7 @@ from scapy.packet import Raw
 from udp_support import RecordingReporter, Wire
 
 from layers.links.base import RX_CSUM_VERIFIED
-from layers.wire import build_ipv4_header, ip4
+from layers.wire import build_ipv4_header, checksum, ip4, pseudo_header_sum
 from layers.wire.udp import build_udp
 
 US, PEER = "10.0.0.1", "10.0.0.9"
@@ -267,6 +267,28 @@ def test_fuzz_valid_datagrams_delivered_intact(payload: bytes, sport: int, zero:
     FUZZ_SINK.datagrams.clear()
     w.inject(udp_from_peer(5353, payload, sport=sport, chksum=0 if zero else None))
     assert FUZZ_SINK.datagrams == [(payload, (PEER, sport))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=1472))
+def test_fuzz_what_we_send_scapy_verifies(payload: bytes) -> None:
+    w = FUZZ_WIRE
+    assert FUZZ_SINK.transport is not None
+    FUZZ_SINK.transport.sendto(payload, (PEER, 9))
+    (pkt,) = w.sent()
+    assert bytes(pkt[UDP].payload) == payload and pkt[UDP].len == 8 + len(payload)
+    assert pkt[UDP].chksum != 0 and scapy_ok(pkt)
+
+
+def test_we_send_computed_zero_checksum_as_ffff() -> None:
+    w = Wire(["ipv4", "udp"])
+    r = w.open(local_addr=("0.0.0.0", 1000))
+    seg0 = build_udp(ip4(US), ip4(PEER), 1000, 2000, b"\x00\x00", with_checksum=False)
+    c0 = checksum(bytes(seg0), pseudo_header_sum(ip4(US), ip4(PEER), 17, len(seg0)))
+    assert r.transport is not None
+    r.transport.sendto(c0.to_bytes(2, "big"), (PEER, 2000))
+    (pkt,) = w.sent()
+    assert pkt[UDP].chksum == 0xFFFF and scapy_ok(pkt)
 
 
 FUZZ_WIRE = Wire(["ipv4", "udp"])

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from layers.datagrams import Buffer, DatagramHandler
 from layers.errors import ConfigurationError, os_error
-from layers.links.base import RX_CSUM_VERIFIED
+from layers.links.base import RX_CSUM_VERIFIED, TxOffload
 from layers.protocols import IPDatagram, TransportError
 from layers.wire.addr import IPV4_BROADCAST, ip4_str
-from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
-from layers.wire.udp import UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
+from layers.wire.ipv4 import IPV4_MIN_HLEN
+from layers.wire.udp import UDP_CSUM_OFFSET, UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 PROTO_UDP = 17
 _PORTS = struct.Struct("!HH")
+_unpack_from = UDP_HEADER.unpack_from
+_pack = UDP_HEADER.pack
+#: checksum offload request: offsets from the IP header, which IPv4 sends without options
+_TX_CSUM_OFFLOAD = TxOffload(csum_start=IPV4_MIN_HLEN, csum_offset=UDP_CSUM_OFFSET)
 DEFAULT_PORT_RANGE = "32768-60999"
 DEFAULT_RCVBUF = 212992  # Linux's net.core.rmem_default
 
@@ -156,7 +160,8 @@ class UDPEndpoint:
             raise os_error(errno.EMSGSIZE, f"{len(data)} bytes; UDP carries at most "
                                            f"{UDP_MAX_PAYLOAD}")
         udp = self._udp
-        if not self.allow_broadcast and udp.is_broadcast(dst):
+        if not self.allow_broadcast and dst != self.remote_addr and udp.is_broadcast(dst):
+            # (a connected endpoint's peer was checked when it connected)
             raise os_error(errno.EACCES, "sending to a broadcast address needs allow_broadcast")
         udp.output(self, data, dst, dport)
 
@@ -207,27 +212,37 @@ class UDP:
         # set while an endpoint sends: a local error reported during ip.send belongs to it
         self._sending = False
         self._send_error: TransportError | None = None
+        self._tx_csum_checked = -1
+        self._tx_csum_any = False
 
     # --- TransportProtocol: receive ---------------------------------------------------
     def receive(self, datagram: IPDatagram) -> None:
-        c = self._c
-        payload = memoryview(datagram.payload)
+        payload = datagram.payload
         n = len(payload)
         if n < UDP_HLEN:
+            c = self._c
             c["InErrors"] += 1
             c.drop("truncated")
             return
-        sport, dport, length, csum = UDP_HEADER.unpack_from(payload)
-        if length < UDP_HLEN or length > n:
-            c["InErrors"] += 1
-            c.drop("bad_length")
-            return
+        sport, dport, length, csum = _unpack_from(payload)
         if length != n:
-            payload = payload[:length]  # RFC 768: the length field delimits the datagram
+            if length < UDP_HLEN or length > n:
+                c = self._c
+                c["InErrors"] += 1
+                c.drop("bad_length")
+                return
+            payload = memoryview(payload)[:length]  # RFC 768: the length field delimits it
         src = datagram.src
         dst = datagram.dst
         if csum and not datagram.flags & RX_CSUM_VERIFIED:
-            if ones_sum(payload, pseudo_header_sum(src, dst, PROTO_UDP, length)) != 0xFFFF:
+            # ones'-complement sum over pseudo-header and datagram must be all ones: the
+            # whole datagram as one integer, modulo 0xFFFF (never zero: protocol 17 is in it)
+            v = int.from_bytes(payload, "big")
+            if length & 1:
+                v <<= 8
+            v += (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_UDP + length
+            if v % 0xFFFF:
+                c = self._c
                 c["InErrors"] += 1
                 c["InCsumErrors"] += 1
                 c.drop("bad_checksum")
@@ -241,6 +256,7 @@ class UDP:
             if group is None:
                 group = self._bound.get((0, dport))
                 if group is None:
+                    c = self._c
                     c["NoPorts"] += 1
                     c.drop("no_port")
                     self.stack.errors.destination_unreachable(datagram, 3)
@@ -249,7 +265,7 @@ class UDP:
         ep._deliver(bytes(payload[UDP_HLEN:]), src, sport)
 
     def _receive_broadcast(
-        self, payload: memoryview, src: int, dst: int, sport: int, dport: int
+        self, payload: Buffer, src: int, dst: int, sport: int, dport: int
     ) -> None:
         # Every endpoint bound to the wildcard or to the broadcast address gets a copy (Linux
         # __udp4_lib_mcast_deliver); none means no ICMP error (RFC 1122 3.2.2).
@@ -304,27 +320,58 @@ class UDP:
         return any(addr in iface.broadcasts for iface in self.stack.interfaces)
 
     def output(self, ep: UDPEndpoint, data: Buffer, dst: int, dport: int) -> None:
-        ip = self.stack.ip
+        stack = self.stack
+        ip = stack.ip
         if ip is None:
             raise os_error(errno.ENETUNREACH, "no IPv4 layer")
         src: int | None = ep.local_addr
-        if not src or src not in self.stack.local_addresses:
+        if not src or src not in stack.local_addresses:
             src = ip.source_for(dst)
             if src is None:
                 raise os_error(errno.ENETUNREACH)
-        length = UDP_HLEN + len(data)
-        seg = bytearray(length)
-        UDP_HEADER.pack_into(seg, 0, ep.local_port, dport, length, 0)
-        seg[UDP_HLEN:] = data
-        csum = checksum(seg, pseudo_header_sum(src, dst, PROTO_UDP, length))
-        if csum == 0:
-            csum = 0xFFFF  # RFC 768: a computed zero is sent as all ones
-        seg[6] = csum >> 8
-        seg[7] = csum & 0xFF
+        n = len(data)
+        length = UDP_HLEN + n
+        sport = ep.local_port
+        if self._tx_csum_links():
+            route = stack.routes.lookup(dst)
+            if (route is not None and route.interface.capabilities.tx_checksum
+                    and length + IPV4_MIN_HLEN <= route.interface.mtu
+                    and dst not in stack.local_addresses):
+                # Leave the checksum to the link (virtio NEEDS_CSUM): the field holds the
+                # pseudo-header sum; the device sums from the UDP header on and stores it.
+                p = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_UDP + length
+                p = (p & 0xFFFF) + (p >> 16)
+                self._send(_pack(sport, dport, length, (p & 0xFFFF) + (p >> 16)) + data,
+                           dst, src, _TX_CSUM_OFFLOAD)
+                return
+        # The checksum of header + data without building the header first: the data as one
+        # integer modulo 0xFFFF (it starts at an even offset, so RFC 1071 padding is the
+        # same), plus the header's words and the pseudo-header. Never zero (protocol 17 is
+        # in the sum), so s == 0 means all ones and the checksum 0, sent as 0xFFFF.
+        v = int.from_bytes(data, "big")
+        if n & 1:
+            v <<= 8
+        v += ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_UDP
+              + sport + dport + length + length)
+        s = v % 0xFFFF
+        self._send(_pack(sport, dport, length, 0xFFFF - s if s else 0xFFFF) + data, dst, src,
+                   None)
+
+    def _tx_csum_links(self) -> bool:
+        """Whether any interface completes transport checksums (re-checked as links come)."""
+        ifaces = self.stack.interfaces
+        if len(ifaces) != self._tx_csum_checked:
+            self._tx_csum_checked = len(ifaces)
+            self._tx_csum_any = any(i.capabilities.tx_checksum for i in ifaces)
+        return self._tx_csum_any
+
+    def _send(self, segment: bytes, dst: int, src: int, offload: TxOffload | None) -> None:
+        ip = self.stack.ip
+        assert ip is not None
         self._sending = True
         self._send_error = None
         try:
-            ok = ip.send(dst, PROTO_UDP, seg, src=src)
+            ok = ip.send(dst, PROTO_UDP, segment, src=src, offload=offload)
         finally:
             self._sending = False
         err = self._send_error
