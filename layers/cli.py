@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -670,6 +671,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, CompositionError) as exc:
         _err(str(exc))
         return 2
+    except BrokenPipeError:
+        # the reader went away (`layers netstat | head`): quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except ImportError as exc:
         _err(f"this installation lacks {exc.name or exc}; reinstall layers (make venv)")
         return 2
