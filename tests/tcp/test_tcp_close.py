@@ -1,0 +1,357 @@
+"""Closing at segment level: active, passive and simultaneous close, half-close both ways,
+TIME-WAIT (2*MSL, FIN retransmission, reuse by a new SYN), FIN-WAIT-2 timeout, abort, and
+the RST acceptance rules of RFC 9293 3.10.7 with RFC 5961's challenge ACKs."""
+
+from __future__ import annotations
+
+import errno
+
+from tcp_support import PEER_I, PEER_PORT, PLAIN, US_I, A, F, FA, R, RA, S, SA, Wire
+
+from layers.wire.tcp import TCPOptions
+
+KEY = (US_I, 80, PEER_I, PEER_PORT)
+
+
+def established(settings: dict[str, object] | None = None) -> tuple[Wire, object, object, int]:
+    """A passive connection; returns (wire, conn, proto, our next sequence number)."""
+    w = Wire(PLAIN | (settings or {}))
+    conn, proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=1460))
+    return w, conn, proto, synack.seq + 1
+
+
+# --- active close ----------------------------------------------------------------------------
+
+
+def test_active_close_to_time_wait_and_expiry() -> None:
+    w, conn, proto, us = established({"tcp.msl": 5.0})
+    conn.close()  # type: ignore[attr-defined]
+    fin = w.one()
+    assert fin.flags == FA and fin.seq == us and fin.ack == 1001
+    assert conn.state.name == "FIN_WAIT_1"  # type: ignore[attr-defined]
+    w.inject(A, 1001, us + 1)
+    assert conn.state.name == "FIN_WAIT_2"  # type: ignore[attr-defined]
+    w.settle()
+    assert proto.lost is None  # type: ignore[attr-defined]
+    w.inject(FA, 1001, us + 1)
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1002
+    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    t = w.now
+    w.run_until(t + 9.99)
+    assert KEY in w.tcp.conns
+    w.run_until(t + 10.0)  # 2 * MSL
+    assert KEY not in w.tcp.conns
+    assert w.counters["CurrEstab"] == 0
+
+
+def test_time_wait_acks_retransmitted_fin_and_restarts() -> None:
+    w, conn, _, us = established({"tcp.msl": 5.0})
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(FA, 1001, us + 1)
+    w.one()
+    w.advance(8.0)
+    w.inject(FA, 1001, us + 1)  # our ACK was lost
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1002
+    w.advance(9.0)
+    assert KEY in w.tcp.conns  # the 2*MSL restarted at the retransmission
+    w.advance(1.0)
+    assert KEY not in w.tcp.conns
+
+
+def test_new_syn_reuses_time_wait() -> None:
+    w, conn, _, us = established({"tcp.msl": 30.0})
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(FA, 1001, us + 1)
+    w.one()
+    # an old duplicate SYN (sequence not beyond the old connection) is not a new one
+    w.inject(S, 500)
+    assert w.one().flags == A
+    w.inject(S, 50_000)
+    synack = w.one()
+    assert synack.flags == SA and synack.ack == 50_001
+    assert w.counters["TWRecycled"] == 1
+
+
+def test_fin_in_fin_wait_1_is_simultaneous_close() -> None:
+    w, conn, proto, us = established({"tcp.msl": 1.0})
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(FA, 1001, us)  # the peer's FIN, not acknowledging ours
+    ack = w.one()
+    assert ack.ack == 1002
+    assert conn.state.name == "CLOSING"  # type: ignore[attr-defined]
+    w.inject(A, 1002, us + 1)
+    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    w.settle()
+    assert proto.lost is None  # type: ignore[attr-defined]
+    w.advance(2.0)
+    assert KEY not in w.tcp.conns
+
+
+def test_fin_ack_in_fin_wait_1_goes_straight_to_time_wait() -> None:
+    w, conn, _, us = established()
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(FA, 1001, us + 1)
+    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+
+
+def test_fin_retransmitted_until_acked() -> None:
+    w, conn, _, us = established()
+    conn.close()  # type: ignore[attr-defined]
+    t0 = w.now
+    w.one()
+    w.run_until(t0 + 3.5)
+    again = [(round(s.time - t0, 3), s.flags, s.seq) for s in w.sent()]
+    # the handshake measured an RTT of 0: RTO is at its 200 ms floor, then doubles
+    assert again == [(0.2, FA, us), (0.6, FA, us), (1.4, FA, us), (3.0, FA, us)]
+
+
+def test_fin_wait_2_times_out_after_close() -> None:
+    w, conn, _, us = established({"tcp.fin_timeout": 10.0})
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(A, 1001, us + 1)
+    w.advance(9.0)
+    assert KEY in w.tcp.conns
+    w.advance(1.5)
+    assert KEY not in w.tcp.conns
+
+
+# --- passive close -----------------------------------------------------------------------
+
+
+def test_passive_close() -> None:
+    w, conn, proto, us = established()
+    w.inject(FA, 1001, us)
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1002
+    assert conn.state.name == "CLOSE_WAIT"  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made", "eof"]  # type: ignore[attr-defined]
+    conn.close()  # type: ignore[attr-defined]
+    fin = w.one()
+    assert fin.flags == FA and fin.seq == us
+    assert conn.state.name == "LAST_ACK"  # type: ignore[attr-defined]
+    w.inject(A, 1002, us + 1)
+    assert KEY not in w.tcp.conns
+    assert proto.kinds() == ["made", "eof", "lost"]  # type: ignore[attr-defined]
+    assert proto.lost is None  # type: ignore[attr-defined]
+
+
+def test_eof_received_false_closes_the_transport() -> None:
+    w, conn, proto, us = established()
+    proto.keep_open = False  # type: ignore[attr-defined]
+    w.inject(FA, 1001, us)
+    segs = w.sent()
+    # the FIN goes out with (or right after) the ACK of theirs
+    assert segs[-1].flags & F and segs[-1].ack == 1002
+    assert conn.state.name == "LAST_ACK"  # type: ignore[attr-defined]
+
+
+def test_fin_out_of_order_waits_for_the_data_before_it() -> None:
+    w, conn, proto, us = established()
+    w.inject(FA, 1006, us)  # FIN after 5 bytes we have not seen
+    assert w.one().ack == 1001
+    assert conn.state.name == "ESTABLISHED"  # type: ignore[attr-defined]
+    w.inject(A, 1001, us, b"hello")
+    assert conn.state.name == "CLOSE_WAIT"  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made", "data", "eof"]  # type: ignore[attr-defined]
+    assert w.sent()[-1].ack == 1007
+
+
+# --- half-close --------------------------------------------------------------------------
+
+
+def test_half_close_we_finish_sending_and_keep_receiving() -> None:
+    w, conn, proto, us = established()
+    assert conn.can_write_eof()  # type: ignore[attr-defined]
+    conn.write(b"request")  # type: ignore[attr-defined]
+    conn.write_eof()  # type: ignore[attr-defined]
+    segs = w.sent()
+    assert b"".join(s.payload for s in segs) == b"request"
+    assert segs[-1].flags & F
+    fin_seq = us + 7
+    w.inject(A, 1001, fin_seq + 1)
+    assert conn.state.name == "FIN_WAIT_2"  # type: ignore[attr-defined]
+    # the peer still sends, and we still deliver
+    w.inject(A, 1001, fin_seq + 1, b"response part 1")
+    w.inject(FA, 1016, fin_seq + 1, b"+2")
+    assert bytes(proto.data) == b"response part 1+2"  # type: ignore[attr-defined]
+    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    w.settle()
+    assert proto.kinds()[-2:] == ["eof", "lost"]  # type: ignore[attr-defined]
+    import pytest
+
+    with pytest.raises(RuntimeError):
+        conn.write(b"more")  # type: ignore[attr-defined]
+
+
+def test_half_close_peer_finishes_and_we_keep_sending() -> None:
+    w, conn, proto, us = established()
+    w.inject(FA, 1001, us, b"question")
+    w.sent()
+    assert proto.kinds() == ["made", "data", "eof"]  # type: ignore[attr-defined]
+    conn.write(b"answer" * 100)  # type: ignore[attr-defined]
+    segs = w.sent()
+    assert b"".join(s.payload for s in segs) == b"answer" * 100
+    assert all(s.ack == 1010 for s in segs)
+    conn.write_eof()  # type: ignore[attr-defined]
+    fin = w.one()
+    assert fin.flags == FA and fin.seq == us + 600
+    w.inject(A, 1010, us + 601)
+    assert KEY not in w.tcp.conns
+    w.settle()
+    assert proto.lost is None  # type: ignore[attr-defined]
+
+
+# --- close with unread or late data ---------------------------------------------------------
+
+
+def test_close_with_unread_data_resets() -> None:
+    w, conn, proto, us = established()
+    conn.pause_reading()  # type: ignore[attr-defined]
+    w.inject(A, 1001, us, b"unread")
+    w.advance(0.1)
+    w.sent()
+    conn.close()  # type: ignore[attr-defined]
+    rst = w.one()
+    assert rst.flags & R and rst.seq == us
+    assert KEY not in w.tcp.conns
+    assert w.counters["AbortOnClose"] == 1
+
+
+def test_data_after_close_is_answered_with_reset() -> None:
+    w, conn, proto, us = established()
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(A, 1001, us + 1, b"too late")
+    rst = w.one()
+    assert rst.flags & R
+    assert KEY not in w.tcp.conns
+    assert w.counters["AbortOnData"] == 1
+
+
+def test_abort_sends_rst_and_reports_lost() -> None:
+    w, conn, proto, us = established()
+    conn.write(b"pending")  # type: ignore[attr-defined]
+    w.sent()
+    conn.abort()  # type: ignore[attr-defined]
+    rst = w.one()
+    assert rst.flags == RA and rst.seq == us + 7
+    w.settle()
+    assert proto.kinds() == ["made", "lost"]  # type: ignore[attr-defined]
+    assert proto.lost is None  # type: ignore[attr-defined]
+    assert conn.is_closing()  # type: ignore[attr-defined]
+
+
+# --- RST acceptance (RFC 9293 3.10.7.4, RFC 5961 3) -------------------------------------
+
+
+def test_rst_at_rcv_nxt_resets_connection() -> None:
+    w, conn, proto, us = established()
+    w.inject(R, 1001)
+    w.nothing()
+    assert KEY not in w.tcp.conns
+    exc = proto.lost  # type: ignore[attr-defined]
+    assert isinstance(exc, ConnectionResetError) and exc.errno == errno.ECONNRESET
+    assert w.counters["EstabResets"] == 1
+
+
+def test_rst_in_window_gets_challenge_ack() -> None:
+    w, conn, proto, us = established()
+    w.inject(R, 1500)
+    ack = w.one()
+    assert ack.flags == A and ack.seq == us and ack.ack == 1001
+    assert KEY in w.tcp.conns and proto.lost == "not lost"  # type: ignore[attr-defined]
+    assert w.counters["ChallengeACKs"] == 1
+
+
+def test_rst_out_of_window_is_ignored() -> None:
+    w, conn, proto, us = established()
+    w.inject(R, 1001 + 10_000_000)
+    w.inject(R, 900)
+    w.nothing()
+    assert KEY in w.tcp.conns
+    assert w.counters.drops["rst_out_of_window"] == 2
+
+
+def test_syn_in_established_gets_challenge_ack() -> None:
+    w, conn, proto, us = established()
+    w.inject(S, 1200)
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1001
+    assert KEY in w.tcp.conns
+
+
+def test_challenge_acks_are_rate_limited() -> None:
+    w, conn, proto, us = established({"tcp.challenge_ack_limit": 3})
+    for i in range(5):
+        w.inject(R, 1100 + i)
+    assert len(w.sent()) == 3
+    assert w.counters["ChallengeACKsLimited"] == 2
+    w.advance(1.0)
+    w.inject(R, 1100)
+    assert len(w.sent()) == 1
+
+
+def test_rst_in_time_wait_closes_it() -> None:
+    w, conn, _, us = established()
+    conn.close()  # type: ignore[attr-defined]
+    w.one()
+    w.inject(FA, 1001, us + 1)
+    w.one()
+    w.inject(R, 1002)
+    assert KEY not in w.tcp.conns
+
+
+def test_ack_for_unsent_data_is_answered_and_dropped() -> None:
+    w, conn, proto, us = established()
+    w.inject(A, 1001, us + 5000, b"data")
+    ack = w.one()
+    assert ack.ack == 1001  # the data was not taken
+    assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
+    assert w.counters.drops["ack_unsent"] == 1
+
+
+def test_ack_too_old_gets_challenge() -> None:
+    w, conn, proto, us = established()
+    w.inject(A, 1001, us - 200_000, b"data")
+    assert w.one().ack == 1001
+    assert w.counters.drops["ack_too_old"] == 1
+
+
+def test_segment_without_ack_is_dropped() -> None:
+    w, conn, proto, us = established()
+    w.inject(0, 1001, 0, b"noack")
+    w.nothing()
+    assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
+
+
+def test_out_of_window_data_gets_duplicate_ack() -> None:
+    w, conn, proto, us = established()
+    w.inject(A, 1001 - 100, us, b"x" * 50)  # all old
+    ack = w.one()
+    assert ack.ack == 1001
+    # pure ACKs out of window are answered at most every 0.5 s (ACK-loop guard)
+    w.advance(0.6)
+    w.inject(A, 5_000_000, us)
+    w.inject(A, 5_000_000, us)
+    assert len(w.sent()) == 1
+    w.advance(0.6)
+    w.inject(A, 5_000_000, us)
+    assert len(w.sent()) == 1
+
+
+def test_rst_ack_from_closed_peer_to_syn_sent() -> None:
+    w = Wire(PLAIN)
+    results: list[BaseException | None] = []
+    from tcp_support import Recorder
+
+    w.tcp.connect(Recorder(), PEER_I, 80, on_connected=results.append)
+    syn = w.one()
+    w.inject(RA, 0, syn.seq + 1, sport=80, dport=syn.tcp.sport)
+    assert isinstance(results[0], ConnectionRefusedError)
