@@ -281,3 +281,53 @@ def test_layers_ping_until_interrupted_prints_statistics(netns: NetNamespace) ->
     assert "Traceback" not in err
     m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     assert m and int(m.group(2)) >= 3, out
+
+
+TCP_CLIENT = """
+import socket, sys
+host = sys.argv[1]
+with socket.create_connection((host, 7), timeout=5) as s:       # echo
+    blob = bytes(range(256)) * 400                                # 100 KiB, many segments
+    s.sendall(blob)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while chunk := s.recv(65536):
+        got += chunk
+    print("echo", got == blob, len(got))
+with socket.create_connection((host, 9), timeout=5) as s:       # discard
+    s.sendall(b"x" * 50000)
+    s.shutdown(socket.SHUT_WR)
+    print("discard", s.recv(10) == b"")
+"""
+
+
+def test_up_serves_tcp_echo_discard_and_http_to_linux(
+    netns: NetNamespace, layers_up: Start, tmp_path: Any
+) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("<p>served by layers</p>\n")
+    (www / "big.txt").write_bytes(b"0123456789abcdef" * 8192)  # 128 KiB
+    tap = devname()
+    up = layers_up("--link", f"tap:{tap}", "--address", f"{STACK}/24", "--serve", "echo:7",
+                   "--serve", "discard:9", "--serve", f"http:80:{www}")
+    _address(netns, tap)
+    r = netns.run([sys.executable, "-c", TCP_CLIENT, STACK], check=False, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["echo True 102400", "discard True"]
+
+    r = netns.run(["curl", "-sS", "-m", "10", f"http://{STACK}/"], check=False)
+    assert r.returncode == 0 and r.stdout == "<p>served by layers</p>\n", r.stderr
+    r = netns.run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w",
+                   "%{http_code} %{size_download}", f"http://{STACK}/big.txt"], check=False)
+    assert r.stdout == "200 131072", r.stdout + r.stderr
+    r = netns.run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                   f"http://{STACK}/../../etc/passwd", "--path-as-is"], check=False)
+    assert r.stdout == "404"
+    r = layers(netns, "netstat", "--name", tap)
+    listening = {tuple(line.split()[3:]) for line in r.stdout.splitlines()
+                 if line.startswith("tcp")}
+    assert {("0.0.0.0:7", "*:*", "LISTEN"), ("0.0.0.0:9", "*:*", "LISTEN"),
+            ("0.0.0.0:80", "*:*", "LISTEN")} <= listening, r.stdout
+    rc, _out, err = up.stop()
+    assert rc == 0, err
