@@ -19,8 +19,10 @@ import contextlib
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from layers.interface import Interface
@@ -112,6 +114,31 @@ def _show_counters(n: Narrator, stack: Stack, names: Sequence[str] = ("arp", "ip
                  if drops else "")
         n.say(f"    {d['name']:6} {c.get('rx_frames', 0)} frames in, "
               f"{c.get('tx_frames', 0)} frames out{extra}")
+
+
+def has_tcp(stack: Stack) -> bool:
+    try:
+        from layers.streams import stream_service
+
+        stream_service(stack)
+    except Exception:
+        return False
+    return True
+
+
+async def http_get(stack: Stack, host: str, port: int, path: str = "/") -> tuple[str, bytes]:
+    """Fetch ``path`` with the stack's own TCP client: (status line, body)."""
+    from layers.streams import open_connection
+
+    reader, writer = await asyncio.wait_for(open_connection(stack, host, port), 5)
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0].decode(errors="replace"), body
 
 
 # --- as root: Linux <-> stack over a TAP in a namespace ------------------------------------
@@ -216,8 +243,60 @@ async def _tap_steps(n: Narrator, ns: NetNamespace, stack: Stack, iface: Interfa
              f"the stack knows Linux's: {'yes' if stack_knows else 'NO'}")
     ok = ok and linux_knows and stack_knows
 
+    if has_tcp(stack):
+        ok = await _tap_http_steps(n, ns, stack) and ok
+    else:
+        n.say()
+        n.say("(HTTP steps skipped: this installation has no TCP plugin)")
+
     n.step("the stack's counters (`layers netstat -s` shows them for a running `layers up`)")
-    _show_counters(n, stack)
+    _show_counters(n, stack, ("arp", "ipv4", "icmp", "tcp"))
+    return ok
+
+
+LINUX_PAGE = "<p>Hello from Linux's python -m http.server</p>\n"
+
+
+async def _tap_http_steps(n: Narrator, ns: NetNamespace, stack: Stack) -> bool:
+    from layers.cli import _start_services, _stop_service
+
+    ok = True
+    n.step(f"Linux fetches a page from the stack: curl http://{STACK_ADDR}/")
+    n.say("    The stack serves HTTP with its tcp plugin (as `layers up --serve http:80` does).")
+    services = await _start_services(stack, ["http:80"])
+    try:
+        rc, out = await _run(ns, "curl", "-sS", "-m", "5", "-i", f"http://{STACK_ADDR}/")
+        n.show(out.replace("\r", ""))
+        ok = rc == 0 and bool(out) and " 200 " in out.splitlines()[0]
+        n.result("Linux got the stack's page" if ok else f"curl failed (exit {rc})")
+    finally:
+        for service in services:
+            await _stop_service(service)
+
+    n.step(f"the stack fetches a page from Linux: python -m http.server on {LINUX_ADDR}:8000")
+    with tempfile.TemporaryDirectory() as www:
+        Path(www, "index.html").write_text(LINUX_PAGE)
+        server = await asyncio.create_subprocess_exec(
+            *ns.exec_args([sys.executable, "-m", "http.server", "8000", "--bind", LINUX_ADDR,
+                           "--directory", www]),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            status, body = "", b""
+            for _ in range(50):  # until the server listens
+                try:
+                    status, body = await http_get(stack, LINUX_ADDR, 8000)
+                    break
+                except ConnectionRefusedError:
+                    await asyncio.sleep(0.1)
+            n.show(f"{status}\n\n{body.decode(errors='replace')}")
+            got = body.decode(errors="replace") == LINUX_PAGE
+            n.result("the stack's TCP client got Linux's page" if got else "no page")
+            ok = ok and got
+        finally:
+            if server.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    server.kill()  # the server this demo started
+                await server.wait()
     return ok
 
 
@@ -254,14 +333,29 @@ async def memory_demo(n: Narrator) -> bool:
         n.result(f"{got_ba} of {PINGS} replies (no ARP request this time: bob learned alice's "
                  f"MAC from her request)")
 
+        if has_tcp(a):
+            from layers.cli import _start_services, _stop_service
+
+            n.step(f"bob fetches a page from alice's HTTP service (http://{LINUX_ADDR}/)")
+            services = await _start_services(a, ["http:80"])
+            try:
+                status, body = await http_get(b, LINUX_ADDR, 80)
+            finally:
+                for service in services:
+                    await _stop_service(service)
+            n.show(f"{status}\n\n{body.decode(errors='replace')}")
+            fetched = status.split()[1:2] == ["200"]
+            n.result("bob's TCP client got the page" if fetched else "no page")
+            got_ab = got_ab if fetched else 0
+
         n.step("what each side learned about the other (ARP)")
         _show_arp(n, "alice", a)
         _show_arp(n, "bob", b)
         n.step("counters")
         n.say("    alice:")
-        _show_counters(n, a)
+        _show_counters(n, a, ("arp", "ipv4", "icmp", "tcp"))
         n.say("    bob:")
-        _show_counters(n, b)
+        _show_counters(n, b, ("arp", "ipv4", "icmp", "tcp"))
         return got_ab > 0 and got_ba > 0
     finally:
         for runner in runners:

@@ -222,6 +222,7 @@ def test_demo_exits_0(netns: NetNamespace) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "every step worked" in r.stdout
     assert "Linux knows the stack's MAC: yes; the stack knows Linux's: yes" in r.stdout
+    assert "Linux got the stack's page" in r.stdout and "got Linux's page" in r.stdout
 
 
 UDP_CLIENT = """
