@@ -2,6 +2,24 @@
 
 Sans-IO: it reads ``stack.now`` nowhere, sends through ``stack.ip`` and schedules only
 ``stack.call_soon`` (delivery of datagrams held while an endpoint was paused).
+
+Behaviour, as Linux:
+
+* A datagram is dropped when the IP payload is shorter than 8 bytes (``truncated``) or than
+  the UDP length field, or that field is below 8 (``bad_length``); bytes after the UDP length
+  are ignored. A zero checksum means "none"; others are verified unless the link set
+  RX_CSUM_VERIFIED (``bad_checksum``). Sent checksums are never 0 (a computed 0 goes out as
+  0xFFFF); on links with transmit checksum offload the link completes them.
+* Demultiplexing picks the most specific endpoint: connected (4-tuple), then bound to the
+  datagram's address, then bound to 0.0.0.0; endpoints sharing a port with ``reuse_port`` are
+  chosen by a hash of the peer. Broadcasts go to every endpoint bound to the wildcard or to
+  that broadcast address. No endpoint: ICMP port unreachable (never for broadcasts).
+* ICMP errors reach only connected endpoints, matched by the quoted addresses and ports.
+
+Counters (``stack.counter("udp")``, RFC 4113 / ``netstat -s`` names): InDatagrams,
+OutDatagrams, NoPorts, InErrors, InCsumErrors, RcvbufErrors, IgnoredMulti (broadcasts nobody
+wanted), icmp_errors_delivered / _soft / _unconnected; drops by reason: truncated,
+bad_length, bad_checksum, no_port, no_port_broadcast, rcvbuf_full, icmp_error_short_quote.
 """
 
 from __future__ import annotations
