@@ -79,7 +79,7 @@ class Recorder(asyncio.Protocol):
         return [k for k, _ in self.events]
 
     @property
-    def lost(self) -> Exception | None | str:
+    def lost(self) -> Exception | str | None:
         for k, v in self.events:
             if k == "lost":
                 return v  # type: ignore[no-any-return]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 
-from tcp_support import PEER_I, PEER_PORT, PLAIN, US_I, A, F, FA, R, RA, S, SA, Wire
+from tcp_support import FA, PEER_I, PEER_PORT, PLAIN, RA, SA, US_I, A, F, R, S, Wire
 
 from layers.wire.tcp import TCPOptions
 
@@ -212,7 +212,7 @@ def test_half_close_peer_finishes_and_we_keep_sending() -> None:
 
 
 def test_close_with_unread_data_resets() -> None:
-    w, conn, proto, us = established()
+    w, conn, _proto, us = established()
     conn.pause_reading()  # type: ignore[attr-defined]
     w.inject(A, 1001, us, b"unread")
     w.advance(0.1)
@@ -225,7 +225,7 @@ def test_close_with_unread_data_resets() -> None:
 
 
 def test_data_after_close_is_answered_with_reset() -> None:
-    w, conn, proto, us = established()
+    w, conn, _proto, us = established()
     conn.close()  # type: ignore[attr-defined]
     w.one()
     w.inject(A, 1001, us + 1, b"too late")
@@ -252,7 +252,7 @@ def test_abort_sends_rst_and_reports_lost() -> None:
 
 
 def test_rst_at_rcv_nxt_resets_connection() -> None:
-    w, conn, proto, us = established()
+    w, _conn, proto, _us = established()
     w.inject(R, 1001)
     w.nothing()
     assert KEY not in w.tcp.conns
@@ -262,7 +262,7 @@ def test_rst_at_rcv_nxt_resets_connection() -> None:
 
 
 def test_rst_in_window_gets_challenge_ack() -> None:
-    w, conn, proto, us = established()
+    w, _conn, proto, us = established()
     w.inject(R, 1500)
     ack = w.one()
     assert ack.flags == A and ack.seq == us and ack.ack == 1001
@@ -271,7 +271,7 @@ def test_rst_in_window_gets_challenge_ack() -> None:
 
 
 def test_rst_out_of_window_is_ignored() -> None:
-    w, conn, proto, us = established()
+    w, _conn, _proto, _us = established()
     w.inject(R, 1001 + 10_000_000)
     w.inject(R, 900)
     w.nothing()
@@ -280,7 +280,7 @@ def test_rst_out_of_window_is_ignored() -> None:
 
 
 def test_syn_in_established_gets_challenge_ack() -> None:
-    w, conn, proto, us = established()
+    w, _conn, _proto, _us = established()
     w.inject(S, 1200)
     ack = w.one()
     assert ack.flags == A and ack.ack == 1001
@@ -288,7 +288,7 @@ def test_syn_in_established_gets_challenge_ack() -> None:
 
 
 def test_challenge_acks_are_rate_limited() -> None:
-    w, conn, proto, us = established({"tcp.challenge_ack_limit": 3})
+    w, _conn, _proto, _us = established({"tcp.challenge_ack_limit": 3})
     for i in range(5):
         w.inject(R, 1100 + i)
     assert len(w.sent()) == 3
@@ -309,7 +309,7 @@ def test_rst_in_time_wait_closes_it() -> None:
 
 
 def test_ack_for_unsent_data_is_answered_and_dropped() -> None:
-    w, conn, proto, us = established()
+    w, _conn, proto, us = established()
     w.inject(A, 1001, us + 5000, b"data")
     ack = w.one()
     assert ack.ack == 1001  # the data was not taken
@@ -318,21 +318,21 @@ def test_ack_for_unsent_data_is_answered_and_dropped() -> None:
 
 
 def test_ack_too_old_gets_challenge() -> None:
-    w, conn, proto, us = established()
+    w, _conn, _proto, us = established()
     w.inject(A, 1001, us - 200_000, b"data")
     assert w.one().ack == 1001
     assert w.counters.drops["ack_too_old"] == 1
 
 
 def test_segment_without_ack_is_dropped() -> None:
-    w, conn, proto, us = established()
+    w, _conn, proto, _us = established()
     w.inject(0, 1001, 0, b"noack")
     w.nothing()
     assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
 
 
 def test_out_of_window_data_gets_duplicate_ack() -> None:
-    w, conn, proto, us = established()
+    w, _conn, _proto, us = established()
     w.inject(A, 1001 - 100, us, b"x" * 50)  # all old
     ack = w.one()
     assert ack.ack == 1001

@@ -10,13 +10,13 @@ from tcp_support import (
     PEER_I,
     PEER_PORT,
     PLAIN,
+    RA,
+    SA,
     US_I,
     A,
     R,
-    RA,
     Recorder,
     S,
-    SA,
     Wire,
 )
 
@@ -375,7 +375,7 @@ def test_accept_queue_when_not_accepting() -> None:
 
 def test_final_ack_dropped_when_accept_queue_full() -> None:
     w = Wire(PLAIN)
-    lst, protos = w.listen(80, backlog=1, accepting=False)
+    lst, _protos = w.listen(80, backlog=1, accepting=False)
     w.inject(S, 1000, sport=40001)
     w.inject(S, 1000, sport=40002)  # dropped: SYN queue full (backlog 1)
     (sa1,) = w.sent()

@@ -734,15 +734,15 @@ class Connection(asyncio.Transport):
         # RFC 6582 3.2 step 2: not again for losses in the window already recovered
         if self.dupacks != DUPTHRESH or self.snd_una < self.recover:
             return
-            flight = self.snd_max - self.snd_una
-            cc.on_congestion(flight, mss, now)
-            self.recover = self.snd_max
-            self.in_recovery = True
-            self.retrans_next = self.snd_una
-            self.c["FastRetransmits"] += 1
-            self._retransmit_next(partial=True)
-            cc.cwnd = cc.ssthresh + DUPTHRESH * mss
-            self.rto_at = now + self._rto()
+        flight = self.snd_max - self.snd_una
+        cc.on_congestion(flight, mss, now)
+        self.recover = self.snd_max
+        self.in_recovery = True
+        self.retrans_next = self.snd_una
+        self.c["FastRetransmits"] += 1
+        self._retransmit_next(partial=True)
+        cc.cwnd = cc.ssthresh + DUPTHRESH * mss
+        self.rto_at = now + self._rto()
 
     # ---------------------------------------------------------------------------------
     # SACK scoreboard (RFC 2018, used in recovery per RFC 6675's NextSeg rule 1)
