@@ -53,7 +53,7 @@ def test_broadcast_needs_no_arp() -> None:
 
 
 def test_arp_failure_reaches_the_transport_as_ehostunreach() -> None:
-    h = arp_harness(**{"arp.queue_len": 8})  # room for 1 + 3 packets behind the request
+    h = arp_harness()  # the default queue (101, as Linux) holds every fragment
     assert h.a.ip is not None
     h.a.ip.send(ip4("10.0.0.9"), TEST_PROTO, b"nobody home")
     h.a.ip.send(ip4("10.0.0.9"), TEST_PROTO, bytes(3000))  # three fragments, one error
@@ -62,3 +62,15 @@ def test_arp_failure_reaches_the_transport_as_ehostunreach() -> None:
     assert [e.errno for e in errs] == [errno.EHOSTUNREACH] * 2
     assert errs[0].quote == b"nobody home" and errs[0].dst == ip4("10.0.0.9")
     assert errs[1].quote == bytes(64)
+
+
+def test_largest_datagram_to_an_unresolved_neighbour_arrives_whole() -> None:
+    # 65000 bytes is 45 fragments, all waiting behind one ARP request: the queue must hold
+    # them (Linux's unres_qlen is 101), or the datagram could never be reassembled.
+    h = arp_harness()
+    payload = bytes(range(256)) * 253 + bytes(232)
+    assert h.a.ip is not None
+    h.a.ip.send(B, TEST_PROTO, payload)
+    h.net.run_until_idle()
+    assert [g.payload for g in h.tb().got] == [payload]
+    assert h.a.counters["arp"].drops.get("queue_overflow", 0) == 0

@@ -29,8 +29,8 @@ Settings (``Stack(settings={"arp.timeout": 0.5, ...})``)
 ``arp.delay_first_probe``   5.0   seconds a stale entry in use waits before probing
 ``arp.stale_time``          60.0  seconds an unused stale entry is kept
 ``arp.failed_time``         3.0   seconds a failed resolution is remembered (packets fail fast)
-``arp.queue_len``           3     packets queued per unresolved neighbour (Linux unres_qlen)
-``arp.queue_total``         256   packets queued for all unresolved neighbours of the stack
+``arp.queue_len``           101   packets queued per unresolved neighbour (Linux's unres_qlen)
+``arp.queue_total``         1024  packets queued for all unresolved neighbours of the stack
 ``arp.max_entries``         1024  table entries per stack (the oldest unused are evicted)
 ``arp.gratuitous_count``    2     announcements per address at interface up (0: none)
 ``arp.gratuitous_interval`` 2.0   seconds between announcements

@@ -33,10 +33,12 @@ class ArpSettings:
     stale_time: float = 60.0
     #: seconds a failed resolution is remembered; packets to it fail at once meanwhile
     failed_time: float = 3.0
-    #: packets queued per unresolved neighbour; the oldest is dropped on overflow (unres_qlen)
-    queue_len: int = 3
+    #: packets queued per unresolved neighbour; the oldest is dropped on overflow. Linux derives
+    #: unres_qlen = 101 from unres_qlen_bytes = 212992; the old 3 would cut any datagram of
+    #: more than 3 fragments sent to a neighbour not yet resolved.
+    queue_len: int = 101
     #: packets queued for all unresolved neighbours of the stack together
-    queue_total: int = 256
+    queue_total: int = 1024
     #: neighbour entries per stack (Linux gc_thresh3); old unused entries are evicted first
     max_entries: int = 1024
     #: announcements (gratuitous requests) sent per address when an interface comes up
