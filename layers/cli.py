@@ -450,8 +450,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("no plugins installed (pip install a distribution with entry points in group "
               "'layers')")
         return 0
-    print(table(("NAME", "VERSION", "LAYER", "DISTRIBUTION"),
-                [(i.name, i.version, i.layer, i.distribution) for i in infos]))
+    print(table(("NAME", "VERSION", "LAYER", "DISTRIBUTION", "STATUS"),
+                [(i.name, i.version, i.layer, i.distribution, i.status) for i in infos]))
     return 0
 
 

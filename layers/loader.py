@@ -7,6 +7,10 @@ plugin's name. Selection, in order:
    list (a module or object) is registered as an ad-hoc plugin. ``None`` means all installed.
 2. ``LAYERS_DISABLE_PLUGINS=a,b`` (or ``block=[...]``) removes plugins by name. Asking for a
    blocked plugin by name is an error rather than a silent omission.
+
+A plugin module that sets ``LAYERS_OPT_IN = True`` is installed but not part of the default
+selection: it joins a stack only when named. Per-frame hooks (taps, counters, filters) and
+examples should be opt-in, so that installing them never slows every stack on the machine.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class PluginInfo:
     layer: str
     distribution: str
     module: str
+    #: "default" (joins stacks composed without --plugins), "opt-in" or "disabled"
+    status: str = "default"
 
 
 def installed_entry_points() -> dict[str, metadata.EntryPoint]:
@@ -91,7 +97,9 @@ def make_plugin_manager(
     available = installed_entry_points()
 
     if plugins is None:
-        selected: list[str | object] = [n for n in sorted(available) if n not in blocked]
+        selected: list[str | object] = [
+            n for n in sorted(available) if n not in blocked and not _opt_in(available[n])
+        ]
     else:
         selected = list(plugins)
     for item in selected:
@@ -121,6 +129,10 @@ def make_plugin_manager(
     return pm
 
 
+def _opt_in(ep: metadata.EntryPoint) -> bool:
+    return bool(getattr(ep.load(), "LAYERS_OPT_IN", False))
+
+
 def plugin_layer(obj: Any) -> str:
     layers = [layer for hook, layer in _LAYER_BY_HOOK if hasattr(obj, hook)]
     return "/".join(dict.fromkeys(layers)) or "other"
@@ -134,13 +146,20 @@ def describe_plugins(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]
         blocked = blocked_from_env()
         for name, ep in sorted(eps.items()):
             dist = ep.dist
+            status = "default"
             try:
-                layer = plugin_layer(ep.load())
+                obj = ep.load()
+                layer = plugin_layer(obj)
+                if getattr(obj, "LAYERS_OPT_IN", False):
+                    status = "opt-in"
             except Exception as exc:  # a broken plugin is reported, not fatal to the listing
                 layer = f"broken: {exc}"
+            if name in blocked:
+                status = "disabled"
             infos.append(
                 PluginInfo(
-                    name=name + (" (disabled)" if name in blocked else ""),
+                    name=name,
+                    status=status,
                     version=dist.version if dist else "?",
                     layer=layer,
                     distribution=dist.name if dist else "?",

@@ -69,16 +69,17 @@ def test_transport_without_network_layer_is_a_composition_error(
 def test_plugins_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "LAYER", "DISTRIBUTION"]
+    assert lines[0].split() == ["NAME", "VERSION", "LAYER", "DISTRIBUTION", "STATUS"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     for name in ("arp", "ipv4", "icmp", "framecount"):
         assert name in rows
-    assert rows["framecount"][-1] == "layers-framecount"
-    assert rows["ipv4"][-1] == "layers-ipv4"
+    assert rows["framecount"][-2:] == ["layers-framecount", "opt-in"]
+    assert rows["ipv4"][-2:] == ["layers-ipv4", "default"]
 
     monkeypatch.setenv("LAYERS_DISABLE_PLUGINS", "framecount")
     assert main(["plugins"]) == 0
-    assert "framecount (disabled)" in capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["framecount"][-1] == "disabled"
 
 
 # --- the control socket ------------------------------------------------------------------

@@ -201,3 +201,11 @@ def test_report_has_interfaces_routes_counters(vnet: VirtualNetwork) -> None:
     assert rep["interfaces"][0]["addresses"] == ["10.0.0.1/24"]
     assert {r["origin"] for r in rep["routes"]} == {"connected", "static"}
     assert "stack" in rep["counters"]
+
+
+def test_opt_in_plugins_join_only_when_named() -> None:
+    # examples/framecount sets LAYERS_OPT_IN: installed, listed, but not in the default stack
+    default = {n for n, p in Stack().pm.list_name_plugin() if p is not None}
+    assert "framecount" not in default and "ipv4" in default
+    named = Stack(["framecount"])
+    assert named.pm.get_plugin("framecount") is not None and named._rx_hooked

@@ -178,23 +178,22 @@ def test_layers_ping_from_the_stack_to_linux(netns: NetNamespace) -> None:
 
 
 def test_blocked_plugin_is_absent(netns: NetNamespace, layers_up: Start) -> None:
-    block = {"LAYERS_DISABLE_PLUGINS": "framecount"}
+    block = {"LAYERS_DISABLE_PLUGINS": "udp"}
     r = layers(netns, "plugins", env=block)
-    assert r.returncode == 0 and "framecount (disabled)" in r.stdout
+    assert r.returncode == 0 and re.search(r"^udp\s.*\sdisabled$", r.stdout, re.M)
     r = layers(netns, "plugins")
-    assert re.search(r"^framecount\s", r.stdout, re.M)
+    assert re.search(r"^udp\s.*\sdefault$", r.stdout, re.M)
 
     tap1, tap2 = devname(), devname()
     with_it = layers_up("--link", f"tap:{tap1}", "--address", f"{STACK}/24")
     without = layers_up("--link", f"tap:{tap2}", "--address", "10.82.0.2/24", env=block)
-    assert "framecount" in with_it.ready_line and "framecount" not in without.ready_line
+    assert "udp" in with_it.ready_line and "udp" not in without.ready_line
     rep_with: dict[str, Any] = request(with_it.control)["report"]
     rep_without: dict[str, Any] = request(without.control)["report"]
-    assert "framecount" in rep_with["plugins"] and "framecount" in rep_with
-    assert "framecount" not in rep_without["plugins"] and "framecount" not in rep_without
+    assert "udp" in rep_with["plugins"] and "udp" not in rep_without["plugins"]
     # asking for it by name while blocked is an error, not a silent omission
     r = layers(netns, "up", "--link", f"tap:{devname()}", "--address", "10.83.0.2/24",
-               "--plugins", "arp,ipv4,icmp,framecount", env=block)
+               "--plugins", "arp,ipv4,icmp,udp", env=block)
     assert r.returncode == 2 and "disabled by LAYERS_DISABLE_PLUGINS" in r.stderr
 
 

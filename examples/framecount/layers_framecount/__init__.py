@@ -26,6 +26,9 @@ from layers.links.base import Medium
 from layers.wire.ethernet import ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6
 
 __version__ = "0.1.0"
+#: Not part of the default selection: a per-frame hook costs every frame something, so it
+#: joins a stack only when named (``--plugins arp,ipv4,icmp,framecount``).
+LAYERS_OPT_IN = True
 
 COUNTER = "framecount"
 #: names shown in the report for well-known ethertypes
