@@ -355,3 +355,22 @@ def test_rst_ack_from_closed_peer_to_syn_sent() -> None:
     syn = w.one()
     w.inject(RA, 0, syn.seq + 1, sport=80, dport=syn.tcp.sport)
     assert isinstance(results[0], ConnectionRefusedError)
+
+
+def test_connection_lost_waits_until_paused_data_is_read() -> None:
+    w, conn, proto, us = established()
+    conn.pause_reading()  # type: ignore[attr-defined]
+    w.inject(A, 1001, us, b"unread data")
+    w.inject(FA, 1012, us)
+    w.sent()
+    conn.write_eof()  # type: ignore[attr-defined]
+    fin = w.one()
+    w.inject(A, 1013, fin.seq + 1)
+    assert KEY not in w.tcp.conns  # CLOSED on the wire...
+    w.settle()
+    assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
+    conn.resume_reading()  # type: ignore[attr-defined]
+    w.settle()
+    # ...but the application reads everything before it hears of it
+    assert proto.kinds() == ["made", "data", "eof", "lost"]  # type: ignore[attr-defined]
+    assert bytes(proto.data) == b"unread data"  # type: ignore[attr-defined]

@@ -965,7 +965,7 @@ class Connection(asyncio.Transport):
             self.rx_chunks = []
             self.rx_bytes = 0
             self._callback(proto.data_received, data)  # type: ignore[attr-defined]
-            if self.state == CLOSED or self._lost:
+            if self._lost or self._read_closed:
                 return
         if self.rx_chunks:
             return
@@ -1426,6 +1426,10 @@ class Connection(asyncio.Transport):
         """connection_lost(None) once both directions are done for the application."""
         if self._lost or not self._made:
             return
+        if not self._read_closed and (
+            self.rx_chunks or (self.fin_received and not self._eof_delivered)
+        ):
+            return  # the application has not read everything yet: after it has
         st = self.state
         fin_acked = self.fin_queued and self.snd_una > self.fin_seq
         if st in (CLOSED, TIME_WAIT) or (self._read_closed and fin_acked):
@@ -1499,11 +1503,13 @@ class Connection(asyncio.Transport):
             self.stack.call_soon(self._resume_delivery)
 
     def _resume_delivery(self) -> None:
-        if self.state == CLOSED and not self.rx_chunks and not self.fin_received:
+        if self._lost:
             return
         self._deliver()
         if self.state in _RECEIVING:
             self._window_update()
+        if self.state in (TIME_WAIT, CLOSED):
+            self._maybe_lost()
         if self.state != CLOSED:
             self._arm()
 
