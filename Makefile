@@ -37,6 +37,15 @@ test: venv
 	$(VENV)/bin/ruff check layers plugins tests examples
 	$(VENV)/bin/mypy
 
+# Benchmarks print figures and never assert timings; compare numbers only within one run.
+# The TAP ones need root (they make their own namespaces and delete them).
+BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py
+bench: venv
+	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done
+	@echo "== tests/links/bench_links.py tap"; $(PY) tests/links/bench_links.py tap
+	@echo "== tests/bench/ping_rtt.py"; $(PY) tests/bench/ping_rtt.py
+	@for b in $(wildcard tests/bench/*_bench.py); do echo "== $$b"; $(PY) $$b || exit 1; done
+
 lint: venv
 	$(VENV)/bin/ruff check layers plugins tests examples
 
