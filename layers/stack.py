@@ -469,6 +469,32 @@ class Stack:
         except Exception:
             self._internal_error("neighbour_unreachable", proto)
 
+    # --- the application API (asyncio; the stack must run on this loop) ----------------
+    async def open_connection(self, host: str | int, port: int, **kwargs: Any) -> Any:
+        """``asyncio.open_connection`` through this stack: see :func:`layers.streams.
+        open_connection` (returns the stdlib's StreamReader and StreamWriter)."""
+        from layers.streams import open_connection
+
+        return await open_connection(self, host, port, **kwargs)
+
+    async def start_server(
+        self, client_connected_cb: Callable[..., Any], host: str | int | None = None,
+        port: int = 0, **kwargs: Any,
+    ) -> Any:
+        """``asyncio.start_server`` on this stack: see :func:`layers.streams.start_server`."""
+        from layers.streams import start_server
+
+        return await start_server(self, client_connected_cb, host, port, **kwargs)
+
+    async def create_datagram_endpoint(
+        self, protocol_factory: Callable[[], Any], **kwargs: Any
+    ) -> Any:
+        """``loop.create_datagram_endpoint`` on this stack: see
+        :func:`layers.datagrams.create_datagram_endpoint`."""
+        from layers.datagrams import create_datagram_endpoint
+
+        return await create_datagram_endpoint(self, protocol_factory, **kwargs)
+
     # --- reports ----------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """Everything ``layers netstat``/``routes``/``arp`` show, as JSON-able data."""
