@@ -1,0 +1,158 @@
+"""Our stack on a TAP inside a test namespace, and Linux TCP peers run there.
+
+Linux peers run as Python subprocesses inside the namespace (so they use the other CPU and
+the stack's loop stays ours), or as sockets created while this thread is inside the namespace
+(for short exchanges driven from the test's own loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from layers.links.tuntap import TapLink
+from layers.netns import NetNamespace
+from layers.runtime import AsyncioRunner
+from layers.stack import Stack
+
+LINUX_IP = "10.79.0.1"
+STACK_IP = "10.79.0.2"
+PLUGINS = ["arp", "ipv4", "icmp", "tcp"]
+
+#: Linux side, as a subprocess. Modes:
+#:   echo-server PORT         accept one connection, echo until EOF, shut down writing, close
+#:   sink-server PORT         accept one, read to EOF, print "<bytes> <sha256> <seconds>"
+#:   reset-server PORT        accept one, read a little, close with SO_LINGER 0 (RST)
+#:   echo-client HOST PORT N  send N bytes (seeded), shut down writing, read the echo to EOF,
+#:                            print "<sent sha256> <received bytes> <received sha256>"
+#:   send-client HOST PORT N  send N bytes, shut down writing, wait for EOF, print seconds
+PEER_SCRIPT = r"""
+import hashlib, random, socket, struct, sys, threading, time
+mode = sys.argv[1]
+
+def blob(n):
+    return random.Random(7).randbytes(n)
+
+if mode.endswith("-server"):
+    port = int(sys.argv[2])
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("0.0.0.0", port))
+    ls.listen(4)
+    print("listening", flush=True)
+    s, _ = ls.accept()
+    if mode == "echo-server":
+        while data := s.recv(1 << 20):
+            s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        s.recv(1)
+    elif mode == "sink-server":
+        h = hashlib.sha256()
+        n = 0
+        t0 = None
+        while data := s.recv(1 << 20):
+            if t0 is None:
+                t0 = time.perf_counter()
+            n += len(data)
+            h.update(data)
+        dt = time.perf_counter() - (t0 or time.perf_counter())
+        print(n, h.hexdigest(), dt, flush=True)
+    elif mode == "reset-server":
+        s.recv(100)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+else:
+    host, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    data = blob(n)
+    s = socket.create_connection((host, port), timeout=60)
+    if mode == "echo-client":
+        got = []
+        def reader():
+            while chunk := s.recv(1 << 20):
+                got.append(chunk)
+        t = threading.Thread(target=reader)
+        t.start()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        t.join()
+        rx = b"".join(got)
+        print(hashlib.sha256(data).hexdigest(), len(rx), hashlib.sha256(rx).hexdigest(),
+              flush=True)
+    elif mode == "send-client":
+        t0 = time.perf_counter()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        s.recv(1)
+        print(time.perf_counter() - t0, flush=True)
+    s.close()
+"""
+
+
+def blob(n: int) -> bytes:
+    import random
+
+    return random.Random(7).randbytes(n)
+
+
+@contextlib.asynccontextmanager
+async def stack_on_tap(
+    netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None
+) -> AsyncIterator[Stack]:
+    dev = f"tcp{secrets.token_hex(3)}"
+    with netns.entered():
+        link = TapLink.open(dev, offload=offload)
+    netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+    netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
+    netns.run(["ip", "link", "set", dev, "up"])
+    loop = asyncio.get_running_loop()
+    stack = Stack(PLUGINS, clock=loop.time, name="tcp-linux", settings=settings)
+    runner: AsyncioRunner | None = None
+    try:
+        stack.add_interface(link, address=f"{STACK_IP}/24")
+        runner = AsyncioRunner(stack, loop)
+        runner.start()
+        yield stack
+    finally:
+        if runner is not None:
+            runner.stop()
+        else:
+            stack.stop()
+
+
+@contextlib.asynccontextmanager
+async def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AsyncIterator[Any]:
+    """The peer script as a subprocess in the namespace; killed (by PID) if still running."""
+    proc = await asyncio.create_subprocess_exec(
+        *netns.exec_args([sys.executable, "-c", PEER_SCRIPT, *args]),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        if args[0].endswith("-server"):
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)  # type: ignore[union-attr]
+            assert line.strip() == b"listening", line
+        yield proc
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def peer_output(proc: Any, timeout: float = 60.0) -> list[str]:
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().split()  # type: ignore[no-any-return]
+
+
+def linux_socket(netns: NetNamespace) -> socket.socket:
+    """A TCP socket that belongs to the namespace, for the test's own loop."""
+    with netns.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    return sock
