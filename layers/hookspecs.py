@@ -158,3 +158,21 @@ def layers_frame_sending(stack: Stack, frame: Frame) -> None:
 
     The core's own implementation (innermost) transmits it unless ``frame.dropped``.
     """
+
+
+# --- conformance --------------------------------------------------------------------------
+
+
+@hookspec
+def layers_capabilities(stack: Stack) -> Mapping[str, bool | str] | Iterable[str] | None:
+    """Return the conformance capabilities this plugin gives ``stack`` (``layers.conformance``).
+
+    Names are those registered in :mod:`layers.conformance.capabilities` (``"tcp.sack"``,
+    ``"ipv4.reassembly"``...). Either an iterable of supported names, or a mapping of name to
+    True (supported), False (not supported: tests needing it are skipped, naming it) or a
+    reason string (a known divergence: those tests become strict xfails with the reason).
+    Protocols imply their base capabilities (an IPv4 network protocol implies ``ipv4`` and
+    the RFC's MUSTs such as ``ipv4.reassembly``), so declare the optional features you
+    support and withdraw what you do not. Answer from the stack's settings when they matter
+    (SACK only when ``tcp.sack`` is on). Only the conformance suite calls this hook.
+    """

@@ -1,0 +1,221 @@
+"""The conformance fixtures: ``dut`` and ``tb``, parametrized over the DUTs asked for.
+
+Registered as a pytest plugin by :mod:`layers.conformance.plugin` only when ``--dut`` is given
+(or imported into a conftest.py, as our own tests/conformance does), so nothing here touches
+other projects' tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from layers.conformance.capabilities import (
+    CapabilityValue,
+    Everything,
+    normalise,
+    parse_capability_option,
+    resolve,
+    verdict,
+)
+from layers.conformance.duts.base import DUT
+from layers.loader import parse_plugin_list
+from layers.netns import have_root_and_tun
+
+#: the DUT kinds the suite knows
+DUT_KINDS = ("layers", "linux", "layers-tap")
+ROOT_KINDS = frozenset({"linux", "layers-tap"})
+
+
+def parse_dut_option(text: str | None) -> list[str]:
+    if not text:
+        return []
+    kinds: list[str] = []
+    for raw in text.split(","):
+        kind = raw.strip()
+        if not kind:
+            continue
+        if kind == "all":
+            kinds.extend(k for k in DUT_KINDS if k not in kinds)
+            continue
+        if kind not in DUT_KINDS:
+            raise pytest.UsageError(
+                f"--dut={text}: unknown DUT {kind!r}; choose from {', '.join(DUT_KINDS)} or all"
+            )
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
+
+
+def parse_settings_option(text: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for raw in (text or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--dut-settings item {item!r} should be KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dut_kind" not in metafunc.fixturenames:
+        return
+    kinds = metafunc.config.stash.get(KINDS_KEY, None) or parse_dut_option(
+        metafunc.config.getoption("dut", None)
+    )
+    if not kinds:
+        kinds = ["layers"]
+    metafunc.parametrize("dut_kind", kinds, scope="function")
+
+
+KINDS_KEY = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def conformance_plugins(pytestconfig: pytest.Config) -> list[str] | None:
+    """The plugins composed into the layers DUTs (``--plugins``; None: all installed).
+    Override in a conftest.py to pin them."""
+    return parse_plugin_list(pytestconfig.getoption("conformance_plugins", None))
+
+
+@pytest.fixture(scope="session")
+def conformance_settings(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """Stack settings for the layers DUTs (``--dut-settings k=v,...``). Override to add."""
+    return dict(parse_settings_option(pytestconfig.getoption("dut_settings", None)))
+
+
+@pytest.fixture(scope="session")
+def conformance_capabilities(pytestconfig: pytest.Config) -> dict[str, CapabilityValue]:
+    """Capabilities declared by the test run for the layers DUTs (``--capabilities``).
+
+    Override this fixture in your conftest.py to declare capabilities (or known divergences)
+    of plugins you test, as SQLAlchemy dialects do with their requirements class."""
+    return parse_capability_option(pytestconfig.getoption("capabilities", None))
+
+
+@functools.lru_cache(maxsize=64)
+def _stack_capabilities(
+    plugins: tuple[str, ...] | None, settings: tuple[tuple[str, Any], ...]
+) -> tuple[tuple[str, CapabilityValue], ...]:
+    from layers.stack import Stack
+
+    stack = Stack(list(plugins) if plugins is not None else None, settings=dict(settings),
+                  clock=lambda: 0.0, name="capabilities")
+    try:
+        base: set[str] = set()
+        if 0x0806 in stack.network_by_ethertype:
+            base.add("arp")
+        if 4 in stack.network_by_version:
+            base.add("ipv4")
+        for number, name in ((1, "icmp"), (17, "udp"), (6, "tcp")):
+            if number in stack.transports:
+                base.add(name)
+        declared: list[Mapping[str, CapabilityValue]] = []
+        hook = getattr(stack.hook, "layers_capabilities", None)
+        if hook is not None:
+            for impl in hook.get_hookimpls():
+                answer = impl.function(stack=stack)
+                declared.append(normalise(answer, f"plugin {impl.plugin_name}"))
+        return tuple(sorted(resolve(base, *declared).items()))
+    finally:
+        stack.stop(close_links=False)
+
+
+def layers_capabilities(
+    plugins: list[str] | None,
+    settings: Mapping[str, Any],
+    declared: Mapping[str, CapabilityValue],
+) -> dict[str, CapabilityValue]:
+    """What a layers DUT composed of ``plugins`` with ``settings`` supports."""
+    key = tuple(sorted((k, v) for k, v in settings.items()))
+    caps = dict(_stack_capabilities(tuple(plugins) if plugins is not None else None, key))
+    caps.update(declared)
+    return caps
+
+
+def _marker_settings(node: pytest.Item) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mark in reversed(list(node.iter_markers("layers_settings"))):
+        for arg in mark.args:
+            out.update(arg)
+        out.update(mark.kwargs)
+    return out
+
+
+def _required(node: pytest.Item) -> list[str]:
+    names: list[str] = []
+    for mark in node.iter_markers("layers_requires"):
+        names.extend(mark.args)
+    return names
+
+
+@pytest.fixture(scope="session")
+def _layers_tap_env() -> Iterator[Any]:
+    from layers.conformance.duts.layers_tap import LayersTapEnv
+
+    env = LayersTapEnv()
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+@pytest.fixture
+def dut(
+    request: pytest.FixtureRequest,
+    dut_kind: str,
+    conformance_plugins: list[str] | None,
+    conformance_settings: dict[str, Any],
+    conformance_capabilities: dict[str, CapabilityValue],
+) -> Iterator[DUT]:
+    """The device under test, fresh for each test (the layers-tap stack is recomposed)."""
+    node = request.node
+    assert isinstance(node, pytest.Item)
+    settings = _marker_settings(node)
+    if dut_kind == "linux":
+        caps: Mapping[str, CapabilityValue] = Everything()
+    else:
+        layer_settings = {**conformance_settings, **settings}
+        caps = layers_capabilities(conformance_plugins, layer_settings,
+                                   conformance_capabilities)
+    decision = verdict(caps, _required(node), dut_kind)
+    if decision is not None:
+        kind, reason = decision
+        if kind == "skip":
+            pytest.skip(reason)
+        node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+    if dut_kind in ROOT_KINDS:
+        ok, why = have_root_and_tun()
+        if not ok:
+            pytest.skip(f"DUT {dut_kind} {why}")
+    device: DUT
+    if dut_kind == "linux":
+        from layers.conformance.duts.linux import make_linux_dut
+
+        device = make_linux_dut(settings)
+    elif dut_kind == "layers":
+        from layers.conformance.duts.layers_local import make_layers_local_dut
+
+        device = make_layers_local_dut(
+            conformance_plugins, {**conformance_settings, **settings}, caps)
+    else:
+        env = request.getfixturevalue("_layers_tap_env")
+        device = env.dut(conformance_plugins, {**conformance_settings, **settings}, caps)
+    try:
+        yield device
+    finally:
+        device.shutdown_dut()
+
+
+@pytest.fixture
+def tb(dut: DUT) -> Any:
+    """The testbench, owning the DUT's link."""
+    from layers.conformance.testbench import Testbench
+
+    return Testbench(dut)

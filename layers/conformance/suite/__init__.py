@@ -1,0 +1,2 @@
+"""The conformance tests. Each takes the ``dut`` and ``tb`` fixtures and runs against every DUT
+given with ``--dut``."""
