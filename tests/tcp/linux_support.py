@@ -147,7 +147,7 @@ async def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AsyncIterator[
 async def peer_output(proc: Any, timeout: float = 60.0) -> list[str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode == 0, err.decode()
-    return out.decode().split()  # type: ignore[no-any-return]
+    return out.decode().split()
 
 
 def linux_socket(netns: NetNamespace) -> socket.socket:

@@ -82,7 +82,7 @@ class Recorder(asyncio.Protocol):
     def lost(self) -> Exception | str | None:
         for k, v in self.events:
             if k == "lost":
-                return v  # type: ignore[no-any-return]
+                return v
         return "not lost"
 
 

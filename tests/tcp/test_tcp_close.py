@@ -5,6 +5,7 @@ the RST acceptance rules of RFC 9293 3.10.7 with RFC 5961's challenge ACKs."""
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from tcp_support import FA, PEER_I, PEER_PORT, PLAIN, RA, SA, US_I, A, F, R, S, Wire
 
@@ -13,7 +14,7 @@ from layers.wire.tcp import TCPOptions
 KEY = (US_I, 80, PEER_I, PEER_PORT)
 
 
-def established(settings: dict[str, object] | None = None) -> tuple[Wire, object, object, int]:
+def established(settings: dict[str, Any] | None = None) -> tuple[Wire, Any, Any, int]:
     """A passive connection; returns (wire, conn, proto, our next sequence number)."""
     w = Wire(PLAIN | (settings or {}))
     conn, proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=1460))
@@ -25,18 +26,18 @@ def established(settings: dict[str, object] | None = None) -> tuple[Wire, object
 
 def test_active_close_to_time_wait_and_expiry() -> None:
     w, conn, proto, us = established({"tcp.msl": 5.0})
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     fin = w.one()
     assert fin.flags == FA and fin.seq == us and fin.ack == 1001
-    assert conn.state.name == "FIN_WAIT_1"  # type: ignore[attr-defined]
+    assert conn.state.name == "FIN_WAIT_1"
     w.inject(A, 1001, us + 1)
-    assert conn.state.name == "FIN_WAIT_2"  # type: ignore[attr-defined]
+    assert conn.state.name == "FIN_WAIT_2"
     w.settle()
-    assert proto.lost is None  # type: ignore[attr-defined]
+    assert proto.lost is None
     w.inject(FA, 1001, us + 1)
     ack = w.one()
     assert ack.flags == A and ack.ack == 1002
-    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    assert conn.state.name == "TIME_WAIT"
     t = w.now
     w.run_until(t + 9.99)
     assert KEY in w.tcp.conns
@@ -47,7 +48,7 @@ def test_active_close_to_time_wait_and_expiry() -> None:
 
 def test_time_wait_acks_retransmitted_fin_and_restarts() -> None:
     w, conn, _, us = established({"tcp.msl": 5.0})
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(FA, 1001, us + 1)
     w.one()
@@ -63,7 +64,7 @@ def test_time_wait_acks_retransmitted_fin_and_restarts() -> None:
 
 def test_new_syn_reuses_time_wait() -> None:
     w, conn, _, us = established({"tcp.msl": 30.0})
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(FA, 1001, us + 1)
     w.one()
@@ -78,31 +79,31 @@ def test_new_syn_reuses_time_wait() -> None:
 
 def test_fin_in_fin_wait_1_is_simultaneous_close() -> None:
     w, conn, proto, us = established({"tcp.msl": 1.0})
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(FA, 1001, us)  # the peer's FIN, not acknowledging ours
     ack = w.one()
     assert ack.ack == 1002
-    assert conn.state.name == "CLOSING"  # type: ignore[attr-defined]
+    assert conn.state.name == "CLOSING"
     w.inject(A, 1002, us + 1)
-    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    assert conn.state.name == "TIME_WAIT"
     w.settle()
-    assert proto.lost is None  # type: ignore[attr-defined]
+    assert proto.lost is None
     w.advance(2.0)
     assert KEY not in w.tcp.conns
 
 
 def test_fin_ack_in_fin_wait_1_goes_straight_to_time_wait() -> None:
     w, conn, _, us = established()
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(FA, 1001, us + 1)
-    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    assert conn.state.name == "TIME_WAIT"
 
 
 def test_fin_retransmitted_until_acked() -> None:
     w, conn, _, us = established()
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     t0 = w.now
     w.one()
     w.run_until(t0 + 3.5)
@@ -113,7 +114,7 @@ def test_fin_retransmitted_until_acked() -> None:
 
 def test_fin_wait_2_times_out_after_close() -> None:
     w, conn, _, us = established({"tcp.fin_timeout": 10.0})
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(A, 1001, us + 1)
     w.advance(9.0)
@@ -130,36 +131,36 @@ def test_passive_close() -> None:
     w.inject(FA, 1001, us)
     ack = w.one()
     assert ack.flags == A and ack.ack == 1002
-    assert conn.state.name == "CLOSE_WAIT"  # type: ignore[attr-defined]
-    assert proto.kinds() == ["made", "eof"]  # type: ignore[attr-defined]
-    conn.close()  # type: ignore[attr-defined]
+    assert conn.state.name == "CLOSE_WAIT"
+    assert proto.kinds() == ["made", "eof"]
+    conn.close()
     fin = w.one()
     assert fin.flags == FA and fin.seq == us
-    assert conn.state.name == "LAST_ACK"  # type: ignore[attr-defined]
+    assert conn.state.name == "LAST_ACK"
     w.inject(A, 1002, us + 1)
     assert KEY not in w.tcp.conns
-    assert proto.kinds() == ["made", "eof", "lost"]  # type: ignore[attr-defined]
-    assert proto.lost is None  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made", "eof", "lost"]
+    assert proto.lost is None
 
 
 def test_eof_received_false_closes_the_transport() -> None:
     w, conn, proto, us = established()
-    proto.keep_open = False  # type: ignore[attr-defined]
+    proto.keep_open = False
     w.inject(FA, 1001, us)
     segs = w.sent()
     # the FIN goes out with (or right after) the ACK of theirs
     assert segs[-1].flags & F and segs[-1].ack == 1002
-    assert conn.state.name == "LAST_ACK"  # type: ignore[attr-defined]
+    assert conn.state.name == "LAST_ACK"
 
 
 def test_fin_out_of_order_waits_for_the_data_before_it() -> None:
     w, conn, proto, us = established()
     w.inject(FA, 1006, us)  # FIN after 5 bytes we have not seen
     assert w.one().ack == 1001
-    assert conn.state.name == "ESTABLISHED"  # type: ignore[attr-defined]
+    assert conn.state.name == "ESTABLISHED"
     w.inject(A, 1001, us, b"hello")
-    assert conn.state.name == "CLOSE_WAIT"  # type: ignore[attr-defined]
-    assert proto.kinds() == ["made", "data", "eof"]  # type: ignore[attr-defined]
+    assert conn.state.name == "CLOSE_WAIT"
+    assert proto.kinds() == ["made", "data", "eof"]
     assert w.sent()[-1].ack == 1007
 
 
@@ -168,44 +169,44 @@ def test_fin_out_of_order_waits_for_the_data_before_it() -> None:
 
 def test_half_close_we_finish_sending_and_keep_receiving() -> None:
     w, conn, proto, us = established()
-    assert conn.can_write_eof()  # type: ignore[attr-defined]
-    conn.write(b"request")  # type: ignore[attr-defined]
-    conn.write_eof()  # type: ignore[attr-defined]
+    assert conn.can_write_eof()
+    conn.write(b"request")
+    conn.write_eof()
     segs = w.sent()
     assert b"".join(s.payload for s in segs) == b"request"
     assert segs[-1].flags & F
     fin_seq = us + 7
     w.inject(A, 1001, fin_seq + 1)
-    assert conn.state.name == "FIN_WAIT_2"  # type: ignore[attr-defined]
+    assert conn.state.name == "FIN_WAIT_2"
     # the peer still sends, and we still deliver
     w.inject(A, 1001, fin_seq + 1, b"response part 1")
     w.inject(FA, 1016, fin_seq + 1, b"+2")
-    assert bytes(proto.data) == b"response part 1+2"  # type: ignore[attr-defined]
-    assert conn.state.name == "TIME_WAIT"  # type: ignore[attr-defined]
+    assert bytes(proto.data) == b"response part 1+2"
+    assert conn.state.name == "TIME_WAIT"
     w.settle()
-    assert proto.kinds()[-2:] == ["eof", "lost"]  # type: ignore[attr-defined]
+    assert proto.kinds()[-2:] == ["eof", "lost"]
     import pytest
 
     with pytest.raises(RuntimeError):
-        conn.write(b"more")  # type: ignore[attr-defined]
+        conn.write(b"more")
 
 
 def test_half_close_peer_finishes_and_we_keep_sending() -> None:
     w, conn, proto, us = established()
     w.inject(FA, 1001, us, b"question")
     w.sent()
-    assert proto.kinds() == ["made", "data", "eof"]  # type: ignore[attr-defined]
-    conn.write(b"answer" * 100)  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made", "data", "eof"]
+    conn.write(b"answer" * 100)
     segs = w.sent()
     assert b"".join(s.payload for s in segs) == b"answer" * 100
     assert all(s.ack == 1010 for s in segs)
-    conn.write_eof()  # type: ignore[attr-defined]
+    conn.write_eof()
     fin = w.one()
     assert fin.flags == FA and fin.seq == us + 600
     w.inject(A, 1010, us + 601)
     assert KEY not in w.tcp.conns
     w.settle()
-    assert proto.lost is None  # type: ignore[attr-defined]
+    assert proto.lost is None
 
 
 # --- close with unread or late data ---------------------------------------------------------
@@ -213,11 +214,11 @@ def test_half_close_peer_finishes_and_we_keep_sending() -> None:
 
 def test_close_with_unread_data_resets() -> None:
     w, conn, _proto, us = established()
-    conn.pause_reading()  # type: ignore[attr-defined]
+    conn.pause_reading()
     w.inject(A, 1001, us, b"unread")
     w.advance(0.1)
     w.sent()
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     rst = w.one()
     assert rst.flags & R and rst.seq == us
     assert KEY not in w.tcp.conns
@@ -226,7 +227,7 @@ def test_close_with_unread_data_resets() -> None:
 
 def test_data_after_close_is_answered_with_reset() -> None:
     w, conn, _proto, us = established()
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(A, 1001, us + 1, b"too late")
     rst = w.one()
@@ -237,15 +238,15 @@ def test_data_after_close_is_answered_with_reset() -> None:
 
 def test_abort_sends_rst_and_reports_lost() -> None:
     w, conn, proto, us = established()
-    conn.write(b"pending")  # type: ignore[attr-defined]
+    conn.write(b"pending")
     w.sent()
-    conn.abort()  # type: ignore[attr-defined]
+    conn.abort()
     rst = w.one()
     assert rst.flags == RA and rst.seq == us + 7
     w.settle()
-    assert proto.kinds() == ["made", "lost"]  # type: ignore[attr-defined]
-    assert proto.lost is None  # type: ignore[attr-defined]
-    assert conn.is_closing()  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made", "lost"]
+    assert proto.lost is None
+    assert conn.is_closing()
 
 
 # --- RST acceptance (RFC 9293 3.10.7.4, RFC 5961 3) -------------------------------------
@@ -256,7 +257,7 @@ def test_rst_at_rcv_nxt_resets_connection() -> None:
     w.inject(R, 1001)
     w.nothing()
     assert KEY not in w.tcp.conns
-    exc = proto.lost  # type: ignore[attr-defined]
+    exc = proto.lost
     assert isinstance(exc, ConnectionResetError) and exc.errno == errno.ECONNRESET
     assert w.counters["EstabResets"] == 1
 
@@ -266,7 +267,7 @@ def test_rst_in_window_gets_challenge_ack() -> None:
     w.inject(R, 1500)
     ack = w.one()
     assert ack.flags == A and ack.seq == us and ack.ack == 1001
-    assert KEY in w.tcp.conns and proto.lost == "not lost"  # type: ignore[attr-defined]
+    assert KEY in w.tcp.conns and proto.lost == "not lost"
     assert w.counters["ChallengeACKs"] == 1
 
 
@@ -300,7 +301,7 @@ def test_challenge_acks_are_rate_limited() -> None:
 
 def test_rst_in_time_wait_closes_it() -> None:
     w, conn, _, us = established()
-    conn.close()  # type: ignore[attr-defined]
+    conn.close()
     w.one()
     w.inject(FA, 1001, us + 1)
     w.one()
@@ -313,7 +314,7 @@ def test_ack_for_unsent_data_is_answered_and_dropped() -> None:
     w.inject(A, 1001, us + 5000, b"data")
     ack = w.one()
     assert ack.ack == 1001  # the data was not taken
-    assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made"]
     assert w.counters.drops["ack_unsent"] == 1
 
 
@@ -328,7 +329,7 @@ def test_segment_without_ack_is_dropped() -> None:
     w, _conn, proto, _us = established()
     w.inject(0, 1001, 0, b"noack")
     w.nothing()
-    assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made"]
 
 
 def test_out_of_window_data_gets_duplicate_ack() -> None:
@@ -359,18 +360,18 @@ def test_rst_ack_from_closed_peer_to_syn_sent() -> None:
 
 def test_connection_lost_waits_until_paused_data_is_read() -> None:
     w, conn, proto, us = established()
-    conn.pause_reading()  # type: ignore[attr-defined]
+    conn.pause_reading()
     w.inject(A, 1001, us, b"unread data")
     w.inject(FA, 1012, us)
     w.sent()
-    conn.write_eof()  # type: ignore[attr-defined]
+    conn.write_eof()
     fin = w.one()
     w.inject(A, 1013, fin.seq + 1)
     assert KEY not in w.tcp.conns  # CLOSED on the wire...
     w.settle()
-    assert proto.kinds() == ["made"]  # type: ignore[attr-defined]
-    conn.resume_reading()  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made"]
+    conn.resume_reading()
     w.settle()
     # ...but the application reads everything before it hears of it
-    assert proto.kinds() == ["made", "data", "eof", "lost"]  # type: ignore[attr-defined]
-    assert bytes(proto.data) == b"unread data"  # type: ignore[attr-defined]
+    assert proto.kinds() == ["made", "data", "eof", "lost"]
+    assert bytes(proto.data) == b"unread data"

@@ -4,6 +4,8 @@ avoidance, timestamps/PAWS, MSS, and write-buffer back-pressure."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tcp_support import FA, PA, PLAIN, A, F, P, Wire
 
 from layers.wire.tcp import TCPOptions
@@ -11,8 +13,8 @@ from layers.wire.tcp import TCPOptions
 MSS = 1000
 
 
-def est(settings: dict[str, object] | None = None, *, wnd: int = 65535,
-        syn_opts: TCPOptions | None = None, **options: object) -> tuple[Wire, object, object, int]:
+def est(settings: dict[str, Any] | None = None, *, wnd: int = 65535,
+        syn_opts: TCPOptions | None = None, **options: Any) -> tuple[Wire, Any, Any, int]:
     w = Wire(PLAIN | (settings or {}))
     conn, proto, synack = w.accept(iss=1000, syn_opts=syn_opts or TCPOptions(mss=MSS), wnd=wnd,
                                    **options)
@@ -26,7 +28,7 @@ def test_single_segment_ack_is_delayed_40ms() -> None:
     w, _conn, proto, us = est()
     t0 = w.now
     w.inject(PA, 1001, us, b"x" * 100)
-    assert proto.data == b"x" * 100  # type: ignore[attr-defined]
+    assert proto.data == b"x" * 100
     w.nothing()
     w.run_until(t0 + 0.039)
     w.nothing()
@@ -50,13 +52,13 @@ def test_large_segment_beyond_mss_is_accepted_and_acked() -> None:
     w, _conn, proto, us = est()
     big = bytes(range(256)) * 200
     w.inject(A, 1001, us, big)
-    assert proto.data == big  # type: ignore[attr-defined]
+    assert proto.data == big
     assert w.one().ack == 1001 + len(big)
 
 
 def test_reply_piggybacks_the_ack() -> None:
     w, _conn, proto, us = est()
-    proto.echo = True  # type: ignore[attr-defined]
+    proto.echo = True
     w.inject(PA, 1001, us, b"ping")
     seg = w.one()
     assert seg.payload == b"ping" and seg.ack == 1005 and seg.flags == PA
@@ -70,12 +72,12 @@ def test_out_of_order_is_held_and_delivered_in_order() -> None:
     assert w.one().ack == 1001  # immediate duplicate ACK
     w.inject(A, 1031, us, b"DDDDDDDDDD")
     assert w.one().ack == 1001
-    assert proto.data == b""  # type: ignore[attr-defined]
+    assert proto.data == b""
     w.inject(A, 1001, us, b"AAAAAAAAAA")
-    assert proto.data == b"AAAAAAAAAABBBBBBBBBB"  # type: ignore[attr-defined]
+    assert proto.data == b"AAAAAAAAAABBBBBBBBBB"
     assert w.one().ack == 1021  # a hole filled: ACK at once
     w.inject(A, 1021, us, b"CCCCCCCCCC")
-    assert proto.data.endswith(b"CCCCCCCCCCDDDDDDDDDD")  # type: ignore[attr-defined]
+    assert proto.data.endswith(b"CCCCCCCCCCDDDDDDDDDD")
     assert w.one().ack == 1041
 
 
@@ -88,7 +90,7 @@ def test_overlapping_segments_deliver_each_byte_once() -> None:
     w.inject(A, 1001 + 0, us, data[0:40])
     w.inject(A, 1001 + 170, us, data[170:200])
     w.inject(A, 1001 + 10, us, data[10:190])  # all duplicate by now
-    assert bytes(proto.data) == data  # type: ignore[attr-defined]
+    assert bytes(proto.data) == data
     w.advance(0.1)
     assert w.sent()[-1].ack == 1201
 
@@ -97,7 +99,7 @@ def test_retransmission_overlapping_rcv_nxt_is_trimmed() -> None:
     w, _conn, proto, us = est()
     w.inject(A, 1001, us, b"hello ")
     w.inject(A, 1004, us, b"lo world")  # starts before rcv_nxt
-    assert bytes(proto.data) == b"hello world"  # type: ignore[attr-defined]
+    assert bytes(proto.data) == b"hello world"
 
 
 def test_out_of_order_queue_is_bounded() -> None:
@@ -105,7 +107,7 @@ def test_out_of_order_queue_is_bounded() -> None:
     for i in range(5):
         w.inject(A, 1001 + 10 + 20 * i, us, b"z" * 5)
     assert w.counters.drops["ooo_overflow"] == 2
-    assert len(conn.ooo) == 3  # type: ignore[attr-defined]
+    assert len(conn.ooo) == 3
 
 
 def test_sack_blocks_describe_the_queue() -> None:
@@ -129,21 +131,21 @@ def test_sack_blocks_describe_the_queue() -> None:
 
 def test_paused_reading_fills_the_window_and_resume_opens_it() -> None:
     w, conn, proto, us = est(rcvbuf=4000)
-    conn.pause_reading()  # type: ignore[attr-defined]
+    conn.pause_reading()
     seq = 1001
     for _ in range(4):
         w.inject(A, seq, us, b"q" * MSS)
         seq += MSS
     segs = w.sent()
     assert segs[-1].ack == 5001 and segs[-1].wnd == 0
-    assert proto.data == b""  # type: ignore[attr-defined]
+    assert proto.data == b""
     # beyond the window: not accepted, answered with an ACK showing the zero window
     w.inject(A, 5001, us, b"r" * 10)
     zero = w.one()
     assert zero.ack == 5001 and zero.wnd == 0
-    conn.resume_reading()  # type: ignore[attr-defined]
+    conn.resume_reading()
     w.settle()
-    assert len(proto.data) == 4000  # type: ignore[attr-defined]
+    assert len(proto.data) == 4000
     update = w.one()
     assert update.ack == 5001 and update.wnd == 4000
     assert w.counters["WindowUpdates"] == 1
@@ -151,11 +153,11 @@ def test_paused_reading_fills_the_window_and_resume_opens_it() -> None:
 
 def test_receiver_sws_avoidance_does_not_advertise_tiny_windows() -> None:
     w, conn, _proto, us = est(rcvbuf=4000)
-    conn.pause_reading()  # type: ignore[attr-defined]
+    conn.pause_reading()
     w.inject(A, 1001, us, b"q" * 3500)
     ack = w.one()
     assert ack.wnd == 500
-    conn.resume_reading()  # type: ignore[attr-defined]
+    conn.resume_reading()
     w.settle()
     # 3500 bytes freed: worth a window update
     assert w.one().wnd == 4000
@@ -176,10 +178,10 @@ def test_window_scaling_shifts_the_advertised_window() -> None:
 
 def test_nagle_holds_small_segments_while_data_is_unacked() -> None:
     w, conn, _proto, us = est()
-    conn.write(b"a")  # type: ignore[attr-defined]
+    conn.write(b"a")
     assert w.one().payload == b"a"
-    conn.write(b"b")  # type: ignore[attr-defined]
-    conn.write(b"c")  # type: ignore[attr-defined]
+    conn.write(b"b")
+    conn.write(b"c")
     w.nothing()
     w.inject(A, 1001, us + 1)
     seg = w.one()
@@ -188,16 +190,16 @@ def test_nagle_holds_small_segments_while_data_is_unacked() -> None:
 
 def test_nodelay_sends_small_segments_at_once() -> None:
     w, conn, _proto, _us = est(nodelay=True)
-    conn.write(b"a")  # type: ignore[attr-defined]
-    conn.write(b"b")  # type: ignore[attr-defined]
+    conn.write(b"a")
+    conn.write(b"b")
     assert [s.payload for s in w.sent()] == [b"a", b"b"]
 
 
 def test_full_segments_are_not_held_by_nagle() -> None:
     w, conn, _proto, _us = est()
-    conn.write(b"a")  # type: ignore[attr-defined]
+    conn.write(b"a")
     w.one()
-    conn.write(b"x" * (MSS + 10))  # type: ignore[attr-defined]
+    conn.write(b"x" * (MSS + 10))
     segs = w.sent()
     assert [len(s.payload) for s in segs] == [MSS]
     assert not segs[0].flags & P  # more follows
@@ -205,7 +207,7 @@ def test_full_segments_are_not_held_by_nagle() -> None:
 
 def test_psh_on_the_last_segment_of_a_write() -> None:
     w, conn, _proto, _us = est(nodelay=True)
-    conn.write(b"y" * (2 * MSS + 5))  # type: ignore[attr-defined]
+    conn.write(b"y" * (2 * MSS + 5))
     segs = w.sent()
     assert [len(s.payload) for s in segs] == [MSS, MSS, 5]
     assert [bool(s.flags & P) for s in segs] == [False, False, True]
@@ -213,7 +215,7 @@ def test_psh_on_the_last_segment_of_a_write() -> None:
 
 def test_send_respects_peer_window_and_mss() -> None:
     w, conn, _proto, us = est(wnd=2500)
-    conn.write(b"w" * 10_000)  # type: ignore[attr-defined]
+    conn.write(b"w" * 10_000)
     segs = w.sent()
     assert [len(s.payload) for s in segs] == [1000, 1000]  # 500 left: SWS avoidance waits
     w.inject(A, 1001, us + 2000, wnd=2500)
@@ -223,13 +225,13 @@ def test_send_respects_peer_window_and_mss() -> None:
 
 def test_initial_window_is_ten_segments() -> None:
     w, conn, _proto, _us = est()
-    conn.write(b"i" * 50_000)  # type: ignore[attr-defined]
+    conn.write(b"i" * 50_000)
     assert len(w.sent()) == 10
 
 
 def test_slow_start_grows_the_window() -> None:
     w, conn, _proto, us = est()
-    conn.write(b"s" * 100_000)  # type: ignore[attr-defined]
+    conn.write(b"s" * 100_000)
     first = w.sent()
     acked = us
     for s in first:
@@ -241,10 +243,10 @@ def test_slow_start_grows_the_window() -> None:
 
 def test_zero_window_probes_back_off_and_window_reopens() -> None:
     w, conn, _proto, us = est()
-    conn.write(b"z" * 1000)  # type: ignore[attr-defined]
+    conn.write(b"z" * 1000)
     w.one()
     w.inject(A, 1001, us + 1000, wnd=0)
-    conn.write(b"after")  # type: ignore[attr-defined]
+    conn.write(b"after")
     w.nothing()
     t0 = w.now
     w.run_until(t0 + 3.5)
@@ -261,7 +263,7 @@ def test_zero_window_probes_back_off_and_window_reopens() -> None:
 
 def test_zero_window_probes_are_answered() -> None:
     w, conn, _proto, us = est(rcvbuf=2048)
-    conn.pause_reading()  # type: ignore[attr-defined]
+    conn.pause_reading()
     w.inject(A, 1001, us, b"f" * 2048)
     assert w.one().wnd == 0
     w.inject(A, 1000 + 2048, us)  # a probe: seq = RCV.NXT - 1
@@ -271,7 +273,7 @@ def test_zero_window_probes_are_answered() -> None:
 
 def test_sender_sws_override_after_persist_timeout() -> None:
     w, conn, _proto, _us = est(wnd=300)
-    conn.write(b"k" * 1000)  # type: ignore[attr-defined]
+    conn.write(b"k" * 1000)
     segs = w.sent()
     # 300 bytes of window: less than half the largest window seen? max_snd_wnd is 300, so
     # sending 300 is allowed (it is all the window the peer ever offered)
@@ -280,31 +282,31 @@ def test_sender_sws_override_after_persist_timeout() -> None:
 
 def test_write_buffer_back_pressure() -> None:
     w, conn, proto, us = est(sndbuf=4096)
-    conn.set_write_buffer_limits(high=1000)  # type: ignore[attr-defined]
-    conn.write(b"1" * 4000)  # type: ignore[attr-defined]
-    assert "pause_writing" not in proto.kinds()  # type: ignore[attr-defined]
-    conn.write(b"2" * 2000)  # type: ignore[attr-defined]
-    assert conn.get_write_buffer_size() == 6000 - 4096  # type: ignore[attr-defined]
-    assert proto.kinds()[-1] == "pause_writing"  # type: ignore[attr-defined]
+    conn.set_write_buffer_limits(high=1000)
+    conn.write(b"1" * 4000)
+    assert "pause_writing" not in proto.kinds()
+    conn.write(b"2" * 2000)
+    assert conn.get_write_buffer_size() == 6000 - 4096
+    assert proto.kinds()[-1] == "pause_writing"
     w.sent()
     w.inject(A, 1001, us + 5000)
-    assert proto.kinds()[-1] == "resume_writing"  # type: ignore[attr-defined]
+    assert proto.kinds()[-1] == "resume_writing"
 
 
 def test_writelines_and_write_errors() -> None:
     import pytest
 
     w, conn, _proto, _us = est(nodelay=True)
-    conn.writelines([b"ab", bytearray(b"cd"), memoryview(b"ef")])  # type: ignore[attr-defined]
+    conn.writelines([b"ab", bytearray(b"cd"), memoryview(b"ef")])
     assert b"".join(s.payload for s in w.sent()) == b"abcdef"
     with pytest.raises(TypeError):
-        conn.write("text")  # type: ignore[attr-defined]
+        conn.write("text")
 
 
 # --- timestamps and PAWS -----------------------------------------------------------------
 
 
-def ts_est() -> tuple[Wire, object, object, int, int]:
+def ts_est() -> tuple[Wire, Any, Any, int, int]:
     w = Wire({"tcp.window_scaling": False})
     conn, proto, synack = w.accept(
         iss=1000, syn_opts=TCPOptions(mss=MSS, timestamp=(100, 0)))
@@ -325,13 +327,13 @@ def test_paws_drops_old_timestamps() -> None:
     w, conn, proto, us, ours = ts_est()
     w.inject(PA, 1001, us, b"new", opts=TCPOptions(timestamp=(500, ours)))
     w.inject(PA, 1004, us, b"old", opts=TCPOptions(timestamp=(400, ours)))
-    assert bytes(proto.data) == b"new"  # type: ignore[attr-defined]
+    assert bytes(proto.data) == b"new"
     assert w.counters.drops["paws"] == 1
     ack = w.sent()[-1]
     assert ack.ack == 1004
     # RST is exempt from PAWS
     w.inject(A & 0 | 4, 1004, opts=TCPOptions(timestamp=(1, ours)))
-    assert conn.state.name == "CLOSED"  # type: ignore[attr-defined]
+    assert conn.state.name == "CLOSED"
 
 
 def test_timestamps_wrap_around() -> None:
@@ -340,16 +342,16 @@ def test_timestamps_wrap_around() -> None:
         iss=1000, syn_opts=TCPOptions(mss=MSS, timestamp=(2**32 - 10, 0)))
     us = synack.seq + 1
     w.inject(PA, 1001, us, b"wrapped", opts=TCPOptions(timestamp=(5, 0)))
-    assert bytes(proto.data) == b"wrapped"  # type: ignore[attr-defined]
+    assert bytes(proto.data) == b"wrapped"
 
 
 def test_rtt_from_timestamps() -> None:
     w, conn, _proto, us, _ours = ts_est()
-    conn.write(b"t" * 100)  # type: ignore[attr-defined]
+    conn.write(b"t" * 100)
     seg = w.one()
     w.advance(0.030)
     w.inject(A, 1001, us + 100, opts=TCPOptions(timestamp=(200, seg.opts.timestamp[0])))  # type: ignore[index]
-    assert conn.rtt.srtt is not None and abs(conn.rtt.srtt - 0.030) < 0.005  # type: ignore[attr-defined]
+    assert conn.rtt.srtt is not None and abs(conn.rtt.srtt - 0.030) < 0.005
 
 
 # --- sequence numbers wrap --------------------------------------------------------------
@@ -361,9 +363,9 @@ def test_receive_across_sequence_wrap() -> None:
     us = synack.seq + 1
     w.inject(A, 2**32 - 4, us, b"0123456789")
     w.inject(FA, 6, us, b"abc")
-    assert bytes(proto.data) == b"0123456789abc"  # type: ignore[attr-defined]
+    assert bytes(proto.data) == b"0123456789abc"
     assert w.sent()[-1].ack == 10
-    assert conn.state.name == "CLOSE_WAIT"  # type: ignore[attr-defined]
+    assert conn.state.name == "CLOSE_WAIT"
 
 
 def test_fin_flag_bits() -> None:

@@ -147,7 +147,7 @@ def test_random_bytes_never_raise(data: bytes) -> None:
         max_size=12,
     )
 )
-def test_random_segments_into_connections_never_raise(segs: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_random_segments_into_connections_never_raise(segs: list[tuple]) -> None:
     w = Wire({"tcp.sack": True})
     conn, _proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=1000, sack_permitted=True,
                                                                   timestamp=(1, 0), wscale=2))
