@@ -186,7 +186,7 @@ def resolve(
 class Everything(dict[str, CapabilityValue]):
     """The capabilities of the reference: every name is supported."""
 
-    def get(self, key: str, default: Any = None) -> CapabilityValue:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> CapabilityValue:
         return True
 
     def __contains__(self, key: object) -> bool:

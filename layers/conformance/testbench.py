@@ -61,8 +61,13 @@ def matches(template: Packet, pkt: Packet) -> bool:
     return True
 
 
+def arrival(pkt: Packet) -> float:
+    """When ``pkt`` reached the testbench (its clock, seconds)."""
+    return float(pkt.time)
+
+
 def describe(pkt: Packet) -> str:
-    return f"t={getattr(pkt, 'time', 0.0):.6f} {pkt.summary()}"
+    return f"t={arrival(pkt):.6f} {pkt.summary()}"
 
 
 class ExpectationFailed(AssertionError):
@@ -336,4 +341,6 @@ def _reassemble(frags: Iterable[Packet]) -> Packet | None:
     return whole
 
 
-__all__ = ["BROADCAST_MAC", "ZERO_MAC", "ExpectationFailed", "Testbench", "ip4_str", "matches"]
+__all__ = [
+    "BROADCAST_MAC", "ZERO_MAC", "ExpectationFailed", "Testbench", "arrival", "ip4_str", "matches",
+]

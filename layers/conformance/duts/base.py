@@ -117,7 +117,9 @@ class DUT(ABC):
             out += got
         return out
 
-    def recvfrom(self, s: int, n: int = 65536, timeout: float = 1.0) -> tuple[bytes, Address] | None:
+    def recvfrom(
+        self, s: int, n: int = 65536, timeout: float = 1.0
+    ) -> tuple[bytes, Address] | None:
         got = self.call("recvfrom", s=s, n=n, timeout=timeout)
         if got is None:
             return None

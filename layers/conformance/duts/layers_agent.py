@@ -33,7 +33,9 @@ from layers.wire.addr import mac_str
 class Agent:
     def __init__(self, dev: str, offload: bool) -> None:
         self.link = TapLink.open(dev, offload=offload, up=True)
-        self.fd = self.link.fileno()
+        fd = self.link.fileno()
+        assert fd is not None
+        self.fd: int = fd
         self.stack: Stack | None = None
         self.sockets: LayersSockets | None = None
 

@@ -237,7 +237,7 @@ class LayersSockets:
         obj = self._get(s)
         if isinstance(obj, _Udp):
             ep = obj.endpoint
-            local = (ep.local_addr, ep.local_port) if ep is not None else (0, 0)
+            local: tuple[int, int] = (ep.local_addr, ep.local_port) if ep is not None else (0, 0)
             self._reopen_udp(obj, local[0], local[1], (ip4(addr), port))
             return
         if not isinstance(obj, _Tcp):
@@ -251,9 +251,9 @@ class LayersSockets:
                 stream.connect_error = exc
 
         service = stream_service(self.stack)
-        local = obj.local if obj.local is not None and obj.local != (0, 0) else None
-        service.connect(stream, ip4(addr), port, local_addr=local, on_connected=on_connected,
-                        **obj.options)
+        bound = obj.local if obj.local is not None and obj.local != (0, 0) else None
+        stream.transport = service.connect(
+            stream, ip4(addr), port, local_addr=bound, on_connected=on_connected, **obj.options)
         obj.stream = stream
 
     def op_sendto(self, s: int, data: bytes, addr: str, port: int) -> int:
@@ -277,21 +277,21 @@ class LayersSockets:
                 return None
             data, peer = obj.queue.popleft()
             return [data[:n], list(peer)]
-        data = self.op_recv(s, n, timeout)
-        if data is None:
+        chunk = self.op_recv(s, n, timeout)
+        if chunk is None:
             return None
         stream = self._stream(s)
         assert stream.transport is not None
-        return [data, list(stream.transport.get_extra_info("peername"))]
+        return [chunk, list(stream.transport.get_extra_info("peername"))]
 
     def op_pending_error(self, s: int) -> int:
         obj = self._get(s)
         if isinstance(obj, _Udp):
-            err, obj.error = obj.error, None
-            return err.errno or 0 if err is not None else 0
+            oerr, obj.error = obj.error, None
+            return (oerr.errno or 0) if oerr is not None else 0
         stream = self._stream(s)
         err = stream.error if stream.error is not None else stream.connect_error
-        return getattr(err, "errno", 0) or 0 if err is not None else 0
+        return (getattr(err, "errno", 0) or 0) if err is not None else 0
 
     # --- TCP ------------------------------------------------------------------------------
     def op_wait_connected(self, s: int, timeout: float) -> bool:
@@ -343,8 +343,8 @@ class LayersSockets:
     def op_recv(self, s: int, n: int, timeout: float) -> bytes | None:
         obj = self._get(s)
         if isinstance(obj, _Udp):
-            got = self.op_recvfrom(s, n, timeout)
-            return None if got is None else bytes(got[0])
+            dgram = self.op_recvfrom(s, n, timeout)
+            return None if dgram is None else bytes(dgram[0])
         stream = self._stream(s)
         transport = stream.transport
 
