@@ -15,6 +15,8 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from layers.links.base import Link
+from layers.links.faults import FaultLink
 from layers.links.tuntap import TapLink
 from layers.netns import NetNamespace
 from layers.runtime import AsyncioRunner
@@ -101,11 +103,13 @@ def blob(n: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def stack_on_tap(
-    netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None
+    netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None,
+    faults: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     dev = f"tcp{secrets.token_hex(3)}"
     with netns.entered():
-        link = TapLink.open(dev, offload=offload)
+        tap = TapLink.open(dev, offload=offload)
+    link: Link = FaultLink(tap, **faults) if faults else tap
     netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
     netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
     netns.run(["ip", "link", "set", dev, "up"])

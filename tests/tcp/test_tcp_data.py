@@ -370,3 +370,18 @@ def test_receive_across_sequence_wrap() -> None:
 
 def test_fin_flag_bits() -> None:
     assert F == 1 and FA == 0x11
+
+
+def test_data_segments_leave_room_for_sack_blocks() -> None:
+    w = Wire({"tcp.sack": True, "tcp.window_scaling": False})
+    conn, _proto, synack = w.accept(
+        iss=1000, syn_opts=TCPOptions(mss=1460, sack_permitted=True, timestamp=(1, 0)))
+    us = synack.seq + 1
+    w.inject(A, 1101, us, b"gap", opts=TCPOptions(timestamp=(2, 0)))
+    w.sent()
+    conn.write(b"s" * 5000)
+    segs = w.sent()
+    assert segs and all(s.opts.sack == ((1101, 1104),) for s in segs)
+    # every frame still fits the 1500-byte MTU
+    assert all(s.ip.total_length <= 1500 for s in segs)
+    assert len(segs[0].payload) == conn.mss - 12  # NOP NOP SACK(10)

@@ -370,3 +370,33 @@ def test_congestion_control_per_connection() -> None:
 
 def test_syn_flag_constant() -> None:
     assert S == 2
+
+
+def test_limited_transmit_sends_new_data_on_early_duplicates() -> None:
+    w, conn, _proto, us = est()
+    flight(w, conn, 12)  # ten go (initial window), two wait
+    w.inject(A, 1001, us)
+    (first,) = w.sent()
+    assert first.seq == us + 10 * MSS  # RFC 3042: one new segment per early dupack
+    w.inject(A, 1001, us)
+    (second,) = w.sent()
+    assert second.seq == us + 11 * MSS
+    w.inject(A, 1001, us)
+    (rtx,) = w.sent()
+    assert rtx.seq == us  # the third is a fast retransmit
+
+
+def test_ack_with_new_sack_counts_as_duplicate_even_with_data() -> None:
+    w = Wire({"tcp.sack": True, "tcp.timestamps": False})
+    conn, _proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=MSS, sack_permitted=True))
+    us = synack.seq + 1
+    flight(w, conn, 10)
+    seq = 1001
+    for k in range(3):
+        # the peer is sending too: its ACKs ride on data, and SACK what arrived
+        sack = TCPOptions(sack=((us + MSS, us + (2 + k) * MSS),))
+        w.inject(A, seq, us, b"d" * 10, opts=sack)
+        seq += 10
+    segs = w.sent()
+    assert any(s.seq == us and len(s.payload) == MSS for s in segs)
+    assert conn.in_recovery

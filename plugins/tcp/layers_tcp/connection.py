@@ -650,8 +650,7 @@ class Connection(asyncio.Transport):
         wnd <<= self.snd_wscale
         cc = self.cc
         mss = self.mss
-        if sack_blocks:
-            self._update_sacks(sack_blocks, ack)
+        newly_sacked = self._update_sacks(sack_blocks, ack) if sack_blocks else False
         if ack > snd_una:
             acked = ack - snd_una
             # drop acknowledged data from the send buffer
@@ -706,8 +705,12 @@ class Connection(asyncio.Transport):
             if self._write_paused:
                 self._maybe_resume_writing()
         elif ack == snd_una and self.snd_max > snd_una:
-            if dlen == 0 and not flags & (TCP_SYN | TCP_FIN) and wnd == self.snd_wnd:
-                self._on_dupack(now, bool(sack_blocks))
+            # RFC 5681's duplicate ACK, or (RFC 6675) any ACK that SACKs new data, even one
+            # riding on data the peer sends
+            if newly_sacked or (
+                dlen == 0 and not flags & (TCP_SYN | TCP_FIN) and wnd == self.snd_wnd
+            ):
+                self._on_dupack(now, newly_sacked)
         # window update (RFC 9293 3.10.7.4, with the SND.WL1/WL2 rule)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             if wnd != self.snd_wnd:
@@ -731,6 +734,11 @@ class Connection(asyncio.Transport):
             if not (self.sack_ok and self._retransmit_next(partial=False)):
                 cc.cwnd += mss
             return
+        if self.dupacks < DUPTHRESH:
+            # limited transmit (RFC 3042): a new segment per early duplicate ACK keeps the
+            # ACK clock going, so small windows still reach three duplicates
+            self._output(extra=self.dupacks * mss)
+            return
         # RFC 6582 3.2 step 2: not again for losses in the window already recovered
         if self.dupacks != DUPTHRESH or self.snd_una < self.recover:
             return
@@ -746,11 +754,13 @@ class Connection(asyncio.Transport):
 
     # ---------------------------------------------------------------------------------
     # SACK scoreboard (RFC 2018, used in recovery per RFC 6675's NextSeg rule 1)
-    def _update_sacks(self, blocks: list[tuple[int, int]], ack: int) -> None:
+    def _update_sacks(self, blocks: list[tuple[int, int]], ack: int) -> bool:
+        """Merge SACK blocks into the scoreboard; True when they cover new bytes."""
         una = max(ack, self.snd_una)
         smax = self.snd_max
         ranges = self.sacked
         changed = False
+        before = sum(b - a for a, b in ranges)
         for a, b in blocks:
             if b <= una or a >= b or b > smax or a < self.snd_una - HALF:
                 continue  # stale, D-SACK or bogus
@@ -769,6 +779,8 @@ class Connection(asyncio.Transport):
                 else:
                     merged.append((a, b))
             self.sacked = merged
+            return sum(b - a for a, b in merged) > before
+        return False
 
     def _trim_sacks(self, una: int) -> None:
         out = []
@@ -1022,12 +1034,13 @@ class Connection(asyncio.Transport):
     def _ts_now(self) -> int:
         return (int(self.stack.now * 1000) + self.ts_offset) & MASK
 
-    def _sack_option(self) -> bytes:
-        """Up to three (with timestamps) SACK blocks, the most recent first (RFC 2018)."""
+    def _sack_option(self, room: int = 40) -> bytes:
+        """Up to three (with timestamps) SACK blocks, the most recent first (RFC 2018), no
+        more than fit in ``room`` bytes."""
         ranges = self.ooo.ranges()
-        if not ranges:
+        if not ranges or room < 12:
             return b""
-        limit = 3 if self.ts_ok else 4
+        limit = min(3 if self.ts_ok else 4, (room - 4) // 8)
         recent = self._last_ooo_block()
         ordered = sorted(ranges, key=lambda r: (r != recent, r[0]))[:limit]
         out = bytearray(_SACK_HDR)
@@ -1051,8 +1064,10 @@ class Connection(asyncio.Transport):
                 opts = _TS_OPT.pack(_TS_PREFIX, self._ts_now(), self.ts_recent)
             else:
                 opts = b""
+            n = len(data)
             if self.sack_ok and self.ooo and flags & TCP_ACK:
-                opts += self._sack_option()
+                # only the blocks that fit beside the payload within the MSS
+                opts += self._sack_option(self.mss - n if n else 40 - len(opts))
         hlen = 20 + len(opts)
         n = len(data)
         total = hlen + n
@@ -1140,7 +1155,7 @@ class Connection(asyncio.Transport):
                 rto = max(left, 0.001)
         return rto
 
-    def _output(self, *, force: bool = False) -> None:
+    def _output(self, *, force: bool = False, extra: int = 0) -> None:
         """Send what the windows, Nagle and sender SWS avoidance allow (RFC 9293 3.8.6.2.1,
         RFC 896/1122 for Nagle)."""
         st = self.state
@@ -1148,8 +1163,11 @@ class Connection(asyncio.Transport):
             return
         now = self.stack.now
         mss = self.mss
+        if self.sack_ok and self.ooo:
+            # leave room for the SACK blocks our segments carry while we hold a gap
+            mss -= len(self._sack_option())
         burst = mss
-        if self._gso_max:
+        if self._gso_max and mss == self.mss:
             hdr = 20 + 20 + (_TS_LEN if self.ts_ok else 0)
             burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
         buf_end = self.buf_seq + len(self.sndbuf)
@@ -1159,7 +1177,7 @@ class Connection(asyncio.Transport):
             unsent = buf_end - nxt
             if unsent > 0:
                 wnd = self.snd_wnd
-                cw = cc.cwnd
+                cw = cc.cwnd + extra
                 if cw < wnd:
                     wnd = cw
                 room = self.snd_una + wnd - nxt

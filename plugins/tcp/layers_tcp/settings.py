@@ -19,7 +19,7 @@ tcp.rcvbuf                 1048576      receive buffer, bytes: the largest windo
 tcp.sndbuf                 1048576      send buffer, bytes, before writers see back-pressure
 tcp.window_scaling         true         offer RFC 7323 window scaling
 tcp.timestamps             true         offer RFC 7323 timestamps (RTTM and PAWS)
-tcp.sack                   false        offer and use SACK (RFC 2018)
+tcp.sack                   true         offer and use SACK (RFC 2018)
 tcp.initial_cwnd           10           initial window in segments (RFC 6928, like Linux)
 tcp.congestion_control     newreno      algorithm from the layers_congestion_controls hook
 tcp.port_range             32768-60999  ephemeral ports (Linux's ip_local_port_range)
@@ -58,7 +58,7 @@ class TCPSettings:
     sndbuf: int = 1 << 20
     window_scaling: bool = True
     timestamps: bool = True
-    sack: bool = False
+    sack: bool = True
     initial_cwnd: int = 10
     congestion_control: str = "newreno"
     port_range: str = "32768-60999"
