@@ -12,7 +12,10 @@ on one direction do not depend on how much traffic the other carried. Per frame,
 * **loss** with probability ``loss``: the frame is dropped;
 * **corrupt** with probability ``corrupt``: one random bit after the link header is flipped, so
   the IP header checksum or the transport checksum catches it (a single-bit error always changes
-  an Internet checksum);
+  an Internet checksum). A received frame loses its ``RX_CSUM_VERIFIED`` flag (the device
+  checked it before the flip). A sent frame whose transport checksum the device will fill in
+  (``TxOffload.needs_csum``, TSO) gets the bit flipped in that partial checksum, since a data
+  bit flipped before the device checksums would go unseen;
 * **duplicate** with probability ``duplicate``: a second copy follows the first;
 * **delay**: the frame is held for ``delay`` seconds, plus a uniform ``±jitter`` (never below
   zero). Jitter can reorder frames, as netem's does;
@@ -38,7 +41,7 @@ from collections import Counter, deque
 from typing import Any
 
 from layers.errors import ConfigurationError
-from layers.links.base import Link, LinkWrapper, Medium, TxOffload
+from layers.links.base import RX_CSUM_VERIFIED, Link, LinkWrapper, Medium, TxOffload
 from layers.wire.ethernet import ETH_HLEN
 
 FAULT_KINDS = ("loss", "duplicate", "reorder", "corrupt", "delay")
@@ -137,12 +140,23 @@ class FaultLink(LinkWrapper):
         data = bytes(frame)
         if self.corrupt and rng.random() < self.corrupt:
             start = self._l2len
-            if len(data) > start:
-                bit = rng.randrange((len(data) - start) * 8)
+            if isinstance(meta, TxOffload) and meta.needs_csum:
+                # The device computes this frame's transport checksum (and, for a TSO
+                # super-segment, each segment's) *after* us: a flipped data bit would be
+                # checksummed over and pass unseen, unlike corruption on a wire. Flip a bit
+                # of the partial checksum instead, so every segment's checksum comes out wrong.
+                start += meta.csum_start + meta.csum_offset
+                span = min(2, len(data) - start)
+            else:
+                span = len(data) - start
+            if span > 0:
+                bit = rng.randrange(span * 8)
                 buf = bytearray(data)
                 buf[start + (bit >> 3)] ^= 0x80 >> (bit & 7)
                 data = bytes(buf)
                 faults[name + "_corrupt"] += 1
+                if path is self._rx and isinstance(meta, int):
+                    meta &= ~RX_CSUM_VERIFIED  # the device vouched for the frame before the flip
         copies = 1
         if self.duplicate and rng.random() < self.duplicate:
             copies = 2

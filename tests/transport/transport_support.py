@@ -1,0 +1,312 @@
+"""Shared pieces of the transport tests against Linux: a stack on a TAP in the test's
+namespace (driven by the test's loop), kernel sockets made inside the namespace, a Linux peer
+script run as a subprocess there, and nftables faults on the Linux side.
+
+nftables (DESIGN.md, testing): the kernel here has no netem, so loss toward the stack is an
+``inet`` ``output`` rule on ``oifname DEV``, loss from the stack a ``netdev`` ``ingress`` rule
+on DEV, duplicates toward the stack a ``netdev`` ``egress`` rule with ``dup to DEV``. The tables
+live in the test's namespace and vanish with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import random
+import secrets
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from layers.links.base import Link
+from layers.links.faults import FaultLink
+from layers.links.tuntap import TapLink
+from layers.netns import NetNamespace
+from layers.runtime import AsyncioRunner
+from layers.stack import Stack
+
+LINUX_IP = "10.77.0.1"
+STACK_IP = "10.77.0.2"
+PLUGINS = ["arp", "ipv4", "icmp", "udp", "tcp"]
+
+
+def blob(n: int, seed: int = 7) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def sha(data: bytes | bytearray) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tap_device(netns: NetNamespace, *, offload: bool = True, prefix: str = "tr") -> TapLink:
+    """A TAP opened inside ``netns`` with Linux's side addressed and up."""
+    dev = f"{prefix}{secrets.token_hex(3)}"
+    with netns.entered():
+        tap = TapLink.open(dev, offload=offload)
+    netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+    netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
+    netns.run(["ip", "link", "set", dev, "up"])
+    return tap
+
+
+@contextlib.asynccontextmanager
+async def stack_on_tap(
+    netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None,
+    faults: dict[str, Any] | None = None,
+) -> AsyncIterator[tuple[Stack, str]]:
+    """Our stack on a fresh TAP, run by the current loop; yields (stack, device name)."""
+    tap = tap_device(netns, offload=offload)
+    link: Link = FaultLink(tap, **faults) if faults else tap
+    loop = asyncio.get_running_loop()
+    stack = Stack(PLUGINS, clock=loop.time, name="transport", settings=settings)
+    runner: AsyncioRunner | None = None
+    try:
+        stack.add_interface(link, address=f"{STACK_IP}/24")
+        runner = AsyncioRunner(stack, loop)
+        runner.start()
+        yield stack, tap.name
+    finally:
+        if runner is not None:
+            runner.stop()
+        else:
+            stack.stop()
+            link.close()
+
+
+def kernel_socket(netns: NetNamespace, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A Linux socket that belongs to ``netns`` (non-blocking, for the test's loop)."""
+    with netns.entered():
+        sock = socket.socket(socket.AF_INET, kind)
+    sock.setblocking(False)
+    return sock
+
+
+async def kernel_connect(
+    netns: NetNamespace, host: str, port: int, timeout: float = 10.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Linux's TCP connecting to ``host:port``, as asyncio streams on the test's loop."""
+    sock = kernel_socket(netns)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)),
+                               timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock, limit=1 << 20)
+
+
+async def kernel_server(
+    netns: NetNamespace, handler: Any, port: int, backlog: int = 1024
+) -> asyncio.Server:
+    """A Linux TCP server inside ``netns``, served by the test's loop."""
+    sock = kernel_socket(netns)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LINUX_IP, port))
+    sock.listen(backlog)
+    return await asyncio.start_server(handler, sock=sock, limit=1 << 20)
+
+
+#: The Linux peer as a subprocess in the namespace (its own CPU, the kernel's TCP), modes:
+#:   echo-client HOST PORT N   send N seeded bytes, shut down writing, read the echo to EOF,
+#:                             print "<sent sha256> <received bytes> <received sha256>"
+#:   sink-server PORT          accept one, read to EOF, print "<bytes> <sha256>", close
+#:   source-server PORT N      accept one, send N seeded bytes, shut down, wait for EOF
+PEER_SCRIPT = r"""
+import hashlib, random, socket, sys, threading
+mode = sys.argv[1]
+if mode.endswith("-server"):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("0.0.0.0", int(sys.argv[2])))
+    ls.listen(4)
+    print("listening", flush=True)
+    s, _ = ls.accept()
+    if mode == "sink-server":
+        h, n = hashlib.sha256(), 0
+        while data := s.recv(1 << 20):
+            n += len(data)
+            h.update(data)
+        print(n, h.hexdigest(), flush=True)
+    else:
+        s.sendall(random.Random(int(sys.argv[4]) if len(sys.argv) > 4 else 7)
+                  .randbytes(int(sys.argv[3])))
+        s.shutdown(socket.SHUT_WR)
+        s.recv(1)
+    s.close()
+else:
+    host, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    data = random.Random(7).randbytes(n)
+    s = socket.create_connection((host, port), timeout=60)
+    got = []
+    def reader():
+        while chunk := s.recv(1 << 20):
+            got.append(chunk)
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    t.join()
+    rx = b"".join(got)
+    print(hashlib.sha256(data).hexdigest(), len(rx), hashlib.sha256(rx).hexdigest(), flush=True)
+    s.close()
+"""
+
+
+@contextlib.asynccontextmanager
+async def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AsyncIterator[Any]:
+    """The peer script in the namespace; killed (by PID) if it is still running after."""
+    proc = await asyncio.create_subprocess_exec(
+        *netns.exec_args([sys.executable, "-c", PEER_SCRIPT, *args]),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        if args[0].endswith("-server"):
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)  # type: ignore[union-attr]
+            assert line.strip() == b"listening", line
+        yield proc
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+async def peer_output(proc: Any, timeout: float = 60.0) -> list[str]:
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().split()
+
+
+# --- nftables on the Linux side ---------------------------------------------------------------
+
+
+def nft(netns: NetNamespace, *commands: str) -> None:
+    """Run nft commands (one ruleset text) inside the namespace."""
+    netns.run(["nft", "-f", "-"], input="\n".join(commands) + "\n")
+
+
+def nft_loss_toward_stack(netns: NetNamespace, dev: str, percent: int) -> None:
+    nft(netns,
+        "table inet ltloss {",
+        "  chain out { type filter hook output priority 0; policy accept;",
+        f'    oifname "{dev}" numgen random mod 100 < {percent} counter drop',
+        "  }",
+        "}")
+
+
+def nft_loss_from_stack(netns: NetNamespace, dev: str, percent: int) -> None:
+    nft(netns,
+        "table netdev ltin {",
+        f'  chain in {{ type filter hook ingress device "{dev}" priority 0; policy accept;',
+        f"    meta protocol ip numgen random mod 100 < {percent} counter drop",
+        "  }",
+        "}")
+
+
+def nft_duplicate_toward_stack(netns: NetNamespace, dev: str, percent: int) -> None:
+    nft(netns,
+        "table netdev ltdup {",
+        f'  chain eg {{ type filter hook egress device "{dev}" priority 0; policy accept;',
+        f'    meta protocol ip numgen random mod 100 < {percent} counter dup to "{dev}"',
+        "  }",
+        "}")
+
+
+def nft_packets(netns: NetNamespace) -> int:
+    """Packets matched by every counter in the namespace's ruleset."""
+    out = netns.run(["nft", "-j", "list", "ruleset"]).stdout
+    total = 0
+    for item in json.loads(out).get("nftables", []):
+        rule = item.get("rule")
+        if not rule:
+            continue
+        for expr in rule.get("expr", []):
+            counter = expr.get("counter") if isinstance(expr, dict) else None
+            if counter:
+                total += int(counter.get("packets", 0))
+    return total
+
+
+# --- `layers up` and `layers nc` as subprocesses in the namespace ---------------------------
+
+LAYERS = [sys.executable, "-m", "layers"]
+
+
+def premade_tap(netns: NetNamespace, prefix: str = "tp") -> str:
+    """A persistent TAP made with ip(8) in ``netns``, Linux's side addressed; the stack's
+    commands attach to it by name and leave it as found."""
+    dev = f"{prefix}{secrets.token_hex(3)}"
+    netns.run(["ip", "tuntap", "add", dev, "mode", "tap"])
+    netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+    netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
+    return dev
+
+
+def layers_env() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env.pop("LAYERS_DISABLE_PLUGINS", None)
+    return env
+
+
+class LayersUp:
+    """``layers up ARGS`` in the namespace, until :meth:`stop` (SIGTERM by PID)."""
+
+    def __init__(self, netns: NetNamespace, args: Sequence[str]) -> None:
+        import subprocess
+
+        self.netns = netns
+        self.proc = netns.popen([*LAYERS, "up", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=layers_env())
+        self.ready_line = ""
+
+    def wait_ready(self, timeout: float = 15.0) -> str:
+        import selectors
+        import time
+
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    continue
+                line = self.proc.stdout.readline()
+                if not line:
+                    err = self.proc.stderr.read() if self.proc.stderr else ""
+                    raise AssertionError(f"layers up exited {self.proc.wait()}: {err}")
+                if line.startswith("layers up:"):
+                    self.ready_line = line.strip()
+                    return self.ready_line
+        finally:
+            sel.close()
+        raise AssertionError("layers up did not say it was ready")
+
+    @property
+    def control(self) -> str:
+        import re
+
+        m = re.search(r"control (\S+);", self.ready_line)
+        assert m, self.ready_line
+        return m.group(1)
+
+    def layers(self, *args: str) -> str:
+        """Run ``layers ARGS --control <this one's socket>`` and return its stdout."""
+        r = self.netns.run([*LAYERS, *args, "--control", self.control], env=layers_env(),
+                           check=False, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, str, str]:
+        import os
+        import signal
+
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
