@@ -871,9 +871,13 @@ class Connection(asyncio.Transport):
                         rcv_nxt += len(more)
                     self._ack_now = True  # a hole was filled (RFC 5681 4.2)
                 self.rcv_nxt = rcv_nxt
-                # ACK at least every second full-sized segment (RFC 9293 3.8.6.3)
+                # ACK at least every second full-sized segment (RFC 9293 3.8.6.3), once
+                # per batch of frames the runner hands over (like Linux after GRO): the
+                # ACK goes out from call_soon, after the whole batch was taken in
                 if rcv_nxt - self.last_ack_sent > self.rcv_mss:
-                    self._ack_now = True
+                    if not self._ack_soon:
+                        self._ack_soon = True
+                        self.stack.call_soon(self._flush_ack)
                 elif self.delack_at is None:
                     self.delack_at = self.stack.now + self.tcp.settings.delack
             if fin or (self.ooo_fin is not None and self.ooo_fin == rcv_nxt):
@@ -949,6 +953,13 @@ class Connection(asyncio.Transport):
     # after input: deliver, send, acknowledge
     # =================================================================================
     _ack_now = False
+    _ack_soon = False
+
+    def _flush_ack(self) -> None:
+        self._ack_soon = False
+        if self.state in _SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
+            self._send_ack()
+            self._arm()
 
     def _after_input(self) -> None:
         if self.state == CLOSED:
