@@ -8,7 +8,7 @@ other projects' tests.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -63,18 +63,31 @@ def parse_settings_option(text: str | None) -> dict[str, str]:
     return out
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "dut_kind" not in metafunc.fixturenames:
-        return
-    kinds = metafunc.config.stash.get(KINDS_KEY, None) or parse_dut_option(
-        metafunc.config.getoption("dut", None)
-    )
+def configured_kinds(config: pytest.Config) -> list[str]:
+    """The DUTs asked for: ``--dut``, else the ini option ``layers_conformance_duts``."""
+    kinds = parse_dut_option(config.getoption("dut", None))
     if not kinds:
-        kinds = ["layers"]
+        try:
+            kinds = parse_dut_option(str(config.getini("layers_conformance_duts") or ""))
+        except ValueError:  # the plugin's options are not registered
+            kinds = []
+    return kinds
+
+
+def parametrize_duts(metafunc: pytest.Metafunc, default: Sequence[str] = ("layers",)) -> None:
+    """Parametrize ``dut_kind`` with the DUTs asked for (or ``default``), once per test.
+
+    A conftest.py that imports these fixtures may call it from its own
+    ``pytest_generate_tests`` to choose its default DUTs."""
+    if "dut_kind" not in metafunc.fixturenames or getattr(metafunc, "_layers_duts", False):
+        return
+    metafunc._layers_duts = True  # type: ignore[attr-defined]
+    kinds = configured_kinds(metafunc.config) or list(default)
     metafunc.parametrize("dut_kind", kinds, scope="function")
 
 
-KINDS_KEY = pytest.StashKey[list[str]]()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_duts(metafunc)
 
 
 @pytest.fixture(scope="session")

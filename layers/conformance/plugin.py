@@ -37,16 +37,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+    parser.addini(
+        "layers_conformance_duts",
+        "DUTs the layers conformance suite runs against when --dut is not given (setting it "
+        "turns the suite's fixtures on, as --dut does)",
+        default="",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "layers_requires(*capabilities): the conformance capabilities a test needs")
     config.addinivalue_line(
         "markers", "layers_settings(mapping): stack settings (and their Linux sysctl "
                    "equivalents) the DUT of a conformance test starts with")
-    if config.getoption("dut", None):
+    if config.getoption("dut", None) or config.getini("layers_conformance_duts"):
         from layers.conformance import fixtures
 
-        kinds = fixtures.parse_dut_option(config.getoption("dut"))
-        config.stash[fixtures.KINDS_KEY] = kinds
+        fixtures.configured_kinds(config)  # a bad --dut is a usage error now, not later
         if not config.pluginmanager.has_plugin("layers-conformance-fixtures"):
             config.pluginmanager.register(fixtures, "layers-conformance-fixtures")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Suite tests collected with no DUT to run against: say how to give one."""
+    for item in items:
+        fn = getattr(item, "function", None)
+        if not getattr(fn, "__module__", "").startswith("layers.conformance.suite"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        if info is not None and "dut" not in info.name2fixturedefs:
+            raise pytest.UsageError(
+                "the layers conformance suite needs a device under test: add --dut=layers "
+                "(our stack), --dut=linux (the kernel, root) or --dut=all"
+            )

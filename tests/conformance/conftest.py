@@ -1,0 +1,50 @@
+"""How ``make test`` runs the conformance suite: the suite's tests are imported into this
+directory (``test_conformance_*.py``, one per suite module, SQLAlchemy's ``from
+sqlalchemy.testing.suite import *`` pattern) and parametrized over every DUT:
+
+* ``layers``: the installed built-in plugins over a memory link on a virtual clock;
+* ``linux``: the kernel in a namespace of its own (root; skipped with the reason otherwise);
+* ``layers-tap``: the built-in plugins over a TAP bridged to the testbench's TAP (root).
+
+``--dut=...`` narrows that (``pytest tests/conformance --dut=layers``). The same tests run
+outside this repository with ``pytest --pyargs layers.conformance --dut=...``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from layers.conformance.capabilities import CapabilityValue, parse_capability_option
+from layers.conformance.fixtures import (  # noqa: F401 - fixtures the suite's tests use
+    DUT_KINDS,
+    _layers_tap_env,
+    conformance_plugins,
+    conformance_settings,
+    dut,
+    parametrize_duts,
+    tb,
+)
+
+#: Optional capabilities of the built-in plugins, at their default settings, declared here by
+#: the test run (as SQLAlchemy keeps a requirements class in the test project). The plugins
+#: could declare them themselves through the ``layers_capabilities`` hook; until they do,
+#: this is where they are stated, so that ``make test`` exercises them.
+BUILTIN_CAPABILITIES: dict[str, CapabilityValue] = {
+    "icmp.echo_ignore_broadcasts": True,  # icmp.echo_ignore_broadcasts defaults to true
+    "icmp.rate_limit": True,  # per-destination token bucket, as Linux
+    "udp.short_length_trim": True,
+    "tcp.window_scaling": True,  # tcp.window_scaling defaults to true
+    "tcp.timestamps": True,  # tcp.timestamps defaults to true
+    "tcp.sack": True,  # tcp.sack defaults to true
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_duts(metafunc, default=DUT_KINDS)
+
+
+@pytest.fixture(scope="session")
+def conformance_capabilities(pytestconfig: pytest.Config) -> dict[str, CapabilityValue]:
+    declared = dict(BUILTIN_CAPABILITIES)
+    declared.update(parse_capability_option(pytestconfig.getoption("capabilities", None)))
+    return declared
