@@ -40,6 +40,9 @@ OPTIONS = {
 SHUT = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}
 
 socks: dict[int, socket.socket] = {}
+#: the 4-tuple of each connected TCP socket, to find it in /proc/net/tcp once the kernel has
+#: moved it to a TIME-WAIT mini-socket (the descriptor then reports CLOSED)
+tuples: dict[int, tuple[str, int, str, int]] = {}
 next_id = 1
 
 
@@ -99,6 +102,7 @@ def op_wait_connected(s: int, timeout: float) -> bool:
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         raise OSError(code, os.strerror(code))
+    tuples[s] = (*sock.getsockname(), *sock.getpeername())
     return True
 
 
@@ -112,7 +116,9 @@ def op_accept(s: int, timeout: float) -> list[Any] | None:
         return None
     conn, peer = sock.accept()
     conn.setblocking(False)
-    return [_new(conn), list(peer)]
+    sid = _new(conn)
+    tuples[sid] = (*conn.getsockname(), *peer)
+    return [sid, list(peer)]
 
 
 def op_send(s: int, data: str, timeout: float) -> int:
@@ -156,10 +162,12 @@ def op_shutdown(s: int, how: str) -> None:
 
 
 def op_close(s: int) -> None:
+    tuples.pop(s, None)
     socks.pop(s).close()
 
 
 def op_abort(s: int) -> None:
+    tuples.pop(s, None)
     sock = socks.pop(s)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -175,9 +183,27 @@ def op_getsockopt(s: int, name: str) -> int:
     return int(socks[s].getsockopt(level, opt))
 
 
+def _hex_endpoint(addr: str, port: int) -> str:
+    return socket.inet_aton(addr)[::-1].hex().upper() + f":{port:04X}"
+
+
+def _proc_state(four: tuple[str, int, str, int]) -> int | None:
+    local, remote = _hex_endpoint(four[0], four[1]), _hex_endpoint(four[2], four[3])
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                return int(fields[3], 16)
+    return None
+
+
 def op_state(s: int) -> str:
     info = socks[s].getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
-    return TCP_STATES.get(info[0], f"UNKNOWN({info[0]})")
+    state = info[0]
+    if state == 7 and s in tuples:  # CLOSED on the descriptor: maybe TIME-WAIT elsewhere
+        state = _proc_state(tuples[s]) or state
+    return TCP_STATES.get(state, f"UNKNOWN({state})")
 
 
 def op_pending_error(s: int) -> int:
