@@ -64,7 +64,9 @@ def test_keep_alive_pipelining_and_close(tmp_path: Path) -> None:
     async def body(connect: Client) -> None:
         reader, writer = await connect()
         # two pipelined requests on one persistent connection, then one that closes
-        writer.write(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b.html HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(
+            b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b.html HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         status, headers, got = await response(reader)
         assert status == "HTTP/1.1 200 OK" and got == b"first file\n"
         assert headers["content-type"] == "text/plain" and "connection" not in headers
@@ -115,6 +117,7 @@ def test_errors_and_confinement(tmp_path: Path) -> None:
         writer.write(b"GET /sub/ HTTP/1.0\r\n\r\n")
         status, headers, got_body = await response(reader)
         assert status == "HTTP/1.1 200 OK" and headers["connection"] == "close"
+        assert got_body == b"index"
         assert await reader.read() == b""
 
     run(srv, body)
@@ -128,6 +131,7 @@ def test_large_file_is_streamed_intact(tmp_path: Path) -> None:
         reader, writer = await connect()
         writer.write(b"GET /blob.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, got = await response(reader)
+        assert status == "HTTP/1.1 200 OK"
         assert headers["content-type"] == "application/octet-stream"
         assert hashlib.sha256(got).digest() == hashlib.sha256(blob).digest()
         writer.close()
