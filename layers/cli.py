@@ -518,6 +518,12 @@ class Netcat:
         self.stdout.write(data)
         self.stdout.flush()
 
+    def _interactive(self) -> bool:
+        try:
+            return os.isatty(self.stdin_fd)
+        except OSError:
+            return False
+
     @property
     def stdin(self) -> _Stdin:
         if self._stdin is None:
@@ -526,8 +532,9 @@ class Netcat:
 
     # --- TCP ------------------------------------------------------------------------------
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Until the peer closes: stdin into the connection (FIN at stdin's EOF), the
-        connection to stdout."""
+        """Stdin into the connection (FIN at stdin's EOF), the connection to stdout, until
+        the peer closes. When the peer finishes first, the rest of stdin still goes out
+        (a half-closed peer reads on), unless stdin is a terminal."""
         stdin = self.stdin
 
         async def to_net() -> None:
@@ -538,11 +545,15 @@ class Netcat:
                 writer.write_eof()
 
         async def to_out() -> None:
+            loop = asyncio.get_running_loop()
             while data := await reader.read(1 << 16):
-                self._out(data)
+                # written by a worker thread: a slow stdout closes the TCP window instead of
+                # stalling the stack's loop
+                await loop.run_in_executor(None, self._out, data)
 
         out_task = asyncio.ensure_future(to_out())
         net_task = asyncio.ensure_future(to_net())
+        finished = False
         try:
             await asyncio.wait({out_task, net_task}, return_when=asyncio.FIRST_COMPLETED)
             if net_task.done() and net_task.exception() is not None:
@@ -555,12 +566,20 @@ class Netcat:
                     await asyncio.wait({out_task}, timeout=self.quit_after)
             if out_task.done():
                 out_task.result()  # raises: reset, timed out
+                if not net_task.done() and not self._interactive():
+                    # The peer finished first, but may only have half-closed: send the rest
+                    # of a pipe or file (a peer that closed entirely answers with RST).
+                    await net_task
+            finished = True
         finally:
             for task in (out_task, net_task):
                 task.cancel()
             writer.close()
+            # The stack lives in this process: exit only once the peer has everything (our
+            # FIN acknowledged), as the kernel goes on delivering after nc's close() returns.
+            limit = (self.quit_after if finished else 1.0)
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                await asyncio.wait_for(writer.wait_closed(), limit)
 
     async def tcp_connect(self, host: str, port: int, *, source_port: int | None = None,
                           timeout: float | None = None) -> int:

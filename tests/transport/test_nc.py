@@ -68,6 +68,19 @@ def stdin_pipe(data: bytes | None, *, close: bool = True) -> Iterator[tuple[int,
         # the reader thread may still be blocked in read(): it ends at EOF above
 
 
+@contextlib.contextmanager
+def terminal() -> Iterator[int]:
+    """A pseudo-terminal's slave end as nc's stdin (nothing typed): an interactive user."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        yield slave
+    finally:
+        os.close(master)  # the reader thread sees EOF/EIO and ends
+        os.close(slave)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -110,7 +123,7 @@ def test_tcp_client_to_echo_half_closes_at_stdin_eof() -> None:
     asyncio.run(main_())
 
 
-def test_tcp_client_ends_when_the_peer_closes_even_with_stdin_open() -> None:
+def test_tcp_client_on_a_terminal_ends_when_the_peer_closes() -> None:
     async def main_() -> None:
         async with two_stacks() as (a, b):
             async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -120,10 +133,36 @@ def test_tcp_client_ends_when_the_peer_closes_even_with_stdin_open() -> None:
 
             await start_server(b, greet, "0.0.0.0", 25)
             out = io.BytesIO()
-            with stdin_pipe(None, close=False) as (r, _):
-                nc = Netcat(a, stdin_fd=r, stdout=out)
+            with terminal() as tty:
+                nc = Netcat(a, stdin_fd=tty, stdout=out)
                 assert await asyncio.wait_for(nc.tcp_connect("10.0.0.2", 25), 10) == 0
             assert out.getvalue() == b"220 hello\r\n"
+
+    asyncio.run(main_())
+
+
+def test_tcp_client_sends_the_rest_of_a_pipe_to_a_half_closed_peer() -> None:
+    """The peer finishes first (FIN) but reads on: the rest of stdin still goes out."""
+    data = random.Random(5).randbytes(400_000)
+
+    async def main_() -> None:
+        async with two_stacks() as (a, b):
+            got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+            async def hello_then_listen(reader: asyncio.StreamReader,
+                                        writer: asyncio.StreamWriter) -> None:
+                writer.write(b"send me everything\n")
+                writer.write_eof()
+                got.set_result(await reader.read())
+                writer.close()
+
+            await start_server(b, hello_then_listen, "0.0.0.0", 26)
+            out = io.BytesIO()
+            with stdin_pipe(data) as (r, _):
+                nc = Netcat(a, stdin_fd=r, stdout=out)
+                assert await asyncio.wait_for(nc.tcp_connect("10.0.0.2", 26), 20) == 0
+            assert out.getvalue() == b"send me everything\n"
+            assert await asyncio.wait_for(got, 5) == data
 
     asyncio.run(main_())
 
@@ -191,8 +230,8 @@ def test_tcp_listen_keep_serves_one_after_another() -> None:
     async def main_() -> None:
         async with two_stacks() as (a, b):
             out = io.BytesIO()
-            with stdin_pipe(None, close=False) as (r, _):
-                nc = Netcat(b, stdin_fd=r, stdout=out)
+            with terminal() as tty:
+                nc = Netcat(b, stdin_fd=tty, stdout=out)
                 task = asyncio.ensure_future(nc.tcp_listen("10.0.0.2", 5001, keep=True))
                 await asyncio.sleep(0.05)
                 for i in range(3):
