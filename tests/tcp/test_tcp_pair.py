@@ -180,3 +180,23 @@ def test_stack_stop_aborts_connections() -> None:
     a.stop()
     assert isinstance(client.lost, ConnectionAbortedError)
     assert a.protocol("tcp").conns == {}
+
+
+def test_connection_to_our_own_address() -> None:
+    net, a, _b = pair()
+    server: list[Recorder] = []
+
+    def factory() -> Recorder:
+        p = Recorder(echo=True)
+        server.append(p)
+        return p
+
+    tcp = a.protocol("tcp")
+    tcp.listen(factory, 0, 7)
+    client = Recorder()
+    conn = tcp.connect(client, ip4("10.0.0.1"), 7, nodelay=True)
+    assert net.run_until_true(lambda: client.kinds() == ["made"])
+    conn.write(b"to myself")
+    assert net.run_until_true(lambda: bytes(client.data) == b"to myself")
+    conn.close()
+    assert net.run_until_true(lambda: "lost" in client.kinds())

@@ -6,6 +6,21 @@ Registered under the entry point ``tcp``. It provides IP protocol 6 (also servin
 ``layers_congestion_controls`` hook, where other plugins may add their own. Settings are
 listed in :mod:`layers_tcp.settings`.
 
+Supported: all eleven states with simultaneous open and close and half-close; TIME-WAIT of
+2*MSL with reuse by a newer SYN (RFC 6191); RST generation and acceptance (RFC 9293 3.10.7)
+with RFC 5961 challenge ACKs (rate limited); listen backlog (SYN and accept queues); RFC 6528
+ISNs and RFC 6056 ephemeral ports; MSS both ways, window scaling, timestamps with RTTM and
+PAWS (RFC 7323), SACK (RFC 2018 blocks out, used in recovery); Nagle/TCP_NODELAY, delayed
+ACK (40 ms, every second full segment, coalesced per received batch), sender and receiver
+silly-window avoidance, zero-window probes with backoff; RFC 6298 RTO (200 ms floor like
+Linux, 120 s cap) with Karn; fast retransmit, NewReno (RFC 6582) and limited transmit
+(RFC 3042); pluggable congestion control; keepalive (opt-in), user timeout; ICMP errors
+(hard in SYN-SENT, soft afterwards, PMTU); checksum offload and TSO super-segments out,
+RX_CSUM_VERIFIED and super-segments in.
+
+Not supported: urgent data (the pointer is ignored; data stays inline, as SO_OOBINLINE),
+ECN, TCP Fast Open, SYN cookies, MD5/AO signatures, D-SACK generation, RACK/TLP, IPv6.
+
 Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets), ``connection`` (the
 TCB state machine and transport), ``listener``, ``buffers`` (out-of-order queue), ``rtt``
 (RFC 6298), ``congestion`` (NewReno), ``settings``.

@@ -115,6 +115,9 @@ class Listener:
             "proto": "tcp",
             "local": f"{ip4_str(self.address)}:{self.port}",
             "state": "LISTEN",
+            # as Linux's ss/netstat show a listener: queued connections / backlog
+            "recv_q": len(self.accept_queue),
+            "send_q": self.backlog,
             "backlog": self.backlog,
             "syn_queue": len(self.syn_queue),
             "accept_queue": len(self.accept_queue),
