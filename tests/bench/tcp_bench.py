@@ -15,7 +15,8 @@ in this process. Prints a table; never asserts. Compare figures only within one 
 
     sudo .venv/bin/python tests/bench/tcp_bench.py [MiB] [--pytcp DIR]
 
-``--pytcp DIR`` adds PyTCP's figures when DIR holds a runnable PyTCP checkout (see main()).
+``--pytcp DIR [--pytcp-python PY]`` adds PyTCP's figures: DIR is a checkout of PyTCP's 2.7.10
+tag (kept outside the repository), PY a CPython 3.12 (default ``python3.12``); see pytcp_rates.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import time
 from typing import Any
 
 from layers.links.tuntap import TapLink
@@ -279,6 +281,86 @@ def stack_hold(ns: NetNamespace, port: int, most: int) -> tuple[int, int, float]
     return asyncio.run(_run_stack(ns, True, body))
 
 
+# --- PyTCP, side by side (optional) -----------------------------------------------------------
+#   Its 2.7.10 wheel on PyPI holds only pytcp/__init__.py and config.py (``import pytcp``
+#   fails: no pytcp.lib), so it runs from a checkout of its 2.7.10 tag, under CPython 3.12,
+#   with -O (its logging sits behind ``__debug__``), in a namespace of its own (its state is
+#   module-global: one stack per process).
+PYTCP_RUNNER = r"""
+import sys
+from pytcp import TcpIpStack, initialize_tap, config
+config.LOG_CHANEL = set()
+from pytcp.lib import socket
+mode, tap, mac, addr, port = sys.argv[1:6]
+stack = TcpIpStack(fd=initialize_tap(tap_name=tap), mac_address=mac,
+                   ip4_address=addr + "/24", ip6_address="fe80::7/64")
+config.IP6_SUPPORT = False
+stack.start()
+print("ready", flush=True)
+s = socket.socket(family=socket.AF_INET4, type=socket.SOCK_STREAM)
+if mode == "sink":
+    s.bind(("0.0.0.0", int(port)))
+    s.listen()
+    c, _ = s.accept()
+    while c.recv():
+        pass
+    c.close()
+else:
+    size = int(sys.argv[7])
+    s.connect((sys.argv[6], int(port)))
+    data = bytes(range(256)) * (size // 256)
+    for i in range(0, size, 1 << 16):
+        s.send(data[i:i + (1 << 16)])
+    s.close()
+sys.stdin.read()  # until the bench has its figure: stopping earlier would lose data
+stack.stop()
+"""
+
+
+def pytcp_rates(checkout: str, python: str, size: int) -> tuple[float, float]:
+    """(receive, send) Mbit/s of PyTCP against Linux, over a plain TAP in its own namespace."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(PYTCP_RUNNER)
+    env = {"PYTHONPATH": checkout, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    mac = "02:00:00:00:00:07"
+    rates = []
+    try:
+        with NetNamespace(prefix="layers-bench-pytcp") as ns:
+            dev = "pytcp0"
+            ns.run(["ip", "tuntap", "add", dev, "mode", "tap"])
+            make_tap(ns, dev, mac)
+            for mode in ("sink", "send"):
+                port = "9100" if mode == "sink" else "9200"
+                sink = linux(ns, "sink", port) if mode == "send" else None
+                args = [mode, dev, mac, STACK_IP, port]
+                if mode == "send":
+                    args += [LINUX_IP, str(size)]
+                proc = ns.popen([python, "-O", f.name, *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+                try:
+                    assert proc.stdout is not None
+                    if proc.stdout.readline().strip() != "ready":
+                        err = proc.stderr.read() if proc.stderr else ""
+                        raise RuntimeError(f"PyTCP did not start: {err}")
+                    if sink is None:
+                        time.sleep(2)  # its ARP/IP set-up runs in threads after start()
+                        seconds = float(output(linux(ns, "send", STACK_IP, port, str(size)))[0])
+                    else:
+                        n, secs = output(sink)
+                        seconds = float(secs)
+                        assert int(n) == size, n
+                    rates.append(mbit(size, seconds))
+                finally:
+                    if proc.poll() is None:
+                        proc.communicate("", timeout=15)
+    finally:
+        os.unlink(f.name)
+    return rates[0], rates[1]
+
+
 # --- the report -------------------------------------------------------------------------------
 
 
@@ -292,6 +374,9 @@ def main(argv: list[str]) -> int:
         print(f"tcp_bench: skipped: {why}")
         return 0
     mib = int(argv[0]) if argv and argv[0].isdigit() else 20
+    pytcp = argv[argv.index("--pytcp") + 1] if "--pytcp" in argv else None
+    pytcp_python = (argv[argv.index("--pytcp-python") + 1] if "--pytcp-python" in argv
+                    else "python3.12")
     size = mib << 20
     port = iter(range(9000, 10000))
     rows: list[tuple[str, str, float]] = []
@@ -310,11 +395,19 @@ def main(argv: list[str]) -> int:
         echo = {off: min(stack_echo(ns, off, next(port), 20 << 20) for _ in range(RUNS))
                 for off in (True, False)}
         opened, echoed, seconds = stack_hold(ns, next(port), 1000)
+    if pytcp is not None:
+        pytcp_mib = 2
+        try:
+            receive, send = pytcp_rates(pytcp, pytcp_python, pytcp_mib << 20)
+            rows.append((f"PyTCP 2.7.10 receives ({pytcp_mib} MiB)", "plain", receive))
+            rows.append((f"PyTCP 2.7.10 sends ({pytcp_mib} MiB)", "plain", send))
+        except (OSError, RuntimeError, AssertionError, subprocess.SubprocessError) as exc:
+            print(f"  PyTCP: not measured: {exc}")
     floor = {label: rate for name, label, rate in rows if name.startswith("(a)")}
     print()
     print(f"{'measurement':38} {'link':8} {'Mbit/s':>9} {'x floor':>8}")
     for name, label, rate in rows:
-        print(f"{name:38} {label:8} {rate:9.0f} {rate / floor[label]:8.3f}")
+        print(f"{name:38} {label:8} {rate:9.1f} {rate / floor[label]:8.3f}")
     for off, seconds_echo in echo.items():
         label = "offload" if off else "plain"
         print(f"{'(d) 20 MiB echo round trip':38} {label:8} {seconds_echo:8.3f}s "
