@@ -25,18 +25,8 @@ from layers.conformance.fixtures import (  # noqa: F401 - fixtures the suite's t
     tb,
 )
 
-#: Optional capabilities of the built-in plugins, at their default settings, declared here by
-#: the test run (as SQLAlchemy keeps a requirements class in the test project). The plugins
-#: could declare them themselves through the ``layers_capabilities`` hook; until they do,
-#: this is where they are stated, so that ``make test`` exercises them.
-BUILTIN_CAPABILITIES: dict[str, CapabilityValue] = {
-    "icmp.echo_ignore_broadcasts": True,  # icmp.echo_ignore_broadcasts defaults to true
-    "icmp.rate_limit": True,  # per-destination token bucket, as Linux
-    "udp.short_length_trim": True,
-    "tcp.window_scaling": True,  # tcp.window_scaling defaults to true
-    "tcp.timestamps": True,  # tcp.timestamps defaults to true
-    "tcp.sack": True,  # tcp.sack defaults to true
-}
+# The built-in plugins declare their optional capabilities themselves, through the
+# ``layers_capabilities`` hook (answered from their settings); ``--capabilities`` can add more.
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -45,6 +35,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def conformance_capabilities(pytestconfig: pytest.Config) -> dict[str, CapabilityValue]:
-    declared = dict(BUILTIN_CAPABILITIES)
+    declared: dict[str, CapabilityValue] = {}
     declared.update(parse_capability_option(pytestconfig.getoption("capabilities", None)))
     return declared

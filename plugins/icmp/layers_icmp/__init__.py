@@ -54,3 +54,15 @@ def layers_stack_stopping(stack: Stack) -> None:
     icmp = _ours(stack)
     if icmp is not None:
         icmp.fail_pending(errno.ENETDOWN, "stack stopped")
+
+
+@hookimpl
+def layers_capabilities(stack: Stack) -> dict[str, bool] | None:
+    """What the conformance suite may expect of this stack's ICMP (answered from settings)."""
+    icmp = _ours(stack)
+    if icmp is None:
+        return None
+    return {
+        "icmp.echo_ignore_broadcasts": bool(icmp.echo_ignore_broadcasts),
+        "icmp.rate_limit": stack.setting("icmp.ratelimit", 1.0) > 0,
+    }

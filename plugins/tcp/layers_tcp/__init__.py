@@ -79,3 +79,14 @@ def layers_stack_stopping(stack: Stack) -> None:
 def layers_report(stack: Stack) -> Mapping[str, Any] | None:
     tcp = _tcp(stack)
     return tcp.report() if tcp is not None else None
+
+
+@hookimpl
+def layers_capabilities(stack: Stack) -> dict[str, bool] | None:
+    """The optional TCP features this stack offers, from its settings (conformance suite)."""
+    tcp = _tcp(stack)
+    if tcp is None:
+        return None
+    s = tcp.settings
+    return {"tcp.sack": s.sack, "tcp.timestamps": s.timestamps,
+            "tcp.window_scaling": s.window_scaling}

@@ -41,3 +41,12 @@ def layers_stack_stopping(stack: Stack) -> None:
 def layers_report(stack: Stack) -> Mapping[str, Any] | None:
     udp = _ours(stack)
     return udp.report() if udp is not None else None
+
+
+@hookimpl
+def layers_capabilities(stack: Stack) -> dict[str, bool] | None:
+    """What the conformance suite may expect of this stack's UDP."""
+    if _ours(stack) is None:
+        return None
+    # a datagram whose UDP length is below the IP payload is trimmed to the UDP length
+    return {"udp.short_length_trim": True}
