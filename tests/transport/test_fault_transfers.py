@@ -53,6 +53,24 @@ async def faulty_pair(**faults: Any) -> AsyncIterator[tuple[Stack, Stack, FaultL
         rb.stop()
 
 
+def _diagnose(a: Stack, b: Stack, fa: FaultLink, fb: FaultLink) -> str:
+    """What a stalled transfer looks like: connections, counters, faults, timers."""
+    lines = []
+    for stack, link in ((a, fa), (b, fb)):
+        tcp = stack.protocol("tcp")
+        lines.append(f"{stack.name}: {stack.report()['connections']}")
+        lines.append(f"  counters {dict(stack.counters['tcp'])} drops "
+                     f"{dict(stack.counters['tcp'].drops)}")
+        lines.append(f"  faults {dict(link.faults)} held {link.held}")
+        for conn in tcp.conns.values():
+            lines.append("  " + ", ".join(
+                f"{k}={getattr(conn, k, None)!r}" for k in (
+                    "state", "snd_una", "snd_nxt", "snd_wnd", "rcv_nxt", "rto", "rto_at",
+                    "persist_at", "delack_at", "fin_queued")))
+        lines.append(f"  now {stack.now:.3f} next deadline {stack.next_deadline()}")
+    return "\n".join(lines)
+
+
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(1 << 16):
@@ -77,7 +95,10 @@ def test_echo_through_every_fault_in_real_time() -> None:
                 writer.write_eof()
 
             sender = asyncio.ensure_future(send())
-            got = await asyncio.wait_for(reader.read(), 60)
+            try:
+                got = await asyncio.wait_for(reader.read(), 60)
+            except TimeoutError:
+                raise AssertionError(_diagnose(a, b, fa, fb)) from None
             await sender
             assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
             writer.close()

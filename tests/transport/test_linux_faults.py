@@ -136,7 +136,7 @@ FAULTS: dict[str, Any] = {"loss": 0.02, "reorder": 0.05, "delay": 0.010, "corrup
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
 def test_faultlink_on_the_tap_delay_reorder_corrupt(netns: NetNamespace, offload: bool) -> None:
     async def main() -> None:
-        size = (2 << 20) if offload else (1 << 20)  # 1448-byte frames, 20+ ms RTT: slower
+        size = (2 << 20) if offload else (512 << 10)  # 1448-byte frames, 20+ ms RTT: slower
         async with stack_on_tap(netns, offload=offload, faults=FAULTS) as (stack, _):
             await linux_echo_through(stack, netns, size)
             await stack_upload_to_linux(stack, netns, size)
