@@ -1131,7 +1131,11 @@ class Connection(asyncio.Transport):
                          offload=offload)
 
     def _send_ack(self) -> None:
-        self._send(self.snd_nxt, TCP_ACK)
+        # SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT (go-back-N) the peer already
+        # has data up to SND.MAX, and a pure ACK below its RCV.NXT is unacceptable to it
+        # (RFC 9293 3.10.7.4), ACK field and all. BSD does the same; with SND.NXT, two ends
+        # that both timed out could never accept each other's ACKs again.
+        self._send(max(self.snd_max, self.snd_nxt), TCP_ACK)
 
     def _send_rst(self, seq: int) -> None:
         self._send(seq, TCP_RST | TCP_ACK)

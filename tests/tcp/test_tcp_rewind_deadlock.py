@@ -1,4 +1,4 @@
-"""A TCP bug found by the fault transfers, reduced to a deterministic reproduction.
+"""Regression: a TCP bug found by the fault transfers, reduced to a deterministic test.
 
 Both ends have data in flight and every ACK is lost until both retransmission timers fire.
 The timeout rewinds SND.NXT to SND.UNA (go-back-N), and the engine then sends its pure ACKs
@@ -10,8 +10,9 @@ other's acknowledgment: RTO backoff to the maximum, then ETIMEDOUT, on a link th
 again. BSD sends pure ACKs with SND.MAX for this reason ("for ACK only packets we want the
 sequence number of the next unsent octet"); Linux never rewinds snd_nxt.
 
-Seen in test_fault_transfers.py::test_echo_through_every_fault_in_real_time about one run in
-twelve (both stacks in FIN_WAIT_1/ESTABLISHED, cwnd 1 MSS, RTO backed off to 51.2 s, each
+Fixed by sending pure ACKs with SND.MAX. Seen in
+tests/transport/test_fault_transfers.py::test_echo_through_every_fault_in_real_time about one
+run in twelve (both stacks in FIN_WAIT_1/ESTABLISHED, cwnd 1 MSS, RTO backed off to 51.2 s, each
 side's RCV.NXT beyond the other's SND.NXT).
 """
 
@@ -20,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import struct
 from typing import Any
-
-import pytest
 
 from layers.links.base import Link, LinkWrapper, Medium, TxOffload
 from layers.virtual import VirtualNetwork
@@ -69,10 +68,6 @@ class Peer(asyncio.Protocol):
         self.lost = exc
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tcp bug: after an RTO rewinds SND.NXT, pure ACKs carry SEQ=SND.NXT below the peer's "
-    "RCV.NXT and are dropped as unacceptable; with data in flight both ways the connection "
-    "never recovers (should use SND.MAX for segments without data, as BSD does)"))
 def test_acks_after_a_go_back_n_timeout_on_both_sides_are_accepted() -> None:
     net = VirtualNetwork()
     settings = {"tcp.secret": "ab" * 16}
