@@ -31,6 +31,7 @@ from layers.errors import CompositionError, ConfigurationError
 from layers.interface import Interface
 from layers.links.base import Link
 from layers.loader import BLOCK_ENV, describe_plugins, parse_plugin_list
+from layers.services import SERVICES, UdpEcho, parse_serve, stream_handler
 from layers.stack import Stack
 from layers.wire.addr import ip4, ip4_network, ip4_str, prefix_mask
 
@@ -240,109 +241,6 @@ def _plugin_names(stack: Stack) -> list[str]:
 
 # --- services for `layers up --serve` -------------------------------------------------------
 
-SERVICES = {
-    "echo": "TCP echo (RFC 862)",
-    "discard": "TCP discard (RFC 863)",
-    "http": "HTTP/1.0 static files: http:PORT[:DIR] (DIR default: a built-in page)",
-    "udp-echo": "UDP echo (RFC 862)",
-}
-_HTTP_PAGE = b"<!doctype html><title>layers</title><p>Hello from a layers stack.</p>\n"
-
-
-def parse_serve(spec: str) -> tuple[str, int, str | None]:
-    """``echo:7`` -> ("echo", 7, None); ``http:80:/srv/www`` -> ("http", 80, "/srv/www")."""
-    kind, _, rest = spec.partition(":")
-    port_text, _, arg = rest.partition(":")
-    known = ", ".join(f"{k}:PORT" for k in SERVICES)
-    if kind not in SERVICES:
-        raise ConfigurationError(f"--serve {spec!r}: unknown service {kind!r}; known: {known}")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigurationError(f"--serve {spec!r}: give a port 1..65535, e.g. {kind}:7")
-    if arg and kind != "http":
-        raise ConfigurationError(f"--serve {spec!r}: only http takes a directory")
-    if arg and not Path(arg).is_dir():
-        raise ConfigurationError(f"--serve {spec!r}: {arg} is not a directory")
-    return kind, int(port_text), arg or None
-
-
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
-async def _discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while await reader.read(1 << 16):
-            pass
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
-def _http_handler(
-    root: str | None,
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
-    base = Path(root).resolve() if root else None
-
-    def respond(writer: asyncio.StreamWriter, status: str, body: bytes, ctype: str,
-                head: bool = False) -> None:
-        writer.write(
-            f"HTTP/1.0 {status}\r\nServer: layers/{__version__}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        )
-        if not head:
-            writer.write(body)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = (await asyncio.wait_for(reader.readline(), 30)).decode("latin-1")
-            while (await asyncio.wait_for(reader.readline(), 30)) not in (b"\r\n", b"\n", b""):
-                pass  # headers are not needed to serve static files
-            parts = request_line.split()
-            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-                respond(writer, "405 Method Not Allowed", b"GET or HEAD only\n", "text/plain")
-            else:
-                head = parts[0] == "HEAD"
-                target = parts[1].split("?", 1)[0]
-                if base is None:
-                    if target in ("/", "/index.html"):
-                        respond(writer, "200 OK", _HTTP_PAGE, "text/html", head)
-                    else:
-                        respond(writer, "404 Not Found", b"not found\n", "text/plain", head)
-                else:
-                    path = (base / target.lstrip("/")).resolve()
-                    if path.is_dir():
-                        path = path / "index.html"
-                    if not path.is_relative_to(base) or not path.is_file():
-                        respond(writer, "404 Not Found", b"not found\n", "text/plain", head)
-                    else:
-                        ctype = "text/html" if path.suffix in (".html", ".htm") else (
-                            "text/plain" if path.suffix == ".txt" else "application/octet-stream")
-                        respond(writer, "200 OK", path.read_bytes(), ctype, head)
-            await writer.drain()
-        except (ConnectionError, TimeoutError, UnicodeError):
-            pass
-        finally:
-            writer.close()
-
-    return handle
-
-
-class _UdpEcho(asyncio.DatagramProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.transport.sendto(data, addr)
-
-
 async def _start_services(stack: Stack, specs: Sequence[str]) -> list[Any]:
     parsed = [parse_serve(spec) for spec in specs]  # all checked before any starts
     started: list[Any] = []
@@ -352,12 +250,12 @@ async def _start_services(stack: Stack, specs: Sequence[str]) -> list[Any]:
                 from layers.datagrams import create_datagram_endpoint
 
                 transport, _ = await create_datagram_endpoint(
-                    stack, _UdpEcho, local_addr=("0.0.0.0", port))
+                    stack, UdpEcho, local_addr=("0.0.0.0", port))
                 started.append(transport)
                 continue
             from layers.streams import start_server
 
-            handler = {"echo": _echo, "discard": _discard}.get(kind) or _http_handler(arg)
+            handler = stream_handler(kind, arg)
             started.append(await start_server(stack, handler, "0.0.0.0", port))
     except BaseException:
         for service in started:
