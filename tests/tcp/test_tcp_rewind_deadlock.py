@@ -110,3 +110,57 @@ def test_acks_after_a_go_back_n_timeout_on_both_sides_are_accepted() -> None:
         f"b: una={server.snd_una} nxt={server.snd_nxt} max={server.snd_max} "
         f"rcv_nxt={server.rcv_nxt}; drops a={dict(a.counters['tcp'].drops)} "
         f"b={dict(b.counters['tcp'].drops)}")
+
+
+class DropFirstData(LinkWrapper):
+    """Drops the first segment that carries payload; everything else passes."""
+
+    def __init__(self, inner: Link) -> None:
+        super().__init__(inner)
+        self.dropped = 0
+
+    def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
+        data = bytes(frame)
+        if not self.dropped and len(data) >= 40 and data[9] == 6:
+            ihl = (data[0] & 15) * 4
+            total = struct.unpack_from("!H", data, 2)[0]
+            if total - ihl - (data[ihl + 12] >> 4) * 4 > 0:
+                self.dropped += 1
+                return
+        self.inner.send(frame, offload)
+
+
+def test_retransmission_carrying_never_sent_bytes_advances_snd_max() -> None:
+    # 100 bytes go out and are lost; Nagle holds the next 500 behind them; the timeout's
+    # go-back-N then sends all 600 from SND.UNA. Those 500 bytes are new: SND.MAX must cover
+    # them, or the peer's ACK of 600 looks like an ACK of unsent data and is dropped forever
+    # (found by the fault transfers: a seeded virtual-clock echo stalled at 447304 bytes).
+    net = VirtualNetwork()
+    settings = {"tcp.secret": "ef" * 16}
+    a = net.new_stack(["ipv4", "tcp"], settings=settings, name="a")
+    b = net.new_stack(["ipv4", "tcp"], settings=settings, name="b")
+    droppers: list[DropFirstData] = []
+
+    def wrap(link: Link) -> Link:
+        droppers.append(DropFirstData(link))
+        return droppers[-1]
+
+    net.link(a, b, addresses=("10.0.0.1/24", "10.0.0.2/24"), latency=0.001,
+             medium=Medium.IP, wrap=wrap)
+    a.start()
+    b.start()
+    servers: list[Peer] = []
+    b.protocol("tcp").listen(lambda: servers.append(Peer()) or servers[-1], 0, 7)
+    conn = a.protocol("tcp").connect(Peer(), ip4("10.0.0.2"), 7)
+    assert net.run_until_true(lambda: bool(servers) and servers[0].transport is not None)
+    conn.write(b"a" * 100)
+    net.run_for(0.0005)  # the 100 bytes are on the wire (and will be lost)
+    conn.write(b"b" * 500)  # held by Nagle: 100 bytes are unacknowledged
+    assert conn.snd_max - conn.snd_una == 100
+    assert net.run_until_true(lambda: len(servers[0].data) == 600, timeout=10.0)
+    assert net.run_until_true(lambda: conn.snd_una == conn.snd_max, timeout=10.0), (
+        f"una={conn.snd_una} nxt={conn.snd_nxt} max={conn.snd_max}; "
+        f"drops={dict(a.counters['tcp'].drops)}")
+    assert bytes(servers[0].data) == b"a" * 100 + b"b" * 500
+    assert droppers[0].dropped == 1 and a.counters["tcp"]["RTOs"] >= 1
+    assert a.counters["tcp"].drops.get("ack_unsent", 0) == 0

@@ -1158,6 +1158,13 @@ class Connection(asyncio.Transport):
                 self._send(seq, flags, chunk)
         else:
             self._send(seq, flags)
+        # SND.MAX is the highest sequence number ever sent. A retransmission from SND.UNA
+        # may carry bytes never sent before (a full MSS after a short first send); if SND.MAX
+        # stayed behind, the peer's ACK for them would look like an ACK of unsent data and
+        # be dropped forever (RFC 9293 3.10.7.4).
+        end = seq + n + (1 if flags & TCP_FIN else 0)
+        if end > self.snd_max:
+            self.snd_max = end
         if self.rto_at is None:
             self.rto_at = self.stack.now + self._rto()
 
