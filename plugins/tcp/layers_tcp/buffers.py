@@ -120,3 +120,129 @@ class Reassembly:
         self.starts.clear()
         self.blocks.clear()
         self.size = 0
+
+
+#: writes at least this big, given as ``bytes``, are queued by reference (no copy)
+_BY_REFERENCE = 16 * 1024
+#: smaller writes are gathered into a tail of up to this many bytes before it is frozen
+_TAIL_MAX = 64 * 1024
+
+
+class SendBuffer:
+    """The send queue: unacknowledged and unsent bytes, oldest first.
+
+    One contiguous ``bytearray`` cost a copy of every write and, as acknowledgements freed its
+    front, reallocations that copied what was left (with page faults on a large buffer). Here
+    the bytes stay in the chunks the application wrote: a ``bytes`` write of 16 KiB or more is
+    kept by reference (it cannot change), smaller writes and mutable buffers are copied into a
+    tail that becomes one ``bytes`` chunk when full or when a segment needs its data. Offsets
+    are relative to the first unacknowledged byte; :meth:`view` returns a zero-copy
+    ``memoryview`` of a single chunk when the range lies within one."""
+
+    __slots__ = ("_base", "_chunks", "_end", "_first", "_size", "_starts", "_tail")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        #: absolute stream offset of each chunk's first byte (ascending)
+        self._starts: list[int] = []
+        #: index of the first chunk still holding unacknowledged data
+        self._first = 0
+        #: absolute stream offset of the first unacknowledged byte
+        self._base = 0
+        #: absolute stream offset just past the last chunk (where the tail starts)
+        self._end = 0
+        self._size = 0
+        self._tail = bytearray()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def append(self, data: Buffer) -> None:
+        n = len(data)
+        if not n:
+            return
+        if n >= _BY_REFERENCE and (type(data) is bytes or n >= _TAIL_MAX):
+            self._freeze_tail()
+            self._push(data if type(data) is bytes else bytes(data))
+        else:
+            tail = self._tail
+            tail += data
+            if len(tail) >= _TAIL_MAX:
+                self._freeze_tail()
+        self._size += n
+
+    def _push(self, chunk: bytes) -> None:
+        self._starts.append(self._end)
+        self._chunks.append(chunk)
+        self._end += len(chunk)
+
+    def _freeze_tail(self) -> None:
+        if self._tail:
+            self._push(bytes(self._tail))
+            self._tail = bytearray()
+
+    def consume(self, n: int) -> None:
+        """Forget the first ``n`` bytes (acknowledged)."""
+        if n <= 0:
+            return
+        if n >= self._size:
+            self.clear(base=self._base + self._size)
+            return
+        self._size -= n
+        base = self._base = self._base + n
+        if base > self._end:
+            self._freeze_tail()
+        chunks = self._chunks
+        starts = self._starts
+        i = self._first
+        while i < len(chunks) and starts[i] + len(chunks[i]) <= base:
+            chunks[i] = b""  # release the memory now
+            i += 1
+        if i >= 64 and i * 2 >= len(chunks):
+            del chunks[:i]
+            del starts[:i]
+            i = 0
+        self._first = i
+
+    def view(self, off: int, n: int) -> bytes | memoryview:
+        """``n`` bytes from ``off`` (0 is the first unacknowledged byte); a memoryview of one
+        chunk when possible, else a joined copy."""
+        pos = self._base + off
+        end = pos + n
+        chunks = self._chunks
+        starts = self._starts
+        if end > self._end:
+            self._freeze_tail()
+        i = bisect_right(starts, pos, self._first) - 1
+        chunk = chunks[i]
+        a = pos - starts[i]
+        if a + n <= len(chunk):
+            if a == 0 and n == len(chunk):
+                return chunk
+            return memoryview(chunk)[a : a + n]
+        parts: list[bytes | memoryview] = [memoryview(chunk)[a:]]
+        left = n - (len(chunk) - a)
+        while left > 0:
+            i += 1
+            chunk = chunks[i]
+            if left >= len(chunk):
+                parts.append(chunk)
+                left -= len(chunk)
+            else:
+                parts.append(memoryview(chunk)[:left])
+                left = 0
+        return b"".join(parts)
+
+    def clear(self, base: int | None = None) -> None:
+        """Drop everything (the stream offset continues at ``base``, default unchanged)."""
+        if base is None:
+            base = self._base + self._size
+        self._chunks = []
+        self._starts = []
+        self._first = 0
+        self._base = self._end = base
+        self._size = 0
+        self._tail = bytearray()

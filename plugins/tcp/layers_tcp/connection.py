@@ -37,7 +37,7 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp import congestion
-from layers_tcp.buffers import Reassembly
+from layers_tcp.buffers import Reassembly, SendBuffer
 from layers_tcp.rtt import RttEstimator
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class Connection(asyncio.Transport):
         self.snd_wl2 = 0
         self.max_snd_wnd = 0
         #: unacknowledged and unsent data; sndbuf[0] has sequence number buf_seq
-        self.sndbuf = bytearray()
+        self.sndbuf = SendBuffer()
         self.buf_seq = 0
         self.fin_queued = False
         self.fin_seq = 0
@@ -656,7 +656,7 @@ class Connection(asyncio.Transport):
             # drop acknowledged data from the send buffer
             n = min(ack, self.buf_seq + len(self.sndbuf)) - self.buf_seq
             if n > 0:
-                del self.sndbuf[:n]
+                self.sndbuf.consume(n)
                 self.buf_seq += n
             self.snd_una = ack
             if self.snd_nxt < ack:
@@ -920,7 +920,7 @@ class Connection(asyncio.Transport):
         self.delack_at = None
         self.ka_at = None
         self.close_at = self.stack.now + 2 * self.tcp.settings.msl
-        self.sndbuf = bytearray()
+        self.sndbuf.clear()
         self._deliver()
         self._maybe_lost()
         self._arm()
@@ -1154,8 +1154,7 @@ class Connection(asyncio.Transport):
                 self.rtt_seq = None  # Karn: the timed segment is ambiguous now
         off = seq - self.buf_seq
         if n:
-            with memoryview(self.sndbuf) as mv, mv[off : off + n] as chunk:
-                self._send(seq, flags, chunk)
+            self._send(seq, flags, self.sndbuf.view(off, n))
         else:
             self._send(seq, flags)
         # SND.MAX is the highest sequence number ever sent. A retransmission from SND.UNA
@@ -1442,7 +1441,7 @@ class Connection(asyncio.Transport):
         if st in (SYN_SENT, SYN_RECEIVED):
             self.c["AttemptFails"] += 1
         self._destroy()
-        self.sndbuf = bytearray()
+        self.sndbuf.clear()
         exc = os_error(err)
         if not self._made:
             cb = self.on_connected
@@ -1600,7 +1599,7 @@ class Connection(asyncio.Transport):
         if self._closing or self.state not in (*_SENDING, SYN_SENT, SYN_RECEIVED):
             self.c.drop("write_after_close")
             return
-        self.sndbuf += data
+        self.sndbuf.append(data)
         self._output()
         self._arm()
         self._maybe_pause_writing()
@@ -1611,7 +1610,7 @@ class Connection(asyncio.Transport):
                 raise RuntimeError("Cannot call write() after write_eof()")
             if self._closing or not data:
                 continue
-            self.sndbuf += data
+            self.sndbuf.append(data)
         self._output()
         self._arm()
         self._maybe_pause_writing()
@@ -1682,7 +1681,7 @@ class Connection(asyncio.Transport):
         elif st == SYN_SENT:
             self.c["AttemptFails"] += 1
         self._destroy()
-        self.sndbuf = bytearray()
+        self.sndbuf.clear()
         if self._made:
             self.stack.call_soon(self._lose, None)
         else:
