@@ -385,3 +385,18 @@ def test_data_segments_leave_room_for_sack_blocks() -> None:
     # every frame still fits the 1500-byte MTU
     assert all((s.ip.total_length or 0) <= 1500 for s in segs)
     assert len(segs[0].payload) == conn.mss - 12  # NOP NOP SACK(10)
+
+
+def test_bare_ack_above_rcv_nxt_is_taken_without_a_duplicate_ack() -> None:
+    # A peer whose timeout rewound SND.NXT sends pure ACKs at SND.MAX, above our RCV.NXT while
+    # its data is missing. The ACK field counts; answering each one with a duplicate ACK would
+    # let two such ends bounce ACKs at each other indefinitely.
+    w, conn, _proto, us = est()
+    conn.write(b"x" * 100)
+    out = w.one()
+    assert out.payload == b"x" * 100
+    w.inject(A, 1001 + 500, us + 100)  # acknowledges our data; its own 500 bytes were lost
+    w.nothing()
+    assert conn.snd_una == conn.snd_max  # the acknowledgment was taken
+    w.inject(A, 1001 + 500, us + 100, b"tail")  # out-of-order data still draws a dup ACK
+    assert w.one().ack == 1001

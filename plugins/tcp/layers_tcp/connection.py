@@ -882,8 +882,11 @@ class Connection(asyncio.Transport):
                     self.delack_at = self.stack.now + self.tcp.settings.delack
             if fin or (self.ooo_fin is not None and self.ooo_fin == rcv_nxt):
                 self._rx_fin()
-        else:
-            # out of order: keep it (bounded) and send a duplicate ACK at once
+        elif dlen or fin:
+            # out of order: keep it (bounded) and send a duplicate ACK at once. A bare ACK
+            # above RCV.NXT (a peer whose timeout rewound SND.NXT sends ACKs at SND.MAX) has
+            # nothing to reassemble and draws no duplicate ACK, as in Linux: two ends that
+            # both have holes would otherwise answer each other's ACKs forever (an ACK storm)
             self._ack_now = True
             c["OfoQueue"] += 1
             if dlen:
