@@ -57,6 +57,9 @@ OOW_ACK_INTERVAL = 0.5
 #: ACKs at most this many bytes of in-order data late (two full segments, RFC 5681 4.2)
 DUPTHRESH = 3
 _TS_LEN = 12
+#: received data is handed to the protocol in pieces of about this size (or one larger
+#: received segment)
+DELIVER_MAX = 64 * 1024
 
 
 class State(enum.IntEnum):
@@ -155,7 +158,9 @@ class Connection(asyncio.Transport):
         self.rcv_nxt = 0
         self.rcv_adv = 0
         self.rcvbuf = options.rcvbuf
-        self.rx_chunks: list[bytes] = []
+        #: in-order data not yet delivered: views of received frames (immutable ``bytes``)
+        #: or buffers nobody else holds; joined into ``bytes`` when delivered
+        self.rx_chunks: list[bytes | bytearray | memoryview] = []
         self.rx_bytes = 0
         self.ooo = Reassembly(s.ooo_max_blocks)
         self.ooo_fin: int | None = None
@@ -370,7 +375,9 @@ class Connection(asyncio.Transport):
         """One segment for this connection (checksum verified, header sane)."""
         if self._in_callback:
             # a protocol callback re-entered the stack: handle it after the callback
-            self.stack.call_soon(self.segment, seq32, ack32, flags, wnd, bytes(seg), doff)
+            self.stack.call_soon(
+                self.segment, seq32, ack32, flags, wnd, memoryview(bytes(seg)), doff
+            )
             return
         try:
             st = self.state
@@ -860,13 +867,14 @@ class Connection(asyncio.Transport):
             if dlen:
                 if dlen > self.rcv_mss:
                     self.rcv_mss = min(dlen, self._rcv_mss_cap)
-                self.rx_chunks.append(bytes(data))
+                # a view of an immutable frame is kept as it is: one copy, at delivery
+                self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
                 self.rx_bytes += dlen
                 rcv_nxt += dlen
                 if self.ooo:
                     more = self.ooo.pop_ready(rcv_nxt)
                     if more is not None:
-                        self.rx_chunks.append(bytes(more))
+                        self.rx_chunks.append(more)  # the reassembly queue let go of it
                         self.rx_bytes += len(more)
                         rcv_nxt += len(more)
                     self._ack_now = True  # a hole was filled (RFC 5681 4.2)
@@ -985,14 +993,34 @@ class Connection(asyncio.Transport):
             self.rx_chunks.clear()
             self.rx_bytes = 0
             return
+        # Pieces of about DELIVER_MAX bytes, not one joined copy of everything queued: a join
+        # of up to rcvbuf bytes was a fresh large allocation each time, page faults
+        # included. If the protocol pauses reading part way, the rest waits (and counts
+        # against the window) until it resumes.
         while self.rx_chunks and self._reading:
             chunks = self.rx_chunks
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             self.rx_chunks = []
             self.rx_bytes = 0
-            self._callback(proto.data_received, data)  # type: ignore[attr-defined]
-            if self._lost or self._read_closed:
-                return
+            data_received = proto.data_received  # type: ignore[attr-defined]
+            i = 0
+            n = len(chunks)
+            while i < n:
+                j = i + 1
+                size = len(chunks[i])
+                while j < n and size < DELIVER_MAX:
+                    size += len(chunks[j])
+                    j += 1
+                self._callback(
+                    data_received, bytes(chunks[i]) if j == i + 1 else b"".join(chunks[i:j])
+                )
+                if self._lost or self._read_closed:
+                    return
+                i = j
+                if not self._reading and i < n:
+                    rest = chunks[i:]
+                    self.rx_chunks[:0] = rest
+                    self.rx_bytes += sum(map(len, rest))
+                    return
         if self.rx_chunks:
             return
         if self.fin_received and not self._eof_delivered and self._reading:
