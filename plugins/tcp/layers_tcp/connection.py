@@ -23,7 +23,7 @@ from layers.errors import os_error
 from layers.links.base import GSO_TCPV4, TxOffload
 from layers.streams import CongestionControl
 from layers.wire.addr import ip4_str
-from layers.wire.checksum import checksum, pseudo_header_sum
+from layers.wire.checksum import ones_sum, pseudo_header_sum
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_DEFAULT_MSS,
@@ -48,6 +48,7 @@ MASK = 0xFFFFFFFF
 HALF = 0x80000000
 _TS_OPT = struct.Struct("!4sII")
 _TS_PREFIX = b"\x01\x01\x08\x0a"
+_TS_PREFIX_SUM = 0x0101 + 0x080A
 _SACK_HDR = b"\x01\x01\x05"
 _BLOCK = struct.Struct("!II")
 #: RFC 7323 5.5: a TS.Recent older than this is invalid (24 days)
@@ -188,6 +189,9 @@ class Connection(asyncio.Transport):
         self._gso_max = 0
         self._tx_csum = False
         self._csum_offload: TxOffload | None = None
+        #: TSO descriptors by (mss, header length)
+        self._gso_offloads: dict[tuple[int, int], TxOffload] = {}
+        self._ip = tcp.ip
 
         # --- retransmission and congestion
         self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)
@@ -1101,55 +1105,69 @@ class Connection(asyncio.Transport):
     def _send(self, seq: int, flags: int, data: Any = b"", opts: bytes | None = None) -> None:
         """Build and send one segment (or one GSO super-segment when ``data`` exceeds the
         MSS) with the current ACK, window and timestamps."""
+        n = len(data)
         if opts is None:
             if self.ts_ok:
-                opts = _TS_OPT.pack(_TS_PREFIX, self._ts_now(), self.ts_recent)
+                tsval = self._ts_now()
+                tsecr = self.ts_recent
+                opts = _TS_OPT.pack(_TS_PREFIX, tsval, tsecr)
+                # the option's 16-bit words, for the checksum below
+                osum = _TS_PREFIX_SUM + (tsval >> 16) + (tsval & 0xFFFF) + (tsecr >> 16) + (
+                    tsecr & 0xFFFF)
             else:
                 opts = b""
-            n = len(data)
-            if self.sack_ok and self.ooo and flags & TCP_ACK:
+                osum = 0
+            if self.sack_ok and self.ooo.blocks and flags & TCP_ACK:
                 # only the blocks that fit beside the payload within the MSS
-                opts += self._sack_option(self.mss - n if n else 40 - len(opts))
+                sack = self._sack_option(self.mss - n if n else 40 - len(opts))
+                if sack:
+                    opts += sack
+                    osum += int.from_bytes(sack, "big")
+        else:
+            osum = int.from_bytes(opts, "big")  # options come padded to 32-bit words
         hlen = 20 + len(opts)
-        n = len(data)
         total = hlen + n
-        seg = bytearray(total)
         if flags & TCP_SYN:
             window = min(self._rcv_space(), 0xFFFF)
             self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + window)
         else:
             window = self._advertise()
         ack = self.rcv_nxt & MASK if flags & TCP_ACK else 0
-        TCP_HEADER.pack_into(
-            seg, 0, self.lport, self.rport, seq & MASK, ack, (hlen << 10) | flags, window, 0, 0
-        )
-        if opts:
-            seg[20:hlen] = opts
-        if n:
-            seg[hlen:] = data
+        seq &= MASK
+        offflags = (hlen << 10) | flags
         offload = None
         nsegs = 1
         mss = self.mss
-        if n > mss:
-            # one super-segment; the link cuts it into MSS-sized segments (TSO)
-            s = self._pseudo + total
-            while s > 0xFFFF:
-                s = (s & 0xFFFF) + (s >> 16)
-            seg[16] = s >> 8
-            seg[17] = s & 0xFF
-            offload = TxOffload(20, 16, GSO_TCPV4, mss, 20 + hlen)
-            nsegs = (n + mss - 1) // mss
-        elif self._csum_offload is not None:
-            s = self._pseudo + total
-            while s > 0xFFFF:
-                s = (s & 0xFFFF) + (s >> 16)
-            seg[16] = s >> 8
-            seg[17] = s & 0xFF
-            offload = self._csum_offload
+        if n > mss or self._csum_offload is not None:
+            # the link completes the checksum: the field holds the pseudo-header sum
+            csum = self._pseudo + total
+            while csum > 0xFFFF:
+                csum = (csum & 0xFFFF) + (csum >> 16)
+            if n > mss:
+                # one super-segment; the link cuts it into MSS-sized segments (TSO)
+                key = (mss, hlen)
+                offload = self._gso_offloads.get(key)
+                if offload is None:
+                    offload = self._gso_offloads[key] = TxOffload(20, 16, GSO_TCPV4, mss,
+                                                                   20 + hlen)
+                nsegs = (n + mss - 1) // mss
+            else:
+                offload = self._csum_offload
         else:
-            csum = checksum(seg, self._pseudo + total)
-            seg[16] = csum >> 8
-            seg[17] = csum & 0xFF
+            # the checksum over header, options and data without building them first: the
+            # header and options are whole 16-bit words, so their sums add to the data's
+            lport = self.lport
+            rport = self.rport
+            csum = ~ones_sum(
+                data,
+                self._pseudo + total + lport + rport + (seq >> 16) + (seq & 0xFFFF)
+                + (ack >> 16) + (ack & 0xFFFF) + offflags + window + osum,
+            ) & 0xFFFF
+        header = TCP_HEADER.pack(self.lport, self.rport, seq, ack, offflags, window, csum, 0)
+        if opts:
+            seg = b"".join((header, opts, data)) if n else header + opts
+        else:
+            seg = header + data if n else header
         c = self.c
         c["OutSegs"] += nsegs
         if flags & TCP_ACK:
@@ -1158,8 +1176,7 @@ class Connection(asyncio.Transport):
             self._ack_now = False
         if flags & TCP_RST:
             c["OutRsts"] += 1
-        self.tcp.ip.send(self.remote, 6, seg, src=self.local, dont_fragment=True,
-                         offload=offload)
+        self._ip.send(self.remote, 6, seg, src=self.local, dont_fragment=True, offload=offload)
 
     def _send_ack(self) -> None:
         # SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT (go-back-N) the peer already
