@@ -1230,16 +1230,19 @@ class Connection(asyncio.Transport):
         st = self.state
         if st not in _SENDING:
             return
+        buf_end = self.buf_seq + len(self.sndbuf)
+        nxt = self.snd_nxt
+        if nxt > buf_end or (nxt == buf_end and not self.fin_queued):
+            return  # nothing to send (a receiver's usual case): skip the set-up below
         now = self.stack.now
         mss = self.mss
-        if self.sack_ok and self.ooo:
+        if self.sack_ok and self.ooo.blocks:
             # leave room for the SACK blocks our segments carry while we hold a gap
             mss -= len(self._sack_option())
         burst = mss
         if self._gso_max and mss == self.mss:
             hdr = 20 + 20 + (_TS_LEN if self.ts_ok else 0)
             burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
-        buf_end = self.buf_seq + len(self.sndbuf)
         cc = self.cc
         while True:
             nxt = self.snd_nxt
