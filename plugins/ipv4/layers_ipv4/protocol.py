@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from layers.stack import Stack
 
 _HDR = IPV4_HEADER
+_new_tuple = tuple.__new__
 _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
 #: the smallest MTU every IPv4 link must carry (RFC 791)
@@ -126,7 +127,8 @@ class IPv4:
         stack = self.stack
         local = stack.local_addresses
         bcasts = iface.broadcasts
-        if _is_martian_source(src) or src in bcasts or src in local:
+        # _is_martian_source(src), inlined
+        if src >= 0xE0000000 or (src >> 24) in (127, 0) or src in bcasts or src in local:
             if not (src == 0 and dst in bcasts):  # 0.0.0.0 may broadcast (BOOTP/DHCP)
                 c["InAddrErrors"] += 1
                 c.drop("martian_source")
@@ -164,8 +166,11 @@ class IPv4:
             return
 
         transport = stack.transports.get(proto)
-        datagram = IPDatagram(
-            iface, src, dst, proto, ttl, tos, packet[:hlen], packet[hlen:total], flags, broadcast
+        # IPDatagram(...) without the NamedTuple's Python-level __new__ (every field given)
+        datagram = _new_tuple(
+            IPDatagram,
+            (iface, src, dst, proto, ttl, tos, packet[:hlen], packet[hlen:total], flags,
+             broadcast),
         )
         if transport is None:
             self._unknown_protocol(datagram)
@@ -303,10 +308,13 @@ class IPv4:
     def _header(
         self, src: int, dst: int, protocol: int, ttl: int, tos: int, total: int, df: bool
     ) -> bytes:
-        ident = self._next_ident()
+        ident = self._ident
+        self._ident = (ident + 1) & 0xFFFF
         frag = IP_DF if df else 0
-        s = int.from_bytes(_pack(0x45, tos, total, ident, frag, ttl, protocol, 0, src, dst),
-                           "big") % 0xFFFF
+        # the ones'-complement sum of the header's 16-bit words, from the fields
+        s = (0x4500 | tos) + total + ident + frag + ((ttl << 8) | protocol) + (src >> 16) + (
+            src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+        s %= 0xFFFF
         # s == 0 means the sum is a non-zero multiple of 0xFFFF (all ones): checksum 0
         return _pack(0x45, tos, total, ident, frag, ttl, protocol, 0xFFFF - s if s else 0,
                      src, dst)
