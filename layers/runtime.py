@@ -62,9 +62,12 @@ class AsyncioRunner:
         self._pending_drain.discard(iface)
         stack = self.stack
         link = iface.link
+        # a TAP/TUN link hands out views of its read buffer (no copy after the virtio
+        # header); the stack copes with views, other links return bytes from recv()
+        recv = getattr(link, "recv_view", None) or link.recv
         receive = stack.receive
         for _ in range(RX_BUDGET):
-            got = link.recv()
+            got = recv()
             if got is None:
                 break
             receive(iface, got[0], got[1])
@@ -84,18 +87,18 @@ class AsyncioRunner:
         self._timer = self.loop.call_at(when, self._on_timer)
 
     def _rearm(self) -> None:
-        deadlines = [d for d in (self.stack.next_deadline(),) if d is not None]
-        for iface in self.stack.interfaces:
+        stack = self.stack
+        when = stack.next_deadline()
+        for iface in stack.interfaces:
             d = iface.link.next_deadline()
-            if d is not None:
-                deadlines.append(d)
-        if not deadlines:
+            if d is not None and (when is None or d < when):
+                when = d
+        if when is None:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = None
             self._armed = None
             return
-        when = min(deadlines)
         if when != self._armed:
             self._arm(when)
 

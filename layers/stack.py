@@ -397,8 +397,14 @@ class Stack:
         c["rx_bytes"] += len(frame)
         if self._rx_hooked:
             self.hook.layers_frame_received(stack=self, frame=Frame(iface, frame, "rx", flags))
-        else:
-            self._dispatch(iface, frame, flags)
+            return
+        # _dispatch(), inlined: this is every received frame's path
+        try:
+            iface._dispatch(iface, frame, flags)  # type: ignore[attr-defined]
+        except MalformedPacket as exc:
+            iface.counters.drop(exc.reason)
+        except Exception:
+            self._internal_error("receive", iface)
 
     def _dispatch(
         self, iface: Interface, frame: bytes | bytearray | memoryview, flags: int

@@ -354,6 +354,16 @@ class _TunTapLink(Link):
         return self._fd if self._fd >= 0 else None
 
     def recv(self) -> tuple[bytes, int] | None:
+        got = self.recv_view()
+        if got is None or type(got[0]) is bytes:
+            return got  # type: ignore[return-value]
+        return bytes(got[0]), got[1]
+
+    def recv_view(self) -> tuple[bytes | memoryview, int] | None:
+        """:meth:`recv` without copying the frame out of the read buffer when a header
+        (virtio, packet information) precedes it: a read-only ``memoryview`` of an immutable
+        ``bytes`` object. The asyncio runner prefers this where a link has it; the stack
+        copes with views, other consumers get ``bytes`` from :meth:`recv`."""
         if self._gone or self._fd < 0:
             return None
         hlen = self._hlen
@@ -384,7 +394,7 @@ class _TunTapLink(Link):
                 flags = RX_CSUM_VERIFIED
             self.stats.rx_frames += 1
             self.stats.rx_bytes += n - hlen
-            return (data[hlen:] if hlen else data), flags
+            return (memoryview(data)[hlen:] if hlen else data), flags
 
     def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
         if self._gone or self._fd < 0:
