@@ -58,6 +58,8 @@ OOW_ACK_INTERVAL = 0.5
 #: ACKs at most this many bytes of in-order data late (two full segments, RFC 5681 4.2)
 DUPTHRESH = 3
 _TS_LEN = 12
+#: header prediction takes segments whose flags, under this mask, are exactly ACK
+_FAST_FLAGS = 0x1FF & ~TCP_PSH
 #: received data is handed to the protocol in pieces of about this size (or one larger
 #: received segment)
 DELIVER_MAX = 64 * 1024
@@ -385,13 +387,76 @@ class Connection(asyncio.Transport):
             return
         try:
             st = self.state
-            if st == SYN_SENT:
+            if st == ESTABLISHED and self._rx_fast(seq32, ack32, flags, wnd, seg, doff):
+                pass
+            elif st == SYN_SENT:
                 self._rx_syn_sent(seq32, ack32, flags, wnd, seg, doff)
             elif st != CLOSED:
                 self._rx(seq32, ack32, flags, wnd, seg, doff)
         finally:
             if self.state != CLOSED:
                 self._arm()
+
+    def _rx_fast(
+        self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
+    ) -> bool:
+        """Header prediction (Van Jacobson; RFC 7323 appendix): the common ESTABLISHED
+        segment - the next in sequence, ACK set and nothing else but PSH, at most a timestamp
+        option, an ACK within what we sent, data that fits the window with no reassembly in
+        progress, outside loss recovery - takes the same steps as :meth:`_rx` without its
+        general checks. Returns False, having changed nothing, for any other segment."""
+        if flags & _FAST_FLAGS != TCP_ACK:
+            return False
+        rcv_nxt = self.rcv_nxt
+        if seq32 != rcv_nxt & MASK:
+            return False
+        tsval = -1
+        tsecr = 0
+        if doff != 20:
+            if doff != 32 or not self.ts_ok or seg[20:24] != _TS_PREFIX:
+                return False
+            _, tsval, tsecr = _TS_OPT.unpack_from(seg, 20)
+            if ((tsval - self.ts_recent) & MASK) >= HALF:
+                return False  # PAWS has a say
+        elif self.ts_ok:
+            return False  # RFC 7323: a segment without the option after it was agreed
+        dlen = len(seg) - doff
+        if dlen and (rcv_nxt + dlen > self.rcv_adv or self._read_closed):
+            return False
+        snd_una = self.snd_una
+        ack = unwrap(ack32, snd_una)
+        if (
+            ack < snd_una or ack > self.snd_max or self.in_recovery or self.sacked
+            or self.ooo.blocks or self.ooo_fin is not None
+        ):
+            return False
+        # --- from here on the steps of _rx, in its order
+        now = self.stack.now
+        self.last_rx = now
+        self.ka_probes = 0
+        if tsval >= 0 and rcv_nxt <= self.last_ack_sent:
+            self.ts_recent = tsval
+            self.ts_recent_age = now
+        self._rx_ack(rcv_nxt, ack, wnd, dlen, flags, tsecr, None, now)
+        if self.state != ESTABLISHED:
+            return True
+        if dlen:
+            # _rx_text's in-order case, without trimming (the data fits the window)
+            data = seg[doff:]
+            if dlen > self.rcv_mss:
+                self.rcv_mss = min(dlen, self._rcv_mss_cap)
+            self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
+            self.rx_bytes += dlen
+            rcv_nxt += dlen
+            self.rcv_nxt = rcv_nxt
+            if rcv_nxt - self.last_ack_sent > self.rcv_mss:
+                if not self._ack_soon:
+                    self._ack_soon = True
+                    self.stack.call_soon(self._flush_ack)
+            elif self.delack_at is None:
+                self.delack_at = self.stack.now + self.tcp.settings.delack
+        self._after_input()
+        return True
 
     def _rx_syn_sent(
         self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
