@@ -1071,6 +1071,11 @@ class Connection(asyncio.Transport):
             self.rx_chunks = []
             self.rx_bytes = 0
             data_received = proto.data_received  # type: ignore[attr-defined]
+            if len(chunks) == 1:  # the usual case: one segment's data
+                self._callback(data_received, bytes(chunks[0]))
+                if self._lost or self._read_closed:
+                    return
+                continue
             i = 0
             n = len(chunks)
             while i < n:
@@ -1368,10 +1373,20 @@ class Connection(asyncio.Transport):
     # timers
     # =================================================================================
     def _arm(self) -> None:
-        when: float | None = None
-        for d in (self.rto_at, self.persist_at, self.delack_at, self.ka_at, self.close_at):
-            if d is not None and (when is None or d < when):
-                when = d
+        # the earliest of the five deadlines (unrolled: this runs after every segment)
+        when = self.rto_at
+        d = self.persist_at
+        if d is not None and (when is None or d < when):
+            when = d
+        d = self.delack_at
+        if d is not None and (when is None or d < when):
+            when = d
+        d = self.ka_at
+        if d is not None and (when is None or d < when):
+            when = d
+        d = self.close_at
+        if d is not None and (when is None or d < when):
+            when = d
         if when is None:
             return
         t = self._timer
