@@ -39,7 +39,7 @@ test: venv
 
 # Benchmarks print figures and never assert timings; compare numbers only within one run.
 # The TAP ones need root (they make their own namespaces and delete them).
-BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py
+BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py tests/tcp/bench_tcp_rx_cost.py
 bench: venv
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done
 	@echo "== tests/links/bench_links.py tap"; $(PY) tests/links/bench_links.py tap
