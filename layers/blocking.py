@@ -35,7 +35,7 @@ import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from layers.errors import ConfigurationError, os_error
 from layers.links.base import Link, LinkWrapper
@@ -325,6 +325,24 @@ class _Closable:
         except ValueError:
             pass
 
+    def _shut(self, abort: bool) -> None:
+        """Close once: forget the resource, then run ``_aclose`` on the stack's loop."""
+        if self._closed:
+            return
+        self._closed = True
+        self._unregister()
+        if not self._owner._closed:
+            self._owner.call(self._aclose(abort=abort))
+
+    def close(self) -> None:
+        self._shut(abort=False)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class BlockingConnection(_Closable):
     """One TCP connection with a socket's blocking methods."""
@@ -430,27 +448,11 @@ class BlockingConnection(_Closable):
 
     def close(self) -> None:
         """Send what is buffered, then FIN; waits up to a moment for the close to finish."""
-        if self._closed:
-            return
-        self._closed = True
-        self._unregister()
-        if not self._owner._closed:
-            self._owner.call(self._aclose(abort=False))
+        self._shut(abort=False)
 
     def abort(self) -> None:
         """Reset the connection (RST), like close() with SO_LINGER 0."""
-        if self._closed:
-            return
-        self._closed = True
-        self._unregister()
-        if not self._owner._closed:
-            self._owner.call(self._aclose(abort=True))
-
-    def __enter__(self) -> BlockingConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._shut(abort=True)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -509,18 +511,7 @@ class BlockingListener(_Closable):
 
     def close(self) -> None:
         """Stop listening; connections not yet accepted are reset."""
-        if self._closed:
-            return
-        self._closed = True
-        self._unregister()
-        if not self._owner._closed:
-            self._owner.call(self._aclose(abort=False))
-
-    def __enter__(self) -> BlockingListener:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._shut(abort=False)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -616,19 +607,6 @@ class BlockingUDP(_Closable):
     async def _aclose(self, abort: bool) -> None:
         self._transport.close()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._unregister()
-        if not self._owner._closed:
-            self._owner.call(self._aclose(abort=False))
-
-    def __enter__(self) -> BlockingUDP:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def stack(
