@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from linux_tools import LayersUp
 
 from layers.netns import NetNamespace
-
-from .helpers import LayersUp
 
 
 @pytest.fixture

@@ -7,20 +7,13 @@ namespace and is killed by PID when the namespace goes).
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
-import selectors
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Sequence
 from typing import Any
 
-from layers.netns import NetNamespace
+from linux_tools import LAYERS, layers_env
 
-LAYERS = [sys.executable, "-m", "layers"]
+from layers.netns import NetNamespace
 
 
 def devname(prefix: str = "lt") -> str:
@@ -28,64 +21,10 @@ def devname(prefix: str = "lt") -> str:
     return f"{prefix}{secrets.token_hex(3)}"
 
 
-class LayersUp:
-    """A ``layers up`` subprocess inside a namespace."""
-
-    def __init__(self, ns: NetNamespace, args: Sequence[str], env: dict[str, str] | None = None):
-        self.ns = ns
-        full_env = dict(os.environ)
-        full_env.pop("LAYERS_DISABLE_PLUGINS", None)
-        full_env.update(env or {})
-        self.proc: subprocess.Popen[str] = ns.popen(
-            [*LAYERS, "up", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=full_env,
-        )
-        self.ready_line = ""
-        self.output: list[str] = []
-
-    def wait_ready(self, timeout: float = 15.0) -> str:
-        """Wait for the one line ``layers up`` prints when it is ready, and return it."""
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                    continue
-                line = self.proc.stdout.readline()
-                if not line:
-                    err = self.proc.stderr.read() if self.proc.stderr else ""
-                    raise AssertionError(f"layers up exited {self.proc.wait()}: {err.strip()}")
-                self.output.append(line)
-                if line.startswith("layers up:"):
-                    self.ready_line = line.strip()
-                    return self.ready_line
-        finally:
-            sel.close()
-        raise AssertionError("layers up did not say it was ready in time")
-
-    @property
-    def control(self) -> str:
-        m = re.search(r"control (\S+);", self.ready_line)
-        assert m, self.ready_line
-        return m.group(1)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, str, str]:
-        """Signal the process (by PID) and collect its exit status and output."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, "".join(self.output) + out, err
-
-
 def layers(ns: NetNamespace, *args: str, timeout: float = 30.0,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a ``layers`` command inside ``ns`` and wait for it."""
-    full_env = dict(os.environ)
-    full_env.pop("LAYERS_DISABLE_PLUGINS", None)
-    full_env.update(env or {})
-    return ns.run([*LAYERS, *args], check=False, timeout=timeout, env=full_env)
+    return ns.run([*LAYERS, *args], check=False, timeout=timeout, env=layers_env(env))
 
 
 def ping_ok(ns: NetNamespace, dst: str, *extra: str, count: int = 3,

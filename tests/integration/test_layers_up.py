@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from linux_tools import LAYERS, LayersUp
 
 from layers.control import request
 from layers.netns import NetNamespace
 
-from .helpers import LAYERS, LayersUp, devname, layers, link_state, ping_ok
+from .helpers import devname, layers, link_state, ping_ok
 
 pytestmark = pytest.mark.root
 

@@ -15,8 +15,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # linux_tools
 
-from linux_support import LINUX_IP, STACK_IP, blob, linux_peer, peer_output, stack_on_tap
+from linux_support import LINUX_IP, STACK_IP, blob, linux_peer, stack_on_tap
+from linux_tools import peer_output
 
 from layers.links.base import Medium
 from layers.netns import NetNamespace, have_root_and_tun

@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import secrets
 import socket
-import sys
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+
+from linux_tools import peer_process
 
 from layers.links.base import Link
 from layers.links.faults import FaultLink
@@ -128,30 +130,9 @@ async def stack_on_tap(
             stack.stop()
 
 
-@contextlib.asynccontextmanager
-async def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AsyncIterator[Any]:
-    """The peer script as a subprocess in the namespace; killed (by PID) if still running."""
-    proc = await asyncio.create_subprocess_exec(
-        *netns.exec_args([sys.executable, "-c", PEER_SCRIPT, *args]),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        if args[0].endswith("-server"):
-            line = await asyncio.wait_for(proc.stdout.readline(), 10)  # type: ignore[union-attr]
-            assert line.strip() == b"listening", line
-        yield proc
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
-async def peer_output(proc: Any, timeout: float = 60.0) -> list[str]:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode == 0, err.decode()
-    return out.decode().split()
+def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AbstractAsyncContextManager[Any]:
+    """This directory's peer script in the namespace (see linux_tools.peer_process)."""
+    return peer_process(netns, PEER_SCRIPT, args)
 
 
 def linux_socket(netns: NetNamespace) -> socket.socket:

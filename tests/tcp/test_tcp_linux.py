@@ -14,9 +14,9 @@ from linux_support import (
     blob,
     linux_peer,
     linux_socket,
-    peer_output,
     stack_on_tap,
 )
+from linux_tools import peer_output
 
 from layers.netns import NetNamespace
 from layers.streams import open_connection, start_server

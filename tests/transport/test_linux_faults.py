@@ -17,10 +17,10 @@ import socket
 from typing import Any
 
 import pytest
+from linux_tools import LayersUp, peer_output
 from transport_support import (
     LINUX_IP,
     STACK_IP,
-    LayersUp,
     blob,
     kernel_connect,
     linux_peer,
@@ -28,7 +28,6 @@ from transport_support import (
     nft_loss_from_stack,
     nft_loss_toward_stack,
     nft_packets,
-    peer_output,
     premade_tap,
     sha,
     stack_on_tap,

@@ -15,13 +15,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from linux_tools import LAYERS, layers_env
 from transport_support import (
-    LAYERS,
     LINUX_IP,
     STACK_IP,
     blob,
     kernel_socket,
-    layers_env,
     premade_tap,
 )
 

@@ -17,9 +17,11 @@ import json
 import random
 import secrets
 import socket
-import sys
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
+
+from linux_tools import peer_process
 
 from layers.links.base import Link
 from layers.links.faults import FaultLink
@@ -155,29 +157,9 @@ else:
 """
 
 
-@contextlib.asynccontextmanager
-async def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AsyncIterator[Any]:
-    """The peer script in the namespace; killed (by PID) if it is still running after."""
-    proc = await asyncio.create_subprocess_exec(
-        *netns.exec_args([sys.executable, "-c", PEER_SCRIPT, *args]),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        if args[0].endswith("-server"):
-            line = await asyncio.wait_for(proc.stdout.readline(), 10)  # type: ignore[union-attr]
-            assert line.strip() == b"listening", line
-        yield proc
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
-async def peer_output(proc: Any, timeout: float = 60.0) -> list[str]:
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode == 0, err.decode()
-    return out.decode().split()
+def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AbstractAsyncContextManager[Any]:
+    """This directory's peer script in the namespace (see linux_tools.peer_process)."""
+    return peer_process(netns, PEER_SCRIPT, args)
 
 
 # --- nftables on the Linux side ---------------------------------------------------------------
@@ -232,9 +214,6 @@ def nft_packets(netns: NetNamespace) -> int:
 
 # --- `layers up` and `layers nc` as subprocesses in the namespace ---------------------------
 
-LAYERS = [sys.executable, "-m", "layers"]
-
-
 def premade_tap(netns: NetNamespace, prefix: str = "tp") -> str:
     """A persistent TAP made with ip(8) in ``netns``, Linux's side addressed; the stack's
     commands attach to it by name and leave it as found."""
@@ -243,70 +222,3 @@ def premade_tap(netns: NetNamespace, prefix: str = "tp") -> str:
     netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
     netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
     return dev
-
-
-def layers_env() -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env.pop("LAYERS_DISABLE_PLUGINS", None)
-    return env
-
-
-class LayersUp:
-    """``layers up ARGS`` in the namespace, until :meth:`stop` (SIGTERM by PID)."""
-
-    def __init__(self, netns: NetNamespace, args: Sequence[str]) -> None:
-        import subprocess
-
-        self.netns = netns
-        self.proc = netns.popen([*LAYERS, "up", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=layers_env())
-        self.ready_line = ""
-
-    def wait_ready(self, timeout: float = 15.0) -> str:
-        import selectors
-        import time
-
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                    continue
-                line = self.proc.stdout.readline()
-                if not line:
-                    err = self.proc.stderr.read() if self.proc.stderr else ""
-                    raise AssertionError(f"layers up exited {self.proc.wait()}: {err}")
-                if line.startswith("layers up:"):
-                    self.ready_line = line.strip()
-                    return self.ready_line
-        finally:
-            sel.close()
-        raise AssertionError("layers up did not say it was ready")
-
-    @property
-    def control(self) -> str:
-        import re
-
-        m = re.search(r"control (\S+);", self.ready_line)
-        assert m, self.ready_line
-        return m.group(1)
-
-    def layers(self, *args: str) -> str:
-        """Run ``layers ARGS --control <this one's socket>`` and return its stdout."""
-        r = self.netns.run([*LAYERS, *args, "--control", self.control], env=layers_env(),
-                           check=False, timeout=30)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    def stop(self, timeout: float = 10.0) -> tuple[int, str, str]:
-        import os
-        import signal
-
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
