@@ -4,9 +4,11 @@ simultaneous open, SYN/SYN-ACK retransmission, refusals, backlog, ISNs and ports
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import pytest
 from tcp_support import (
+    FA,
     PEER_I,
     PEER_PORT,
     PLAIN,
@@ -14,9 +16,11 @@ from tcp_support import (
     SA,
     US_I,
     A,
+    F,
     R,
     Recorder,
     S,
+    Seg,
     Wire,
 )
 
@@ -472,3 +476,71 @@ def test_bad_settings_name_the_fix() -> None:
         Wire({"tcp.port_range": "9-2"})
     with pytest.raises(ConfigurationError, match="congestion_control"):
         Wire({"tcp.congestion_control": "nope"})
+
+
+# --- simultaneous open, then close (regression: the RTO resent from SND.UNA = ISS, offset -1
+# in the send buffer: an IndexError in the timer with nothing queued, wrong bytes with data) ---
+
+
+def _simultaneous_open_to_syn_received(w: Wire) -> tuple[Any, Recorder, Seg, Seg]:
+    proto = Recorder()
+    conn = w.tcp.connect(proto, PEER_I, 80)
+    syn = w.one()  # frame 1: our SYN
+    w.inject(S, 9000, sport=80, dport=syn.tcp.sport)  # frame 2: the peer's bare SYN
+    synack = w.one()  # frame 3: our SYN-ACK
+    assert conn.state.name == "SYN_RECEIVED"
+    return conn, proto, syn, synack
+
+
+@pytest.mark.parametrize("queued", [b"", b"hello world" * 100])
+def test_close_in_simultaneous_open_resends_the_syn_not_data(queued: bytes) -> None:
+    w = Wire(PLAIN)
+    conn, _p, syn, _s = _simultaneous_open_to_syn_received(w)
+    if queued:
+        conn.write(queued)
+    conn.close()
+    w.nothing()  # the FIN waits for ESTABLISHED (RFC 9293 3.10.4, CLOSE in SYN-RECEIVED)
+    assert conn.state.name == "SYN_RECEIVED"
+    w.advance(1.5)  # past the initial RTO
+    segs = w.sent()
+    assert segs, "the timer must resend our SYN-ACK"
+    for seg in segs:
+        assert seg.flags == SA and seg.seq == syn.seq and seg.payload == b"", seg
+    assert w.stack.counters["stack"].drops.get("internal_error", 0) == 0
+    # the peer's ACK completes the open; now the data and the FIN go out, in order
+    w.inject(A, 9001, syn.seq + 1, sport=80, dport=syn.tcp.sport)
+    out = w.sent()
+    stream = b"".join(s.payload for s in out)
+    assert stream == queued
+    for s in out:
+        assert s.seq >= syn.seq + 1
+    off = syn.seq + 1
+    for s in out:
+        assert s.seq == off
+        off += len(s.payload)
+    assert out[-1].flags & F
+    assert conn.state.name == "FIN_WAIT_1"
+    w.inject(FA, 9001, off + 1, sport=80, dport=syn.tcp.sport)
+    assert conn.state.name == "TIME_WAIT"
+    assert w.stack.counters["stack"].drops.get("internal_error", 0) == 0
+
+
+def test_close_in_simultaneous_open_times_out_when_the_peer_never_answers() -> None:
+    w = Wire(PLAIN)
+    conn, *_ = _simultaneous_open_to_syn_received(w)
+    conn.close()
+    w.advance(300)
+    assert conn.state.name == "CLOSED"
+    assert w.stack.counters["stack"].drops.get("internal_error", 0) == 0
+    assert all(s.flags == SA for s in w.sent())
+
+
+def test_send_buffer_rejects_negative_offsets() -> None:
+    from layers_tcp.buffers import SendBuffer
+
+    buf = SendBuffer()
+    buf.append(b"abc")
+    with pytest.raises(ValueError, match="negative"):
+        buf.view(-1, 2)
+    with pytest.raises(ValueError, match="negative"):
+        SendBuffer().view(-1, 0)

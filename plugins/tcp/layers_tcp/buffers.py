@@ -210,6 +210,8 @@ class SendBuffer:
     def view(self, off: int, n: int) -> bytes | memoryview:
         """``n`` bytes from ``off`` (0 is the first unacknowledged byte); a memoryview of one
         chunk when possible, else a joined copy."""
+        if off < 0:
+            raise ValueError(f"send buffer offset {off} is negative (before SND.UNA's byte)")
         if n <= 0:
             return b""
         pos = self._base + off

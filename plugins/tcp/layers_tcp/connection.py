@@ -154,6 +154,9 @@ class Connection(asyncio.Transport):
         self.buf_seq = 0
         self.fin_queued = False
         self.fin_seq = 0
+        #: close()/write_eof() arrived in SYN-RECEIVED: the FIN waits for ESTABLISHED
+        #: (RFC 9293 3.10.4), since our SYN is not yet acknowledged
+        self.fin_after_open = False
         self.sndbuf_limit = options.sndbuf
 
         # --- receive sequence space
@@ -670,6 +673,10 @@ class Connection(asyncio.Transport):
                 self._connection_made()
             if self.state == CLOSED:
                 return
+            if self.fin_after_open:
+                self.fin_after_open = False
+                self._queue_fin()
+                st = self.state
         else:
             if ack > self.snd_max:
                 c.drop("ack_unsent")
@@ -1759,7 +1766,12 @@ class Connection(asyncio.Transport):
         if self.fin_queued:
             return
         st = self.state
-        if st == ESTABLISHED or st == SYN_RECEIVED:
+        if st == SYN_RECEIVED:
+            # our SYN is unacknowledged: a FIN now would make the retransmission timer
+            # resend from SND.UNA = ISS, before the first byte of the send buffer
+            self.fin_after_open = True
+            return
+        if st == ESTABLISHED:
             self._set_state(FIN_WAIT_1)
         elif st == CLOSE_WAIT:
             self._set_state(LAST_ACK)
