@@ -36,6 +36,7 @@ from layers.protocols import (
     TransportProtocol,
 )
 from layers.routing import RoutingTable
+from layers.telemetry import Telemetry
 from layers.timers import Timer, TimerQueue
 from layers.wire.addr import ip4, ip4_network, ip4_str
 
@@ -94,6 +95,8 @@ class Stack:
         self.running = False
         self._c = self.counter("stack")
         self._internal_errors_logged = 0
+        #: per-connection telemetry subscribers (see layers.telemetry)
+        self.telemetry = Telemetry()
         self._compose()
 
     # --- composition ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["SAMPLE_FIELDS", "ConnectionSample", "Observer"]
+__all__ = ["SAMPLE_FIELDS", "ConnectionSample", "Observer", "Subscription", "Telemetry"]
 
 
 @attrs.define(slots=True)
@@ -77,3 +77,66 @@ SAMPLE_FIELDS: tuple[str, ...] = tuple(
 )
 
 Observer = Callable[[ConnectionSample], None]
+
+
+class Subscription:
+    """One observer's registration; :meth:`close` ends it."""
+
+    __slots__ = ("_hub", "callback", "interval", "last")
+
+    def __init__(self, hub: Telemetry, callback: Observer, interval: float) -> None:
+        self._hub = hub
+        self.callback = callback
+        #: seconds between samples of one connection (0: every ACK that changes state)
+        self.interval = interval
+        #: flow -> time of the last sample delivered to this subscriber
+        self.last: dict[str, float] = {}
+
+    def deliver(self, sample: ConnectionSample) -> None:
+        """Call the observer unless its interval has not yet passed for this flow."""
+        if self.interval > 0.0:
+            prev = self.last.get(sample.flow)
+            if prev is not None and sample.time - prev < self.interval:
+                return
+            self.last[sample.flow] = sample.time
+        self.callback(sample)
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Telemetry:
+    """The stack's subscriber list (``stack.telemetry``). Transports test
+    :attr:`active` (a plain bool) before building a sample, then call :meth:`emit`."""
+
+    __slots__ = ("active", "subscriptions")
+
+    def __init__(self) -> None:
+        self.subscriptions: list[Subscription] = []
+        #: True while anyone listens; the one test a transport makes per ACK
+        self.active = False
+
+    def subscribe(self, callback: Observer, *, interval: float = 0.0) -> Subscription:
+        """Call ``callback(sample)`` for every connection of the stack, at every ACK that
+        changes the connection's state, or at most once per ``interval`` seconds per flow."""
+        if interval < 0:
+            raise ValueError(f"interval {interval!r} is negative; give seconds >= 0")
+        sub = Subscription(self, callback, float(interval))
+        self.subscriptions.append(sub)
+        self.active = True
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self.subscriptions:
+            self.subscriptions.remove(sub)
+        self.active = bool(self.subscriptions)
+
+    def emit(self, sample: ConnectionSample) -> None:
+        for sub in self.subscriptions:
+            sub.deliver(sample)
