@@ -14,16 +14,20 @@ timeout between requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import mimetypes
 import os
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from layers import __version__
 from layers.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from layers.stack import Stack
 
 StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -261,3 +265,49 @@ def stream_handler(kind: str, arg: str | None = None) -> StreamHandler:
     if kind == "http":
         return HttpServer(arg)
     raise ConfigurationError(f"{kind!r} is not a stream service; known: echo, discard, http")
+
+
+class Service(Protocol):
+    """What :func:`start_services` returns per service: an asyncio server or a datagram
+    transport (both close; a server also has ``wait_closed``)."""
+
+    def close(self) -> None: ...
+
+
+async def start_services(stack: Stack, specs: Sequence[str]) -> list[Service]:
+    """Start the services named by ``--serve`` specs (``echo:7``, ``http:80:/srv``, ...) on a
+    running ``stack``. Every spec is checked before any starts; if one fails to start, those
+    already started are stopped again and the error is raised."""
+    parsed = [parse_serve(spec) for spec in specs]
+    started: list[Service] = []
+    try:
+        for kind, port, arg in parsed:
+            if kind == "udp-echo":
+                from layers.datagrams import create_datagram_endpoint
+
+                transport, _ = await create_datagram_endpoint(
+                    stack, UdpEcho, local_addr=("0.0.0.0", port))
+                started.append(transport)
+                continue
+            from layers.streams import start_server
+
+            started.append(await start_server(stack, stream_handler(kind, arg), "0.0.0.0", port))
+    except BaseException:
+        await stop_services(started)
+        raise
+    return started
+
+
+async def stop_service(service: Service, timeout: float = 1.0) -> None:
+    """Close ``service`` and wait (at most ``timeout`` seconds) until it has closed."""
+    service.close()
+    wait_closed = getattr(service, "wait_closed", None)
+    if wait_closed is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(wait_closed(), timeout=timeout)
+
+
+async def stop_services(services: Sequence[Service]) -> None:
+    """Stop each of ``services`` (what :func:`start_services` returned), last started first."""
+    for service in reversed(services):
+        await stop_service(service)

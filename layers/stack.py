@@ -171,6 +171,11 @@ class Stack:
             raise CompositionError(f"two protocols are named {name!r}")
         self.protocols[name] = proto
 
+    @property
+    def plugin_names(self) -> list[str]:
+        """The names of the plugins composed into this stack, sorted (the core not included)."""
+        return sorted(n for n, p in self.pm.list_name_plugin() if p is not None and n != "core")
+
     def protocol(self, name: str) -> Any:
         """The protocol object registered under ``name`` (``"tcp"``, ``"arp"``...)."""
         try:
@@ -512,7 +517,7 @@ class Stack:
             "interfaces": [i.describe() for i in self.interfaces],
             "routes": [r.describe() for r in self.routes],
             "counters": {n: c.snapshot() for n, c in sorted(self.counters.items())},
-            "plugins": [n for n, p in self.pm.list_name_plugin() if p is not None],
+            "plugins": self.plugin_names,
         }
         for part in self.hook.layers_report(stack=self):
             if part:

@@ -186,7 +186,7 @@ def test_recorder_needs_a_resolver_without_arp() -> None:
 
 
 def test_layers_arp_table_renders_the_report() -> None:
-    from layers.cli import format_arp
+    from layers.cli.report import format_arp
 
     net = VirtualNetwork()
     a, b = pair(net, {"arp.gratuitous_count": 0})

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from layers.cli import format_arp, format_netstat, format_routes, format_statistics, main
+from layers.cli import main
+from layers.cli.report import format_arp, format_netstat, format_routes, format_statistics
 from layers.control import ControlServer, NoStackRunning, find_socket, request
 from layers.errors import ConfigurationError
 from layers.links.memory import MemoryLink
@@ -276,7 +277,7 @@ def test_routes_and_arp_formats() -> None:
 
 
 def test_parse_serve(tmp_path: Path) -> None:
-    from layers.cli import parse_serve
+    from layers.services import parse_serve
 
     assert parse_serve("echo:7") == ("echo", 7, None)
     assert parse_serve("udp-echo:7007") == ("udp-echo", 7007, None)
@@ -289,8 +290,8 @@ def test_parse_serve(tmp_path: Path) -> None:
 
 
 def test_udp_echo_service_over_a_memory_link() -> None:
-    from layers.cli import _start_services, _stop_service
     from layers.datagrams import create_datagram_endpoint
+    from layers.services import start_services, stop_services
 
     class Client(asyncio.DatagramProtocol):
         def __init__(self) -> None:
@@ -301,7 +302,7 @@ def test_udp_echo_service_over_a_memory_link() -> None:
 
     async def scenario() -> tuple[bytes, Any]:
         a, b, runners = await _two_stacks(["arp", "ipv4", "icmp", "udp"])
-        services = await _start_services(b, ["udp-echo:7"])
+        services = await start_services(b, ["udp-echo:7"])
         try:
             transport, client = await create_datagram_endpoint(a, Client)
             transport.sendto(b"ping?", ("10.9.0.2", 7))
@@ -309,8 +310,7 @@ def test_udp_echo_service_over_a_memory_link() -> None:
             transport.close()
             return answer  # type: ignore[no-any-return]
         finally:
-            for s in services:
-                await _stop_service(s)
+            await stop_services(services)
             for r in runners:
                 r.stop()
 

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from layers.cli import Netcat, _nc_error, main
+from layers.cli import main
+from layers.cli.netcat import Netcat, describe_error
 from layers.datagrams import create_datagram_endpoint
 from layers.links.base import Medium
 from layers.links.memory import MemoryLink
@@ -192,10 +193,10 @@ def test_tcp_errors_are_socket_errors() -> None:
             nc = Netcat(a, stdin_fd=0, stdout=io.BytesIO())
             with pytest.raises(ConnectionRefusedError) as refused:
                 await asyncio.wait_for(nc.tcp_connect("10.0.0.2", 4444), 10)
-            assert _nc_error(refused.value) == "connection refused"
+            assert describe_error(refused.value) == "connection refused"
             with pytest.raises(TimeoutError) as timed_out:
                 await nc.tcp_connect("10.0.0.99", 80, timeout=0.3)  # nobody answers ARP
-            assert _nc_error(timed_out.value) == "connection timed out"
+            assert describe_error(timed_out.value) == "connection timed out"
 
     asyncio.run(main_())
 

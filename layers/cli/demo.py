@@ -14,6 +14,7 @@ inside it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -25,10 +26,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from layers.cli.common import Commands
+from layers.cli.report import format_arp
 from layers.interface import Interface
 from layers.links.memory import MemoryLink
 from layers.netns import NetNamespace, have_root_and_tun
 from layers.runtime import AsyncioRunner
+from layers.services import start_services, stop_services
 from layers.stack import Stack
 from layers.wire.addr import ip4
 
@@ -62,21 +66,19 @@ class Narrator:
 
 
 def _plugins_of(stack: Stack) -> str:
-    return ", ".join(sorted(n for n, p in stack.pm.list_name_plugin() if p is not None
-                            and n != "core"))
+    return ", ".join(stack.plugin_names)
 
 
 async def stack_pings(
     n: Narrator, stack: Stack, dst: str, count: int = PINGS, interval: float = 0.2
 ) -> int:
     """Ping ``dst`` from ``stack`` through :mod:`layers.ping`, narrating; the replies received."""
-    from layers.cli import format_ping_result
     from layers.ping import ping
 
     got = 0
     async for result in ping(stack, ip4(dst), count=count, interval=interval, size=56,
                              timeout=1.0):
-        n.show(format_ping_result(result))
+        n.show(str(result))
         got += result.ok
     return got
 
@@ -87,8 +89,6 @@ def _arp_rows(stack: Stack) -> list[dict[str, Any]]:
 
 
 def _show_arp(n: Narrator, who: str, stack: Stack) -> None:
-    from layers.cli import format_arp
-
     n.say(f"    {who} (its ARP cache, as `layers arp` shows it):")
     n.show(format_arp(stack.report()), prefix="    |   ")
 
@@ -258,20 +258,17 @@ LINUX_PAGE = "<p>Hello from Linux's python -m http.server</p>\n"
 
 
 async def _tap_http_steps(n: Narrator, ns: NetNamespace, stack: Stack) -> bool:
-    from layers.cli import _start_services, _stop_service
-
     ok = True
     n.step(f"Linux fetches a page from the stack: curl http://{STACK_ADDR}/")
     n.say("    The stack serves HTTP with its tcp plugin (as `layers up --serve http:80` does).")
-    services = await _start_services(stack, ["http:80"])
+    services = await start_services(stack, ["http:80"])
     try:
         rc, out = await _run(ns, "curl", "-sS", "-m", "5", "-i", f"http://{STACK_ADDR}/")
         n.show(out.replace("\r", ""))
         ok = rc == 0 and bool(out) and " 200 " in out.splitlines()[0]
         n.result("Linux got the stack's page" if ok else f"curl failed (exit {rc})")
     finally:
-        for service in services:
-            await _stop_service(service)
+        await stop_services(services)
 
     n.step(f"the stack fetches a page from Linux: python -m http.server on {LINUX_ADDR}:8000")
     with tempfile.TemporaryDirectory() as www:
@@ -334,15 +331,12 @@ async def memory_demo(n: Narrator) -> bool:
                  f"MAC from her request)")
 
         if has_tcp(a):
-            from layers.cli import _start_services, _stop_service
-
             n.step(f"bob fetches a page from alice's HTTP service (http://{LINUX_ADDR}/)")
-            services = await _start_services(a, ["http:80"])
+            services = await start_services(a, ["http:80"])
             try:
                 status, body = await http_get(b, LINUX_ADDR, 80)
             finally:
-                for service in services:
-                    await _stop_service(service)
+                await stop_services(services)
             n.show(f"{status}\n\n{body.decode(errors='replace')}")
             fetched = status.split()[1:2] == ["200"]
             n.result("bob's TCP client got the page" if fetched else "no page")
@@ -399,3 +393,14 @@ def run_demo(*, memory: bool = False, out: TextIO = sys.stdout) -> int:
         return 0
     n.say("Some steps did not work (see above).")
     return 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(memory=args.memory)
+
+
+def add_commands(commands: Commands) -> None:
+    demo = commands.add("demo", cmd_demo,
+                        help="a guided tour: Linux and the stack ping each other")
+    demo.add_argument("--memory", action="store_true",
+                      help="run between two stacks over an in-memory link even as root")

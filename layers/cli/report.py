@@ -1,0 +1,176 @@
+"""The tables of ``layers netstat`` (and ``-s``), ``layers routes`` and ``layers arp``, made
+from :meth:`layers.stack.Stack.report` (read from a running ``layers up`` through its control
+socket, or from a stack in this process), and the commands that print them.
+
+A table a plugin adds through ``layers_report`` under a name the core does not know is printed
+by ``layers netstat`` after the core's own, as columns of its rows' keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from layers.cli.common import Commands, link_type, query
+from layers.wire.addr import ip4, ip4_str, prefix_mask
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    body = [[str(c) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in body]
+    return "\n".join(lines)
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def format_interfaces(report: Mapping[str, Any]) -> str:
+    out = []
+    for d in report.get("interfaces", []):
+        name = str(d.get("name", "?"))
+        pad = " " * max(len(name) + 1, 8)
+        state = "UP" if d.get("up") else "DOWN"
+        mac = f" HWaddr {str(d['mac']).upper()}" if d.get("mac") else ""
+        out.append(f"{name.ljust(len(pad) - 1)} {state} Type:{link_type(d)}{mac} "
+                   f"MTU:{d.get('mtu', '?')}")
+        for text in d.get("addresses", []):
+            a, _, p = str(text).partition("/")
+            mask = prefix_mask(int(p or 32))
+            bcast = (ip4(a) & mask) | (~mask & 0xFFFFFFFF)
+            out.append(f"{pad}Inet addr:{a}/{ip4_str(mask)} Bcast:{ip4_str(bcast)}")
+        c = d.get("counters", {})
+        rx, tx = int(c.get("rx_bytes", 0)), int(c.get("tx_bytes", 0))
+        out.append(f"{pad}RX packets:{c.get('rx_frames', 0)} bytes:{rx} ({human_bytes(rx)})  "
+                   f"TX packets:{c.get('tx_frames', 0)} bytes:{tx} ({human_bytes(tx)})")
+        drops = d.get("drops", {})
+        if drops:
+            why = ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+            out.append(f"{pad}dropped:{sum(drops.values())} ({why})")
+    return "\n".join(out)
+
+
+def format_connections(report: Mapping[str, Any]) -> str:
+    rows = []
+    for r in report.get("listeners", []) or []:
+        rows.append((r.get("proto", "?"), r.get("recv_q", 0), r.get("send_q", 0),
+                     r.get("local", "?"), r.get("remote", "*:*"), r.get("state", "LISTEN")))
+    for r in report.get("connections", []) or []:
+        rows.append((r.get("proto", "?"), r.get("recv_q", 0), r.get("send_q", 0),
+                     r.get("local", "?"), r.get("remote", "*:*"), r.get("state", "")))
+    if not rows:
+        return "Active connections: none"
+    return "Active connections\n" + table(
+        ("Proto", "Recv-Q", "Send-Q", "Local Address", "Foreign Address", "State"), rows)
+
+
+#: the tables the core formats itself; any other list of rows in a report is a plugin's
+CORE_TABLES = frozenset(
+    {"name", "interfaces", "routes", "counters", "plugins", "arp", "connections", "listeners",
+     "plugin_errors"}
+)
+
+
+def format_plugin_tables(report: Mapping[str, Any]) -> str:
+    """The tables plugins added through ``layers_report`` (``{name: [row, ...]}`` with rows
+    of JSON-able dicts), each under its name with a column per key."""
+    out = []
+    for key, rows in sorted(report.items()):
+        if key in CORE_TABLES or not isinstance(rows, list) or not rows:
+            continue
+        if not all(isinstance(r, Mapping) for r in rows):
+            continue
+        headers = list(dict.fromkeys(k for r in rows for k in r))
+        out.append(f"{key}\n" + table(headers, [[r.get(h, "") for h in headers] for r in rows]))
+    return "\n\n".join(out)
+
+
+def format_netstat(report: Mapping[str, Any]) -> str:
+    parts = [format_interfaces(report), format_connections(report), format_plugin_tables(report)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def format_statistics(report: Mapping[str, Any]) -> str:
+    """``netstat -s``: every counter per protocol, and drops by reason."""
+    out = []
+    groups: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []
+    for name, snap in sorted((report.get("counters") or {}).items()):
+        groups.append((name, snap.get("counters", {}), snap.get("drops", {})))
+    for d in report.get("interfaces", []):
+        groups.append((f"interface {d.get('name')}", d.get("counters", {}), d.get("drops", {})))
+    for name, counters, drops in groups:
+        out.append(f"{name}:")
+        shown = False
+        for key, value in sorted(counters.items()):
+            if key == "dropped":
+                continue
+            out.append(f"    {value} {key.replace('_', ' ')}")
+            shown = True
+        if drops:
+            out.append(f"    {sum(drops.values())} dropped:")
+            for reason, value in sorted(drops.items(), key=lambda kv: (-kv[1], kv[0])):
+                out.append(f"        {value} {reason.replace('_', ' ')}")
+            shown = True
+        if not shown:
+            out.pop()  # nothing counted yet: leave the group out
+    return "\n".join(out) if out else "nothing counted yet"
+
+
+def format_routes(report: Mapping[str, Any]) -> str:
+    rows = [(r.get("destination"), r.get("gateway"), r.get("netmask"), r.get("interface"))
+            for r in report.get("routes", [])]
+    return table(("Destination", "Gateway", "Netmask", "Interface"), rows)
+
+
+def format_arp(report: Mapping[str, Any]) -> str:
+    rows = []
+    for r in report.get("arp", []) or []:
+        expires = r.get("expires")  # seconds until the entry's current state ends
+        if isinstance(expires, int | float):
+            expires_text = f"{expires:.1f}s"
+        else:
+            expires_text = "-" if expires is None else str(expires)
+        rows.append((r.get("address", "?"), r.get("mac") or "(incomplete)",
+                     r.get("state", ""), expires_text, r.get("interface", "")))
+    if not rows:
+        return "ARP cache: empty" if "arp" in report else (
+            "no ARP table: this stack has no neighbour resolver (no arp plugin, or a TUN link)")
+    return table(("Address", "HWaddress", "State", "Expires", "Iface"), rows)
+
+
+def cmd_netstat(args: argparse.Namespace) -> int:
+    report = query(args)["report"]
+    print(format_statistics(report) if args.statistics else format_netstat(report))
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    print(format_routes(query(args)["report"]))
+    return 0
+
+
+def cmd_arp(args: argparse.Namespace) -> int:
+    print(format_arp(query(args)["report"]))
+    return 0
+
+
+def add_commands(commands: Commands) -> None:
+    ns = commands.add("netstat", cmd_netstat, client=True,
+                      help="interfaces and connections of a running stack")
+    ns.add_argument("-s", "--statistics", action="store_true",
+                    help="per-protocol counters and drops by reason")
+    commands.add("routes", cmd_routes, client=True, help="routing table of a running stack")
+    commands.add("arp", cmd_arp, client=True, help="ARP cache of a running stack")
