@@ -5,13 +5,14 @@ It is registered first in every plugin manager, under the name ``core``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from layers.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from layers.frame import Frame
+    from layers.interface import Interface
     from layers.links.base import Link
     from layers.stack import Stack
 
@@ -31,6 +32,25 @@ def _tun(name: str, **options: Any) -> Link:
 @hookimpl
 def layers_link_drivers() -> Mapping[str, Callable[..., Link]]:
     return {"tap": _tap, "tun": _tun}
+
+
+@hookimpl
+def layers_queue_disciplines() -> Iterable[Any]:
+    from layers.qdisc import BUILTIN_QDISCS
+
+    return BUILTIN_QDISCS
+
+
+@hookimpl
+def layers_interface_up(stack: Stack, interface: Interface) -> None:
+    # A link wrapper with counters of its own (a shaper's queues) shows them in the stack's
+    # report (`layers netstat -s`) by offering ``stack_counters(interface_name)``.
+    link: object = interface.link
+    while link is not None:
+        offer = getattr(link, "stack_counters", None)
+        if offer is not None:
+            stack.counters.update(offer(interface.name))
+        link = getattr(link, "inner", None)
 
 
 @hookimpl

@@ -62,6 +62,19 @@ def layers_wrap_link(stack: Stack, link: Link) -> Link | None:
     """
 
 
+@hookspec
+def layers_queue_disciplines() -> Mapping[str, Any] | Iterable[Any]:
+    """Return the queue disciplines this plugin gives a bottleneck (``layers.links.shaper``):
+    :class:`layers.qdisc.QdiscInfo` records (name, factory, settings with defaults,
+    description), or a ``{name: factory}`` mapping.
+
+    ``factory(ctx: QdiscContext) -> Qdisc`` makes one queue per shaped direction; a shaper spec
+    such as ``rate=10mbit,queue=NAME,KEY=VALUE`` picks it by name and overrides its settings.
+    The core registers ``droptail``, ``pfifo``, ``bfifo``, ``red``, ``codel`` and ``fq_codel``
+    this way itself. Two plugins giving the same name is a composition error.
+    """
+
+
 # --- network layer ------------------------------------------------------------------------
 
 

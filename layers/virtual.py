@@ -72,6 +72,13 @@ class VirtualNetwork:
         ib = b.add_interface(wrap(lb) if wrap else lb, address=addresses[1])
         return ia, ib
 
+    def bottleneck(self, a: Stack, b: Stack, shape: Any, **options: Any) -> Any:
+        """Join ``a`` and ``b`` through a bottleneck (rate, delay, queue discipline): see
+        :func:`layers.links.shaper.bottleneck`, which this calls with ``self``."""
+        from layers.links.shaper import bottleneck
+
+        return bottleneck(self, a, b, shape, **options)
+
     def pair(
         self,
         plugins: Sequence[str | ModuleType | object] | None = None,
