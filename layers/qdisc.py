@@ -58,6 +58,7 @@ __all__ = [
     "BUILTIN_QDISCS",
     "CoDel",
     "DropTail",
+    "Duration",
     "FQCoDel",
     "Packet",
     "Qdisc",
@@ -817,13 +818,19 @@ class QdiscInfo:
     #: ``factory(ctx) -> Qdisc``, called once per shaped direction
     factory: QdiscFactory
     #: the settings and their defaults; a spec's ``KEY=VALUE`` overrides one, converted to the
-    #: default's type (durations such as ``5ms`` for floats, sizes such as ``64kB`` for ints);
-    #: an unknown key is a configuration error
+    #: default's type: bool (1/0, on/off), int (bytes or a count: ``1514``, ``64kB``), float
+    #: (``0.1``, ``10%``), :class:`Duration` (a time with its unit: ``5ms``); an unknown key is
+    #: a configuration error
     settings: Mapping[str, Any] = attrs.field(factory=dict)
     #: one line for documentation and error messages
     description: str = ""
     #: the distribution that provides it (for error messages)
     plugin: str = ""
+
+
+class Duration(float):
+    """A setting's default that is a time in seconds: in a spec its value needs a unit
+    (``target=5ms``), so that a bare ``5`` is never read as five seconds."""
 
 
 _COMMON = {"limit": 1000, "limit_bytes": 0, "ecn": False}
@@ -846,11 +853,12 @@ BUILTIN_QDISCS: tuple[QdiscInfo, ...] = (
         "Random Early Detection (Floyd/Jacobson, RFC 2309); min_th/max_th in packets", "layers"),
     QdiscInfo(
         "codel", lambda ctx: CoDel(**ctx.settings, mtu=ctx.mtu),
-        {**_COMMON, "target": 0.005, "interval": 0.100},
+        {**_COMMON, "target": Duration(0.005), "interval": Duration(0.100)},
         "CoDel, RFC 8289 (target 5 ms, interval 100 ms)", "layers"),
     QdiscInfo(
         "fq_codel", lambda ctx: FQCoDel(**ctx.settings, mtu=ctx.mtu, seed=ctx.seed),
-        {"limit": 10240, "limit_bytes": 0, "ecn": True, "target": 0.005, "interval": 0.100,
+        {"limit": 10240, "limit_bytes": 0, "ecn": True, "target": Duration(0.005),
+         "interval": Duration(0.100),
          "flows": 1024, "quantum": 1514},
         "FQ-CoDel, RFC 8290 (per-flow CoDel, DRR, new/old flows)", "layers"),
 )
@@ -930,6 +938,8 @@ def convert_setting(qdisc: str, key: str, value: Any, default: Any) -> Any:
     where = f"{qdisc} setting {key}"
     if not isinstance(value, str):
         try:
+            if isinstance(default, Duration):
+                return float(value)
             if isinstance(default, bool):
                 return bool(value)
             if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
@@ -949,6 +959,8 @@ def convert_setting(qdisc: str, key: str, value: Any, default: Any) -> Any:
         raise ConfigurationError(f"{where}={text!r} should be 1 or 0 (on/off)")
     if isinstance(default, int):
         return parse_size(where, text)
+    if isinstance(default, Duration):
+        return parse_duration(where, text)
     if isinstance(default, float):
         if _TIME_RE.match(text):
             return parse_duration(where, text)

@@ -78,6 +78,9 @@ def stack_options() -> argparse.ArgumentParser:
     g.add_argument("--pcap", metavar="FILE", help="write every frame to FILE (tcpdump -r FILE)")
     g.add_argument("--faults", metavar="SPEC",
                    help="inject faults on the link, e.g. loss=5%%,delay=10ms,seed=1")
+    g.add_argument("--shape", metavar="SPEC",
+                   help="a bottleneck on the link: rate, delay and queue discipline, e.g. "
+                        "rate=100mbit,delay=20ms,queue=codel,limit=1000p,ecn=1,dir=tx")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="a stack setting such as arp.timeout=2 (repeatable)")
     g.add_argument("--no-offload", action="store_true",
@@ -157,6 +160,11 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
     ip4_network(address)  # validate before touching any device
     if args.gateway:
         ip4(args.gateway)
+    shape = None
+    if getattr(args, "shape", None):
+        from layers.links.shaper import parse_shape
+
+        shape = parse_shape(args.shape)
     settings = parse_settings(args.settings)
     stack = Stack(parse_plugin_list(args.plugins), clock=clock, settings=settings,
                   name=link_name(spec))
@@ -189,6 +197,10 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
                 raise ConfigurationError(
                     f"--pcap {args.pcap}: {exc.strerror or exc}; pick a writable path"
                 ) from None
+        if shape is not None:  # the bottleneck between the wire and any random loss
+            from layers.links.shaper import ShaperLink
+
+            link = ShaperLink(link, shape, pm=stack.pm)
         if args.faults:
             from layers.links.faults import FaultLink, parse_faults
 
