@@ -33,6 +33,7 @@ BLOCK_ENV = "LAYERS_DISABLE_PLUGINS"
 _LAYER_BY_HOOK = (
     ("layers_link_drivers", "link"),
     ("layers_wrap_link", "link"),
+    ("layers_queue_disciplines", "link"),
     ("layers_neighbour_resolver", "network"),
     ("layers_network_protocols", "network"),
     ("layers_transport_protocols", "transport"),
