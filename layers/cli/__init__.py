@@ -8,6 +8,7 @@
     layers plugins
     layers netstat [-s] | layers routes | layers arp      (against a running ``layers up``)
     layers demo
+    layers experiment run|sweep FILE.toml     (scenario files: dumbbell experiments)
 
 Each subcommand is a module in this package with an ``add_commands(commands)`` function (see
 :mod:`layers.cli.common`); :data:`COMMAND_MODULES` lists them in the order ``--help`` shows.
@@ -22,13 +23,13 @@ import sys
 from collections.abc import Sequence
 
 from layers import __version__
-from layers.cli import demo, netcat, ping, plugins, report, up
+from layers.cli import demo, experiment, netcat, ping, plugins, report, up
 from layers.cli.common import PROG, Commands, compose
 from layers.control import NoStackRunning
 from layers.errors import CompositionError, ConfigurationError
 
 #: the modules that add subcommands, in ``--help`` order
-COMMAND_MODULES = (up, ping, netcat, plugins, report, demo)
+COMMAND_MODULES = (up, ping, netcat, plugins, report, demo, experiment)
 
 
 def _err(message: str) -> None:
