@@ -14,10 +14,12 @@ import importlib
 from typing import Any
 
 from layers.errors import ConfigurationError
+from layers.experiment.metrics import rounded
 from layers.experiment.scenario import Scenario
 from layers.experiment.seeds import substream
 from layers.links.base import Link
 from layers.links.faults import FaultLink
+from layers.links.memory import MemoryLink
 
 
 def shaper_module() -> Any | None:
@@ -29,62 +31,108 @@ def shaper_module() -> Any | None:
 
 
 class Bottleneck:
-    """Both directions of the bottleneck and what they measured."""
+    """Both directions of the bottleneck and what they measured.
+
+    ``forward`` and ``reverse`` are the two ends of a memory link pair (latency 0) given by
+    the caller; the data direction (forward) gets the scenario's rate, delay and queue, and
+    after its wire the random loss; the reverse (ACK) direction the same rate and delay with
+    a drop-tail queue long enough never to drop."""
+
+    #: the ACK direction's queue: long enough that ACKs are never what a run measures
+    REVERSE_LIMIT = 10_000
 
     def __init__(self, scenario: Scenario, forward: Link, reverse: Link) -> None:
         self.scenario = scenario
         link = scenario.link
         seed = scenario.experiment.seed
-        self._shaper = shaper_module()
-        self.shaped = self._shaper is not None
-        self.queues: list[Any] = []
+        mod = shaper_module()
+        self.shaped = mod is not None
         mtu = scenario.experiment.mtu
         self.limit = link.queue_limit.resolve(scenario.bdp_bytes(), mtu)
-        data: Link = forward
-        if self._shaper is not None:
-            data = self._shape(forward, link.queue, self.limit, dict(link.queue_options),
-                               substream(seed, "link.queue.forward"))
-            reverse = self._shape(reverse, "droptail", ("packets", 10_000), {},
-                                  substream(seed, "link.queue.reverse"))
-        elif link.queue != "droptail":
-            raise ConfigurationError(
-                f"{scenario.source}: link.queue: {link.queue!r} needs the bottleneck wrapper "
-                f"(layers.links.shaper), which this installation lacks; use \"droptail\" or "
-                f"install a layers with it"
-            )
+        self._counted = forward
         self.loss: FaultLink | None = None
+        data: Link = forward
         if link.loss > 0:
-            self.loss = FaultLink(data, loss=float(link.loss), seed=substream(seed, "link.loss"),
-                                  direction="tx")
+            self.loss = FaultLink(forward, loss=float(link.loss),
+                                  seed=substream(seed, "link.loss"), direction="tx")
             data = self.loss
-        self.forward = data
-        self.reverse = reverse
-        self._fwd_inner = forward
-
-    def _shape(self, inner: Link, queue: str, limit: tuple[str, int],
-               options: dict[str, Any], seed: int) -> Link:
-        raise ConfigurationError("the bottleneck wrapper's interface is not supported yet")
+        self.direction: Any = None
+        if mod is None:
+            if link.queue != "droptail":
+                raise ConfigurationError(
+                    f"{scenario.source}: link.queue: {link.queue!r} needs the bottleneck "
+                    f"wrapper (layers.links.shaper), which this installation lacks; use "
+                    f"\"droptail\"")
+            # no rate and no queue: the memory links carry the delay
+            for end in (forward, reverse):
+                if isinstance(end, MemoryLink):
+                    end.latency = float(link.delay)
+            self.forward = data
+            self.reverse = reverse
+            return
+        settings: dict[str, Any] = {("limit" if self.limit[0] == "packets" else "limit_bytes"):
+                                    self.limit[1]}
+        settings.update(link.queue_options)
+        fwd_shape = mod.Shape(rate=float(link.rate), delay=float(link.delay), queue=link.queue,
+                              queue_settings=settings, direction="tx",
+                              seed=substream(seed, "link.queue.forward") & 0xFFFFFFFF)
+        rev_shape = mod.Shape(rate=float(link.rate), delay=float(link.delay), queue="droptail",
+                              queue_settings={"limit": self.REVERSE_LIMIT}, direction="tx",
+                              seed=substream(seed, "link.queue.reverse") & 0xFFFFFFFF)
+        # Loss after the wire (a packet lost in transit has used the link): the shaper
+        # wraps the fault link.
+        shaper = mod.ShaperLink(data, tx=fwd_shape)
+        self.direction = shaper.tx
+        self.forward = shaper
+        self.reverse = mod.ShaperLink(reverse, tx=rev_shape)
 
     def sample(self) -> dict[str, Any]:
         """The queue right now, for the link trace."""
-        return {}
+        d = self.direction
+        if d is None:
+            return {}
+        return {"queue_packets": len(d.qdisc), "queue_bytes": d.qdisc.backlog,
+                "drops": d.dropped, "marks": d.marked}
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes the data direction has carried so far."""
+        if self.direction is not None:
+            return int(self.direction.delivered_bytes)
+        return self._counted.stats.tx_bytes
 
     def stats(self, duration: float) -> dict[str, Any]:
         """Utilization, queueing delay, drops and marks of the data direction."""
         link = self.scenario.link
-        sent = self._fwd_inner.stats.tx_bytes
+        d = self.direction
         out: dict[str, Any] = {
             "shaped": self.shaped,
             "rate_bps": float(link.rate),
             "queue": link.queue,
             "queue_limit": f"{self.limit[1]}{'p' if self.limit[0] == 'packets' else 'B'}",
-            "bytes": sent,
-            "packets": self._fwd_inner.stats.tx_frames,
-            "utilization": sent * 8.0 / (float(link.rate) * duration) if duration > 0 else 0.0,
             "random_losses": self.loss.count("loss") if self.loss is not None else 0,
-            "drops": 0,
-            "marks": 0,
-            "queue_delay_mean_s": 0.0,
-            "queue_delay_p95_s": 0.0,
         }
+        if d is None:
+            sent = self._counted.stats.tx_bytes
+            out.update({
+                "bytes": sent, "packets": self._counted.stats.tx_frames,
+                "utilization": rounded(sent * 8.0 / (float(link.rate) * duration)),
+                "drops": 0, "marks": 0, "drop_reasons": {}, "mark_reasons": {},
+                "queue_delay_mean_s": 0.0, "queue_delay_p95_s": 0.0, "queue_max_packets": 0,
+            })
+            return out
+        st = d.qdisc.stats
+        series = d.series
+        out.update({
+            "bytes": d.delivered_bytes,
+            "packets": d.delivered,
+            "utilization": rounded(min(1.0, d.busy_time / duration) if duration > 0 else 0.0),
+            "drops": d.dropped,
+            "marks": d.marked,
+            "drop_reasons": dict(sorted(st.drops.items())),
+            "mark_reasons": dict(sorted(st.marks.items())),
+            "queue_delay_mean_s": rounded(st.sojourn_mean),
+            "queue_delay_p95_s": rounded(series.percentile(95) if series is not None else None),
+            "queue_max_packets": st.max_qlen,
+        })
         return out

@@ -335,8 +335,7 @@ def _run(scenario: Scenario, progress: Progress | None) -> RunOutput:
     clock = net.clock
     left, right = Wire("left"), Wire("right")
 
-    fwd, rev = MemoryLink.pair(("btl-left", "btl-right"), mtu=mtu, medium=Medium.IP,
-                               latency=float(scenario.link.delay))
+    fwd, rev = MemoryLink.pair(("btl-left", "btl-right"), mtu=mtu, medium=Medium.IP)
     bottleneck = Bottleneck(scenario, fwd, rev)
     left.add_port(bottleneck.forward, clock)
     right.add_port(bottleneck.reverse, clock)
@@ -381,7 +380,7 @@ def _run(scenario: Scenario, progress: Progress | None) -> RunOutput:
         net.run_until(now)
         for f in flows:
             f.sample(now, interval)
-        sent = bottleneck._fwd_inner.stats.tx_bytes
+        sent = bottleneck.bytes_sent
         row = {"time": now, "throughput_bps": (sent - prev_bytes) * 8.0 / interval,
                **bottleneck.sample()}
         prev_bytes = sent

@@ -53,6 +53,12 @@ def test_a_run_measures_every_flow_and_the_link() -> None:
     link = results["link"]
     assert LINK_KEYS <= set(link)
     assert link["random_losses"] > 0
+    # the shaper's rate bounds what the flows deliver together, and its queue (1 BDP of a
+    # 20 ms round trip at 20 Mbit/s: 33 packets) bounds the queueing delay
+    assert link["shaped"] and link["queue_limit"] == "33p"
+    assert sum(f["goodput_bps"] for f in flows[:2]) < 20e6
+    assert 0.3 < link["utilization"] <= 1.0
+    assert 0 < link["queue_delay_p95_s"] <= 33 * 1500 * 8 / 20e6 + 1e-3
     assert sum(f["retransmits"] for f in flows) >= link["random_losses"] * 0.5
     assert 0 < results["fairness"]["jain"] <= 1
 
