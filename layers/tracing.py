@@ -36,6 +36,7 @@ skips a torn last line.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import gzip
@@ -567,3 +568,55 @@ def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace
 
 def read_traces(paths: Iterable[str | os.PathLike[str]]) -> list[Trace]:
     return [read_trace(p) for p in paths]
+
+
+# --- `layers up --trace` ------------------------------------------------------------------
+
+
+def add_up_options(parser: argparse.ArgumentParser) -> None:
+    """``--trace FILE [--trace-format jsonl|csv] [--trace-interval SECONDS]`` for ``up``."""
+    g = parser.add_argument_group("telemetry")
+    g.add_argument("--trace", metavar="FILE",
+                   help="write every TCP connection's samples (cwnd, RTT, rates, ...) to FILE: "
+                        "JSON lines (.jsonl) or CSV (.csv), .gz compresses; read it with "
+                        "layers plot")
+    g.add_argument("--trace-format", choices=FORMATS, default=None,
+                   help="the trace's format (default: from FILE's extension)")
+    g.add_argument("--trace-interval", type=float, default=0.0, metavar="SECONDS",
+                   help="at most one sample per connection every SECONDS (default 0: every "
+                        "ACK that changes the connection)")
+
+
+@attrs.frozen
+class TraceRequest:
+    """What ``--trace`` asked for, checked before any device is touched."""
+
+    path: Path
+    format: str
+    interval: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TraceRequest | None:
+        path = getattr(args, "trace", None)
+        if not path:
+            if getattr(args, "trace_format", None) or getattr(args, "trace_interval", 0.0):
+                raise ConfigurationError("--trace-format and --trace-interval need --trace FILE")
+            return None
+        interval = float(args.trace_interval)
+        if not math.isfinite(interval) or interval < 0:
+            raise ConfigurationError(
+                f"--trace-interval {args.trace_interval}: give seconds >= 0, e.g. 0.01")
+        fmt = format_from_path(path, args.trace_format)
+        parent = Path(path).parent
+        if not parent.is_dir():
+            raise ConfigurationError(
+                f"--trace {path}: directory {parent} does not exist; create it or pick another "
+                f"path")
+        return cls(Path(path), fmt, interval)
+
+    def start(self, stack: Stack) -> TraceWriter:
+        return open_trace(self.path, self.format, stack=stack, interval=self.interval)
+
+    def __str__(self) -> str:
+        every = f" every {self.interval:g}s" if self.interval else ""
+        return f"trace {self.path} ({self.format}{every})"

@@ -2,11 +2,12 @@
 
 ::
 
-    layers up      --link tap:tap0 --address 10.0.0.2/24 [--gateway 10.0.0.1]
+    layers up      --link tap:tap0 --address 10.0.0.2/24 [--gateway 10.0.0.1] [--trace FILE]
     layers ping    --link tap:tap0 --address 10.0.0.2/24 10.0.0.1 [-c N] [-i S] [-s SIZE]
     layers nc      --link tap:tap0 --address 10.0.0.2/24 [-u] [-l] 10.0.0.1 7
     layers plugins
     layers netstat [-s] | layers routes | layers arp      (against a running ``layers up``)
+    layers ss [-i] [-l|-a]                                (TCP connections, like Linux's ss)
     layers demo
     layers experiment run|sweep FILE.toml     (scenario files: dumbbell experiments)
 
@@ -23,13 +24,13 @@ import sys
 from collections.abc import Sequence
 
 from layers import __version__
-from layers.cli import demo, experiment, netcat, ping, plugins, report, up
+from layers.cli import demo, experiment, netcat, ping, plugins, report, ss, up
 from layers.cli.common import PROG, Commands, compose
 from layers.control import NoStackRunning
 from layers.errors import CompositionError, ConfigurationError
 
 #: the modules that add subcommands, in ``--help`` order
-COMMAND_MODULES = (up, ping, netcat, plugins, report, demo, experiment)
+COMMAND_MODULES = (up, ping, netcat, plugins, report, ss, demo, experiment)
 
 
 def _err(message: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from layers.cli.common import Commands, compose, describe_link, link_name, require
 from layers.control import ControlServer, socket_path
 from layers.services import SERVICES, Service, parse_serve, start_services, stop_services
+from layers.tracing import TraceRequest, add_up_options
 from layers.wire.addr import ip4_str
 
 
@@ -22,12 +23,15 @@ async def _up(args: argparse.Namespace) -> int:
     control_path = Path(args.control) if args.control else socket_path(name)
     for spec in args.serve:
         parse_serve(spec)  # fail before touching any device
+    trace = TraceRequest.from_args(args)
     stack, iface = compose(args, loop.time)
     runner = AsyncioRunner(stack, loop)
     control: ControlServer | None = None
     services: list[Service] = []
+    tracer = None
     stop = asyncio.Event()
     try:
+        tracer = trace.start(stack) if trace else None
         runner.start()
         control = await ControlServer.start(
             stack, control_path, {"interface": iface.name, "link": args.link}
@@ -41,7 +45,7 @@ async def _up(args: argparse.Namespace) -> int:
         print(
             f"layers up: {addrs} on {iface.name} ({describe_link(iface)}){gateway}{served}; "
             f"control {control_path}; plugins {','.join(stack.plugin_names)}; "
-            f"Ctrl-C to stop",
+            + (f"{trace}; " if trace else "") + "Ctrl-C to stop",
             flush=True,
         )
         await stop.wait()
@@ -55,6 +59,8 @@ async def _up(args: argparse.Namespace) -> int:
             runner.stop()
         else:
             stack.stop()
+        if tracer is not None:
+            tracer.close()  # after the stack: its last samples are in
     print(f"layers up: stopped; {iface.name} left as found", flush=True)
     return 0
 
@@ -73,3 +79,4 @@ def add_commands(commands: Commands) -> None:
     up.add_argument("--serve", action="append", default=[], metavar="SPEC",
                     help="run a service on the stack (repeatable): " + "; ".join(
                         f"{k}:PORT {v}" if k != "http" else v for k, v in SERVICES.items()))
+    add_up_options(up)

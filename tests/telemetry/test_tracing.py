@@ -230,3 +230,23 @@ def test_format_from_the_name_or_the_content(tmp_path: Path) -> None:
     with JsonLinesWriter(p) as w:
         w.write(sample())
     assert read_trace(p).format == "jsonl"  # sniffed
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trace", "run.txt"], "--trace-format jsonl|csv"),
+        (["--trace", "run.csv", "--trace-interval", "-1"], "--trace-interval -1.0: give seconds"),
+        (["--trace-format", "csv"], "need --trace FILE"),
+        (["--trace", "/nonexistent-dir/run.csv"], "directory /nonexistent-dir does not exist"),
+    ],
+)
+def test_up_trace_options_fail_before_any_device(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from layers.cli import main
+
+    # a device name no test makes: the error must come before anything is opened
+    assert main(["up", "--link", "tap:ltnever0", "--address", "10.0.0.2/24", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
