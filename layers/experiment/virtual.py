@@ -183,9 +183,9 @@ class _Sink(asyncio.Protocol):
         f = self.flow
         f.received += len(data)
         if f.first_byte is None:
-            f.first_byte = f.receiver.now
+            f.first_byte = f.receiver.now - f.epoch
         if f.spec.size is not None and f.received >= f.spec.size and f.done is None:
-            f.done = f.receiver.now
+            f.done = f.receiver.now - f.epoch
 
     def eof_received(self) -> bool:
         return False
@@ -194,14 +194,19 @@ class _Sink(asyncio.Protocol):
 # --- one flow ---------------------------------------------------------------------------------
 
 class _Flow:
-    def __init__(self, index: int, label: str, spec: FlowSpec, sender: Stack,
-                 receiver: Stack, dst: int) -> None:
+    """One flow whose sender is one of our stacks."""
+
+    def __init__(self, index: int, label: str, spec: FlowSpec, sender: Stack | None,
+                 receiver: Stack, dst: int, port: int = PORT) -> None:
         self.index = index
         self.label = label
         self.spec = spec
         self.sender = sender
         self.receiver = receiver
         self.dst = dst
+        self.port = port
+        #: the receiver's clock reading at the experiment's time 0
+        self.epoch = 0.0
         self.conn: Any = None
         self.received = 0
         self.first_byte: float | None = None
@@ -216,8 +221,9 @@ class _Flow:
         self._srtts = array("d")
 
     def start(self) -> None:
+        assert self.sender is not None
         tcp = self.sender.protocol("tcp")
-        self.conn = tcp.connect(_BulkSender(self.spec.size), self.dst, PORT)
+        self.conn = tcp.connect(_BulkSender(self.spec.size), self.dst, self.port)
 
     def on_sample(self, sample: ConnectionSample) -> None:
         self.latest = sample
@@ -250,6 +256,8 @@ class _Flow:
         return row
 
     def retransmits(self) -> int:
+        if self.sender is None:
+            return 0
         c = self.sender.counters.get("tcp")
         return int(c["RetransSegs"]) if c is not None else 0
 
