@@ -188,10 +188,11 @@ class Packet:
 
 class QdiscStats:
     """What a discipline did: packets and bytes in and out, drops and CE marks by reason, and
-    sojourn time (sum and maximum over dequeued packets)."""
+    sojourn time (sum and maximum over dequeued packets). Disciplines count drops and marks
+    through :meth:`Qdisc._drop` and :meth:`Qdisc._mark`, which keep the totals too."""
 
-    __slots__ = ("dequeued", "dequeued_bytes", "drops", "enqueued", "enqueued_bytes", "marks",
-                 "max_backlog", "max_qlen", "sojourn_max", "sojourn_sum")
+    __slots__ = ("dequeued", "dequeued_bytes", "dropped", "drops", "enqueued", "enqueued_bytes",
+                 "marked", "marks", "max_backlog", "max_qlen", "sojourn_max", "sojourn_sum")
 
     def __init__(self) -> None:
         self.enqueued = 0
@@ -202,18 +203,13 @@ class QdiscStats:
         self.drops: Counter[str] = Counter()
         #: packets CE-marked instead of dropped, by reason
         self.marks: Counter[str] = Counter()
+        #: the totals of ``drops`` and ``marks``
+        self.dropped = 0
+        self.marked = 0
         self.sojourn_sum = 0.0
         self.sojourn_max = 0.0
         self.max_qlen = 0
         self.max_backlog = 0
-
-    @property
-    def dropped(self) -> int:
-        return sum(self.drops.values())
-
-    @property
-    def marked(self) -> int:
-        return sum(self.marks.values())
 
     @property
     def sojourn_mean(self) -> float:
@@ -317,13 +313,17 @@ class Qdisc(ABC):
     def _drop(self, pkt: Packet, reason: str) -> None:
         """Count ``pkt`` dropped for ``reason`` (remove it from the books first with
         :meth:`_removed` if it was queued)."""
-        self.stats.drops[reason] += 1
+        st = self.stats
+        st.drops[reason] += 1
+        st.dropped += 1
 
     def _mark(self, pkt: Packet, reason: str) -> bool:
         """With ``ecn`` on, mark ``pkt`` CE for ``reason`` and count it; False when it cannot
         be marked (ECN off, or the packet is not ECN-capable) so the caller drops it."""
         if self.ecn and pkt.set_ce():
-            self.stats.marks[reason] += 1
+            st = self.stats
+            st.marks[reason] += 1
+            st.marked += 1
             return True
         return False
 

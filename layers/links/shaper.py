@@ -60,6 +60,7 @@ from layers.qdisc import (
     Packet,
     Qdisc,
     QdiscInfo,
+    QdiscStats,
     convert_setting,
     make_qdisc,
     parse_duration,
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BottleneckPath",
+    "EventTimes",
     "QueueSeries",
     "Shape",
     "ShapedDirection",
@@ -283,13 +285,49 @@ def wire_size(frame: bytes | bytearray | memoryview, l2len: int, mtu: int) -> in
     return n + (segments - 1) * (l2len + headers)
 
 
+class EventTimes:
+    """Instants of one kind of event (drops, CE marks) in an array, decimated by two when
+    ``max_samples`` is reached; ``total`` counts every event, recorded or not."""
+
+    __slots__ = ("_skip", "max_samples", "stride", "time", "total")
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        self.time = array("d")
+        self.stride = 1
+        self.total = 0
+        self._skip = 0
+
+    def add(self, t: float, n: int = 1) -> None:
+        for _ in range(n):
+            self.total += 1
+            if self._skip:
+                self._skip -= 1
+                continue
+            self._skip = self.stride - 1
+            self.time.append(t)
+            if len(self.time) >= self.max_samples:
+                self.time = array("d", self.time[::2])
+                self.stride *= 2
+                self._skip = self.stride - 1
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def count_between(self, t0: float, t1: float) -> float:
+        """Events in ``[t0, t1)``, scaled by the stride (an estimate once decimated)."""
+        return sum(1 for t in self.time if t0 <= t < t1) * self.stride
+
+
 class QueueSeries:
     """Departures from one queue as parallel arrays: ``time``, ``sojourn`` (seconds),
-    ``qlen`` and ``backlog`` (packets and bytes left behind). Cheap to record; decimated by two
-    (every other sample kept, then every other departure recorded) when ``max_samples`` is
-    reached, so a long run keeps an evenly spaced record."""
+    ``qlen`` and ``backlog`` (packets and bytes left behind); and the instants of drops and
+    CE marks (``drops.time``, ``marks.time``). Cheap to record; decimated by two (every other
+    sample kept, then every other departure recorded) when ``max_samples`` is reached, so a
+    long run keeps an evenly spaced record."""
 
-    __slots__ = ("_skip", "backlog", "max_samples", "qlen", "sojourn", "stride", "time")
+    __slots__ = ("_skip", "backlog", "drops", "marks", "max_samples", "qlen", "sojourn",
+                 "stride", "time")
 
     def __init__(self, max_samples: int = 200_000) -> None:
         if max_samples < 2:
@@ -302,6 +340,9 @@ class QueueSeries:
         #: one departure in ``stride`` is recorded
         self.stride = 1
         self._skip = 0
+        #: when packets were dropped, and when CE-marked (by the queue, any reason)
+        self.drops = EventTimes(max_samples)
+        self.marks = EventTimes(max_samples)
 
     def add(self, t: float, sojourn: float, qlen: int, backlog: int) -> None:
         if self._skip:
@@ -356,6 +397,7 @@ class QueueSeries:
             "sojourn_max": max(self.sojourn) if n else 0.0,
             "qlen_max": max(self.qlen) if n else 0,
             "qlen_mean": sum(self.qlen) / n if n else 0.0,
+            "drops": self.drops.total, "marks": self.marks.total,
         }
 
 
@@ -509,10 +551,13 @@ class ShaperLink(LinkWrapper):
         q = d.qdisc
         if q.qlen and d.busy_until <= now:
             rate, delay, overhead = d.rate, d.delay, d.overhead
-            pipe, series = d.pipe, d.series
+            pipe, series, st = d.pipe, d.series, q.stats
             while q.qlen and d.busy_until <= now:
                 t = d.busy_until
+                events = st.dropped + st.marked
                 pkt = q.dequeue(t)
+                if series is not None and st.dropped + st.marked != events:
+                    self._events(series, st, t)
                 if pkt is None:
                     break
                 ser = (pkt.size + overhead) * 8.0 / rate
@@ -550,9 +595,21 @@ class ShaperLink(LinkWrapper):
         d.arrived_bytes += size
         if d.first_arrival is None:
             d.first_arrival = now
+        st = d.qdisc.stats
+        events = st.dropped + st.marked
         d.qdisc.enqueue(Packet.from_frame(frame, ethernet=self._ethernet, size=size, meta=meta),
                         now)
+        if d.series is not None and st.dropped + st.marked != events:
+            self._events(d.series, st, now)
         self._advance(d, now)
+
+    @staticmethod
+    def _events(series: QueueSeries, st: QdiscStats, t: float) -> None:
+        """Record the drops and marks the queue counted since the series last looked."""
+        if st.dropped != series.drops.total:
+            series.drops.add(t, st.dropped - series.drops.total)
+        if st.marked != series.marks.total:
+            series.marks.add(t, st.marked - series.marks.total)
 
     def _pull(self, d: ShapedDirection, now: float) -> None:
         inner_recv = self.inner.recv
@@ -652,6 +709,14 @@ class BottleneckPath:
     @property
     def reverse(self) -> ShapedDirection | None:
         return self.shaper.rx
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able figures for both directions (configuration, queue statistics, delivered
+        frames and bytes, utilisation, sojourn percentiles), e.g. for an experiment's results."""
+        now = self.a.stack.now
+        return {("forward" if p is self.shaper.tx else "reverse"):
+                {"config": p.shape.describe(), **p.describe(now)}
+                for p in self.shaper.directions}
 
 
 def bottleneck(

@@ -262,12 +262,13 @@ def bulk(spec: str, seconds: float = 3.0, *, pings: bool = False,
         "sojourn_max": max(series.sojourn),
         "drops": dict(fwd.qdisc.stats.drops),
         "ping_rtts": rtts,
+        "path": path,
     }
     return path, figures
 
 
 RATE = 10e6
-BASE = "rate=10mbit,delay=10ms"
+BASE = "rate=10mbit,delay=10ms,seed=1"
 
 
 def test_a_saturating_flow_gets_the_configured_rate() -> None:
@@ -286,6 +287,9 @@ def test_droptail_stands_at_its_limit_while_codel_holds_its_target() -> None:
     assert "overlimit" in tail["drops"]
     assert codel["sojourn_p50"] < 0.010 and codel["sojourn_p90"] < 0.015
     assert set(codel["drops"]) == {"codel"}
+    drop_times = codel["path"].forward.series.drops
+    assert drop_times.total == codel["drops"]["codel"] and list(drop_times.time) == sorted(
+        drop_times.time)
     assert codel["wire_rate"] > 0.9 * RATE, "CoDel keeps the link busy"
 
 
@@ -352,6 +356,11 @@ def test_report_and_netstat_statistics_show_the_queue() -> None:
     assert isinstance(shaper, dict) and set(shaper) == {"tx"}
     assert shaper["tx"]["config"]["queue"] == "codel" and shaper["tx"]["queue"]["limit"] == 3
     assert shaper["tx"]["series"]["samples"] == path.forward.delivered
+    series = path.forward.series
+    assert series is not None and series.drops.total == 6 and len(series.drops) == 6
+    assert all(0.1 <= t < 0.11 for t in series.drops.time), "the burst's tail, on arrival"
+    figures = path.describe()
+    assert set(figures) == {"forward"} and figures["forward"]["queue"]["stats"]["dropped"] == 6
 
 
 def test_series_decimates_and_writes_csv(tmp_path: Any) -> None:
