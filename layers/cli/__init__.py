@@ -8,6 +8,7 @@
     layers plugins
     layers netstat [-s] | layers routes | layers arp      (against a running ``layers up``)
     layers ss [-i] [-l|-a]                                (TCP connections, like Linux's ss)
+    layers plot TRACE... -o FIG.png|svg|pdf [--metrics cwnd,rtt,throughput] [--flows ...]
     layers demo
     layers experiment run|sweep FILE.toml     (scenario files: dumbbell experiments)
 
@@ -24,13 +25,13 @@ import sys
 from collections.abc import Sequence
 
 from layers import __version__
-from layers.cli import demo, experiment, netcat, ping, plugins, report, ss, up
+from layers.cli import demo, experiment, netcat, ping, plot, plugins, report, ss, up
 from layers.cli.common import PROG, Commands, compose
 from layers.control import NoStackRunning
 from layers.errors import CompositionError, ConfigurationError
 
 #: the modules that add subcommands, in ``--help`` order
-COMMAND_MODULES = (up, ping, netcat, plugins, report, ss, demo, experiment)
+COMMAND_MODULES = (up, ping, netcat, plugins, report, ss, plot, demo, experiment)
 
 
 def _err(message: str) -> None:
