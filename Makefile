@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PLUGINS := arp ipv4 icmp udp tcp cubic bbr
 STAMP  := $(VENV)/.installed
 # Debian packages the integration tests and the demo drive from the Linux side.
-SYSTEM_TOOLS := ip:iproute2 ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd
+SYSTEM_TOOLS := ip:iproute2 nsenter:util-linux ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd
 
 .PHONY: venv system demo test lint typecheck check bench clean
 

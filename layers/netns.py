@@ -4,6 +4,11 @@ Everything the stack does in tests happens inside a namespace made here, with no
 removed afterwards (also when the test fails). Only processes started through a namespace
 object are ever killed, by PID.
 
+Namespaces are made and removed with ``pyroute2.netns`` (the same ``/run/netns/NAME`` bind
+mount ``ip netns add`` makes, so ``ip netns list`` shows them); :meth:`NetNamespace.netlink`
+configures devices, addresses and routes inside one through pyroute2. Commands run inside with
+``nsenter --net=/run/netns/NAME`` (util-linux).
+
 ``NetNamespace.entered()`` moves the *calling thread* into the namespace (setns), so a TAP or
 TUN opened there belongs to it while the stack itself runs in this process.
 """
@@ -11,16 +16,17 @@ TUN opened there belongs to it while the stack itself runs in this process.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-CLONE_NEWNET = 0x40000000
+if TYPE_CHECKING:
+    from layers.netdev import Netlink
+
 NETNS_DIR = "/run/netns"
 
 
@@ -30,16 +36,15 @@ def have_root_and_tun() -> tuple[bool, str]:
         return False, "needs root (network namespaces and /dev/net/tun)"
     if not os.path.exists("/dev/net/tun"):
         return False, "needs /dev/net/tun (load the tun module)"
-    if shutil.which("ip") is None:
-        return False, "needs the ip command (Debian package iproute2)"
+    if shutil.which("nsenter") is None:
+        return False, "needs the nsenter command (Debian package util-linux)"
     return True, ""
 
 
 def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns failed: {os.strerror(err)}")
+    from pyroute2 import netns as pr_netns
+
+    pr_netns.setns(fd, flags=0)  # the calling thread only; flags=0: never create one
 
 
 class NetNamespace:
@@ -50,14 +55,31 @@ class NetNamespace:
         self.created = False
         self._procs: list[subprocess.Popen[Any]] = []
 
+    @property
+    def path(self) -> str:
+        return os.path.join(NETNS_DIR, self.name)
+
     def create(self) -> NetNamespace:
-        subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
+        from pyroute2 import netns as pr_netns
+
+        if os.path.exists(self.path):
+            raise FileExistsError(f"network namespace {self.name} already exists")
+        pr_netns.create(self.name)
         self.created = True
-        self.run(["ip", "link", "set", "lo", "up"])
+        with self.netlink() as nl:
+            lo = nl.lookup("lo")
+            assert lo is not None
+            nl.set(lo, up=True)
         return self
 
+    def netlink(self) -> Netlink:
+        """A :class:`layers.netdev.Netlink` bound to this namespace (close it after use)."""
+        from layers.netdev import Netlink
+
+        return Netlink(netns=self.name)
+
     def exec_args(self, cmd: Sequence[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *cmd]
+        return ["nsenter", f"--net={self.path}", "--", *cmd]
 
     def run(
         self, cmd: Sequence[str], *, check: bool = True, timeout: float = 60, **kw: Any
@@ -77,7 +99,7 @@ class NetNamespace:
     def entered(self) -> Iterator[None]:
         """Run the body with the calling thread inside the namespace."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(os.path.join(NETNS_DIR, self.name), os.O_RDONLY)
+        target = os.open(self.path, os.O_RDONLY)
         try:
             _setns(target)
             try:
@@ -104,7 +126,10 @@ class NetNamespace:
     def delete(self) -> None:
         self.stop_processes()
         if self.created:
-            subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
+            from pyroute2 import netns as pr_netns
+
+            with contextlib.suppress(OSError):
+                pr_netns.remove(self.name)
             self.created = False
 
     def __enter__(self) -> NetNamespace:

@@ -1,7 +1,8 @@
 """``layers demo`` (what ``make demo`` runs): a guided tour in about five seconds.
 
-As root, with /dev/net/tun: make a network namespace with a TAP device in it, give Linux's side
-an address, run a layers stack on the TAP in this process, and let the two ping each other.
+As root, with /dev/net/tun: make a network namespace with a TAP device in it (pyroute2 makes the
+namespace and gives Linux's side its address), run a layers stack on the TAP in this process,
+and let the two ping each other.
 Then show what each side learned (ARP) and the stack's counters, and clean everything up (also
 on failure or Ctrl-C).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import sys
@@ -30,6 +32,7 @@ from layers.cli.common import Commands
 from layers.cli.report import format_arp
 from layers.interface import Interface
 from layers.links.memory import MemoryLink
+from layers.netdev import Netlink
 from layers.netns import NetNamespace, have_root_and_tun
 from layers.runtime import AsyncioRunner
 from layers.services import start_services, stop_services
@@ -184,22 +187,27 @@ async def tap_demo(n: Narrator) -> bool:
                 stack.stop()
                 raise
         runner = AsyncioRunner(stack, loop)
+        ns_netlink = ns.netlink()
         try:
+            iface_index = ns_netlink.lookup(tap)
+            assert iface_index is not None
             device_mac = getattr(iface.link, "device_mac", None)
             n.say(f"  * a TAP device, {tap}, inside it: Linux sees a network card; this process")
             n.say("    holds the other end of its cable")
             # Keep the demo's picture simple: no IPv6 chatter on this link.
-            await _run(ns, "sysctl", "-qw", f"net.ipv6.conf.{tap}.disable_ipv6=1")
-            rc, out = await _run(ns, "ip", "addr", "add", f"{LINUX_ADDR}/{PREFIX}", "dev", tap)
-            if rc:
-                raise RuntimeError(f"could not address {tap}: {out.strip()}")
+            with ns.entered(), contextlib.suppress(OSError):
+                Path(f"/proc/sys/net/ipv6/conf/{tap}/disable_ipv6").write_text("1")
+            # Linux's side of the cable, through pyroute2 (what `layers up --peer` does)
+            await ns_netlink.aadd_address(iface_index, ipaddress.IPv4Interface(
+                f"{LINUX_ADDR}/{PREFIX}"))
             n.say(f"  * Linux's side of {tap}: {LINUX_ADDR}/{PREFIX}"
                   + (f", MAC {_mac(device_mac)}" if device_mac else ""))
             n.say(f"  * the layers stack on the TAP: {STACK_ADDR}/{PREFIX}, MAC {_mac(iface.mac)}")
             n.say(f"    plugins: {_plugins_of(stack)} (each one a separately installed package)")
             runner.start()
-            return await _tap_steps(n, ns, stack, iface, tap)
+            return await _tap_steps(n, ns, ns_netlink, stack, iface, tap)
         finally:
+            ns_netlink.close()
             with ns.entered():  # close the TAP where it lives
                 if runner.running:
                     runner.stop()
@@ -213,10 +221,10 @@ def _mac(value: bytes | None) -> str:
     return ":".join(f"{b:02x}" for b in value) if value else "?"
 
 
-async def _tap_steps(n: Narrator, ns: NetNamespace, stack: Stack, iface: Interface,
-                     tap: str) -> bool:
+async def _tap_steps(n: Narrator, ns: NetNamespace, nl: Netlink, stack: Stack,
+                     iface: Interface, tap: str) -> bool:
     ok = True
-    n.step(f"Linux pings the stack: ip netns exec {ns.name} ping -c {PINGS} {STACK_ADDR}")
+    n.step(f"Linux pings the stack: ping -c {PINGS} {STACK_ADDR} (inside {ns.name})")
     n.say(f"    Linux first asks \"who has {STACK_ADDR}?\" (ARP): the stack's arp plugin answers;")
     n.say("    then its icmp plugin answers each echo request.")
     rc, out = await _run(ns, "ping", "-c", str(PINGS), "-i", "0.2", "-W", "2", STACK_ADDR)
@@ -233,11 +241,13 @@ async def _tap_steps(n: Narrator, ns: NetNamespace, stack: Stack, iface: Interfa
     ok = ok and got > 0
 
     n.step("what each side learned about the other (ARP)")
-    rc, out = await _run(ns, "ip", "neigh", "show", "dev", tap)
-    n.say("    Linux (ip neigh show dev " + tap + "):")
+    index = await nl.adevice(tap)
+    neighbours = await nl.aneighbours(index.index) if index is not None else []
+    n.say(f"    Linux (its neighbour table on {tap}, as `ip neigh show dev {tap}` shows it):")
+    out = "".join(f"{addr} lladdr {_mac(mac)}\n" for addr, mac in neighbours if mac)
     n.show(out or "(empty)\n", prefix="    |   ")
     _show_arp(n, "the stack", stack)
-    linux_knows = _mac(iface.mac) in out.lower()
+    linux_knows = any(mac == iface.mac for _, mac in neighbours)
     stack_knows = any(r.get("address") == LINUX_ADDR and r.get("mac") for r in _arp_rows(stack))
     n.result(f"Linux knows the stack's MAC: {'yes' if linux_knows else 'NO'}; "
              f"the stack knows Linux's: {'yes' if stack_knows else 'NO'}")

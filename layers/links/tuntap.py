@@ -11,9 +11,17 @@ link is closed; opening a device made beforehand (``ip tuntap add NAME mode tap`
 it, and :meth:`close` gives it back its previous up/down state and MTU.
 
 The device is created in the network namespace of the *calling thread* (the namespace is fixed
-when ``/dev/net/tun`` is opened), and the control socket used to bring it up and set its MTU is
-opened at the same moment, so it keeps addressing that namespace whatever thread closes the link
-later. That lets a test open a TAP inside ``NetNamespace.entered()`` and run the stack outside.
+when ``/dev/net/tun`` is opened). Everything else about the device (looking it up, up/down, MTU,
+reading its MAC, giving it back its state on close) goes through pyroute2
+(:class:`layers.netdev.Netlink`), whose rtnetlink socket is opened at the same moment, so it
+keeps addressing that namespace whatever thread closes the link later. That lets a test open a
+TAP inside ``NetNamespace.entered()`` and run the stack outside. Only the descriptor's own
+requests stay ioctls: ``TUNSETIFF``/``TUNGETIFF`` (attach, name) and the offload negotiation,
+which exist only on the ``/dev/net/tun`` descriptor and have no rtnetlink equivalent.
+
+A device made beforehand for a user (``layers tap create NAME --user U``, or ``ip tuntap add``
+with ``user``) can be attached by that user without privileges; the link then changes the
+device's state only where asked to (changing it needs CAP_NET_ADMIN).
 
 **Offloads.** With ``offload=True`` (the default) the driver asks for ``IFF_VNET_HDR``, sets the
 header size with ``TUNSETVNETHDRSZ`` to the 10-byte legacy ``struct virtio_net_hdr`` (flags,
@@ -34,7 +42,6 @@ import errno
 import fcntl
 import logging
 import os
-import socket
 import struct
 from typing import Any, ClassVar, Self
 
@@ -47,6 +54,7 @@ from layers.links.base import (
     Medium,
     TxOffload,
 )
+from layers.netdev import DeviceState, Netlink, is_netlink_error, netlink_errno
 from layers.wire.addr import mac as parse_mac
 from layers.wire.addr import mac_str
 from layers.wire.ethernet import ETH_HLEN, ETH_P_IP, ETH_P_IPV6
@@ -56,20 +64,13 @@ log = logging.getLogger("layers.links.tuntap")
 TUN_DEVICE = "/dev/net/tun"
 IFNAMSIZ = 16
 
-# ioctls (linux/if_tun.h, linux/sockios.h)
+# ioctls on the /dev/net/tun descriptor (linux/if_tun.h)
 TUNSETIFF = 0x400454CA
 TUNSETOFFLOAD = 0x400454D0
 TUNGETFEATURES = 0x800454CF
 TUNGETIFF = 0x800454D2
 TUNSETVNETHDRSZ = 0x400454D8
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-SIOCGIFMTU = 0x8921
-SIOCSIFMTU = 0x8922
-SIOCGIFHWADDR = 0x8927
-SIOCGIFINDEX = 0x8933
 
-IFF_UP = 0x1
 IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
@@ -92,8 +93,6 @@ PI_HDR = struct.Struct("!HH")  # flags, protocol (an ethertype)
 PI_LEN = PI_HDR.size
 
 _IFREQ_FLAGS = struct.Struct("16sH22x")
-_IFREQ_INT = struct.Struct("16si20x")
-_IFREQ_HWADDR = struct.Struct("16sH6s16x")
 _ZERO_VNET = bytes(VNET_HDR_LEN)
 _CSUM_FLAGS = VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID
 #: errors meaning the device is gone (deleted under us, or the fd detached)
@@ -134,7 +133,8 @@ def _open_error(exc: OSError, name: str, kind: str) -> OSError:
     elif code in (errno.EPERM, errno.EACCES):
         why = (
             f"not allowed to open {kind} device {name!r}: run as root or with CAP_NET_ADMIN, "
-            f"or create it for your user first (ip tuntap add {name} mode {kind} user $USER)"
+            f"or have root create it for your user first (layers tap create {name} --user $USER"
+            f"{' --tun' if kind == 'tun' else ''})"
         )
     elif code == errno.EBUSY:
         why = (
@@ -162,12 +162,13 @@ class _TunTapLink(Link):
     def __init__(self) -> None:
         super().__init__()
         self._fd = -1
-        self._ctl: socket.socket | None = None
+        self._nl: Netlink | None = None
+        self._index = 0
         self.pi = False
         self.vnet_hdr = False
         #: True when opening created the device (it disappears on close)
         self.created = False
-        self._saved_flags: int | None = None
+        self._saved_up: bool | None = None
         self._saved_mtu: int | None = None
         self._set_offload = False
         self._gone = False
@@ -224,12 +225,9 @@ class _TunTapLink(Link):
         self, name: str, *, mtu: int | None, mac: bytes | str | None, pi: bool, offload: bool,
         up: bool,
     ) -> None:
-        try:
-            self._ctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        except OSError:
-            # no IPv4 in this namespace: any socket family gives device ioctls
-            self._ctl = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        existed = bool(name) and "%" not in name and self._ifindex(name) is not None
+        # rtnetlink in the calling thread's namespace, where /dev/net/tun puts the device
+        self._nl = Netlink()
+        existed = bool(name) and "%" not in name and self._nl.lookup(name) is not None
         want_vnet = offload
         while True:
             self._fd = self._attach(name, pi=pi, vnet=want_vnet)
@@ -245,16 +243,17 @@ class _TunTapLink(Link):
         self.created = not existed
         self._hlen = (PI_LEN if pi else 0) + (VNET_HDR_LEN if want_vnet else 0)
 
-        flags = self._get_flags()
-        cur_mtu = self._get_mtu()
+        dev = self._device()
+        self._index = dev.index
         if existed:
-            self._saved_flags = flags
-            self._saved_mtu = cur_mtu
-        if mtu is not None and mtu != cur_mtu:
-            self._set_mtu(mtu)
-            cur_mtu = self._get_mtu()
-        if up and not flags & IFF_UP:
-            self._set_flags(flags | IFF_UP)
+            self._saved_up = dev.up
+            self._saved_mtu = dev.mtu
+        change_mtu = mtu if mtu is not None and mtu != dev.mtu else None
+        bring_up = True if up and not dev.up else None
+        if change_mtu is not None or bring_up:
+            self._configure(up=bring_up, mtu=change_mtu)
+            dev = self._device()
+        cur_mtu = dev.mtu
 
         self.capabilities = LinkCapabilities(
             medium=self.medium,
@@ -264,7 +263,7 @@ class _TunTapLink(Link):
             gso_max_size=65535 if want_vnet else 0,
         )
         if self.medium is Medium.ETHERNET:
-            self.device_mac = self._get_hwaddr()
+            self.device_mac = dev.mac
             if mac is None:
                 raw = bytearray(os.urandom(6))
                 raw[0] = (raw[0] & 0xFC) | 0x02  # locally administered, unicast
@@ -313,41 +312,49 @@ class _TunTapLink(Link):
         raw = _ioctl(self._fd, TUNGETIFF, bytes(_IFREQ_FLAGS.size))
         return bytes(_IFREQ_FLAGS.unpack(raw)[0]).split(b"\0", 1)[0].decode()
 
-    # --- device configuration through the control socket ----------------------------------
-    def _ctl_ioctl(self, request: int, arg: bytes) -> bytes:
-        assert self._ctl is not None
-        return _ioctl(self._ctl.fileno(), request, arg)
+    # --- device configuration through rtnetlink (pyroute2) --------------------------------
+    @property
+    def netlink(self) -> Netlink:
+        """The rtnetlink handle of the device's namespace (for configuring its host side)."""
+        if self._nl is None:
+            raise ConfigurationError(f"{self.name} is closed")
+        return self._nl
 
-    def _ifindex(self, name: str) -> int | None:
+    @property
+    def ifindex(self) -> int:
+        return self._index
+
+    def _device(self) -> DeviceState:
+        dev = self.netlink.device(self.name)
+        if dev is None:
+            raise OSError(errno.ENODEV, f"{self.name} disappeared while being opened")
+        return dev
+
+    def _configure(self, *, up: bool | None = None, mtu: int | None = None) -> None:
+        """Change the device's state; a refusal becomes a ConfigurationError naming the fix."""
         try:
-            raw = self._ctl_ioctl(SIOCGIFINDEX, _IFREQ_INT.pack(_ifreq_name(name), 0))
-        except OSError:
-            return None
-        return int(_IFREQ_INT.unpack(raw)[1])
-
-    def _get_flags(self) -> int:
-        raw = self._ctl_ioctl(SIOCGIFFLAGS, _IFREQ_FLAGS.pack(_ifreq_name(self.name), 0))
-        return int(_IFREQ_FLAGS.unpack(raw)[1])
-
-    def _set_flags(self, flags: int) -> None:
-        self._ctl_ioctl(SIOCSIFFLAGS, _IFREQ_FLAGS.pack(_ifreq_name(self.name), flags & 0xFFFF))
-
-    def _get_mtu(self) -> int:
-        raw = self._ctl_ioctl(SIOCGIFMTU, _IFREQ_INT.pack(_ifreq_name(self.name), 0))
-        return int(_IFREQ_INT.unpack(raw)[1])
-
-    def _set_mtu(self, mtu: int) -> None:
-        try:
-            self._ctl_ioctl(SIOCSIFMTU, _IFREQ_INT.pack(_ifreq_name(self.name), mtu))
-        except OSError as exc:
+            self.netlink.set(self._index, up=up, mtu=mtu)
+        except Exception as exc:
+            if not is_netlink_error(exc):
+                raise
+            code = netlink_errno(exc) or 0
+            what = " and ".join(
+                w for w in (f"MTU {mtu}" if mtu is not None else "",
+                            ("up" if up else "down") if up is not None else "") if w)
+            if code in (errno.EPERM, errno.EACCES):
+                raise ConfigurationError(
+                    f"cannot set {self.name} {what}: changing a device needs CAP_NET_ADMIN; "
+                    f"run as root, or have root prepare it (layers tap create {self.name} "
+                    f"--user $USER leaves it up) and leave out --mtu"
+                ) from None
+            if mtu is not None and code == errno.EINVAL:
+                raise ConfigurationError(
+                    f"cannot set the MTU of {self.name} to {mtu}: the device refuses it; "
+                    f"use 68..65535"
+                ) from None
             raise ConfigurationError(
-                f"cannot set the MTU of {self.name} to {mtu}: {os.strerror(exc.errno or 0)}; "
-                f"use 68..65535"
+                f"cannot set {self.name} {what}: {os.strerror(code)}"
             ) from None
-
-    def _get_hwaddr(self) -> bytes:
-        raw = self._ctl_ioctl(SIOCGIFHWADDR, _IFREQ_HWADDR.pack(_ifreq_name(self.name), 0, b""))
-        return bytes(_IFREQ_HWADDR.unpack(raw)[2])
 
     # --- runner interface -------------------------------------------------------------
     def fileno(self) -> int | None:
@@ -470,8 +477,8 @@ class _TunTapLink(Link):
 
         A device this link created disappears with its descriptor. A device that existed gets
         back its up/down state and MTU, and its offload flags are cleared (a tap made with
-        ``ip tuntap add`` starts with none)."""
-        if self._fd < 0 and self._ctl is None:
+        ``layers tap create`` or ``ip tuntap add`` starts with none)."""
+        if self._fd < 0 and self._nl is None:
             return
         try:
             if not self.created and not self._gone and self._fd >= 0:
@@ -483,12 +490,13 @@ class _TunTapLink(Link):
         try:
             if self._set_offload:
                 _ioctl(self._fd, TUNSETOFFLOAD, 0)
-            if self._saved_mtu is not None and self._get_mtu() != self._saved_mtu:
-                self._set_mtu(self._saved_mtu)
-            if self._saved_flags is not None:
-                now = self._get_flags()
-                if (now ^ self._saved_flags) & IFF_UP:
-                    self._set_flags((now & ~IFF_UP) | (self._saved_flags & IFF_UP))
+            now = self._device()
+            mtu = (self._saved_mtu if self._saved_mtu is not None and now.mtu != self._saved_mtu
+                   else None)
+            up = (self._saved_up if self._saved_up is not None and now.up != self._saved_up
+                  else None)
+            if mtu is not None or up is not None:
+                self._configure(up=up, mtu=mtu)
         except (OSError, ConfigurationError) as exc:
             log.warning("%s: could not restore the device's state: %s", self.name, exc)
 
@@ -499,9 +507,9 @@ class _TunTapLink(Link):
             except OSError:
                 pass
             self._fd = -1
-        if self._ctl is not None:
-            self._ctl.close()
-            self._ctl = None
+        if self._nl is not None:
+            self._nl.close()
+            self._nl = None
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -108,7 +109,7 @@ def test_netstat_routes_arp_against_a_running_up(netns: NetNamespace, layers_up:
     up = layers_up("--link", f"tap:{tap}", "--address", f"{STACK}/24", "--gateway", LINUX)
     _address(netns, tap)
     ping_ok(netns, STACK, count=4)
-    device_mac = netns.run(["cat", f"/sys/class/net/{tap}/address"]).stdout.strip()
+    device_mac = json.loads(netns.run(["ip", "-j", "link", "show", tap]).stdout)[0]["address"]
 
     r = layers(netns, "netstat", "--link", f"tap:{tap}")
     assert r.returncode == 0, r.stderr

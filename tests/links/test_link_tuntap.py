@@ -140,7 +140,7 @@ def test_permission_error_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None
     except OSError:
         pytest.skip("cannot open /dev/net/tun here")
     os.close(fd)
-    with pytest.raises(PermissionError, match=r"CAP_NET_ADMIN.*ip tuntap add tap0 mode tap"):
+    with pytest.raises(PermissionError, match=r"CAP_NET_ADMIN.*layers tap create tap0 --user"):
         TapLink.open("tap0")
 
 

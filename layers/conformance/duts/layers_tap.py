@@ -47,8 +47,8 @@ class LayersTapEnv:
         try:
             self.ns.run(["sh", "-c",
                          "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; "
-                         "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; "
-                         f"ip link add {BRIDGE} type bridge && ip link set {BRIDGE} up"])
+                         "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"])
+            self._bridge("add")
             with self.ns.entered():
                 tb_link = TapLink.open(TB_DEV, offload=False, mac=TB_MAC)
             self.medium = TapMedium(tb_link)
@@ -61,12 +61,23 @@ class LayersTapEnv:
 
             hello = json.loads(self.agent._readline(60.0))
             self.mac = parse_mac(hello["ok"]["mac"])
-            self.ns.run(["sh", "-c", f"ip link set {TB_DEV} master {BRIDGE} && "
-                                     f"ip link set {DUT_DEV} master {BRIDGE} && "
-                                     f"ip link set {TB_DEV} up && ip link set {DUT_DEV} up"])
+            self._bridge("enslave")
         except BaseException:
             self.close()
             raise
+
+    def _bridge(self, step: str) -> None:
+        """Make the bridge (``add``), or put both TAPs on it and bring them up (``enslave``)."""
+        from pyroute2 import IPRoute
+
+        with IPRoute(netns=self.ns.name, flags=0, groups=0) as ipr:
+            if step == "add":
+                ipr.link("add", ifname=BRIDGE, kind="bridge")
+                ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], state="up")
+                return
+            bridge = ipr.link_lookup(ifname=BRIDGE)[0]
+            for dev in (TB_DEV, DUT_DEV):
+                ipr.link("set", index=ipr.link_lookup(ifname=dev)[0], master=bridge, state="up")
 
     def dut(
         self,

@@ -3,8 +3,8 @@
 Per test: a new namespace with IPv6 off (no router solicitations or MLD on the wire), a TAP
 device opened by the testbench inside it (the testbench owns the descriptor: every frame the
 kernel sends on the TAP is the testbench's to read, every frame it writes the kernel receives),
-the DUT address on that TAP, and the socket agent (:mod:`.linux_agent`) started inside with
-``ip netns exec``. Settings the suite uses are mapped to the namespace's sysctls.
+the DUT address on that TAP (through pyroute2), and the socket agent (:mod:`.linux_agent`)
+started inside. Settings the suite uses are mapped to the namespace's sysctls.
 """
 
 from __future__ import annotations
@@ -89,8 +89,11 @@ def make_linux_dut(settings: Mapping[str, Any]) -> LinuxDUT:
         for key, value in settings.items():
             name, convert = SYSCTLS[key]
             agent.request("sysctl", {"name": name, "value": convert(value)})
-        ns.run(["sh", "-c", f"ip addr add {DUT_IP}/{PREFIX} dev {DEV} && "
-                            f"ip link set {DEV} up"])
+        with ns.netlink() as nl:
+            index = nl.lookup(DEV)
+            assert index is not None
+            nl.add_address(index, f"{DUT_IP}/{PREFIX}")
+            nl.set(index, up=True)
         return LinuxDUT(ns, medium, link.device_mac, agent)
     except BaseException:
         if medium is not None:
