@@ -1,8 +1,17 @@
 """The control socket: how ``layers netstat``/``routes``/``arp`` read a running ``layers up``.
 
-``layers up`` serves a Unix stream socket at ``/run/layers/<interface>.sock`` (root) or
-``/tmp/layers-<uid>/<interface>.sock`` (anyone else); ``--control PATH`` overrides both. The
-protocol is one JSON request and one JSON response per connection, each a single line::
+``layers up`` serves a Unix stream socket in the *abstract* namespace, ``@layers/<interface>``
+(``ss -xl`` shows it so). Abstract Unix sockets belong to the network namespace they were bound
+in, which is exactly the scope wanted: two ``layers up`` on ``tap0`` in two namespaces do not
+collide, ``layers netstat`` run inside a namespace finds the stack of that namespace (and only
+it), and nothing is left on disk when a stack dies. Interface names are unique within a
+namespace, so the name is too. Abstract sockets have no file permissions, so both ends check
+the other's credentials (``SO_PEERCRED``): a stack answers its own user and root; a client that
+is not root talks only to a stack of its own user or of root.
+
+``--control PATH`` puts the socket at a filesystem path instead (its directory must exist);
+``--control @NAME`` picks another abstract name. The protocol is one JSON request and one JSON
+response per connection, each a single line::
 
     -> {"request": "report"}
     <- {"ok": true, "now": 1234.5, "report": {... Stack.report() ...}}
@@ -16,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,87 +39,139 @@ if TYPE_CHECKING:
     from layers.stack import Stack
 
 SUFFIX = ".sock"
+#: the abstract names of default control sockets start with this (after the "@")
+PREFIX = "layers/"
+#: where ``/proc/net/unix`` lists the Unix sockets of the reader's network namespace
+PROC_NET_UNIX = "/proc/net/unix"
 #: largest request the server reads; requests are tiny
 _MAX_REQUEST = 64 * 1024
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+_SO_ACCEPTCON = 0x10000
+
+#: a control socket's address: a filesystem path, or "@name" for an abstract socket
+Address = Path | str
 
 
 class NoStackRunning(ConfigurationError):
     """No control socket answers (none present, a stale one, or an ambiguous choice)."""
 
 
-def control_dir() -> Path:
-    """Where control sockets live: ``/run/layers`` for root, ``/tmp/layers-<uid>`` otherwise."""
-    uid = os.geteuid()
-    return Path("/run/layers") if uid == 0 else Path(f"/tmp/layers-{uid}")
+def parse_address(value: str) -> Address:
+    """``--control`` as given: ``@NAME`` is abstract, anything else a filesystem path."""
+    if value.startswith("@"):
+        if len(value) < 2 or len(value.encode()) > 107:
+            raise ConfigurationError(f"--control {value!r}: an abstract name needs 1..106 bytes")
+        return value
+    return Path(value)
 
 
-def socket_path(interface: str, directory: Path | None = None) -> Path:
-    """The default control socket of the stack serving ``interface``."""
+def _sockaddr(address: Address) -> str:
+    if isinstance(address, str):
+        return "\0" + address[1:]
+    return str(address)
+
+
+def socket_path(interface: str, directory: Path | None = None) -> Address:
+    """The default control socket of the stack serving ``interface``: ``@layers/<interface>``
+    (scoped to the calling network namespace), or ``<directory>/<interface>.sock``."""
     if not interface or "/" in interface or interface.startswith("."):
         raise ConfigurationError(f"{interface!r} cannot name a control socket; use --control PATH")
-    return (directory or control_dir()) / f"{interface}{SUFFIX}"
+    if directory is not None:
+        return directory / f"{interface}{SUFFIX}"
+    return f"@{PREFIX}{interface}"
+
+
+def _interface_of(address: Address) -> str:
+    if isinstance(address, str):
+        return address[1 + len(PREFIX):] if address.startswith("@" + PREFIX) else address
+    return address.name[: -len(SUFFIX)] if address.name.endswith(SUFFIX) else address.name
 
 
 def _make_dir(path: Path) -> None:
-    parent = path.parent
-    if parent == control_dir():
-        parent.mkdir(mode=0o755 if os.geteuid() == 0 else 0o700, exist_ok=True)
-        st = parent.stat()
-        if st.st_uid != os.geteuid():
-            raise ConfigurationError(
-                f"{parent} belongs to another user; pass --control PATH in a directory you own"
-            )
-    elif not parent.is_dir():
-        raise ConfigurationError(f"directory {parent} does not exist; create it or pick another "
-                                 f"--control PATH")
+    if not path.parent.is_dir():
+        raise ConfigurationError(f"directory {path.parent} does not exist; create it or pick "
+                                 f"another --control PATH")
 
 
-def _answers(path: Path, timeout: float = 1.0) -> bool:
+def _answers(address: Address, timeout: float = 1.0) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
-            s.connect(str(path))
+            s.connect(_sockaddr(address))
         except OSError:
             return False
         return True
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a connected Unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(raw)[1])
+
+
 class ControlServer:
     """Serves ``stack``'s reports on a Unix socket until :meth:`close`."""
 
-    def __init__(self, stack: Stack, path: Path, info: dict[str, Any] | None = None) -> None:
+    def __init__(self, stack: Stack, address: Address, info: dict[str, Any] | None = None
+                 ) -> None:
         self.stack = stack
-        self.path = path
+        self.address = address
         self.info = dict(info or {})
         self._server: asyncio.AbstractServer | None = None
 
+    @property
+    def path(self) -> Address:
+        """The address as ``layers netstat --control`` takes it (a path, or ``@name``)."""
+        return self.address
+
     @classmethod
     async def start(
-        cls, stack: Stack, path: Path | str, info: dict[str, Any] | None = None
+        cls, stack: Stack, address: Address, info: dict[str, Any] | None = None
     ) -> ControlServer:
-        self = cls(stack, Path(path), info)
-        _make_dir(self.path)
-        if self.path.exists() or self.path.is_symlink():
-            if _answers(self.path):
-                raise ConfigurationError(
-                    f"a stack is already running with control socket {self.path}; stop it, or "
-                    f"pass --control PATH to use another socket"
-                )
-            self.path.unlink()  # stale: its stack died without cleaning up
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
-        os.chmod(self.path, 0o660)
+        if not isinstance(address, str):
+            address = Path(address)
+        self = cls(stack, address, info)
+        busy = ConfigurationError(
+            f"a stack is already running with control socket {address}; stop it, or pass "
+            f"--control PATH to use another socket"
+        )
+        if isinstance(address, Path):
+            _make_dir(address)
+            if address.exists() or address.is_symlink():
+                if _answers(address):
+                    raise busy
+                address.unlink()  # stale: its stack died without cleaning up
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(_sockaddr(address))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise busy from None
+            raise ConfigurationError(f"cannot serve the control socket {address}: "
+                                     f"{exc.strerror or exc}") from None
+        if isinstance(address, Path):
+            os.chmod(address, 0o660)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock)
         return self
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
                 line = await asyncio.wait_for(reader.readline(), timeout=5.0)
+                sock = writer.get_extra_info("socket")
+                uid = peer_uid(sock) if sock is not None else os.geteuid()
+                if uid not in (0, os.geteuid()):
+                    raise PermissionError(f"uid {uid} may not read this stack (uid "
+                                          f"{os.geteuid()}); ask as that user or root")
                 request = json.loads(line[:_MAX_REQUEST] or b"{}")
                 if not isinstance(request, dict):
                     raise ValueError("the request must be a JSON object")
                 response = self.handle(request)
             except (ValueError, TimeoutError) as exc:
                 response = {"ok": False, "error": f"bad request: {exc}"}
+            except PermissionError as exc:
+                response = {"ok": False, "error": str(exc)}
             writer.write(json.dumps(response, default=str).encode() + b"\n")
             await writer.drain()
         except (ConnectionError, OSError):
@@ -137,65 +200,100 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=1.0)
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if isinstance(self.address, Path):
+            with contextlib.suppress(FileNotFoundError):
+                self.address.unlink()
 
 
 # --- the client side ------------------------------------------------------------------
 
 
-def running_sockets(directory: Path | None = None) -> list[Path]:
-    """Control sockets present in ``directory`` (default :func:`control_dir`), sorted."""
-    d = directory or control_dir()
+def abstract_sockets(prefix: str = PREFIX) -> list[str]:
+    """Listening abstract sockets named ``@<prefix>...`` in the caller's network namespace."""
+    found: set[str] = set()
     try:
-        return sorted(p for p in d.iterdir() if p.name.endswith(SUFFIX) and p.is_socket())
+        with open(PROC_NET_UNIX) as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                # Num RefCount Protocol Flags Type St Inode Path
+                if len(fields) < 8 or not fields[7].startswith("@" + prefix):
+                    continue
+                if int(fields[3], 16) & _SO_ACCEPTCON:
+                    found.add(fields[7])
+    except (OSError, ValueError):
+        return []
+    return sorted(found)
+
+
+def running_sockets(directory: Path | None = None) -> list[Address]:
+    """Control sockets present: listening ``@layers/*`` ones in this network namespace, or
+    the ``*.sock`` files in ``directory``; sorted."""
+    if directory is None:
+        return list(abstract_sockets())
+    try:
+        return sorted(p for p in directory.iterdir() if p.name.endswith(SUFFIX)
+                      and p.is_socket())
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return []
 
 
 def find_socket(
     *, control: str | None = None, name: str | None = None, directory: Path | None = None
-) -> Path:
+) -> Address:
     """The socket to talk to: ``control`` if given, else the one for ``name``, else the only
     one present. Raises :class:`NoStackRunning` with what to do when none fits."""
     if control:
-        return Path(control)
+        return parse_address(control)
+    where = f"in {directory}" if directory is not None else "in this network namespace"
+    found = running_sockets(directory)
     if name:
-        path = socket_path(name, directory)
-        if not path.exists():
-            others = ", ".join(p.name[: -len(SUFFIX)] for p in running_sockets(directory))
+        address = socket_path(name, directory)
+        if address not in found:
+            others = ", ".join(_interface_of(a) for a in found)
             raise NoStackRunning(
-                f"no layers stack is running on {name} (no {path}); "
+                f"no layers stack is running on {name} {where} (no {address}); "
                 + (f"running: {others}" if others else
                    f"start one with: layers up --link tap:{name} --address A/N")
             )
-        return path
-    found = running_sockets(directory)
+        return address
     if not found:
         raise NoStackRunning(
-            f"no layers stack is running (no control socket in {directory or control_dir()}); "
+            f"no layers stack is running {where} (no control socket); "
             f"start one with: layers up --link tap:NAME --address A/N"
         )
     if len(found) > 1:
-        names = ", ".join(p.name[: -len(SUFFIX)] for p in found)
+        names = ", ".join(_interface_of(a) for a in found)
         raise NoStackRunning(f"several layers stacks are running ({names}); pick one with --name")
     return found[0]
 
 
-def request(path: Path | str, what: str = "report", timeout: float = 5.0) -> dict[str, Any]:
+def request(path: Address, what: str = "report", timeout: float = 5.0) -> dict[str, Any]:
     """Send one request to the control socket at ``path`` and return the response."""
-    path = Path(path)
+    if not isinstance(path, str):
+        path = Path(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         try:
-            s.connect(str(path))
+            s.connect(_sockaddr(path))
         except FileNotFoundError:
             raise NoStackRunning(f"no layers stack is running at {path} (no such socket)") from None
         except ConnectionRefusedError:
+            if isinstance(path, str):
+                raise NoStackRunning(
+                    f"no layers stack is running at {path} in this network namespace"
+                ) from None
             raise NoStackRunning(
                 f"no layers stack answers at {path}: the socket is stale (its stack died); "
                 f"remove it with: rm {path}"
             ) from None
+        me = os.geteuid()
+        owner = peer_uid(s)
+        if me != 0 and owner not in (0, me):
+            raise ConfigurationError(
+                f"the control socket {path} is served by uid {owner}, neither you nor root; "
+                f"not asking it (is someone squatting the name? pass --control)"
+            )
         s.sendall(json.dumps({"request": what}).encode() + b"\n")
         chunks = []
         while True:

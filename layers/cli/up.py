@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from pathlib import Path
 
 from layers.cli.common import Commands, compose, describe_link, link_name, require
-from layers.control import ControlServer, socket_path
+from layers.control import ControlServer, parse_address, socket_path
 from layers.services import SERVICES, Service, parse_serve, start_services, stop_services
 from layers.tracing import TraceRequest, add_up_options
 from layers.wire.addr import ip4_str
@@ -20,7 +19,7 @@ async def _up(args: argparse.Namespace) -> int:
 
     loop = asyncio.get_running_loop()
     name = link_name(require(args, "link"))
-    control_path = Path(args.control) if args.control else socket_path(name)
+    control_path = parse_address(args.control) if args.control else socket_path(name)
     for spec in args.serve:
         parse_serve(spec)  # fail before touching any device
     trace = TraceRequest.from_args(args)
@@ -74,8 +73,8 @@ def add_commands(commands: Commands) -> None:
                       description="Compose a stack on a TAP or TUN device and run it in the "
                                   "foreground until SIGINT/SIGTERM.")
     up.add_argument("--control", metavar="PATH",
-                    help="control socket path (default /run/layers/NAME.sock, or "
-                         "/tmp/layers-UID/NAME.sock when not root)")
+                    help="control socket: a path, or @NAME for an abstract one (default "
+                         "@layers/NAME, private to this network namespace)")
     up.add_argument("--serve", action="append", default=[], metavar="SPEC",
                     help="run a service on the stack (repeatable): " + "; ".join(
                         f"{k}:PORT {v}" if k != "http" else v for k, v in SERVICES.items()))
