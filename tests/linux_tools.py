@@ -69,6 +69,14 @@ class LayersUp:
         assert m, self.ready_line
         return m.group(1)
 
+    def request(self, what: str = "report") -> dict[str, Any]:
+        """Ask this stack's control socket directly. Default control sockets are abstract
+        Unix sockets, private to the namespace, so the request is made from inside it."""
+        from layers.control import request
+
+        with self.ns.entered():
+            return request(self.control, what)
+
     def layers(self, *args: str) -> str:
         """Run ``layers ARGS --control <this one's socket>`` and return its stdout."""
         r = self.ns.run([*LAYERS, *args, "--control", self.control], env=layers_env(),

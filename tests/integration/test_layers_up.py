@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from linux_tools import LAYERS, LayersUp
 
-from layers.control import request
 from layers.netns import NetNamespace
 
 from .helpers import devname, layers, link_state, ping_ok
@@ -37,7 +36,7 @@ def test_up_without_a_device_makes_one_and_removes_it(
     assert link_state(netns, tap) is None
     up = layers_up("--link", f"tap:{tap}", "--address", f"{STACK}/24", "--gateway", LINUX)
     assert re.match(rf"layers up: {STACK}/24 on {tap} \(TAP, MAC [0-9a-f:]{{17}}, MTU 1500\) "
-                    rf"gateway {LINUX}; control /\S+/{tap}\.sock; plugins \S*icmp\S*;",
+                    rf"gateway {LINUX}; control @layers/{tap}; plugins \S*icmp\S*;",
                     up.ready_line), up.ready_line
     state = link_state(netns, tap)
     assert state is not None and "UP" in state["flags"]
@@ -90,7 +89,7 @@ def test_tun_with_only_ipv4_and_icmp(netns: NetNamespace, layers_up: Start) -> N
     ping_ok(netns, STACK)
     ping_ok(netns, STACK, "-s", "4000")  # fragments over a TUN too
 
-    report = request(up.control)["report"]
+    report = up.request()["report"]
     assert report["plugins"] == ["icmp", "ipv4"]
     assert "arp" not in report and "arp" not in report["counters"]
     assert report["interfaces"][0]["medium"] == "ip"
@@ -190,8 +189,8 @@ def test_blocked_plugin_is_absent(netns: NetNamespace, layers_up: Start) -> None
     with_it = layers_up("--link", f"tap:{tap1}", "--address", f"{STACK}/24")
     without = layers_up("--link", f"tap:{tap2}", "--address", "10.82.0.2/24", env=block)
     assert "udp" in with_it.ready_line and "udp" not in without.ready_line
-    rep_with: dict[str, Any] = request(with_it.control)["report"]
-    rep_without: dict[str, Any] = request(without.control)["report"]
+    rep_with: dict[str, Any] = with_it.request()["report"]
+    rep_without: dict[str, Any] = without.request()["report"]
     assert "udp" in rep_with["plugins"] and "udp" not in rep_without["plugins"]
     # asking for it by name while blocked is an error, not a silent omission
     r = layers(netns, "up", "--link", f"tap:{devname()}", "--address", "10.83.0.2/24",
@@ -261,7 +260,7 @@ def test_tun_with_packet_information_header(netns: NetNamespace, layers_up: Star
                    "--plugins", "ipv4,icmp")
     _address(netns, tun)
     ping_ok(netns, STACK)
-    assert request(up.control)["report"]["interfaces"][0]["link"]["pi"] is True
+    assert up.request()["report"]["interfaces"][0]["link"]["pi"] is True
     rc, _out, err = up.stop()
     assert rc == 0, err
 
