@@ -217,8 +217,7 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
         with ns.entered():
             t = TapLink.open(dev, offload=False)
         ns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
-        ns.run(["ip", "addr", "add", linux_addr, "dev", dev])
-        ns.run(["ip", "link", "set", dev, "up"])
+        t.netlink.add_address(t.ifindex, linux_addr)  # pyroute2; TapLink.open left it up
         return t
 
     # the receiver, behind the bottleneck
