@@ -38,6 +38,7 @@ _LAYER_BY_HOOK = (
     ("layers_network_protocols", "network"),
     ("layers_transport_protocols", "transport"),
     ("layers_error_reporter", "transport"),
+    ("layers_congestion_controls", "transport"),
     ("layers_frame_received", "frame-hook"),
     ("layers_frame_sending", "frame-hook"),
 )
