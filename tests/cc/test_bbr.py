@@ -145,6 +145,25 @@ def test_timeout_undo_and_ecn() -> None:
     assert cc.cwnd == w and cc.full_bw == 0.0
     cc.on_ecn(sim.in_flight, sim.now)
     assert cc.cwnd == w and cc.state()["ecn_echoes"] == 1
+    # BBR's window is its own: an engine's PRR write is overridden at the next ACK
+    cc.cwnd = 3 * MSS
+    sim.run_until(1.5)
+    assert cc.cwnd >= w - 2 * MSS
+    # after a timeout the window grows back from one segment, and the saved one returns
+    # once everything outstanding at the timeout is delivered
+    w = cc.cwnd
+    cc.on_timeout(20 * MSS, sim.now)
+    assert cc.cwnd == MSS and cc.in_loss
+    d = sim.delivered
+    for i in range(1, 21):
+        cc.on_ack(RateSample(
+            now=sim.now + i * 0.001, delivered=MSS, newly_acked=MSS, newly_lost=0,
+            prior_delivered=d, delivered_total=d + i * MSS, interval=0.0, delivery_rate=0.0,
+            is_app_limited=False, rtt=None, min_rtt=RTT, srtt=RTT, prior_in_flight=MSS,
+            in_flight=0, ece=False, in_recovery=False, mss=MSS))
+        if i < 20:
+            assert cc.cwnd < w and cc.in_loss
+    assert not cc.in_loss and cc.cwnd >= w
 
 
 def test_windowed_max_filter_forgets_after_ten_rounds() -> None:

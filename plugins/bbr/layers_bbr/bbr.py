@@ -30,7 +30,10 @@ Loss: entering recovery saves the window and holds it at "packet conservation" (
 flight plus what each ACK delivers) for one round trip, then BBR's own target applies again;
 newly lost bytes are taken off the window on every ACK; leaving recovery (or an undo) restores
 the saved window. A retransmission timeout saves the window and restarts from one segment
-(the engine retransmits), growing back by what each ACK delivers. ECN echoes are counted and
+(the engine retransmits), growing back by what each ACK delivers; once everything outstanding
+at the timeout is delivered the saved window returns. BBR's window is its own: what an engine
+writes to ``cwnd`` meanwhile (proportional rate reduction) is overridden at the next event,
+as Linux's BBR, with its own ``cong_control``, bypasses PRR. ECN echoes are counted and
 otherwise ignored, as in BBR v1.
 
 Left out of draft-00 and kept out here: Linux's long-term bandwidth (policer) sampling and
@@ -191,6 +194,12 @@ class BBR(CongestionControlBase):
         self.probe_rtt_count = 0
         self.ecn_echoes = 0
         self.pacing_rate = self._initial_pacing_rate(None)
+        #: the window BBR chose; an engine's own writes to ``cwnd`` (PRR during recovery,
+        #: ssthresh at its end) are overridden, as Linux's BBR overrides PRR
+        self._cwnd = self.cwnd
+        #: after a timeout: the delivered count at which everything outstanding then is
+        #: delivered, when the window saved before the timeout comes back
+        self._loss_end: int | None = None
 
     # --- the model ----------------------------------------------------------------------
 
@@ -233,7 +242,7 @@ class BBR(CongestionControlBase):
 
     def on_start(self, mss: int, now: float) -> None:
         self.mss = mss
-        self.cwnd = self.ctx.initial_cwnd * mss
+        self.cwnd = self._cwnd = self.ctx.initial_cwnd * mss
         self.min_rtt_stamp = now
         self.cycle_stamp = now
         self.pacing_rate = self._initial_pacing_rate(None)
@@ -245,12 +254,17 @@ class BBR(CongestionControlBase):
             if self.mode == PROBE_BW:
                 self._set_pacing_rate(self.btl_bw, 1.0)
             elif self.mode == PROBE_RTT:
+                self.cwnd = self._cwnd
                 self._check_probe_rtt_done(now)
+                self._cwnd = self.cwnd
 
     def on_ack(self, rs: RateSample) -> None:
         self.mss = rs.mss
+        self.cwnd = self._cwnd
         if self.in_recovery and not rs.in_recovery:
             self._restore()  # the engine left recovery without on_exit_recovery
+        elif self.in_loss and self._loss_end is not None and rs.delivered_total >= self._loss_end:
+            self._restore()  # everything outstanding at the timeout is delivered
         self.delivered = rs.delivered_total
         self._update_bw(rs)
         self._update_cycle_phase(rs)
@@ -261,6 +275,7 @@ class BBR(CongestionControlBase):
         bw = self.btl_bw
         self._set_pacing_rate(bw, self.pacing_gain, rs.srtt or rs.rtt)
         self._set_cwnd(rs, bw)
+        self._cwnd = self.cwnd
 
     def _update_bw(self, rs: RateSample) -> None:
         self.round_start = False
@@ -422,30 +437,38 @@ class BBR(CongestionControlBase):
         self.cwnd = max(self.cwnd, self.prior_cwnd)
         self.in_recovery = self.in_loss = False
         self.packet_conservation = False
+        self._loss_end = None
 
     def on_enter_recovery(self, in_flight: int, now: float) -> None:
+        self.cwnd = self._cwnd
         self._save_cwnd()
         self.in_recovery = True
         # packet conservation for one round trip, counted from here
         self.packet_conservation = True
         self.next_round_delivered = self.delivered
-        self.cwnd = max(in_flight + self.mss, self.mss)
+        self.cwnd = self._cwnd = max(in_flight + self.mss, self.mss)
 
     def on_exit_recovery(self, in_flight: int, now: float) -> None:
+        self.cwnd = self._cwnd
         self._restore()
+        self._cwnd = self.cwnd
 
     def on_timeout(self, in_flight: int, now: float) -> None:
+        self.cwnd = self._cwnd
         self._save_cwnd()
         self.in_loss = True
         self.in_recovery = False
         self.packet_conservation = False
         self.full_bw = 0.0  # as tcp_bbr.c: the bandwidth plateau is measured afresh
-        self.cwnd = self.mss
+        self._loss_end = self.delivered + in_flight
+        self.cwnd = self._cwnd = self.mss
 
     def on_undo(self, now: float) -> None:
+        self.cwnd = self._cwnd
         self.full_bw = 0.0
         self.full_bw_count = 0
         self._restore()
+        self._cwnd = self.cwnd
 
     def on_ecn(self, in_flight: int, now: float) -> None:
         self.ecn_echoes += 1
