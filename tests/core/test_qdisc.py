@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from layers import hookimpl
 from layers.errors import CompositionError, ConfigurationError
@@ -364,3 +366,51 @@ def test_context_carries_mtu_rate_and_seed() -> None:
 
     make_qdisc(QdiscInfo("w", factory, {"limit": 5}), {"limit": 9}, mtu=1514, rate=1e7, seed=4)
     assert seen[0] == QdiscContext(settings={"limit": 9}, mtu=1514, rate=1e7, seed=4)
+
+
+# --- every discipline keeps its books under any sequence of events --------------------------------
+
+_QUEUES = {
+    "droptail": lambda: DropTail(limit=20, limit_bytes=12_000),
+    "red": lambda: Red(limit=30, min_th=3, max_th=9, w_q=0.2, ecn=True, seed=1),
+    "codel": lambda: CoDel(limit=25, ecn=True),
+    "fq_codel": lambda: FQCoDel(limit=25, flows=8, quantum=300, seed=1),
+}
+
+_frames = st.one_of(
+    st.builds(lambda n, tos, sport: ipv4_frame(n, tos=tos, sport=sport),
+              st.integers(4, 1400), st.integers(0, 255), st.integers(0, 5)),
+    st.binary(min_size=0, max_size=80),  # anything a link might hand over
+)
+_events = st.lists(st.one_of(st.tuples(st.just("in"), _frames), st.just("out"),
+                             st.floats(0.0, 0.3)), max_size=150)
+
+
+@pytest.mark.parametrize("name", sorted(_QUEUES))
+@settings(max_examples=60, deadline=None)
+@given(events=_events)
+def test_every_packet_is_sent_held_or_dropped_exactly_once(
+    name: str, events: list[Any]
+) -> None:
+    q = _QUEUES[name]()
+    now = 0.0
+    arrived = 0
+    for event in events:
+        if isinstance(event, float):
+            now += event
+        elif event == "out":
+            p = q.dequeue(now)
+            if p is not None:
+                assert 0 <= p.sojourn == now - p.enqueued_at
+        else:
+            arrived += 1
+            q.enqueue(Packet.from_frame(event[1], ethernet=True), now)
+        s = q.stats
+        assert s.dequeued + len(q) + s.dropped == arrived
+        assert q.backlog >= 0 and (len(q) > 0 or q.backlog == 0)
+        assert s.dropped == sum(s.drops.values()) and s.marked == sum(s.marks.values())
+        assert (q.peek() is None) == (len(q) == 0)
+    while q.dequeue(now) is not None:
+        pass
+    assert len(q) == 0 and q.backlog == 0
+    assert q.stats.dequeued + q.stats.dropped == arrived
