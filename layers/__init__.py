@@ -11,6 +11,7 @@ from layers.errors import (
     ConfigurationError,
     LayersError,
     MalformedPacket,
+    PluginError,
     os_error,
 )
 from layers.hookspecs import hookimpl, hookspec
@@ -25,6 +26,7 @@ __all__ = [
     "Interface",
     "LayersError",
     "MalformedPacket",
+    "PluginError",
     "Stack",
     "__version__",
     "hookimpl",

@@ -58,7 +58,7 @@ def layers_frame_received(stack: Stack, frame: Frame) -> None:
     if frame.drop_reason is not None:
         frame.interface.counters.drop(frame.drop_reason)
     else:
-        stack._dispatch(frame.interface, frame.data, frame.flags)
+        stack.dispatch(frame.interface, frame.data, frame.flags)
 
 
 @hookimpl

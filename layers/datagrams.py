@@ -46,7 +46,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from layers.errors import CompositionError, ConfigurationError, os_error
+from layers.errors import ConfigurationError, os_error
 from layers.wire.addr import ip4, ip4_str
 
 if TYPE_CHECKING:
@@ -140,13 +140,7 @@ class DatagramService(Protocol):
 
 def datagram_service(stack: Stack) -> DatagramService:
     """The stack's datagram service, or a :class:`CompositionError` naming the fix."""
-    service = stack.find(DatagramService)  # type: ignore[type-abstract]
-    if service is None:
-        raise CompositionError(
-            "this stack has no datagram transport; add udp to --plugins "
-            "(or remove it from LAYERS_DISABLE_PLUGINS)"
-        )
-    return service
+    return stack.require(DatagramService, what="datagram transport", plugin="udp")  # type: ignore[type-abstract]
 
 
 # --- the asyncio-shaped adapter -----------------------------------------------------------

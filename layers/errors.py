@@ -4,8 +4,12 @@ Three families:
 
 * :class:`MalformedPacket` is raised by wire parsers. The receive path catches it, drops the
   packet and counts the drop under ``reason``; it never escapes ``Stack.receive``.
-* :class:`CompositionError` and :class:`ConfigurationError` are raised while a stack is being
-  composed or configured; their message names the fix.
+* :class:`ConfigurationError` is a bad argument or setting, and its subclass
+  :class:`CompositionError` a set of plugins and links that does not make a working stack (a
+  missing service, two plugins claiming one number, a plugin that failed). Their message names
+  the fix; catch ``ConfigurationError`` for both. :class:`PluginError` is the composition
+  error for a plugin that raised or could not be imported: it names the plugin and its
+  distribution and says how to run without it.
 * Socket-level failures are ordinary :class:`OSError` subclasses carrying the errno a socket
   user expects (see :func:`os_error`).
 """
@@ -29,12 +33,23 @@ class MalformedPacket(LayersError, ValueError):
         self.detail = detail
 
 
-class CompositionError(LayersError):
-    """The selected plugins and links do not make a working stack."""
-
-
 class ConfigurationError(LayersError, ValueError):
     """A bad argument or setting; the message says which and how to fix it."""
+
+
+class CompositionError(ConfigurationError):
+    """The selected plugins and links do not make a working stack (a kind of configuration
+    error: the fix is a different ``--plugins``, link or setting)."""
+
+
+class PluginError(CompositionError):
+    """A plugin failed: raised in a hook while the stack was composed, or could not be
+    imported. ``plugin`` is its name, ``distribution`` the package that installed it."""
+
+    def __init__(self, message: str, plugin: str = "", distribution: str = "") -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.distribution = distribution
 
 
 _ERRNO_CLASSES: dict[int, type[OSError]] = {

@@ -127,6 +127,22 @@ def layers_congestion_controls() -> Mapping[str, Any]:
     """
 
 
+# --- settings -----------------------------------------------------------------------------
+
+
+@hookspec
+def layers_settings(stack: Stack) -> Mapping[str, type | Mapping[str, Any]] | None:
+    """Return the settings this plugin reads: ``{prefix: spec}``, where ``spec`` is an attrs
+    class whose fields are the keys and defaults (read it with
+    :func:`layers.settings.read_settings`) or a ``{key: default}`` mapping.
+
+    Called first while a stack is composed. Every ``--set PREFIX.KEY=VALUE`` is checked against
+    the declarations: an unknown key is a configuration error listing the known ones. The
+    congestion controls' own settings (:class:`layers.congestion.CongestionControlInfo`) are
+    declared under their names by the core.
+    """
+
+
 # --- lifecycle and observability ---------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from layers.counters import Counters
@@ -13,6 +14,10 @@ from layers.wire.ethernet import ETH_HEADER
 if TYPE_CHECKING:
     from layers.protocols import NeighbourResolver
     from layers.stack import Stack
+
+
+def _not_attached(iface: Interface, frame: bytes | bytearray | memoryview, flags: int) -> None:
+    iface.counters.drop("not_attached")
 
 
 class Interface:
@@ -32,6 +37,11 @@ class Interface:
         self.resolver: NeighbourResolver | None = None
         self.counters = Counters(f"if:{name}")
         self.up = False
+        #: the receive path for this link's medium, ``dispatch(iface, frame, flags)``: the
+        #: stack sets its Ethernet or IP demultiplexer when it adds the interface
+        self.dispatch: Callable[[Interface, bytes | bytearray | memoryview, int], None] = (
+            _not_attached
+        )
 
     # --- addresses ------------------------------------------------------------------
     def add_address(self, address: int, prefix_length: int) -> None:

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import attrs
 
-from layers.errors import CompositionError, ConfigurationError, os_error
+from layers.errors import ConfigurationError, os_error
 from layers.protocols import EchoReply, EchoService
 from layers.stack import Stack
 from layers.wire.addr import ip4, ip4_str
@@ -165,14 +165,7 @@ def summarize(results: Iterable[PingResult]) -> PingSummary:
 
 def echo_service(stack: Stack) -> EchoService:
     """The stack's :class:`EchoService`, or a :class:`CompositionError` naming the fix."""
-    service = stack.find(EchoService)  # type: ignore[type-abstract]
-    if service is None:
-        have = ", ".join(sorted(stack.protocols)) or "none"
-        raise CompositionError(
-            f"this stack cannot ping: no protocol provides ICMP echo (it has: {have}); add "
-            f"icmp to --plugins (or remove it from LAYERS_DISABLE_PLUGINS)"
-        )
-    return service
+    return stack.require(EchoService, what="ICMP echo, so it cannot ping", plugin="icmp")  # type: ignore[type-abstract]
 
 
 def ping_payload(size: int) -> bytes:

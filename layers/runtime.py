@@ -33,7 +33,7 @@ class AsyncioRunner:
 
     def start(self) -> None:
         stack = self.stack
-        if stack._clock != self.loop.time:
+        if stack.clock != self.loop.time:
             raise RuntimeError("the stack's clock must be the loop's: Stack(clock=loop.time)")
         stack.on_deadline_change = self._deadline_changed
         for iface in stack.interfaces:

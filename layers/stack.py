@@ -36,6 +36,7 @@ from layers.protocols import (
     TransportProtocol,
 )
 from layers.routing import RoutingTable
+from layers.settings import SettingsRegistry, convert_setting
 from layers.telemetry import Telemetry
 from layers.timers import Timer, TimerQueue
 from layers.wire.addr import ip4, ip4_network, ip4_str
@@ -84,6 +85,8 @@ class Stack:
         self.hook = self.pm.hook
         self._clock = clock
         self.settings: dict[str, Any] = dict(settings or {})
+        #: the settings each composed plugin declared (see :mod:`layers.settings`)
+        self.settings_registry = SettingsRegistry(self.settings)
         self.timers = TimerQueue()
         self.counters: dict[str, Counters] = {}
         self.interfaces: list[Interface] = []
@@ -98,9 +101,33 @@ class Stack:
         #: per-connection telemetry subscribers (see layers.telemetry)
         self.telemetry = Telemetry()
         self._compose()
+        self.settings_registry.check(self._installed_plugin_names())
 
     # --- composition ------------------------------------------------------------------
+    def _installed_plugin_names(self) -> list[str]:
+        from layers.loader import installed_entry_points
+
+        try:
+            return list(installed_entry_points())
+        except CompositionError:
+            return []
+
+    def _declare_settings(self) -> None:
+        from layers.congestion import collect_congestion_controls
+
+        registry = self.settings_registry
+        for impl in self.hook.layers_settings.get_hookimpls():
+            answer: Any = impl.function(*[{"stack": self}[a] for a in impl.argnames])
+            for prefix, spec in (answer or {}).items():
+                registry.declare(prefix, spec, owner=impl.plugin_name)
+        # each congestion control's own settings: NAME.KEY
+        for impl in self.hook.layers_congestion_controls.get_hookimpls():
+            offered: Any = impl.function(*[{"stack": self}[a] for a in impl.argnames])
+            for info in collect_congestion_controls([offered]).values():
+                registry.declare(info.name, info.settings, owner=impl.plugin_name)
+
     def _compose(self) -> None:
+        self._declare_settings()
         self.link_drivers: dict[str, Callable[..., Link]] = {}
         for drivers in self.hook.layers_link_drivers():
             for scheme, factory in drivers.items():
@@ -194,6 +221,21 @@ class Stack:
                 return proto
         return None
 
+    def require(self, kind: type[T], *, what: str, plugin: str) -> T:
+        """The protocol object providing the service ``kind`` (a runtime-checkable Protocol,
+        e.g. :class:`layers.streams.StreamService`), or a :class:`CompositionError` saying
+        that this stack has no ``what`` and to add ``plugin`` (the usual provider). This is
+        the one way to require a service: every caller gets the same error type and fix."""
+        found = self.find(kind)
+        if found is None:
+            have = ", ".join(sorted(self.protocols)) or "none"
+            raise CompositionError(
+                f"this stack has no {what} (its protocols: {have}); add {plugin} to --plugins "
+                f"(or remove it from LAYERS_DISABLE_PLUGINS), or compose another plugin "
+                f"providing {kind.__name__}"
+            )
+        return found
+
     def counter(self, name: str) -> Counters:
         """The counters of ``name`` (a protocol or subsystem), created on first use."""
         c = self.counters.get(name)
@@ -202,23 +244,13 @@ class Stack:
         return c
 
     def setting(self, key: str, default: T) -> T:
-        """``settings[key]`` converted to the type of ``default``, or ``default``."""
+        """``settings[key]`` converted to the type of ``default``, or ``default``. Plugins
+        declare their keys through ``layers_settings``; :func:`layers.settings.read_settings`
+        reads a whole declared group at once."""
         if key not in self.settings:
             return default
-        value = self.settings[key]
-        try:
-            if isinstance(default, bool):
-                if isinstance(value, str):
-                    if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                        raise ValueError(value)
-                    return value.lower() in ("1", "true", "yes", "on")  # type: ignore[return-value]
-                return bool(value)  # type: ignore[return-value]
-            return type(default)(value)  # type: ignore[call-arg]
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"setting {key}={value!r} should be a {type(default).__name__} "
-                f"(default {default!r})"
-            ) from None
+        converted: T = convert_setting(key, self.settings[key], default)
+        return converted
 
     # --- links and interfaces --------------------------------------------------------
     def open_link(self, spec: str, **options: Any) -> Link:
@@ -269,9 +301,9 @@ class Stack:
                     f"resolver such as arp; add arp to --plugins (or remove it from "
                     f"LAYERS_DISABLE_PLUGINS), or use a TUN link"
                 )
-            iface._dispatch = self._rx_ethernet  # type: ignore[attr-defined]
+            iface.dispatch = self._rx_ethernet
         else:
-            iface._dispatch = self._rx_ip  # type: ignore[attr-defined]
+            iface.dispatch = self._rx_ip
         self.interfaces.append(iface)
         if address is not None:
             iface.add_address(*ip4_network(address))
@@ -395,7 +427,7 @@ class Stack:
             try:
                 timer.callback(*timer.args)
             except Exception:
-                self._internal_error("timer", timer.callback)
+                self.internal_error("timer", timer.callback)
 
     # --- the per-frame path ----------------------------------------------------------
     def receive(self, iface: Interface, frame: bytes | memoryview, flags: int = 0) -> None:
@@ -406,25 +438,29 @@ class Stack:
         if self._rx_hooked:
             self.hook.layers_frame_received(stack=self, frame=Frame(iface, frame, "rx", flags))
             return
-        # _dispatch(), inlined: this is every received frame's path
+        # dispatch(), inlined: this is every received frame's path
         try:
-            iface._dispatch(iface, frame, flags)  # type: ignore[attr-defined]
+            iface.dispatch(iface, frame, flags)
         except MalformedPacket as exc:
             iface.counters.drop(exc.reason)
         except Exception:
-            self._internal_error("receive", iface)
+            self.internal_error("receive", iface)
 
-    def _dispatch(
+    def dispatch(
         self, iface: Interface, frame: bytes | bytearray | memoryview, flags: int
     ) -> None:
+        """Hand one received frame to the network layer (after the per-frame hooks; the
+        core's own ``layers_frame_received`` calls this). Never raises."""
         try:
-            iface._dispatch(iface, frame, flags)  # type: ignore[attr-defined]
+            iface.dispatch(iface, frame, flags)
         except MalformedPacket as exc:
             iface.counters.drop(exc.reason)
         except Exception:
-            self._internal_error("receive", iface)
+            self.internal_error("receive", iface)
 
-    def _rx_ethernet(self, iface: Interface, frame: bytes | memoryview, flags: int) -> None:
+    def _rx_ethernet(
+        self, iface: Interface, frame: bytes | bytearray | memoryview, flags: int
+    ) -> None:
         if len(frame) < 14:
             iface.counters.drop("truncated")
             return
@@ -440,7 +476,7 @@ class Stack:
             return
         proto.receive(iface, memoryview(frame)[14:], flags)
 
-    def _rx_ip(self, iface: Interface, frame: bytes | memoryview, flags: int) -> None:
+    def _rx_ip(self, iface: Interface, frame: bytes | bytearray | memoryview, flags: int) -> None:
         if not frame:
             iface.counters.drop("truncated")
             return
@@ -458,11 +494,17 @@ class Stack:
         else:
             iface.link.send(frame, offload)
 
-    def _internal_error(self, where: str, what: object) -> None:
+    def internal_error(self, where: str, what: object) -> None:
+        """Call from an ``except`` block when code that must not raise did (a protocol's
+        receive path, an application callback): counted as ``stack`` drop ``internal_error``
+        and logged with the traceback (the first 20 times); the stack goes on."""
         self._c.drop("internal_error")
         if self._internal_errors_logged < 20:
             self._internal_errors_logged += 1
             log.exception("internal error in %s (%r); the packet was dropped", where, what)
+
+    #: the former name, kept while plugins move to :meth:`internal_error`
+    _internal_error = internal_error
 
     # --- upcalls used by plugins -----------------------------------------------------
     def neighbour_unreachable(
@@ -481,7 +523,7 @@ class Stack:
         try:
             handler(iface, bytes(payload), errno)
         except Exception:
-            self._internal_error("neighbour_unreachable", proto)
+            self.internal_error("neighbour_unreachable", proto)
 
     # --- the application API (asyncio; the stack must run on this loop) ----------------
     async def open_connection(self, host: str | int, port: int, **kwargs: Any) -> Any:

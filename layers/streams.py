@@ -129,14 +129,8 @@ class CongestionControl(Protocol):
 
 
 def stream_service(stack: Stack) -> StreamService:
-    """The stack's stream transport, or ConfigurationError naming the fix."""
-    service = stack.find(StreamService)  # type: ignore[type-abstract]
-    if service is None:
-        raise ConfigurationError(
-            "this stack has no stream transport; add tcp to --plugins (or another plugin whose "
-            "protocol object provides connect() and listen())"
-        )
-    return service
+    """The stack's stream transport, or a CompositionError naming the fix."""
+    return stack.require(StreamService, what="stream transport", plugin="tcp")  # type: ignore[type-abstract]
 
 
 def _address(host: str | int | None, what: str) -> int:

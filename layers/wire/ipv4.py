@@ -13,6 +13,12 @@ from layers.wire.checksum import checksum, ones_sum
 
 IPV4_HEADER = struct.Struct("!BBHHHBBHII")
 IPV4_MIN_HLEN = 20
+#: the largest IPv4 datagram: the 16-bit total length field
+IPV4_MAX_TOTAL_LENGTH = 65535
+#: the smallest MTU every IPv4 link must carry, 60-byte header plus 8 of data (RFC 791)
+IPV4_MIN_MTU = 68
+#: the datagram size every host must be able to reassemble (RFC 791, RFC 1122 3.3.2)
+IPV4_MIN_REASM = 576
 IP_DF = 0x4000
 IP_MF = 0x2000
 IP_OFFMASK = 0x1FFF

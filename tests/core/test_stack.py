@@ -149,14 +149,15 @@ def test_resolver_required_on_ethernet_but_not_on_ip_links() -> None:
 
 
 def test_bad_link_spec_and_settings_name_the_fix() -> None:
-    s = Stack([], settings={"x.n": "seven", "x.flag": "maybe"})
+    s = Stack([])
     with pytest.raises(ConfigurationError, match="SCHEME:NAME"):
         s.open_link("tap0")
     with pytest.raises(ConfigurationError, match="unknown link type 'wifi'"):
         s.open_link("wifi:wlan0")
-    with pytest.raises(ConfigurationError, match="should be a int"):
+    s.settings.update({"x.n": "seven", "x.flag": "maybe"})
+    with pytest.raises(ConfigurationError, match=r"x.n='seven' should be an integer"):
         s.setting("x.n", 3)
-    with pytest.raises(ConfigurationError, match="should be a bool"):
+    with pytest.raises(ConfigurationError, match="should be true or false"):
         s.setting("x.flag", True)
     assert s.setting("x.missing", 2.5) == 2.5
 

@@ -77,6 +77,11 @@ def _arp(stack: Stack) -> ArpProtocol | None:
 
 
 @hookimpl
+def layers_settings(stack: Stack) -> Mapping[str, Any]:
+    return {"arp": ArpSettings}
+
+
+@hookimpl
 def layers_network_protocols(stack: Stack) -> Iterable[ArpProtocol]:
     return [ArpProtocol(stack)]
 

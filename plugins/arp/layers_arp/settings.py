@@ -1,15 +1,17 @@
-"""The arp plugin's settings, read once per stack from ``stack.setting("arp.<key>", default)``.
+"""The arp plugin's settings (``--set arp.KEY=VALUE``), declared through ``layers_settings``
+and read once per stack with :func:`layers.settings.read_settings`.
 
 The keys and their meaning are documented in the package docstring (:mod:`layers_arp`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from layers.errors import ConfigurationError
+from layers.settings import read_settings
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -52,19 +54,8 @@ class ArpSettings:
 
     @classmethod
     def from_stack(cls, stack: Stack) -> ArpSettings:
-        known = {f.name for f in attrs.fields(cls)}
-        for key in stack.settings:
-            if key.startswith(PREFIX) and key[len(PREFIX):] not in known:
-                raise ConfigurationError(
-                    f"unknown setting {key!r}; the arp plugin knows "
-                    + ", ".join(PREFIX + k for k in sorted(known))
-                )
-        values: dict[str, Any] = {
-            f.name: stack.setting(PREFIX + f.name, f.default) for f in attrs.fields(cls)
-        }
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        """This stack's arp settings: the given ones over the defaults, validated."""
+        return read_settings(stack, "arp", cls)
 
     def validate(self) -> None:
         def bad(key: str, rule: str) -> ConfigurationError:

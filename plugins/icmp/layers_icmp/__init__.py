@@ -17,24 +17,30 @@ Settings and counters are described in :mod:`layers_icmp.protocol`.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from layers.hookspecs import hookimpl
 from layers.wire.ipv4 import PROTO_ICMP
 from layers_icmp.protocol import Icmp
+from layers_icmp.settings import IcmpSettings
 
 if TYPE_CHECKING:
     from layers.protocols import ErrorReporter, TransportProtocol
     from layers.stack import Stack
 
-__all__ = ["Icmp"]
+__all__ = ["Icmp", "IcmpSettings"]
 __version__ = "0.1.0"
 
 
 def _ours(stack: Stack) -> Icmp | None:
     proto = stack.transports.get(PROTO_ICMP)
     return proto if isinstance(proto, Icmp) else None
+
+
+@hookimpl
+def layers_settings(stack: Stack) -> Mapping[str, Any]:
+    return {"icmp": IcmpSettings}
 
 
 @hookimpl
@@ -64,5 +70,5 @@ def layers_capabilities(stack: Stack) -> dict[str, bool] | None:
         return None
     return {
         "icmp.echo_ignore_broadcasts": bool(icmp.echo_ignore_broadcasts),
-        "icmp.rate_limit": stack.setting("icmp.ratelimit", 1.0) > 0,
+        "icmp.rate_limit": icmp.settings.ratelimit > 0,
     }

@@ -27,7 +27,7 @@ source quench, time exceeded, parameter problem by default) pass a global token 
 per-destination one (errors to our own addresses are exempt); what they suppress is counted.
 Echo replies (type 0) are limited only if ``icmp.ratemask`` has bit 0 set, as in Linux.
 
-Settings (``Stack(settings={...})``, or ``--set`` on the command line):
+Settings (``--set icmp.KEY=VALUE``; :class:`layers_icmp.settings.IcmpSettings`):
 
 ``icmp.echo_ignore_broadcasts`` (bool, True)
     Do not answer echo requests sent to a broadcast or multicast address.
@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING
 from layers.errors import ConfigurationError, MalformedPacket, os_error
 from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED
 from layers.protocols import EchoCallback, EchoReply, IPDatagram, TransportError
+from layers.settings import read_settings
 from layers.timers import Timer
 from layers.wire.addr import ip4_str
 from layers.wire.checksum import checksum, ones_sum
@@ -84,6 +85,7 @@ from layers.wire.icmp import (
 )
 from layers.wire.ipv4 import IP_OFFMASK, IPV4_MIN_HLEN, PROTO_ICMP
 from layers_icmp.ratelimit import GlobalBucket, HostBuckets
+from layers_icmp.settings import IcmpSettings
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -93,8 +95,6 @@ log = logging.getLogger("layers.icmp")
 #: types above this are unknown; like Linux, we treat an unknown type as an error message
 #: (never answered with an error)
 _NR_ICMP_TYPES = 18
-#: Linux's default icmp_ratemask: dest unreachable, source quench, time exceeded, param problem
-DEFAULT_RATEMASK = 0x1818
 #: RFC 1812 4.3.2.5: errors go out with precedence "internetwork control"
 _IPTOS_PREC_INTERNETCONTROL = 0xC0
 _IPTOS_TOS_MASK = 0x1E
@@ -132,17 +132,6 @@ def _not_one_host(address: int) -> bool:
     return top == 0 or top == 127 or top >= 224
 
 
-def _int_setting(stack: Stack, key: str, default: int) -> int:
-    """An int setting that may also be given as text in any base ("0x1818")."""
-    value = stack.settings.get(key, default)
-    try:
-        return int(value, 0) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"setting {key}={value!r} should be an integer such as {default:#x}"
-        ) from None
-
-
 class Icmp:
     """ICMP for one stack. Implements TransportProtocol, EchoService and ErrorReporter."""
 
@@ -152,24 +141,13 @@ class Icmp:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self._c = stack.counter("icmp")
-        s = stack.setting
-        self.echo_ignore_broadcasts = s("icmp.echo_ignore_broadcasts", True)
-        self.echo_ignore_all = s("icmp.echo_ignore_all", False)
-        self.ratemask = _int_setting(stack, "icmp.ratemask", DEFAULT_RATEMASK)
-        ratelimit = s("icmp.ratelimit", 1.0)
-        msgs_per_sec = s("icmp.msgs_per_sec", 1000.0)
-        msgs_burst = s("icmp.msgs_burst", 50)
-        self.error_max_length = s("icmp.error_max_length", 576)
-        if ratelimit < 0 or msgs_per_sec < 0 or msgs_burst < 1:
-            raise ConfigurationError(
-                "icmp.ratelimit and icmp.msgs_per_sec must be >= 0 (0 disables the limit) and "
-                "icmp.msgs_burst >= 1"
-            )
-        if not 68 <= self.error_max_length <= 65535:
-            raise ConfigurationError(
-                f"icmp.error_max_length={self.error_max_length} must be in 68..65535 "
-                f"(576 is the RFC 1812 choice)"
-            )
+        cfg = read_settings(stack, "icmp", IcmpSettings)
+        self.settings = cfg
+        self.echo_ignore_broadcasts = cfg.echo_ignore_broadcasts
+        self.echo_ignore_all = cfg.echo_ignore_all
+        self.ratemask = cfg.ratemask
+        self.error_max_length = cfg.error_max_length
+        ratelimit, msgs_per_sec, msgs_burst = cfg.ratelimit, cfg.msgs_per_sec, cfg.msgs_burst
         self._global = GlobalBucket(msgs_per_sec, msgs_burst, stack.now)
         self._hosts = HostBuckets(ratelimit)
         #: (peer, ident, seq) -> the echo request waiting for its reply

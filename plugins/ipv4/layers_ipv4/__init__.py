@@ -58,7 +58,7 @@ Counters (``stack.counter("ipv4")``, ``netstat -s`` names)
     ReasmDuplicates, ReasmOverlaps, FragOKs, FragFails, FragCreates, PmtuUpdates; every drop
     by reason in ``.drops``.
 
-Settings (``Stack(settings={...})``)
+Settings (``--set ipv4.KEY=VALUE``; :class:`layers_ipv4.settings.IPv4Settings`)
     ``ipv4.ttl`` (int, 64)
         TTL of datagrams we send when the transport does not give one.
     ``ipv4.reasm_timeout`` (float, 30.0)
@@ -79,19 +79,25 @@ Settings (``Stack(settings={...})``)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from layers.hookspecs import hookimpl
 from layers_ipv4.fragment import copied_options, fragment
 from layers_ipv4.protocol import IPv4
 from layers_ipv4.reassembly import Reassembler
+from layers_ipv4.settings import IPv4Settings
 
 if TYPE_CHECKING:
     from layers.stack import Stack
 
 __version__ = "0.1.0"
-__all__ = ["IPv4", "Reassembler", "copied_options", "fragment"]
+__all__ = ["IPv4", "IPv4Settings", "Reassembler", "copied_options", "fragment"]
+
+
+@hookimpl
+def layers_settings(stack: Stack) -> Mapping[str, Any]:
+    return {"ipv4": IPv4Settings}
 
 
 @hookimpl

@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from layers.errors import ConfigurationError
 from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED, Medium, TxOffload
 from layers.protocols import IPDatagram, TransportError
+from layers.settings import read_settings
 from layers.wire.addr import BROADCAST_MAC, IPV4_BROADCAST, ip4_str
 from layers.wire.checksum import checksum
 from layers.wire.ethernet import ETH_P_IP
-from layers.wire.ipv4 import IP_DF, IPV4_HEADER, IPV4_MIN_HLEN
+from layers.wire.ipv4 import IP_DF, IPV4_HEADER, IPV4_MIN_HLEN, IPV4_MIN_MTU
 from layers_ipv4.fragment import fragment
 from layers_ipv4.reassembly import MAX_DATAGRAM, Reassembler
+from layers_ipv4.settings import IPv4Settings
 
 if TYPE_CHECKING:
     from layers.interface import Interface
@@ -31,7 +32,7 @@ _new_tuple = tuple.__new__
 _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
 #: the smallest MTU every IPv4 link must carry (RFC 791)
-MIN_MTU = 68
+MIN_MTU = IPV4_MIN_MTU
 #: how many learned path MTUs are kept at most
 PMTU_CACHE_SIZE = 4096
 #: how many bytes of the transport header a local error quotes
@@ -61,30 +62,14 @@ class IPv4:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self._c = c = stack.counter("ipv4")
-        self.ttl = stack.setting("ipv4.ttl", 64)
-        if not 1 <= self.ttl <= 255:
-            raise ConfigurationError(f"setting ipv4.ttl={self.ttl} must be 1..255 (default 64)")
-        timeout = stack.setting("ipv4.reasm_timeout", 30.0)
-        if not timeout > 0:
-            raise ConfigurationError(
-                f"setting ipv4.reasm_timeout={timeout} must be > 0 seconds (default 30)"
-            )
-        memory = stack.setting("ipv4.reasm_memory", 256 * 1024)
-        if memory < 0:
-            raise ConfigurationError(
-                f"setting ipv4.reasm_memory={memory} must be >= 0 bytes (default 262144; 0 "
-                f"disables reassembly)"
-            )
-        self.strong_host = stack.setting("ipv4.strong_host", False)
-        self.drop_unicast_in_l2_broadcast = stack.setting(
-            "ipv4.drop_unicast_in_l2_broadcast", True
-        )
-        self.pmtu_expires = stack.setting("ipv4.pmtu_expires", 600.0)
-        self.min_pmtu = stack.setting("ipv4.min_pmtu", 552)
-        if not MIN_MTU <= self.min_pmtu <= 65535:
-            raise ConfigurationError(
-                f"setting ipv4.min_pmtu={self.min_pmtu} must be {MIN_MTU}..65535 (default 552)"
-            )
+        cfg = read_settings(stack, "ipv4", IPv4Settings)
+        self.settings = cfg
+        self.ttl = cfg.ttl
+        self.strong_host = cfg.strong_host
+        self.drop_unicast_in_l2_broadcast = cfg.drop_unicast_in_l2_broadcast
+        self.pmtu_expires = cfg.pmtu_expires
+        self.min_pmtu = cfg.min_pmtu
+        timeout, memory = cfg.reasm_timeout, cfg.reasm_memory
         self.reassembler = Reassembler(stack, c, timeout=timeout, memory_limit=memory)
         self._ident = random.getrandbits(16)
         #: destination -> (path MTU, expiry time), learned from ICMP (RFC 1191)

@@ -64,6 +64,11 @@ def layers_transport_protocols(stack: Stack) -> Iterable[TransportProtocol]:
 
 
 @hookimpl
+def layers_settings(stack: Stack) -> Mapping[str, Any]:
+    return {"tcp": TCPSettings}
+
+
+@hookimpl
 def layers_congestion_controls() -> Mapping[str, Any]:
     return {"newreno": NewReno}
 

@@ -98,7 +98,7 @@ class Listener:
         try:
             protocol = self.factory()
         except Exception:
-            self.tcp.stack._internal_error("tcp protocol factory", self.factory)
+            self.tcp.stack.internal_error("tcp protocol factory", self.factory)
             conn.reset_quietly()
             return
         conn.attach(protocol)

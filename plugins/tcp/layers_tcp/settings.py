@@ -38,10 +38,15 @@ tcp.gso                    true         send TSO super-segments when the link of
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import attrs
 
 from layers.errors import ConfigurationError
+from layers.settings import parse_port_range, read_settings
+
+if TYPE_CHECKING:
+    from layers.stack import Stack
 
 
 @attrs.define
@@ -70,32 +75,18 @@ class TCPSettings:
     challenge_ack_limit: int = 1000
     ooo_max_blocks: int = 512
     gso: bool = True
-    # derived
-    port_min: int = 32768
-    port_max: int = 60999
-    key: bytes = b""
+    # derived (not settings)
+    port_min: int = attrs.field(default=32768, init=False)
+    port_max: int = attrs.field(default=60999, init=False)
+    key: bytes = attrs.field(default=b"", init=False)
 
     @classmethod
-    def from_stack(cls, stack: object) -> TCPSettings:
-        s = cls()
-        for field in attrs.fields(cls):
-            if field.name in ("port_min", "port_max", "key"):
-                continue
-            value = stack.setting(f"tcp.{field.name}", getattr(s, field.name))  # type: ignore[attr-defined]
-            setattr(s, field.name, value)
-        s.validate()
-        return s
+    def from_stack(cls, stack: Stack) -> TCPSettings:
+        """The stack's ``tcp.*`` settings (declared through ``layers_settings``), validated."""
+        return read_settings(stack, "tcp", cls)
 
     def validate(self) -> None:
-        try:
-            lo, hi = (int(x) for x in self.port_range.split("-"))
-        except ValueError:
-            raise ConfigurationError(
-                f"tcp.port_range={self.port_range!r} should be LOW-HIGH, e.g. 32768-60999"
-            ) from None
-        if not 1 <= lo <= hi <= 65535:
-            raise ConfigurationError(f"tcp.port_range={self.port_range!r} is not within 1-65535")
-        self.port_min, self.port_max = lo, hi
+        self.port_min, self.port_max = parse_port_range(self.port_range, "tcp.port_range")
         if self.secret:
             try:
                 self.key = bytes.fromhex(self.secret)

@@ -2,7 +2,8 @@
 :func:`layers.datagrams.create_datagram_endpoint`.
 
 Provides one transport protocol, ``udp`` (IP protocol 17), which is also the stack's
-:class:`layers.datagrams.DatagramService`. Settings are listed on :class:`layers_udp.udp.UDP`.
+:class:`layers.datagrams.DatagramService`. Settings are listed on :class:`layers_udp.udp.UDP`
+(declared in :class:`layers_udp.settings.UdpSettings`).
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from layers.hookspecs import hookimpl
+from layers_udp.settings import UdpSettings
 from layers_udp.udp import UDP, UDPEndpoint
 
 if TYPE_CHECKING:
     from layers.protocols import TransportProtocol
     from layers.stack import Stack
 
-__all__ = ["UDP", "UDPEndpoint"]
+__all__ = ["UDP", "UDPEndpoint", "UdpSettings"]
 
 
 def _ours(stack: Stack) -> UDP | None:
     udp = stack.protocols.get("udp")
     return udp if isinstance(udp, UDP) else None
+
+
+@hookimpl
+def layers_settings(stack: Stack) -> Mapping[str, Any]:
+    return {"udp": UdpSettings}
 
 
 @hookimpl

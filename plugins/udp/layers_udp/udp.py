@@ -32,12 +32,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from layers.datagrams import Buffer, DatagramHandler
-from layers.errors import ConfigurationError, os_error
+from layers.errors import os_error
 from layers.links.base import RX_CSUM_VERIFIED, TxOffload
 from layers.protocols import IPDatagram, TransportError
+from layers.settings import read_settings
 from layers.wire.addr import IPV4_BROADCAST, ip4_str
 from layers.wire.ipv4 import IPV4_MIN_HLEN
 from layers.wire.udp import UDP_CSUM_OFFSET, UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
+from layers_udp.settings import UdpSettings
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -49,8 +51,6 @@ _unpack_from = UDP_HEADER.unpack_from
 _pack = UDP_HEADER.pack
 #: checksum offload request: offsets from the IP header, which IPv4 sends without options
 _TX_CSUM_OFFLOAD = TxOffload(csum_start=IPV4_MIN_HLEN, csum_offset=UDP_CSUM_OFFSET)
-DEFAULT_PORT_RANGE = "32768-60999"
-DEFAULT_RCVBUF = 212992  # Linux's net.core.rmem_default
 
 # ICMP messages Linux reports to a connected UDP socket without IP_RECVERR ("hard" errors,
 # net/ipv4/udp.c __udp4_lib_err and icmp_err_convert): destination unreachable codes 2
@@ -60,20 +60,6 @@ _HARD_UNREACH_CODES = frozenset({2, 3, 4, 6, 7, 8, 9, 10, 13, 14, 15})
 _ICMP_DEST_UNREACH = 3
 _ICMP_SOURCE_QUENCH = 4
 _ICMP_PARAMETERPROB = 12
-
-
-def parse_port_range(text: str) -> tuple[int, int]:
-    lo_s, sep, hi_s = text.replace(" ", "").partition("-")
-    try:
-        lo, hi = int(lo_s), int(hi_s)
-    except ValueError:
-        lo = hi = -1
-    if not sep or not 1 <= lo <= hi <= 0xFFFF:
-        raise ConfigurationError(
-            f"setting udp.port_range={text!r} should be 'LOW-HIGH' with 1 <= LOW <= HIGH <= "
-            f"65535 (default {DEFAULT_PORT_RANGE!r})"
-        )
-    return lo, hi
 
 
 class UDPEndpoint:
@@ -216,11 +202,13 @@ class UDP:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self._c = stack.counter("udp")
-        self.port_range = parse_port_range(stack.setting("udp.port_range", DEFAULT_PORT_RANGE))
-        seed = stack.settings.get("udp.port_seed")
+        cfg = read_settings(stack, "udp", UdpSettings)
+        self.settings = cfg
+        self.port_range = cfg.ports
+        seed = cfg.port_seed
         self._rng = random.Random(seed if seed is not None else os.urandom(16))
-        self.rcvbuf = stack.setting("udp.rcvbuf", DEFAULT_RCVBUF)
-        self.report_soft_errors = stack.setting("udp.report_soft_errors", True)
+        self.rcvbuf = cfg.rcvbuf
+        self.report_soft_errors = cfg.report_soft_errors
         #: (local addr, local port, remote addr, remote port) -> connected endpoints
         self._connected: dict[tuple[int, int, int, int], list[UDPEndpoint]] = {}
         #: (local addr or 0, local port) -> unconnected endpoints
