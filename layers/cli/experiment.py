@@ -112,7 +112,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file)
     if args.set:
         scenario = apply_overrides(scenario, [_kv(s, "--set") for s in args.set])
-    grid = parse_grid(args.grid)
+    grid: list[tuple[str, list[Any]]]
+    own = scenario.sweep
+    if args.grid:
+        grid = [(k, list(v)) for k, v in parse_grid(args.grid)]
+    elif own is not None and own.grid:
+        grid = list(own.grid.items())
+    else:
+        raise ConfigurationError(f"{scenario.source}: no grid: give --grid KEY=V1,V2 or add a "
+                                 f"[sweep] table with grid = {{ \"link.loss\" = [0.01, 0.02] }}")
+    metric = args.metric or (own.metric if own is not None else "goodput_bps")
+    x = args.x or (own.x if own is not None else None)
     jobs = args.jobs if args.jobs is not None else max(1, (os.cpu_count() or 2) - 1)
     if jobs < 1:
         raise ConfigurationError(f"--jobs {jobs}: give 1 or more")
@@ -123,7 +133,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     bar = _progress_bar(n, "points", scenario.experiment.name)
     try:
         res = run_sweep(scenario, grid, out, jobs=jobs, executor=args.executor,
-                        metric=args.metric, x=args.x, progress=_bar_update(bar),
+                        metric=metric, x=x, progress=_bar_update(bar),
                         plots=not args.no_plots)
     finally:
         if bar is not None:
@@ -178,16 +188,18 @@ def add_commands(commands: Commands) -> None:
                     "lists), in parallel; write one results directory per point, sweep.csv "
                     "and a plot of --metric against the swept value.")
     common(sw)
-    sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                     help="a scenario key and its values, e.g. link.loss=0.005,0.01,0.02 "
-                         "(repeatable: the grid is the product)")
+                         "(repeatable: the grid is the product; default: the file's [sweep] "
+                         "grid)")
     sw.add_argument("--jobs", type=int, default=None, metavar="J",
                     help="local worker processes (default: CPUs - 1)")
     sw.add_argument("--executor", metavar="tcp://HOST:PORT",
                     help="run the points on a Dask distributed scheduler instead "
                          "(pip install 'layers[dask]')")
-    sw.add_argument("--metric", default="goodput_bps",
-                    help="what the sweep plot shows (a sweep.csv column; default goodput_bps)")
+    sw.add_argument("--metric", default=None,
+                    help="what the sweep plot shows (a sweep.csv column; default the file's "
+                         "[sweep] metric, else goodput_bps)")
     sw.add_argument("--x", metavar="KEY", help="the swept key on the plot's x axis "
                                                "(default: the first --grid)")
     sw.set_defaults(func=cmd_sweep)

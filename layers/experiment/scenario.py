@@ -164,10 +164,23 @@ class FlowSpec:
 
 
 @attrs.frozen
+class SweepSpec:
+    """A scenario's own grid, for ``layers experiment sweep FILE`` without ``--grid``."""
+
+    #: scenario key -> the values it takes (the grid is the product, first key slowest)
+    grid: dict[str, list[Any]] = attrs.field(factory=dict)
+    #: the sweep plot's y axis: a sweep.csv column
+    metric: str = "goodput_bps"
+    #: the sweep plot's x axis: a swept key (default the first)
+    x: str | None = None
+
+
+@attrs.frozen
 class Scenario:
     experiment: Experiment
     link: LinkSpec
     flow: list[FlowSpec]
+    sweep: SweepSpec | None = None
     #: where the scenario came from (for messages); not part of its hash
     source: str = attrs.field(default="<scenario>", eq=False)
 
@@ -251,15 +264,25 @@ def _converter() -> cattrs.Converter:
             raise UnitError(f"{v!r} should be a table, e.g. {{ key = value }}")
         return dict(v)
 
+    def grid(v: object, _: type) -> dict[str, list[Any]]:
+        if not isinstance(v, Mapping) or not all(
+                isinstance(vals, list) and vals for vals in v.values()):
+            raise UnitError('should be a table of non-empty lists, e.g. '
+                            '{ "link.loss" = [0.01, 0.02] }')
+        return {str(k): list(vals) for k, vals in v.items()}
+
     conv.register_structure_hook(str, strict_str)
     conv.register_structure_hook(int, strict_int)
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], strict_dict)
+    conv.register_structure_hook_func(lambda t: t == dict[str, list[Any]], grid)
     return conv
 
 
 _CONVERTER = _converter()
 
 _SECTIONS: dict[str, type] = {"experiment": Experiment, "link": LinkSpec, "flow": FlowSpec}
+#: every top-level table a scenario file may have
+_TABLES = (*_SECTIONS, "sweep")
 
 
 def _fields(cls: type) -> list[str]:
@@ -273,7 +296,7 @@ def _first_error(exc: BaseException, path: str) -> tuple[str, str]:
         extra = sorted(exc.extra_fields)[0]
         valid = _fields(cls) if attrs.has(cls) else []
         if cls is Scenario:
-            valid = list(_SECTIONS)
+            valid = list(_TABLES)
         close = difflib.get_close_matches(extra, valid, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         where = f"{path}.{extra}" if path else extra
@@ -432,6 +455,10 @@ def _raw(s: Scenario) -> dict[str, Any]:
     link["delay"] = f"{s.link.delay * 1e3:g}ms"
     exp = d["experiment"]
     exp["sample_interval"] = f"{s.experiment.sample_interval * 1e3:g}ms"
+    if s.sweep is not None:
+        d["sweep"] = {"grid": s.sweep.grid, "metric": s.sweep.metric}
+        if s.sweep.x is not None:
+            d["sweep"]["x"] = s.sweep.x
     for f, spec in zip(d["flow"], s.flow, strict=True):
         f["delay"] = f"{spec.delay * 1e3:g}ms"
         if f["size"] is None:

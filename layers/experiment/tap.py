@@ -306,6 +306,11 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
                 f.sender.stop()
         if receiver.running:
             receiver.stop()
+    for f in flows:
+        if f.error is not None:
+            raise ConfigurationError(
+                f"{scenario.source}: flow {f.label} (cc {f.spec.cc!r}) could not start: "
+                f"{f.error}")
     flow_results = [f.summary(duration, scenario.base_rtt(f.spec)) for f in flows]
     for f, res in zip(flows, flow_results, strict=True):
         if isinstance(f, _LinuxFlow):

@@ -212,6 +212,8 @@ class _Flow:
         self.first_byte: float | None = None
         self.done: float | None = None
         self.latest: ConnectionSample | None = None
+        #: why the flow could not start (its connect raised), if it could not
+        self.error: str | None = None
         self.telemetry_samples = 0
         #: per-ACK RTT samples from telemetry (seconds)
         self.rtts = array("d")
@@ -223,7 +225,10 @@ class _Flow:
     def start(self) -> None:
         assert self.sender is not None
         tcp = self.sender.protocol("tcp")
-        self.conn = tcp.connect(_BulkSender(self.spec.size), self.dst, self.port)
+        try:
+            self.conn = tcp.connect(_BulkSender(self.spec.size), self.dst, self.port)
+        except Exception as exc:  # reported after the run, naming the flow
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def on_sample(self, sample: ConnectionSample) -> None:
         self.latest = sample
@@ -396,6 +401,12 @@ def _run(scenario: Scenario, progress: Progress | None) -> RunOutput:
         if progress is not None and (k % report_every == 0 or k == ticks):
             progress(now)
 
+    for f in flows:
+        if f.error is not None:
+            raise ConfigurationError(
+                f"{scenario.source}: flow {f.label} (cc {f.spec.cc!r}) could not start: "
+                f"{f.error}; the installed TCP engine cannot run it (update layers-tcp and the "
+                f"congestion-control plugin together)")
     flow_results = [f.summary(duration, scenario.base_rtt(f.spec)) for f in flows]
     link = bottleneck.stats(duration)
     data_packets = link["packets"]

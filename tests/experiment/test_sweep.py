@@ -11,7 +11,7 @@ import pytest
 
 from layers.cli import main
 from layers.errors import ConfigurationError
-from layers.experiment.scenario import parse_scenario
+from layers.experiment.scenario import load_scenario, parse_scenario
 from layers.experiment.sweep import parse_grid, run_sweep, strip_times
 
 TINY = {
@@ -47,6 +47,21 @@ def test_local_sweep_writes_points_csv_and_summary(tmp_path: Path) -> None:
     assert float(rows[0]["goodput_bps"]) > float(rows[1]["goodput_bps"])
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["points"] == points and not summary["interrupted"]
+
+
+def test_a_files_own_sweep_table_is_the_default_grid(tmp_path: Path) -> None:
+    path = Path(_write(tmp_path))
+    path.write_text(path.read_text() + '[sweep]\ngrid = { "link.loss" = [0.01, 0.03] }\n'
+                    'metric = "retransmits"\n')
+    out = tmp_path / "own"
+    assert main(["experiment", "sweep", str(path), "--jobs", "1", "--out", str(out),
+                 "--no-plots"]) == 0
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["points"] == ["link.loss=0.01", "link.loss=0.03"]
+    assert summary["metric"] == "retransmits"
+    path.write_text(path.read_text().replace("[0.01, 0.03]", "0.01"))
+    with pytest.raises(ConfigurationError, match=r"sweep.grid: should be a table of non-empty"):
+        load_scenario(path)
 
 
 def test_dask_local_cluster_gives_the_same_results_as_local(tmp_path: Path) -> None:
