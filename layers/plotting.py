@@ -20,7 +20,7 @@ Metrics (:data:`METRICS`):
 ``cwnd``        congestion window (solid) and bytes in flight (dashed), in KiB or packets
 ``ssthresh``    slow-start threshold while finite
 ``rtt``         smoothed RTT (solid), minimum RTT (dashed), RTT samples (dots), in ms
-``throughput``  goodput from the delivered bytes over a sliding window (solid), the engine's
+``throughput``  goodput from the delivered bytes in time bins (solid), the engine's
                 delivery-rate samples (dashed), the pacing rate when set (dotted), in Mbit/s
 ``rto``         retransmission timeout, in ms
 ``retransmits`` cumulative retransmitted segments (solid) and segments marked lost (dashed)
@@ -29,7 +29,6 @@ any other       a numeric column as it is, e.g. ``cc.w_max``, ``snd_wnd``, ``sen
 
 from __future__ import annotations
 
-import bisect
 import fnmatch
 import math
 import os
@@ -91,6 +90,9 @@ class Series:
     label: str
     style: str  # "-", "--", ":", or "." for dots
     points: Callable[[FlowSeries, _Ctx], Points]
+    #: a state variable: it holds its value until the next sample (drawn as steps, so a
+    #: silence, say a retransmission timeout, is not drawn as a slope)
+    steps: bool = True
 
 
 @attrs.frozen
@@ -141,22 +143,33 @@ def _window(name: str, *, finite_below: float | None = None
 
 
 def _goodput(flow: FlowSeries, ctx: _Ctx) -> Points:
-    """Mbit/s of ``delivered`` over a sliding window (a fiftieth of the flow's duration by
-    default), or the trace's own ``goodput_bps`` column when it has no ``delivered``."""
+    """Mbit/s of ``delivered`` in consecutive bins of ``ctx.window`` seconds (a hundredth of
+    the flow's duration by default), the counter read as a step function between samples, so
+    a silence counts as nothing delivered; or the trace's own ``goodput_bps`` column when it
+    has no ``delivered``. The last point repeats the last bin's value at its end."""
     pairs = [(t, d) for t, d in zip(flow.time, flow.numbers("delivered"), strict=False)
              if d is not None]
-    if len(pairs) < 2:
+    if len(pairs) < 2 or pairs[-1][0] <= pairs[0][0]:
         return _column("goodput_bps", 1e-6)(flow, ctx)
-    times = [t for t, _ in pairs]
-    window = ctx.window or max((times[-1] - times[0]) / 50.0, 1e-3)
-    ts, ys = [], []
-    for i, (t, d) in enumerate(pairs):
-        j = bisect.bisect_left(times, t - window, 0, i)
-        span = t - times[j]
-        if span <= 0:
-            continue
-        ts.append(t - ctx.t0)
-        ys.append((d - pairs[j][1]) * 8.0 / span / 1e6)
+    first, last = pairs[0][0], pairs[-1][0]
+    window = ctx.window or max((last - first) / 100.0, 1e-3)
+    bins = max(int((last - first) / window), 1)
+    if bins == 1:
+        window = last - first
+    ts: list[float] = []
+    ys: list[float] = []
+    j = 0
+    prev = pairs[0][1]
+    for k in range(1, bins + 1):
+        edge = first + k * window
+        while j + 1 < len(pairs) and pairs[j + 1][0] <= edge:
+            j += 1
+        cur = pairs[j][1]
+        ts.append(first + (k - 1) * window - ctx.t0)
+        ys.append((cur - prev) * 8.0 / window / 1e6)
+        prev = cur
+    ts.append(first + bins * window - ctx.t0)
+    ys.append(ys[-1])
     return ts, ys
 
 
@@ -175,7 +188,7 @@ METRICS: dict[str, Metric] = {
     "rtt": Metric("round-trip time", lambda c: "RTT (ms)", (
         Series("srtt", "-", _column("srtt", 1e3)),
         Series("min RTT", "--", _column("min_rtt", 1e3)),
-        Series("samples", ".", _column("rtt", 1e3)),
+        Series("samples", ".", _column("rtt", 1e3), steps=False),
     )),
     "throughput": Metric("throughput", lambda c: "throughput (Mbit/s)", (
         Series("goodput", "-", _goodput),
@@ -349,7 +362,7 @@ def plot_traces(
                     else:
                         ts, ys = _decimate(ts, ys)
                         ax.plot(ts, ys, series.style, color=colors[n], gid=gid,
-                                drawstyle="steps-post" if key == "retransmits" else "default")
+                                drawstyle="steps-post" if series.steps else "default")
         for ax, (key, metric) in zip(axes, panels, strict=True):
             ctx = _Ctx(0.0, cwnd_unit, window)
             ax.set_ylabel(metric.ylabel(ctx))
@@ -368,10 +381,10 @@ def plot_traces(
         axes[-1].set_xlabel("stack time (s)" if absolute_time else "time (s)")
         axes[-1].set_xlim(left=None if absolute_time else 0.0)
         longest = max(len(str(h.get_label())) for h in handles)
-        fig.legend(handles=handles, loc="outside upper center",
+        # the title heads the flows' legend (a suptitle would overlap an outside legend)
+        fig.legend(handles=handles, loc="outside upper center", title=title,
+                   title_fontsize=_STYLE["axes.titlesize"],
                    ncol=1 if len(handles) == 1 or longest > 45 else 2)
-        if title:
-            fig.suptitle(title)
         if output is not None:
             path = Path(output)
             try:

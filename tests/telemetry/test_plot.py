@@ -93,8 +93,11 @@ def test_values_are_in_the_labelled_units(tmp_path: Path) -> None:
     assert list(cwnd.get_xdata()[:3]) == pytest.approx([0.0, 0.001, 0.002])  # from t0 = 1.0
     assert list(cwnd.get_ydata()[:3]) == pytest.approx([10, 11, 12])
     assert rtt_ax.lines[0].get_ydata()[0] == pytest.approx(20.0)  # ms
-    goodput = tput_ax.lines[0].get_ydata()
-    assert goodput[100:] == pytest.approx([RATE_MBPS] * (len(goodput) - 100), rel=1e-6)
+    goodput = tput_ax.lines[0]
+    assert len(goodput.get_ydata()) == 5 + 1  # 0.299 s in bins of 50 ms, and the end point
+    assert list(goodput.get_xdata()) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.25])
+    # one segment per ms; a sample falling either side of a bin edge is worth 1/50 of it
+    assert list(goodput.get_ydata()) == pytest.approx([RATE_MBPS] * 6, rel=0.021)
     assert tput_ax.lines[1].get_ydata()[0] == pytest.approx(RATE_MBPS)
     assert retr_ax.lines[0].get_ydata()[-1] == 2 and retr_ax.lines[1].get_ydata()[-1] == 1
     assert wmax_ax.get_ylabel() == "cc.w_max"
