@@ -47,6 +47,40 @@ def bench_memory() -> None:
         ]
         for name, wrap in cases:
             print(f"{name:36s} {per_frame(wrap):6.2f} us/frame")
+    for queue in ("droptail", "red", "codel", "fq_codel"):
+        cost, what = per_frame_shaped(queue)
+        print(f"{'+ ShaperLink 120% load, ' + queue:36s} {cost:6.2f} us/frame ({what})")
+
+
+def per_frame_shaped(queue: str, load: float = 1.2, n: int = 100_000) -> tuple[float, str]:
+    """A ShaperLink at 1 Gbit/s offered ``load`` times its rate: frames arrive one
+    inter-arrival apart on the virtual clock, the runner polls at each deadline."""
+    from layers.links.shaper import ShaperLink
+
+    clock = VirtualClock()
+    a, b = MemoryLink.pair()
+    b.queue_limit = n + 1
+    link = ShaperLink(a, f"rate=1gbit,delay=1ms,queue={queue},seed=1,dir=tx")
+    link.attach(clock)
+    b.attach(clock)
+    gap = len(FRAME) * 8 / 1e9 / load
+    t = time.perf_counter()
+    now = 0.0
+    for _ in range(n):
+        link.send(FRAME)
+        now += gap
+        d = link.next_deadline()
+        if d is not None and d <= now:
+            clock.advance_to(d)
+            link.poll(d)
+        clock.advance_to(now)
+    while (d := link.next_deadline()) is not None:
+        clock.advance_to(d)
+        link.poll(d)
+    dt = time.perf_counter() - t
+    assert link.tx is not None
+    st = link.tx.qdisc.stats
+    return dt / n * 1e6, f"{st.dequeued} sent, {st.dropped} dropped"
 
 
 def bench_tap() -> None:
