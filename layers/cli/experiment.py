@@ -70,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed = scenario.experiment.seed
         bar = _progress_bar(args.repeat, "runs", scenario.experiment.name)
         res = run_sweep(scenario, [("experiment.seed", list(range(seed, seed + args.repeat)))],
-                        out, jobs=args.jobs, progress=_bar_update(bar), plots=not args.no_plots)
+                        out, jobs=args.jobs, progress=_bar_update(bar), plots=not args.no_plots,
+                        point_plots=not args.no_plots)
         if bar is not None:
             bar.close()
         print(f"{len(res.points)} of {res.total} runs in {out}/points, table {res.csv}")
@@ -134,7 +135,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         res = run_sweep(scenario, grid, out, jobs=jobs, executor=args.executor,
                         metric=metric, x=x, progress=_bar_update(bar),
-                        plots=not args.no_plots)
+                        plots=not args.no_plots, point_plots=args.point_plots)
     finally:
         if bar is not None:
             bar.close()
@@ -200,6 +201,8 @@ def add_commands(commands: Commands) -> None:
     sw.add_argument("--metric", default=None,
                     help="what the sweep plot shows (a sweep.csv column; default the file's "
                          "[sweep] metric, else goodput_bps)")
+    sw.add_argument("--point-plots", action="store_true",
+                    help="also draw each point's own figures (slower)")
     sw.add_argument("--x", metavar="KEY", help="the swept key on the plot's x axis "
                                                "(default: the first --grid)")
     sw.set_defaults(func=cmd_sweep)

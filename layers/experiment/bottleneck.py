@@ -91,8 +91,10 @@ class Bottleneck:
         d = self.direction
         if d is None:
             return {}
-        return {"queue_packets": len(d.qdisc), "queue_bytes": d.qdisc.backlog,
-                "drops": d.dropped, "marks": d.marked}
+        backlog = d.qdisc.backlog
+        return {"queue_packets": len(d.qdisc), "queue_bytes": backlog,
+                "queue_delay_s": backlog * 8.0 / d.rate, "drops": d.dropped,
+                "marks": d.marked}
 
     @property
     def bytes_sent(self) -> int:

@@ -8,7 +8,6 @@ same scenario and seed give the same bytes; only ``manifest.started_at`` and
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import math
 import platform
@@ -22,7 +21,7 @@ from layers import __version__
 from layers.experiment.scenario import Scenario
 from layers.experiment.virtual import RunOutput
 
-__all__ = ["MANIFEST_TIME_KEYS", "manifest", "write_json", "write_run"]
+__all__ = ["MANIFEST_TIME_KEYS", "make_plots", "manifest", "write_json", "write_run"]
 
 #: manifest keys that hold wall-clock facts (everything else is reproducible)
 MANIFEST_TIME_KEYS = ("started_at", "wall_seconds")
@@ -96,20 +95,11 @@ def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
-def plotting_module() -> Any | None:
-    """``layers.plotting`` with its matplotlib, or None."""
-    try:
-        return importlib.import_module("layers.plotting")
-    except ImportError:
-        return None
-
-
 def make_plots(out: Path, output: RunOutput) -> tuple[list[Path], str | None]:
-    """The run's figures in ``out/plots`` through :mod:`layers.plotting`; (files, why none)."""
-    mod = plotting_module()
-    if mod is None:
-        return [], "no plots: this installation lacks layers.plotting (pip install layers[plot])"
-    return [], "no plots: layers.plotting has no experiment figures yet"
+    """The run's figures in ``out/plots``; (files, why there are none)."""
+    from layers.experiment.figures import run_plots
+
+    return run_plots(out, output.traces, output.link_trace)
 
 
 def _fmt(v: Any, scale: float = 1.0, digits: int = 2) -> str:

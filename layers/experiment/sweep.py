@@ -170,9 +170,11 @@ def run_sweep(
     x: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     plots: bool = True,
+    point_plots: bool = False,
     connect_timeout: float = 10.0,
 ) -> SweepResult:
-    """Run every grid point; write each point and the combined CSV under ``out``."""
+    """Run every grid point; write each point and the combined CSV under ``out``, and the
+    sweep plot (``plots``); ``point_plots`` also draws each point's own figures."""
     points = grid_points(grid)
     for ov in points:  # every point must be a valid scenario before anything runs
         apply_overrides(scenario, ov)
@@ -196,7 +198,7 @@ def run_sweep(
             if output is None or man is None:
                 result.failed[name] = error or "failed"
             else:
-                write_run(out / "points" / name, output, man, plots=plots)
+                write_run(out / "points" / name, output, man, plots=plots and point_plots)
                 result.points[name] = {**output.results, "manifest": man,
                                        "overrides": dict(points[index])}
             if progress is not None:

@@ -289,8 +289,10 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
             for f in flows:
                 f.sample(now, interval)
             sent = int(d.delivered_bytes)
-            link_trace.append({"time": now, "throughput_bps": (sent - prev) * 8.0 / interval,
+            link_trace.append({"time": now, "bytes": sent,
+                               "throughput_bps": (sent - prev) * 8.0 / interval,
                                "queue_packets": len(d.qdisc), "queue_bytes": d.qdisc.backlog,
+                               "queue_delay_s": d.qdisc.backlog * 8.0 / d.rate,
                                "drops": d.dropped, "marks": d.marked})
             prev = sent
             if progress is not None and k % max(1, round(0.5 / interval)) == 0:

@@ -257,6 +257,8 @@ class _Flow:
             and isinstance(snd_una, int) else None,
             "srtt": srtt, "rtt": srtt,
             "retransmits": self.retransmits(),
+            # until the engine reports its own: what the receiver got
+            "delivered": self.received,
         })
         return row
 
@@ -394,8 +396,8 @@ def _run(scenario: Scenario, progress: Progress | None) -> RunOutput:
         for f in flows:
             f.sample(now, interval)
         sent = bottleneck.bytes_sent
-        row = {"time": now, "throughput_bps": (sent - prev_bytes) * 8.0 / interval,
-               **bottleneck.sample()}
+        row = {"time": now, "bytes": sent,
+               "throughput_bps": (sent - prev_bytes) * 8.0 / interval, **bottleneck.sample()}
         prev_bytes = sent
         link_trace.append(row)
         if progress is not None and (k % report_every == 0 or k == ticks):

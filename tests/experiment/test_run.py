@@ -3,6 +3,7 @@ promised fields, and the same scenario and seed give the same bytes."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def test_same_scenario_and_seed_give_identical_results(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b", "c"):
         seed = ["--seed", "8"] if name == "c" else []
+        plots = [] if name == "a" else ["--no-plots"]
         assert main(["experiment", "run", str(scenario), "--out", str(tmp_path / name),
-                     "--no-plots", *seed]) == 0
+                     *plots, *seed]) == 0
         runs.append(tmp_path / name / "results.json")
     a, _, c = (json.loads(p.read_text()) for p in runs)
     assert MANIFEST_KEYS <= set(a["manifest"])
@@ -86,6 +88,10 @@ def test_same_scenario_and_seed_give_identical_results(tmp_path: Path) -> None:
         tmp_path / "b" / "traces" / "0-newreno.jsonl").read_text()
     report = (tmp_path / "a" / "report.md").read_text()
     assert "| 0-newreno | newreno |" in report and "Jain's fairness index" in report
+    if importlib.util.find_spec("matplotlib") is not None:
+        for figure in ("flows.png", "bottleneck.png"):
+            assert (tmp_path / "a" / "plots" / figure).stat().st_size > 10_000
+            assert f"](plots/{figure})" in report
 
 
 def test_overridden_scenarios_hash_differently() -> None:

@@ -4,6 +4,7 @@ LocalCluster (in-process, on loopback)."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -54,11 +55,12 @@ def test_a_files_own_sweep_table_is_the_default_grid(tmp_path: Path) -> None:
     path.write_text(path.read_text() + '[sweep]\ngrid = { "link.loss" = [0.01, 0.03] }\n'
                     'metric = "retransmits"\n')
     out = tmp_path / "own"
-    assert main(["experiment", "sweep", str(path), "--jobs", "1", "--out", str(out),
-                 "--no-plots"]) == 0
+    assert main(["experiment", "sweep", str(path), "--jobs", "1", "--out", str(out)]) == 0
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["points"] == ["link.loss=0.01", "link.loss=0.03"]
     assert summary["metric"] == "retransmits"
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (out / "plots" / "sweep-retransmits.png").stat().st_size > 10_000
     path.write_text(path.read_text().replace("[0.01, 0.03]", "0.01"))
     with pytest.raises(ConfigurationError, match=r"sweep.grid: should be a table of non-empty"):
         load_scenario(path)
