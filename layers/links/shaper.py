@@ -47,7 +47,7 @@ import os
 import re
 from array import array
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -366,14 +366,20 @@ class QueueSeries:
     def percentile(self, q: float, field: str = "sojourn", since: float | None = None) -> float:
         """The ``q``-th percentile (0..100, nearest rank) of ``field`` over samples at or after
         ``since``; 0.0 when there are none."""
+        return self.percentiles((q,), field, since)[0]
+
+    def percentiles(
+        self, qs: Iterable[float], field: str = "sojourn", since: float | None = None
+    ) -> list[float]:
+        """Several percentiles of ``field`` from one sort (see :meth:`percentile`)."""
         values: Any = getattr(self, field)
         if since is not None:
             values = [v for t, v in zip(self.time, values, strict=True) if t >= since]
         if not values:
-            return 0.0
+            return [0.0 for _ in qs]
         ordered = sorted(values)
-        rank = max(0, min(len(ordered) - 1, math.ceil(q / 100.0 * len(ordered)) - 1))
-        return float(ordered[rank])
+        n = len(ordered)
+        return [float(ordered[max(0, min(n - 1, math.ceil(q / 100.0 * n) - 1))]) for q in qs]
 
     def rows(self) -> Iterator[tuple[float, float, int, int]]:
         return zip(self.time, self.sojourn, self.qlen, self.backlog, strict=True)
@@ -392,8 +398,8 @@ class QueueSeries:
         n = len(self.time)
         return {
             "samples": n, "stride": self.stride,
-            "sojourn_p50": self.percentile(50), "sojourn_p90": self.percentile(90),
-            "sojourn_p99": self.percentile(99),
+            **dict(zip(("sojourn_p50", "sojourn_p90", "sojourn_p99"),
+                       self.percentiles((50, 90, 99)), strict=True)),
             "sojourn_max": max(self.sojourn) if n else 0.0,
             "qlen_max": max(self.qlen) if n else 0,
             "qlen_mean": sum(self.qlen) / n if n else 0.0,
@@ -475,8 +481,9 @@ class _DirectionCounters(Counters):
             "sojourn_max_us": round(st.sojourn_max * 1e6),
         }
         if p.series is not None and len(p.series):
-            counters["sojourn_p50_us"] = round(p.series.percentile(50) * 1e6)
-            counters["sojourn_p90_us"] = round(p.series.percentile(90) * 1e6)
+            p50, p90 = p.series.percentiles((50, 90))
+            counters["sojourn_p50_us"] = round(p50 * 1e6)
+            counters["sojourn_p90_us"] = round(p90 * 1e6)
         for reason, n in st.marks.items():
             counters[f"ce_marked_{reason}"] = n
         return {"counters": counters, "drops": dict(st.drops)}
@@ -670,6 +677,20 @@ class ShaperLink(LinkWrapper):
                 d.pipe.clear()
         self._ready.clear()
         self.inner.close()
+
+    def set_rate(self, rate: float, direction: str = "both") -> None:
+        """Change the rate (bits/s) from now on, e.g. to step a bottleneck's capacity in an
+        experiment. The frame on the wire finishes at the old rate; the next one uses the
+        new rate."""
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ConfigurationError(f"rate={rate} must be a positive number of bits per second")
+        if direction not in DIRECTIONS:
+            raise ConfigurationError(f"direction={direction!r}: use both, tx or rx")
+        now = self._now()
+        for d in self.directions:
+            if direction in ("both", d.name):
+                self._advance(d, now)  # what left before now left at the old rate
+                d.rate = rate
 
     # --- reports -------------------------------------------------------------------------
     @property

@@ -101,6 +101,19 @@ def test_back_to_back_frames_leave_one_serialisation_apart() -> None:
     assert got[0][0] == pytest.approx(3.0 + 1024 * 8 / 8e6 + 0.005)
 
 
+def test_the_rate_can_change_mid_run() -> None:
+    clock, link, far = wired("rate=8mbit,dir=tx")
+    for _ in range(3):
+        link.send(frame(1000))  # 1 ms each at 8 Mbit/s
+    got = [t for t, _ in run_link(clock, link, far, 0.0015)]
+    clock.advance_to(0.0015)  # the second frame is on the wire
+    link.set_rate(4e6)
+    got += [t for t, _ in run_link(clock, link, far, 1.0)]
+    assert got == pytest.approx([0.001, 0.002, 0.004])
+    with pytest.raises(ConfigurationError, match="positive"):
+        link.set_rate(0)
+
+
 def test_receive_direction_is_shaped_before_the_stack_sees_frames() -> None:
     clock, link, far = wired("rate=2mbit,delay=1ms,dir=rx")
     far.send(frame(1000))
