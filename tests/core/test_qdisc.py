@@ -414,3 +414,38 @@ def test_every_packet_is_sent_held_or_dropped_exactly_once(
         pass
     assert len(q) == 0 and q.backlog == 0
     assert q.stats.dequeued + q.stats.dropped == arrived
+
+
+def test_the_contributing_example_works() -> None:
+    """CONTRIBUTING.md's queue discipline, run as written: registered through the hook and
+    picked by a shaper spec, it sends the shortest waiting packet first."""
+    from pathlib import Path
+
+    from layers.links.shaper import ShaperLink
+
+    text = (Path(__file__).parents[2] / "CONTRIBUTING.md").read_text()
+    start = text.index("import heapq\nfrom layers.qdisc")
+    code = text[start:text.index("```", start)]
+    namespace: dict[str, Any] = {"Iterable": Iterable, "hookimpl": hookimpl}
+    exec(compile(code, "CONTRIBUTING.md", "exec"), namespace)  # our own documentation
+
+    class Plugin:
+        layers_queue_disciplines = staticmethod(namespace["layers_queue_disciplines"])
+
+    from layers.links.memory import MemoryLink
+    from layers.timers import VirtualClock
+
+    clock = VirtualClock()
+    near, far = MemoryLink.pair()
+    link = ShaperLink(near, "rate=1mbit,queue=spf,limit=20p,dir=tx",
+                      pm=Stack(["ipv4", Plugin()]).pm)
+    link.attach(clock)
+    far.attach(clock)
+    for size in (900, 700, 300, 500):
+        link.send(ipv4_frame(size - 34))
+    while (d := link.next_deadline()) is not None:
+        clock.advance_to(d)
+        link.poll(d)
+    sizes = [len(f) for f, _ in iter(far.recv, None)]  # type: ignore[misc]
+    assert sizes == [900, 300, 500, 700], "the first went at once, then shortest first"
+    assert link.tx is not None and link.tx.qdisc.name == "spf"
