@@ -296,7 +296,8 @@ def test_droptail_stands_at_its_limit_while_codel_holds_its_target() -> None:
     _, tail = bulk(f"{BASE},queue=droptail,limit=100p")
     _, codel = bulk(f"{BASE},queue=codel")
     full = 100 * 1514 * 8 / RATE  # 121 ms to drain a full drop-tail queue
-    assert tail["sojourn_p50"] > 0.5 * full and tail["sojourn_max"] <= full + 0.002
+    assert tail["sojourn_p50"] > 0.5 * full
+    assert 0.95 * full <= tail["sojourn_max"] <= full + 0.002, "it reaches its limit"
     assert "overlimit" in tail["drops"]
     assert codel["sojourn_p50"] < 0.010 and codel["sojourn_p90"] < 0.015
     assert set(codel["drops"]) == {"codel"}
