@@ -25,6 +25,9 @@ class IPDatagram(NamedTuple):
     dst: int
     protocol: int
     ttl: int
+    #: the ToS/DS byte as received; its low two bits are the ECN field (RFC 3168,
+    #: ``layers.wire.ipv4.ECN_*``). For a reassembled datagram the ECN field is CE when any
+    #: fragment carried CE (RFC 3168 5.3); reassembly never yields CE mixed with Not-ECT
     tos: int
     #: the IP header as received (ICMP quotes it in errors)
     header: bytes | memoryview
@@ -92,7 +95,11 @@ class IPv4Service(Protocol):
         dont_fragment: bool = False,
         offload: TxOffload | None = None,
     ) -> bool:
-        """Route, fragment if needed, and send. False (and a local error) when unroutable."""
+        """Route, fragment if needed, and send. False (and a local error) when unroutable.
+
+        ``tos`` is the whole ToS/DS byte, ECN field included: a transport that negotiated
+        ECN passes ``ECN_ECT0`` (ORed with any DSCP) for the packets it wants marked rather
+        than dropped. Every fragment carries it."""
 
     def source_for(self, dst: int) -> int | None:
         """The local address a datagram to ``dst`` would leave from, or None without a route."""

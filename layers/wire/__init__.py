@@ -53,6 +53,11 @@ from layers.wire.icmp import (
     icmp_errno,
 )
 from layers.wire.ipv4 import (
+    ECN_CE,
+    ECN_ECT0,
+    ECN_ECT1,
+    ECN_MASK,
+    ECN_NOT_ECT,
     IP_DF,
     IP_MF,
     IP_OFFMASK,
@@ -82,6 +87,11 @@ __all__ = [
     "ARP_HEADER",
     "ARP_LEN",
     "BROADCAST_MAC",
+    "ECN_CE",
+    "ECN_ECT0",
+    "ECN_ECT1",
+    "ECN_MASK",
+    "ECN_NOT_ECT",
     "ETH_HEADER",
     "ETH_HLEN",
     "ETH_P_ARP",

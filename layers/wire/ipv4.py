@@ -25,6 +25,14 @@ IP_OFFMASK = 0x1FFF
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
+#: The ECN field: the low two bits of the ToS/DS byte (RFC 3168 section 5). A sender that
+#: negotiated ECN marks its packets ECT(0) (or ECT(1)); a router that would otherwise drop one
+#: sets CE instead. Not-ECT packets are never marked.
+ECN_MASK = 0x03
+ECN_NOT_ECT = 0x00
+ECN_ECT1 = 0x01
+ECN_ECT0 = 0x02
+ECN_CE = 0x03
 
 
 @attrs.frozen(slots=True)
@@ -51,6 +59,11 @@ class IPv4Header:
     @property
     def header_length(self) -> int:
         return (self.ihl if self.ihl is not None else 5 + len(self.options) // 4) * 4
+
+    @property
+    def ecn(self) -> int:
+        """The ECN codepoint (``ECN_NOT_ECT``, ``ECN_ECT1``, ``ECN_ECT0`` or ``ECN_CE``)."""
+        return self.tos & ECN_MASK
 
     @property
     def more_fragments(self) -> bool:

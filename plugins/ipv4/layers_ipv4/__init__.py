@@ -21,7 +21,9 @@ Receive path
     that arrived in a link-layer broadcast is dropped (``unicast_in_link_broadcast``, RFC 1122
     3.3.6). Fragments are reassembled (policies in :mod:`layers_ipv4.reassembly`: exact
     duplicates are ignored, any other overlap discards the whole datagram, memory and time are
-    bounded, time exceeded code 1 is requested on timeout when the first fragment had arrived).
+    bounded, time exceeded code 1 is requested on timeout when the first fragment had arrived;
+    a datagram is CE when any fragment was, and one whose fragments mix Not-ECT with ECT or CE
+    is discarded, ``reasm_ecn_mismatch``, as Linux does: RFC 3168 5.3).
     Datagrams go to ``stack.transports[protocol].receive`` with the link's RX flags
     (``RX_CSUM_VERIFIED`` passes through; it is cleared on reassembled datagrams, whose
     fragments no link can have verified). An unknown protocol asks ``stack.errors`` for
@@ -43,7 +45,9 @@ Send path (:meth:`IPv4.send`)
     (``offload.gso_size``) the interface accepts (``capabilities.gso_max_size``). The
     TxOffload passes through unchanged, except that a partial checksum the interface cannot
     complete (no ``tx_checksum``) or that fragmentation would split is completed in software.
-    The identification field comes from one counter per stack with a random start.
+    The identification field comes from one counter per stack with a random start. The
+    transport's ``tos`` byte goes into every packet and fragment unchanged, ECN field included
+    (transports that negotiated ECN pass ``ECN_ECT0`` for their data, RFC 3168).
 
 Errors and path MTU
     :meth:`IPv4.unreachable` (called through ``stack.neighbour_unreachable`` when ARP gives
@@ -55,8 +59,10 @@ Counters (``stack.counter("ipv4")``, ``netstat -s`` names)
     InReceives, InHdrErrors, InAddrErrors, InOptions, InBcastPkts, InUnknownProtos,
     InDelivers, OutRequests, OutDiscards, OutNoRoutes, OutLoopback, OutBcastPkts,
     OutMcastPkts, OutNeighbourFailures, ReasmReqds, ReasmOKs, ReasmFails, ReasmTimeout,
-    ReasmDuplicates, ReasmOverlaps, FragOKs, FragFails, FragCreates, PmtuUpdates; every drop
-    by reason in ``.drops``.
+    ReasmDuplicates, ReasmOverlaps, FragOKs, FragFails, FragCreates, PmtuUpdates; Linux's
+    IpExt InECT0Pkts, InECT1Pkts, InCEPkts (valid received packets by ECN codepoint, each
+    fragment counted; Not-ECT packets are not counted, to keep the common path free); every
+    drop by reason in ``.drops``.
 
 Settings (``--set ipv4.KEY=VALUE``; :class:`layers_ipv4.settings.IPv4Settings`)
     ``ipv4.ttl`` (int, 64)

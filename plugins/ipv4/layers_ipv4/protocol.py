@@ -37,6 +37,8 @@ MIN_MTU = IPV4_MIN_MTU
 PMTU_CACHE_SIZE = 4096
 #: how many bytes of the transport header a local error quotes
 QUOTE_BYTES = 64
+#: the counter for each ECN codepoint of received packets (index: the ECN field)
+_ECN_COUNTERS = ("InNoECTPkts", "InECT1Pkts", "InECT0Pkts", "InCEPkts")
 
 
 def _multicast_mac(dst: int) -> bytes:
@@ -109,6 +111,8 @@ class IPv4:
             return
         if hlen != IPV4_MIN_HLEN:
             c["InOptions"] += 1  # skipped: a host need not act on any option
+        if tos & 3:  # ECN-capable or marked (Linux's IpExt counters; Not-ECT is not counted)
+            c[_ECN_COUNTERS[tos & 3]] += 1
         stack = self.stack
         local = stack.local_addresses
         bcasts = iface.broadcasts

@@ -21,6 +21,9 @@ Policies (documented in the plugin's docstring as well):
 * **Memory**: every held fragment costs its length plus :data:`FRAGMENT_OVERHEAD`; when a new
   fragment would take the total over the limit, the oldest queues are discarded first
   (``reasm_memory``), then the new fragment if it still does not fit.
+* **ECN** (RFC 3168 5.3): the datagram is CE when any of its fragments was CE (its header
+  is rewritten so); fragments that mix Not-ECT with ECT or CE discard the datagram
+  (``reasm_ecn_mismatch``), as Linux's ``ip_frag_ecn_table`` does.
 * **Time**: a queue lives ``timeout`` seconds from its first fragment (not refreshed). When it
   expires having received the first fragment (offset 0), ICMP time exceeded code 1
   (fragment reassembly time exceeded) is requested from ``stack.errors``; RFC 792 and RFC 1122
@@ -53,6 +56,7 @@ class _Queue:
     __slots__ = (
         "broadcast",
         "cost",
+        "ecn",
         "end",
         "first_flags",
         "first_header",
@@ -81,8 +85,14 @@ class _Queue:
         self.first_flags = 0
         self.ttl = 0
         self.tos = 0
+        #: the ECN codepoints seen among the kept fragments, one bit each (1 << codepoint)
+        self.ecn = 0
         self.timer: Timer | None = None
 
+
+#: bits of _Queue.ecn: 1 << the ECN codepoint
+_NOT_ECT = 1 << 0
+_CE = 1 << 3
 
 # Outcomes of _Queue insertion, for the caller's counters.
 _OK, _DUP, _OVERLAP, _BAD = range(4)
@@ -174,6 +184,7 @@ class Reassembler:
             return None
         q.cost += cost
         self.memory += cost
+        q.ecn |= 1 << (tos & 3)
         if start == 0:
             q.first_header = bytes(header)
             q.first_payload = bytes(data)
@@ -251,15 +262,26 @@ class Reassembler:
         )
         self.stack.errors.time_exceeded(datagram, 1)
 
-    def _complete(self, q: _Queue) -> IPDatagram:
+    def _complete(self, q: _Queue) -> IPDatagram | None:
         self.queues.pop(q.key, None)
         self.memory -= q.cost
         if q.timer is not None:
             q.timer.cancel()
+        tos = q.tos
+        ecn = q.ecn
+        if ecn & _NOT_ECT and ecn != _NOT_ECT:
+            # RFC 3168 5.3: CE must survive reassembly but may not be set on a datagram
+            # with Not-ECT parts; Linux discards every mix of Not-ECT with ECT or CE
+            self._c["ReasmFails"] += 1
+            self._c.drop("reasm_ecn_mismatch")
+            return None
+        if ecn & _CE:
+            tos |= 3
         self._c["ReasmOKs"] += 1
         assert q.first_header is not None and q.end is not None
         payload = b"".join(f[2] for f in q.frags)
         head = bytearray(q.first_header)
+        head[1] = tos
         total = len(head) + q.end
         head[2:4] = total.to_bytes(2, "big")
         head[6:8] = b"\x00\x00"
@@ -267,6 +289,6 @@ class Reassembler:
         head[10:12] = checksum(head).to_bytes(2, "big")
         src, dst, proto, _ = q.key
         return IPDatagram(
-            q.iface, src, dst, proto, q.ttl, q.tos, memoryview(bytes(head)),
+            q.iface, src, dst, proto, q.ttl, tos, memoryview(bytes(head)),
             memoryview(payload), q.first_flags & ~RX_CSUM_VERIFIED, q.broadcast,
         )
