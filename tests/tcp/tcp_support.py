@@ -179,15 +179,19 @@ class Wire:
         dst: str = US,
         checksum: int | None = None,
         urgent: int = 0,
+        tos: int = 0,
     ) -> None:
         hdr = TCPHeader(sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags, wnd,
                         checksum, urgent, opts or TCPOptions())
-        self.inject_raw(hdr.to_bytes(payload, src=ip4(src), dst=ip4(dst)), src=src, dst=dst)
+        self.inject_raw(hdr.to_bytes(payload, src=ip4(src), dst=ip4(dst)), src=src, dst=dst,
+                        tos=tos)
 
     def inject_raw(self, segment: bytes, *, src: str = PEER, dst: str = US,
-                   flags: int = 0) -> None:
+                   flags: int = 0, tos: int = 0) -> None:
+        """``tos``: the IP header's ToS byte (its low two bits are the ECN field)."""
         self.ip_ident += 1
-        ip = build_ipv4_header(ip4(src), ip4(dst), 6, len(segment), ident=self.ip_ident)
+        ip = build_ipv4_header(ip4(src), ip4(dst), 6, len(segment), ident=self.ip_ident,
+                               tos=tos)
         self.stack.receive(self.iface, bytes(ip) + segment, flags)
         self.settle()
 

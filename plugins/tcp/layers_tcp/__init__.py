@@ -16,10 +16,31 @@ silly-window avoidance, zero-window probes with backoff; RFC 6298 RTO (200 ms fl
 Linux, 120 s cap) with Karn; fast retransmit, NewReno (RFC 6582) and limited transmit
 (RFC 3042); pluggable congestion control; keepalive (opt-in), user timeout; ICMP errors
 (hard in SYN-SENT, soft afterwards, PMTU); checksum offload and TSO super-segments out,
-RX_CSUM_VERIFIED and super-segments in.
+RX_CSUM_VERIFIED and super-segments in; ECN (RFC 3168, off by default, below).
+
+ECN (RFC 3168), set by ``tcp.ecn`` (or the ``ecn=`` connection option) as Linux's
+``net.ipv4.tcp_ecn``: 0 off, 1 ask on our SYNs and accept, 2 accept only. Negotiation: an
+ECN-setup SYN carries ECE and CWR, the SYN-ACK that agrees ECE alone (RFC 3168 6.1.1); a SYN
+that itself arrives ECT or CE is not agreed to (the path rewrites the field, as Linux judges);
+retransmitted SYNs go without the request (``tcp.ecn_fallback``). Once agreed, new data
+segments leave ECT(0); SYNs, SYN-ACKs, pure ACKs, FINs without data, window and keepalive
+probes and every retransmission stay Not-ECT (RFC 3168 6.1.5, 6.1.6). Receiver: a data
+segment marked CE makes every following segment carry ECE until one with CWR arrives, and is
+acknowledged at once (as Linux's quick ACK); CWR with CE on one segment keeps the echo going.
+Sender: an ACK with ECE calls the congestion control's ``on_ecn(in_flight, now)`` (NewReno
+halves cwnd to ssthresh as a loss would, with nothing resent), at most once per window of data
+(again only once an ACK goes beyond what was outstanding at the reduction), never in loss
+recovery or before a timeout's window is acknowledged; that ACK does not grow the window, and
+the next new data segment carries CWR (alone, never inside a TSO super-segment).
+Counters: ``ECNNegotiated`` (connections that agreed), ``ECNRefusedByPeer`` (we asked, the
+SYN-ACK did not agree), ``ECNCEReceived`` (data segments marked CE, on ECN connections),
+``ECNEchoReceived`` (ACKs with ECE), ``ECNReductions`` (``on_ecn`` calls), ``ECNCWRSent``,
+``ECNCWRReceived``; the ipv4 plugin counts packets by codepoint (``InECT0Pkts``,
+``InCEPkts``...). ``describe()`` (``layers netstat``) shows ``ecn``.
 
 Not supported: urgent data (the pointer is ignored; data stays inline, as SO_OOBINLINE),
-ECN, TCP Fast Open, SYN cookies, MD5/AO signatures, D-SACK generation, RACK/TLP, IPv6.
+Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, SYN cookies, MD5/AO signatures, D-SACK
+generation, RACK/TLP, IPv6.
 
 Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets), ``connection`` (the
 TCB state machine and transport), ``listener``, ``buffers`` (out-of-order queue), ``rtt``
@@ -94,4 +115,4 @@ def layers_capabilities(stack: Stack) -> dict[str, bool] | None:
         return None
     s = tcp.settings
     return {"tcp.sack": s.sack, "tcp.timestamps": s.timestamps,
-            "tcp.window_scaling": s.window_scaling}
+            "tcp.window_scaling": s.window_scaling, "tcp.ecn": s.ecn != 0}

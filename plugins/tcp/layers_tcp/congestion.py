@@ -27,8 +27,10 @@ class NewReno:
         self.cwnd = initial_cwnd * mss
         self.ssthresh = 1 << 30
         self._acked = 0
+        self._mss = mss
 
     def on_ack(self, acked: int, mss: int, now: float, rtt: float | None) -> None:
+        self._mss = mss
         if self.cwnd < self.ssthresh:
             self.cwnd += min(acked, 2 * mss)
         else:
@@ -44,6 +46,13 @@ class NewReno:
     def on_recovery_exit(self, flight: int, mss: int) -> None:
         # RFC 6582 3.2 step 3, option 1: min(ssthresh, FlightSize + SMSS)
         self.cwnd = min(self.ssthresh, max(flight, 0) + mss)
+
+    def on_ecn(self, in_flight: int, now: float) -> None:
+        """ECE (RFC 3168 6.1.2): halve as for a loss (RFC 5681 (4)); nothing is resent,
+        so there is no recovery inflation: the window drops straight to ssthresh."""
+        self.ssthresh = max(in_flight // 2, 2 * self._mss)
+        self.cwnd = self.ssthresh
+        self._acked = 0
 
     def on_timeout(self, flight: int, mss: int, now: float) -> None:
         self.ssthresh = max(flight // 2, 2 * mss)

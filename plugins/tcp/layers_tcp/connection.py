@@ -24,9 +24,12 @@ from layers.links.base import GSO_TCPV4, TxOffload
 from layers.streams import CongestionControl
 from layers.wire.addr import ip4_str
 from layers.wire.checksum import ones_sum, pseudo_header_sum
+from layers.wire.ipv4 import ECN_ECT0
 from layers.wire.tcp import (
     TCP_ACK,
+    TCP_CWR,
     TCP_DEFAULT_MSS,
+    TCP_ECE,
     TCP_FIN,
     TCP_HEADER,
     TCP_MAX_WSCALE,
@@ -58,8 +61,13 @@ OOW_ACK_INTERVAL = 0.5
 #: ACKs at most this many bytes of in-order data late (two full segments, RFC 5681 4.2)
 DUPTHRESH = 3
 _TS_LEN = 12
-#: header prediction takes segments whose flags, under this mask, are exactly ACK
-_FAST_FLAGS = 0x1FF & ~TCP_PSH
+#: The received IP header's ECN field, carried in ``flags`` above the nine TCP flag bits
+#: (``TCP.receive`` sets them; they never reach the wire): CE, or ECT(0)/ECT(1) unmarked
+SEG_CE = 0x200
+SEG_ECT = 0x400
+#: header prediction takes segments whose flags, under this mask, are exactly ACK (so ECE,
+#: CWR and CE marks take the full path; unmarked ECT does not)
+_FAST_FLAGS = (0x1FF | SEG_CE) & ~TCP_PSH
 #: received data is handed to the protocol in pieces of about this size (or one larger
 #: received segment)
 DELIVER_MAX = 64 * 1024
@@ -216,6 +224,9 @@ class Connection(asyncio.Transport):
         self.sack_high = 0
         self.retrans_next = 0
 
+        if options.ecn:  # the ECN state: class attributes in the "ECN" section below
+            self._ecn_mode = options.ecn
+
         # --- timers (one stack timer serves all)
         self.rto_at: float | None = None
         self.persist_at: float | None = None
@@ -285,8 +296,10 @@ class Connection(asyncio.Transport):
         self.rto_at = self.stack.now + self.rtt.current()
         self._arm()
 
-    def open_passive(self, seq32: int, wnd: int, opts: TCPOptions) -> None:
+    def open_passive(self, seq32: int, wnd: int, opts: TCPOptions, flags: int = 0) -> None:
         """A SYN reached our listener: answer with a SYN-ACK (SYN-RECEIVED)."""
+        if self._ecn_mode:
+            self._ecn_accept_syn(flags)
         self._setup_route()
         self._init_send(self.tcp.isn(self.key))
         self.irs = seq32
@@ -321,6 +334,8 @@ class Connection(asyncio.Transport):
         if not self._offer_ws:
             self.rcv_wscale = 0
         flags = TCP_SYN | (TCP_ACK if ack else 0)
+        if self._ecn_mode:
+            flags |= self._ecn_syn_flags(ack)
         self._send(self.iss, flags, b"", self._syn_options())
 
     def _apply_syn_options(self, opts: TCPOptions) -> None:
@@ -369,6 +384,8 @@ class Connection(asyncio.Transport):
         self.retries = 0
         self.rtt.reset_backoff()
         self.last_rx = now
+        if self.ecn_ok:
+            self.c["ECNNegotiated"] += 1
         cwnd = self.cc.cwnd
         # the algorithm was made before the MSS was known: scale its window to the real one
         self.cc.cwnd = max(cwnd // TCP_DEFAULT_MSS, 1) * self.mss
@@ -496,6 +513,9 @@ class Connection(asyncio.Transport):
         self.last_ack_sent = self.rcv_nxt
         self._apply_syn_options(opts)
         if ack_ok:
+            if self._ecn_requested:
+                # RFC 3168 6.1.1: an ECN-setup SYN-ACK has ECE and not CWR
+                self._ecn_agreed(flags & (TCP_ECE | TCP_CWR) == TCP_ECE)
             self.snd_una = ack
             if self.retries == 0:
                 self.rtt.sample(now - self.rtt_time)
@@ -517,6 +537,8 @@ class Connection(asyncio.Transport):
                 self._output()
         else:
             # simultaneous open (RFC 9293 figure 7)
+            if self._ecn_requested:
+                self._ecn_accept_syn(flags)
             self.snd_wnd = wnd
             self.max_snd_wnd = wnd
             self.snd_wl1 = self.rcv_nxt - 1
@@ -710,6 +732,10 @@ class Connection(asyncio.Transport):
         if st == TIME_WAIT:
             return
 
+        # --- ECN: CWR from the sender, CE marks from the path (RFC 3168 6.1.3)
+        if flags & (TCP_CWR | SEG_CE) and self.ecn_ok:
+            self._ecn_received(flags, dlen)
+
         # --- text and FIN
         if dlen or flags & TCP_FIN:
             self._rx_text(seq, data, flags & TCP_FIN)
@@ -779,7 +805,9 @@ class Connection(asyncio.Transport):
                     cc.cwnd = max(cw, mss)
             else:
                 self.dupacks = 0
-                cc.on_ack(acked, mss, now, rtt)
+                # ECN echo (RFC 3168 6.1.2): the window is cut, and not grown by this ACK
+                if not (flags & TCP_ECE and self.ecn_ok and self._ecn_echo(ack, now)):
+                    cc.on_ack(acked, mss, now, rtt)
             # the retransmission timer (RFC 6298 5.2, 5.3)
             if ack >= self.snd_max:
                 self.rto_at = None
@@ -788,6 +816,8 @@ class Connection(asyncio.Transport):
             if self._write_paused:
                 self._maybe_resume_writing()
         elif ack == snd_una and self.snd_max > snd_una:
+            if flags & TCP_ECE and self.ecn_ok:
+                self._ecn_echo(ack, now)
             # RFC 5681's duplicate ACK, or (RFC 6675) any ACK that SACKs new data, even one
             # riding on data the peer sends
             if newly_sacked or (
@@ -1037,6 +1067,86 @@ class Connection(asyncio.Transport):
             self._send_ack()
 
     # =================================================================================
+    # ECN (RFC 3168): negotiation on the SYN and SYN-ACK, the receiver's echo of CE marks,
+    # the sender's reduction
+    # =================================================================================
+    # Defaults at class level: a connection without ECN never stores them, which keeps its
+    # attribute dict (and so every attribute access on the receive path) as it was.
+    #: 0 off, 1 request and accept, 2 accept only (tcp.ecn, the ecn= option)
+    _ecn_mode = 0
+    #: both ends agreed to ECN on the SYN and SYN-ACK
+    ecn_ok = False
+    #: our SYN asked for ECN (ECE|CWR)
+    _ecn_requested = False
+    #: the ToS byte of new data segments: ECT(0) once ECN is agreed, else 0
+    _ect = 0
+    #: receiver: a CE mark arrived, ECE goes on every segment until the peer sends CWR
+    _ece_pending = False
+    #: sender: the next new data segment carries CWR (we reduced for an ECE)
+    _cwr_pending = False
+    #: sender: no new reduction for ECE until SND.UNA passes this (once per window)
+    _ecn_high = -1
+
+    def _ecn_syn_flags(self, ack: bool) -> int:
+        """The ECN-setup flags of our SYN (ECE|CWR) or SYN-ACK (ECE) (RFC 3168 6.1.1)."""
+        if ack:
+            return TCP_ECE if self.ecn_ok else 0
+        if self._ecn_mode != 1:
+            return 0
+        if self.retries and self.tcp.settings.ecn_fallback:
+            # RFC 3168 6.1.1.1: a SYN that may have been dropped for its ECN flags goes
+            # again without them (a SYN-ACK that agrees is still taken, as Linux does)
+            return 0
+        self._ecn_requested = True
+        return TCP_ECE | TCP_CWR
+
+    def _ecn_accept_syn(self, flags: int) -> None:
+        """A SYN asks for ECN with ECE and CWR both set; one that itself arrived ECT or CE
+        is refused, as Linux does (a SYN must be Not-ECT: the path rewrites the field)."""
+        want = TCP_ECE | TCP_CWR
+        self._ecn_agreed(flags & want == want and not flags & (SEG_ECT | SEG_CE))
+
+    def _ecn_agreed(self, ok: bool) -> None:
+        if ok:
+            self.ecn_ok = True
+            self._ect = ECN_ECT0
+        elif self._ecn_requested:
+            self.c["ECNRefusedByPeer"] += 1
+
+    def _ecn_received(self, flags: int, dlen: int) -> None:
+        """An acceptable segment with CWR or a CE mark on an ECN connection."""
+        c = self.c
+        if flags & TCP_CWR:
+            # the sender reduced: stop echoing (a CE on this same segment starts it again)
+            c["ECNCWRReceived"] += 1
+            self._ece_pending = False
+            if dlen:
+                self._ack_now = True  # Linux acknowledges CWR data at once
+        if flags & SEG_CE and dlen:
+            c["ECNCEReceived"] += 1
+            if not self._ece_pending:
+                self._ece_pending = True
+                self._ack_now = True  # the sender learns of the mark without the delay
+
+    def _ecn_echo(self, ack: int, now: float) -> bool:
+        """An ACK with ECE: tell the congestion control at most once per window of data
+        (RFC 3168 6.1.2), never during loss recovery or the window after a timeout (they
+        reduced already), and put CWR on the next new data. True when it reduced."""
+        self.c["ECNEchoReceived"] += 1
+        una = ack if ack > self.snd_una else self.snd_una
+        # the last reduction's window ends when something above its SND.MAX is acknowledged:
+        # only then has the peer seen our CWR (which went on the first byte after it)
+        if self.in_recovery or una <= self._ecn_high or una < self.recover:
+            return False
+        self._ecn_high = self.snd_max
+        self._cwr_pending = True
+        self.c["ECNReductions"] += 1
+        on_ecn = getattr(self.cc, "on_ecn", None)  # until every algorithm has it
+        if on_ecn is not None:
+            on_ecn(self.snd_max - self.snd_una, now)  # in flight (after this ACK)
+        return True
+
+    # =================================================================================
     # after input: deliver, send, acknowledge
     # =================================================================================
     _ack_now = False
@@ -1179,10 +1289,13 @@ class Connection(asyncio.Transport):
                 return (a, b)
         return None
 
-    def _send(self, seq: int, flags: int, data: Any = b"", opts: bytes | None = None) -> None:
+    def _send(self, seq: int, flags: int, data: Any = b"", opts: bytes | None = None,
+              tos: int = 0) -> None:
         """Build and send one segment (or one GSO super-segment when ``data`` exceeds the
-        MSS) with the current ACK, window and timestamps."""
+        MSS) with the current ACK, window and timestamps; ``tos`` is the IP ToS byte."""
         n = len(data)
+        if self._ece_pending and not flags & (TCP_SYN | TCP_RST):
+            flags |= TCP_ECE  # RFC 3168 6.1.3: until the peer's CWR
         if opts is None:
             if self.ts_ok:
                 tsval = self._ts_now()
@@ -1253,7 +1366,12 @@ class Connection(asyncio.Transport):
             self._ack_now = False
         if flags & TCP_RST:
             c["OutRsts"] += 1
-        self._ip.send(self.remote, 6, seg, src=self.local, dont_fragment=True, offload=offload)
+        if tos:
+            self._ip.send(self.remote, 6, seg, src=self.local, tos=tos, dont_fragment=True,
+                          offload=offload)
+        else:
+            self._ip.send(self.remote, 6, seg, src=self.local, dont_fragment=True,
+                          offload=offload)
 
     def _send_ack(self) -> None:
         # SND.MAX, not SND.NXT: after a timeout rewinds SND.NXT (go-back-N) the peer already
@@ -1279,7 +1397,15 @@ class Connection(asyncio.Transport):
                 self.rtt_seq = None  # Karn: the timed segment is ambiguous now
         off = seq - self.buf_seq
         if n:
-            self._send(seq, flags, self.sndbuf.view(off, n))
+            tos = 0
+            if self._ect and not retransmit:
+                # RFC 3168 6.1.5: ECT (and CWR) on new data only, never on retransmissions
+                tos = self._ect
+                if self._cwr_pending:
+                    self._cwr_pending = False
+                    flags |= TCP_CWR
+                    self.c["ECNCWRSent"] += 1
+            self._send(seq, flags, self.sndbuf.view(off, n), tos=tos)
         else:
             self._send(seq, flags)
         # SND.MAX is the highest sequence number ever sent. A retransmission from SND.UNA
@@ -1333,6 +1459,8 @@ class Connection(asyncio.Transport):
                 n = unsent if unsent < room else room
                 if n > burst:
                     n = burst
+                if n > mss and self._cwr_pending:
+                    n = mss  # CWR goes on one segment, not copied into a super-segment's
                 if n <= 0:
                     if not force:
                         self._maybe_persist(now)
@@ -1856,6 +1984,7 @@ class Connection(asyncio.Transport):
             "cwnd": self.cc.cwnd,
             "rto": round(self.rtt.current(), 4),
             "srtt": None if self.rtt.srtt is None else round(self.rtt.srtt, 6),
+            "ecn": self.ecn_ok,
         }
 
     def __repr__(self) -> str:

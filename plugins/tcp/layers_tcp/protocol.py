@@ -28,7 +28,7 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp import congestion
-from layers_tcp.connection import CLOSED, TIME_WAIT, Connection, unwrap
+from layers_tcp.connection import CLOSED, SEG_CE, SEG_ECT, TIME_WAIT, Connection, unwrap
 from layers_tcp.listener import Listener
 from layers_tcp.settings import TCPSettings
 
@@ -54,6 +54,8 @@ class ConnOptions:
     sndbuf: int = 1 << 20
     #: clamp for the MSS we advertise and use (TCP_MAXSEG); None: from the path MTU
     mss: int | None = None
+    #: ECN (RFC 3168): 0 off, 1 request and accept, 2 accept only (``tcp.ecn``)
+    ecn: int = 0
 
 
 _OPTION_TYPES: dict[str, type] = {
@@ -64,6 +66,7 @@ _OPTION_TYPES: dict[str, type] = {
     "rcvbuf": int,
     "sndbuf": int,
     "mss": int,
+    "ecn": int,
 }
 
 
@@ -148,7 +151,7 @@ class TCP:
     def conn_options(self, options: Mapping[str, Any]) -> ConnOptions:
         s = self.settings
         o = ConnOptions(congestion_control=s.congestion_control, rcvbuf=s.rcvbuf,
-                        sndbuf=s.sndbuf)
+                        sndbuf=s.sndbuf, ecn=s.ecn)
         for name, value in options.items():
             kind = _OPTION_TYPES.get(name)
             if kind is None:
@@ -173,6 +176,10 @@ class TCP:
             raise ConfigurationError("rcvbuf and sndbuf should be at least 2048 bytes")
         if o.mss is not None and not 88 <= o.mss <= 65495:
             raise ConfigurationError(f"mss={o.mss} should be within 88..65495")
+        if o.ecn not in (0, 1, 2):
+            raise ConfigurationError(
+                f"ecn={o.ecn} should be 0 (off), 1 (request and accept) or 2 (accept only)"
+            )
         if o.user_timeout < 0:
             raise ConfigurationError("user_timeout should be 0 (off) or positive seconds")
         return o
@@ -302,6 +309,8 @@ class TCP:
             c.drop("port_zero")
             return
         flags = off_flags & 0x1FF
+        if datagram.tos & 3:  # the ECN field rides along in bits the TCP flags do not use
+            flags |= SEG_CE if datagram.tos & 3 == 3 else SEG_ECT
         mv = seg if isinstance(seg, memoryview) else memoryview(seg)
         conn = self.conns.get((dst, dport, src, sport))
         if conn is not None:
@@ -389,7 +398,7 @@ class TCP:
         self.conns[conn.key] = conn
         listener.half_open(conn)
         c["PassiveOpens"] += 1
-        conn.open_passive(seq, wnd, opts)
+        conn.open_passive(seq, wnd, opts, flags)
 
     def error(self, error: TransportError) -> None:
         c = self.c

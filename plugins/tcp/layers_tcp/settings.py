@@ -32,6 +32,13 @@ tcp.keepalive_probes       9            probes; unanswered probes before ETIMEDO
 tcp.challenge_ack_limit    1000         RFC 5961 challenge ACKs per second, per stack
 tcp.ooo_max_blocks         512          out-of-order blocks kept before drops
 tcp.gso                    true         send TSO super-segments when the link offers it
+tcp.ecn                    0            ECN (RFC 3168), as Linux's net.ipv4.tcp_ecn: 0 off,
+                                        1 request it when connecting and accept it when
+                                        asked, 2 accept it only when asked; per connection
+                                        too (``ecn=`` option)
+tcp.ecn_fallback           true         retransmitted SYNs go without the ECN request, in
+                                        case a middlebox drops them (Linux's
+                                        tcp_ecn_fallback, RFC 3168 6.1.1.1)
 =========================  ===========  ===================================================
 """
 
@@ -75,6 +82,8 @@ class TCPSettings:
     challenge_ack_limit: int = 1000
     ooo_max_blocks: int = 512
     gso: bool = True
+    ecn: int = 0
+    ecn_fallback: bool = True
     # derived (not settings)
     port_min: int = attrs.field(default=32768, init=False)
     port_max: int = attrs.field(default=60999, init=False)
@@ -106,3 +115,8 @@ class TCPSettings:
             raise ConfigurationError("tcp.msl and tcp.delack should not be negative")
         if self.initial_cwnd < 1:
             raise ConfigurationError("tcp.initial_cwnd should be at least 1 segment")
+        if self.ecn not in (0, 1, 2):
+            raise ConfigurationError(
+                f"tcp.ecn={self.ecn!r} should be 0 (off), 1 (request and accept ECN) or 2 "
+                f"(accept when the peer asks), as Linux's net.ipv4.tcp_ecn"
+            )
