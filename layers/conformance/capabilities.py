@@ -95,6 +95,8 @@ CAPABILITIES: dict[str, Capability] = _caps(
     ("tcp.window_scaling", "window scale option (RFC 7323 2)", None),
     ("tcp.timestamps", "timestamps option (RFC 7323 3)", None),
     ("tcp.sack", "SACK-permitted and SACK blocks (RFC 2018)", None),
+    ("tcp.ecn", "ECN (RFC 3168) with setting tcp.ecn=1: ECN-setup SYN and SYN-ACK, ECT(0) on "
+     "new data only, CE echoed with ECE until CWR", None),
     ("tcp.rst_rules", "reset generation and processing per state (RFC 9293 3.10.7)", "tcp"),
     ("tcp.challenge_ack", "challenge ACKs for in-window RST and SYN (RFC 5961)", "tcp"),
     ("tcp.retransmission", "RTO retransmission with exponential backoff (RFC 6298)", "tcp"),

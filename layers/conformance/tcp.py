@@ -125,8 +125,10 @@ class TCPPeer:
         ack: int | None = None,
         window: int | None = None,
         options: Options | None = None,
+        tos: int = 0,
     ) -> Packet:
-        """A segment from us (``seq`` relative to our ISN, ``ack`` to the DUT's)."""
+        """A segment from us (``seq`` relative to our ISN, ``ack`` to the DUT's; ``tos`` is
+        the IP ToS byte, whose low two bits are the ECN field)."""
         s = (self.isn + seq) & MASK if seq is not None else self.snd_nxt
         if ack is not None:
             assert self.dut_isn is not None
@@ -141,7 +143,7 @@ class TCPPeer:
             opts = [("NOP", None), ("NOP", None), ("Timestamp", (self.last_tsval, self.ts_recent))]
         tcp = TCP(sport=self.port, dport=self.dut_port, seq=s, ack=a, flags=flags,
                   window=self.window if window is None else window, options=opts)
-        pkt = IP(src=self.tb.ip, dst=self.dut.ip) / tcp
+        pkt = IP(src=self.tb.ip, dst=self.dut.ip, tos=tos) / tcp
         if payload:
             pkt = pkt / Raw(payload)
         return pkt

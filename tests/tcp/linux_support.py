@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -106,12 +106,15 @@ def blob(n: int) -> bytes:
 @contextlib.asynccontextmanager
 async def stack_on_tap(
     netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None,
-    faults: dict[str, Any] | None = None,
+    faults: dict[str, Any] | None = None, wrap: Callable[[Link], Link] | None = None,
 ) -> AsyncIterator[Stack]:
+    """``wrap`` wraps the TAP (a shaper, say) before ``faults`` do."""
     dev = f"tcp{secrets.token_hex(3)}"
     with netns.entered():
         tap = TapLink.open(dev, offload=offload)
-    link: Link = FaultLink(tap, **faults) if faults else tap
+    link: Link = wrap(tap) if wrap else tap
+    if faults:
+        link = FaultLink(link, **faults)
     netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
     netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
     netns.run(["ip", "link", "set", dev, "up"])

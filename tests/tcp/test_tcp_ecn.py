@@ -466,3 +466,44 @@ def test_without_ecn_the_same_marker_changes_nothing() -> None:
     ca = r["a"].counters["tcp"]
     assert sum(m.marked for m in r["markers"]) == 0  # Not-ECT packets are never marked
     assert ca["ECNReductions"] == 0 and r["conn"].cc.ssthresh == 1 << 30
+
+
+# --- end to end through the shaper's CoDel with ecn=1 ---------------------------------------
+
+
+def through_codel(tcp_ecn: int, size: int = 1 << 20) -> tuple[Any, Stack, Any]:
+    """``size`` bytes a -> b through 10 Mbit/s, 10 ms each way, CoDel marking ECT packets."""
+    from layers.links.shaper import bottleneck
+
+    net = VirtualNetwork()
+    settings = {"tcp.secret": "ef" * 16, "tcp.ecn": tcp_ecn}
+    a = net.new_stack(["arp", "ipv4", "tcp"], settings=settings, name="a")
+    b = net.new_stack(["arp", "ipv4", "tcp"], settings=settings, name="b")
+    path = bottleneck(net, a, b, "rate=10mbit,delay=10ms,queue=codel,ecn=1",
+                      addresses=("10.0.0.1/24", "10.0.0.2/24"))
+    a.start()
+    b.start()
+    server = Recorder()
+    b.protocol("tcp").listen(lambda: server, 0, 5001)
+    client = Recorder()
+    conn = a.protocol("tcp").connect(client, ip4("10.0.0.2"), 5001)
+    assert net.run_until_true(lambda: client.kinds() == ["made"], timeout=10)
+    data = random.Random(9).randbytes(size)
+    conn.write(data)
+    conn.write_eof()
+    assert net.run_until_true(lambda: "eof" in server.kinds(), timeout=120)
+    assert hashlib.sha256(server.data).digest() == hashlib.sha256(data).digest()
+    return path, a, conn
+
+
+def test_codel_marks_instead_of_dropping_and_tcp_backs_off() -> None:
+    path, a, conn = through_codel(1)
+    q = path.forward.qdisc.stats
+    c = a.counters["tcp"]
+    assert q.marked > 0 and q.dropped == 0
+    assert c["ECNReductions"] > 0 and conn.cc.ssthresh < 1 << 30
+    assert c["RetransSegs"] == 0
+    # without ECN the same queue has to drop, and TCP to resend
+    path0, a0, _ = through_codel(0)
+    assert path0.forward.qdisc.stats.dropped > 0 and path0.forward.qdisc.stats.marked == 0
+    assert a0.counters["tcp"]["RetransSegs"] > 0

@@ -38,6 +38,7 @@ SYSCTLS: dict[str, tuple[str, Callable[[Any], str]]] = {
     "tcp.sack": ("net.ipv4.tcp_sack", _bool),
     "tcp.timestamps": ("net.ipv4.tcp_timestamps", _bool),
     "tcp.window_scaling": ("net.ipv4.tcp_window_scaling", _bool),
+    "tcp.ecn": ("net.ipv4.tcp_ecn", lambda v: str(int(v))),
     "tcp.syn_retries": ("net.ipv4.tcp_syn_retries", lambda v: str(int(v))),
     "tcp.synack_retries": ("net.ipv4.tcp_synack_retries", lambda v: str(int(v))),
     "tcp.retries2": ("net.ipv4.tcp_retries2", lambda v: str(int(v))),
