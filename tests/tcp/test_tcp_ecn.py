@@ -14,6 +14,7 @@ import layers_tcp
 import pytest
 from tcp_support import PEER_I, PEER_PORT, SA, US_I, A, P, Recorder, S, Seg, Wire
 
+from layers.cli.ss import format_tcp_info
 from layers.errors import ConfigurationError
 from layers.links.base import Link, LinkWrapper, Medium, TxOffload
 from layers.stack import Stack
@@ -331,6 +332,7 @@ def test_ece_is_ignored_in_loss_recovery() -> None:
     w.inject(A | ECE, 5001, base, sport=80, dport=conn.lport)
     w.inject(A | ECE, 5001, base + 1460, sport=80, dport=conn.lport)  # a partial ACK
     assert calls == [] and w.counters["ECNReductions"] == 0
+    assert w.counters["ECNEchoReceived"] == 2
 
 
 def test_ece_without_ecn_agreed_is_ignored() -> None:
@@ -437,6 +439,7 @@ def test_negotiation_matrix_between_two_stacks(client: int, server: int) -> None
     agreed = client == 1 and server in (1, 2)  # 2 answers but never asks, as Linux
     assert r["conn"].ecn_ok is agreed and r["peer"].ecn_ok is agreed
     assert r["conn"].describe()["ecn"] is agreed
+    assert ("ecn" in format_tcp_info(r["conn"].describe()).split()) is agreed  # layers ss -i
 
 
 @pytest.mark.parametrize("medium", [Medium.IP, Medium.ETHERNET])

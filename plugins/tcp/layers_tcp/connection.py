@@ -708,6 +708,8 @@ class Connection(asyncio.Transport):
                 c.drop("ack_too_old")
                 self._challenge_ack()
                 return
+            if flags & TCP_ECE and self.ecn_ok:
+                c["ECNEchoReceived"] += 1  # ECE never takes the fast path
             if not self._rx_ack(seq, ack, wnd, dlen, flags, tsecr, sack_blocks, now):
                 return
             st = self.state
@@ -1132,7 +1134,6 @@ class Connection(asyncio.Transport):
         """An ACK with ECE: tell the congestion control at most once per window of data
         (RFC 3168 6.1.2), never during loss recovery or the window after a timeout (they
         reduced already), and put CWR on the next new data. True when it reduced."""
-        self.c["ECNEchoReceived"] += 1
         una = ack if ack > self.snd_una else self.snd_una
         # the last reduction's window ends when something above its SND.MAX is acknowledged:
         # only then has the peer seen our CWR (which went on the first byte after it)
