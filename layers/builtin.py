@@ -55,6 +55,7 @@ def layers_interface_up(stack: Stack, interface: Interface) -> None:
 
 @hookimpl
 def layers_frame_received(stack: Stack, frame: Frame) -> None:
+    frame.handled = True
     if frame.drop_reason is not None:
         frame.interface.counters.drop(frame.drop_reason)
     else:
@@ -63,6 +64,7 @@ def layers_frame_received(stack: Stack, frame: Frame) -> None:
 
 @hookimpl
 def layers_frame_sending(stack: Stack, frame: Frame) -> None:
+    frame.handled = True
     if frame.drop_reason is not None:
         frame.interface.counters.drop(frame.drop_reason)
     else:

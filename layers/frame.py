@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 class Frame:
     """One frame passing a per-frame hook. ``direction`` is ``"rx"`` or ``"tx"``."""
 
-    __slots__ = ("data", "direction", "drop_reason", "flags", "interface", "offload")
+    __slots__ = ("data", "direction", "drop_reason", "flags", "handled", "interface", "offload")
 
     def __init__(
         self,
@@ -28,6 +28,8 @@ class Frame:
         self.flags = flags
         self.offload = offload
         self.drop_reason: str | None = None
+        #: set by the core once it has delivered, sent or dropped the frame (innermost hook)
+        self.handled = False
 
     @property
     def dropped(self) -> bool:

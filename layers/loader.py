@@ -16,6 +16,7 @@ examples should be opt-in, so that installing them never slows every stack on th
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from types import ModuleType
@@ -25,7 +26,7 @@ import attrs
 import pluggy
 
 from layers import hookspecs
-from layers.errors import CompositionError
+from layers.errors import CompositionError, PluginError
 
 ENTRY_POINT_GROUP = "layers"
 BLOCK_ENV = "LAYERS_DISABLE_PLUGINS"
@@ -38,7 +39,7 @@ _LAYER_BY_HOOK = (
     ("layers_network_protocols", "network"),
     ("layers_transport_protocols", "transport"),
     ("layers_error_reporter", "transport"),
-    ("layers_congestion_controls", "transport"),
+    ("layers_congestion_controls", "congestion-control"),
     ("layers_frame_received", "frame-hook"),
     ("layers_frame_sending", "frame-hook"),
 )
@@ -71,6 +72,49 @@ def installed_entry_points() -> dict[str, metadata.EntryPoint]:
 def _dist_name(ep: metadata.EntryPoint) -> str:
     dist = ep.dist
     return f"{dist.name} {dist.version}" if dist is not None else ep.value
+
+
+def distribution_of(name: str) -> str:
+    """``"layers-shout 0.1.0"``: the installed distribution that provides the plugin ``name``,
+    or a phrase saying that it was registered by the caller rather than installed."""
+    for found in metadata.entry_points(group=ENTRY_POINT_GROUP).select(name=name):
+        return _dist_name(found) if found.dist is not None else f"entry point {found.value}"
+    return "not installed: registered by the caller"
+
+
+def _where(exc: BaseException) -> str:
+    """``layers_shout/__init__.py:12``: the innermost frame of ``exc``'s traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    parts = last.filename.replace("\\", "/").split("/")
+    return f" at {'/'.join(parts[-2:])}:{last.lineno}"
+
+
+def plugin_error(name: str, doing: str, exc: BaseException) -> PluginError:
+    """The error for the plugin ``name`` that raised ``exc`` while ``doing`` something
+    ("its layers_transport_protocols hook", "importing it"): names the plugin, its
+    distribution and the exception, and says how to run without it."""
+    dist = distribution_of(name)
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if dist.startswith("not installed"):
+        fix = "leave it out of the plugins you pass to Stack()"
+    else:
+        fix = f"run without it: {BLOCK_ENV}={name} (or leave it out of --plugins)"
+    return PluginError(
+        f"plugin {name!r} ({dist}) failed in {doing}: {what}{_where(exc)}; {fix}",
+        plugin=name,
+        distribution=dist,
+    )
+
+
+def load_plugin(name: str, ep: metadata.EntryPoint) -> object:
+    """``ep.load()``; an import that fails is a :class:`PluginError` naming the plugin."""
+    try:
+        return ep.load()
+    except Exception as exc:
+        raise plugin_error(name, "importing it", exc) from exc
 
 
 def blocked_from_env() -> set[str]:
@@ -121,18 +165,28 @@ def make_plugin_manager(
                 )
             if pm.get_plugin(item) is not None:
                 continue
-            obj = ep.load()
-            pm.register(obj, name=item)
+            _register(pm, load_plugin(item, ep), item)
         else:
             name = getattr(item, "__name__", None) or type(item).__name__
             if pm.get_plugin(name) is None and not pm.is_registered(item):
-                pm.register(item, name=name)
-    pm.check_pending()
+                _register(pm, item, name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or "?"
+        raise plugin_error(name, "the hook specification check", exc) from exc
     return pm
 
 
+def _register(pm: pluggy.PluginManager, obj: object, name: str) -> None:
+    try:
+        pm.register(obj, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise plugin_error(name, "the hook specification check", exc) from exc
+
+
 def _opt_in(ep: metadata.EntryPoint) -> bool:
-    return bool(getattr(ep.load(), "LAYERS_OPT_IN", False))
+    return bool(getattr(load_plugin(ep.name, ep), "LAYERS_OPT_IN", False))
 
 
 def plugin_layer(obj: Any) -> str:

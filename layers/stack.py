@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
 
+import attrs
 import pluggy
 
 from layers.counters import Counters
@@ -27,7 +28,7 @@ from layers.errors import CompositionError, ConfigurationError, MalformedPacket
 from layers.frame import Frame
 from layers.interface import Interface
 from layers.links.base import RX_BROADCAST, Clock, Link, Medium, TxOffload
-from layers.loader import make_plugin_manager
+from layers.loader import make_plugin_manager, plugin_error
 from layers.protocols import (
     ErrorReporter,
     IPDatagram,
@@ -44,6 +45,23 @@ from layers.wire.addr import ip4, ip4_network, ip4_str
 log = logging.getLogger("layers")
 T = TypeVar("T")
 _MAX_TIMERS_PER_POLL = 100_000
+
+
+@attrs.define
+class PluginFailure:
+    """A plugin that raised where the stack goes on (a per-frame hook, a report, stopping)."""
+
+    plugin: str
+    distribution: str
+    #: what it was doing: "its layers_frame_received hook"
+    doing: str
+    #: the one-line message logged the first time (names the fix)
+    message: str
+    count: int = 0
+
+    def describe(self) -> dict[str, object]:
+        return {"plugin": self.plugin, "distribution": self.distribution, "doing": self.doing,
+                "count": self.count, "message": self.message}
 
 
 class _CountingReporter:
@@ -98,6 +116,8 @@ class Stack:
         self.running = False
         self._c = self.counter("stack")
         self._internal_errors_logged = 0
+        #: (plugin, what it was doing) -> its failures where the stack went on
+        self.plugin_failures: dict[tuple[str, str], PluginFailure] = {}
         #: per-connection telemetry subscribers (see layers.telemetry)
         self.telemetry = Telemetry()
         self._compose()
@@ -116,20 +136,48 @@ class Stack:
         from layers.congestion import collect_congestion_controls
 
         registry = self.settings_registry
-        for impl in self.hook.layers_settings.get_hookimpls():
-            answer: Any = impl.function(*[{"stack": self}[a] for a in impl.argnames])
-            for prefix, spec in (answer or {}).items():
-                registry.declare(prefix, spec, owner=impl.plugin_name)
+        for plugin, answer in self.call_plugins("layers_settings", stack=self):
+            for prefix, spec in answer.items():
+                registry.declare(prefix, spec, owner=plugin)
         # each congestion control's own settings: NAME.KEY
-        for impl in self.hook.layers_congestion_controls.get_hookimpls():
-            offered: Any = impl.function(*[{"stack": self}[a] for a in impl.argnames])
+        for plugin, offered in self.call_plugins("layers_congestion_controls"):
             for info in collect_congestion_controls([offered]).values():
-                registry.declare(info.name, info.settings, owner=impl.plugin_name)
+                registry.declare(info.name, info.settings, owner=plugin)
+
+    def call_plugins(
+        self, hook_name: str, *, firstresult: bool = False, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
+        """``(plugin name, answer)`` from each implementation of the composition or lifecycle
+        hook ``hook_name``, in pluggy's order, None answers left out (only the first answer
+        with ``firstresult``). A :class:`ConfigurationError` a plugin raises passes unchanged
+        (its message names the fix); any other exception becomes a
+        :class:`~layers.errors.PluginError` naming the plugin, its distribution, what it
+        raised and how to run without it."""
+        caller = getattr(self.hook, hook_name)
+        impls = caller.get_hookimpls()
+        if any(impl.wrapper or impl.hookwrapper for impl in impls):
+            answers = caller(**kwargs)
+            if firstresult:
+                return [("?", answers)] if answers is not None else []
+            return [("?", a) for a in answers if a is not None]
+        found: list[tuple[str, Any]] = []
+        for impl in reversed(impls):
+            try:
+                answer = impl.function(*[kwargs[a] for a in impl.argnames])
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                raise plugin_error(impl.plugin_name, f"its {hook_name} hook", exc) from exc
+            if answer is not None:
+                found.append((impl.plugin_name, answer))
+                if firstresult:
+                    break
+        return found
 
     def _compose(self) -> None:
         self._declare_settings()
         self.link_drivers: dict[str, Callable[..., Link]] = {}
-        for drivers in self.hook.layers_link_drivers():
+        for _plugin, drivers in self.call_plugins("layers_link_drivers"):
             for scheme, factory in drivers.items():
                 if scheme in self.link_drivers:
                     raise CompositionError(f"two plugins provide the link driver {scheme!r}")
@@ -138,7 +186,7 @@ class Stack:
         self.protocols: dict[str, object] = {}
         self.network_by_ethertype: dict[int, NetworkProtocol] = {}
         self.network_by_version: dict[int, NetworkProtocol] = {}
-        for group in self.hook.layers_network_protocols(stack=self):
+        for _plugin, group in self.call_plugins("layers_network_protocols", stack=self):
             for proto in group:
                 self._register_name(proto)
                 if proto.ethertype is not None:
@@ -165,7 +213,7 @@ class Stack:
         self.ip: IPv4Service | None = ip
 
         self.transports: dict[int, TransportProtocol] = {}
-        for group in self.hook.layers_transport_protocols(stack=self):
+        for _plugin, group in self.call_plugins("layers_transport_protocols", stack=self):
             for tproto in group:
                 self._register_name(tproto)
                 other_t = self.transports.get(tproto.protocol)
@@ -181,14 +229,22 @@ class Stack:
                 f"{names} need an IPv4 network layer; add ipv4 to --plugins "
                 f"(or remove it from LAYERS_DISABLE_PLUGINS)"
             )
-        reporter = self.hook.layers_error_reporter(stack=self)
+        reporters = self.call_plugins("layers_error_reporter", firstresult=True, stack=self)
         self.errors: ErrorReporter = (
-            reporter if reporter is not None else _CountingReporter(self._c)
+            reporters[0][1] if reporters else _CountingReporter(self._c)
         )
         # Per-frame hooks: the core's own implementation is always there; only route frames
         # through pluggy when some other plugin hooks in.
         self._rx_hooked = len(self.hook.layers_frame_received.get_hookimpls()) > 1
         self._tx_hooked = len(self.hook.layers_frame_sending.get_hookimpls()) > 1
+        #: code object of each per-frame hook implementation -> its plugin, to name the one
+        #: that raised
+        self._frame_hook_owners = {
+            getattr(impl.function, "__func__", impl.function).__code__: impl.plugin_name
+            for caller in (self.hook.layers_frame_received, self.hook.layers_frame_sending)
+            for impl in caller.get_hookimpls()
+            if impl.plugin_name != "core"
+        }
 
     def _register_name(self, proto: Any) -> None:
         name = getattr(proto, "name", None)
@@ -281,7 +337,12 @@ class Stack:
             raise ConfigurationError("link options are only for link specs, not Link objects")
         for impl in reversed(self.hook.layers_wrap_link.get_hookimpls()):
             kwargs: dict[str, object] = {"stack": self, "link": link}
-            wrapped = impl.function(*[kwargs[a] for a in impl.argnames])
+            try:
+                wrapped = impl.function(*[kwargs[a] for a in impl.argnames])
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                raise plugin_error(impl.plugin_name, "its layers_wrap_link hook", exc) from exc
             if isinstance(wrapped, Link):
                 link = wrapped
         link.attach(self._clock)
@@ -291,7 +352,10 @@ class Stack:
         if iface.medium is Medium.ETHERNET:
             if iface.mac is None:
                 raise ConfigurationError(f"Ethernet link {link.name} has no MAC address")
-            iface.resolver = self.hook.layers_neighbour_resolver(stack=self, interface=iface)
+            resolvers = self.call_plugins(
+                "layers_neighbour_resolver", firstresult=True, stack=self, interface=iface
+            )
+            iface.resolver = resolvers[0][1] if resolvers else None
             needy = [
                 p.name for p in self.network_by_ethertype.values() if p.needs_neighbour_resolver
             ]
@@ -365,15 +429,20 @@ class Stack:
         self.running = True
         for iface in self.interfaces:
             self._bring_up(iface)
-        self.hook.layers_stack_started(stack=self)
+        self.call_plugins("layers_stack_started", stack=self)
 
     def _bring_up(self, iface: Interface) -> None:
         iface.up = True
-        self.hook.layers_interface_up(stack=self, interface=iface)
+        self.call_plugins("layers_interface_up", stack=self, interface=iface)
 
     def stop(self, *, close_links: bool = True) -> None:
         if self.running:
-            self.hook.layers_stack_stopping(stack=self)
+            # every plugin gets to stop, even when one of them fails
+            for impl in reversed(self.hook.layers_stack_stopping.get_hookimpls()):
+                try:
+                    impl.function(*[{"stack": self}[a] for a in impl.argnames])
+                except Exception as exc:
+                    self.plugin_failed(impl.plugin_name, "its layers_stack_stopping hook", exc)
             self.running = False
         self.timers.clear()
         if close_links:
@@ -436,7 +505,11 @@ class Stack:
         c["rx_frames"] += 1
         c["rx_bytes"] += len(frame)
         if self._rx_hooked:
-            self.hook.layers_frame_received(stack=self, frame=Frame(iface, frame, "rx", flags))
+            hooked = Frame(iface, frame, "rx", flags)
+            try:
+                self.hook.layers_frame_received(stack=self, frame=hooked)
+            except Exception as exc:
+                self._frame_hook_failed("layers_frame_received", hooked, exc)
             return
         # dispatch(), inlined: this is every received frame's path
         try:
@@ -490,9 +563,49 @@ class Stack:
         self, iface: Interface, frame: bytes | bytearray | memoryview, offload: TxOffload | None
     ) -> None:
         if self._tx_hooked:
-            self.hook.layers_frame_sending(stack=self, frame=Frame(iface, frame, "tx", 0, offload))
+            hooked = Frame(iface, frame, "tx", 0, offload)
+            try:
+                self.hook.layers_frame_sending(stack=self, frame=hooked)
+            except Exception as exc:
+                self._frame_hook_failed("layers_frame_sending", hooked, exc)
         else:
             iface.link.send(frame, offload)
+
+    def _frame_hook_failed(self, hook_name: str, frame: Frame, exc: Exception) -> None:
+        """A per-frame hook raised: name the plugin once, count it, and let the frame go
+        on as if the plugin were not there (a broken tap must not cut the link)."""
+        plugin = "?"
+        tb = exc.__traceback__
+        while tb is not None:  # the innermost hook implementation on the way is the culprit
+            plugin = self._frame_hook_owners.get(tb.tb_frame.f_code, plugin)
+            tb = tb.tb_next
+        if plugin == "?":
+            plugin = ",".join(sorted(set(self._frame_hook_owners.values()))) or "?"
+        self.plugin_failed(plugin, f"its {hook_name} hook", exc)
+        if frame.handled:
+            return
+        frame.handled = True
+        if frame.drop_reason is not None:
+            frame.interface.counters.drop(frame.drop_reason)
+        elif frame.direction == "rx":
+            self.dispatch(frame.interface, frame.data, frame.flags)
+        else:
+            frame.interface.link.send(frame.data, frame.offload)
+
+    def plugin_failed(self, plugin: str, doing: str, exc: BaseException) -> None:
+        """The plugin ``plugin`` raised ``exc`` while ``doing`` something where the stack goes
+        on (a per-frame hook, a report, stopping). Counted per plugin and activity (``stack``
+        counter ``plugin_errors``; ``report()["plugin_errors"]``); the first time only, one
+        log line names the plugin, its distribution and how to run without it."""
+        key = (plugin, doing)
+        failure = self.plugin_failures.get(key)
+        if failure is None:
+            err = plugin_error(plugin, doing, exc)
+            failure = PluginFailure(plugin, err.distribution, doing, str(err))
+            self.plugin_failures[key] = failure
+            log.error("%s (the stack goes on; reported once, counted in layers netstat)", err)
+        failure.count += 1
+        self._c["plugin_errors"] += 1
 
     def internal_error(self, where: str, what: object) -> None:
         """Call from an ``except`` block when code that must not raise did (a protocol's
@@ -561,13 +674,20 @@ class Stack:
             "counters": {n: c.snapshot() for n, c in sorted(self.counters.items())},
             "plugins": self.plugin_names,
         }
-        for part in self.hook.layers_report(stack=self):
+        for impl in reversed(self.hook.layers_report.get_hookimpls()):
+            try:
+                part: Any = impl.function(*[{"stack": self}[a] for a in impl.argnames])
+            except Exception as exc:  # the other plugins' tables still show
+                self.plugin_failed(impl.plugin_name, "its layers_report hook", exc)
+                continue
             if part:
                 for key, rows in part.items():
                     if isinstance(rows, list) and isinstance(tables.get(key), list):
                         tables[key].extend(rows)
                     else:
                         tables[key] = rows
+        if self.plugin_failures:
+            tables["plugin_errors"] = [f.describe() for f in self.plugin_failures.values()]
         return tables
 
     def __repr__(self) -> str:

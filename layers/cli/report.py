@@ -98,9 +98,28 @@ def format_plugin_tables(report: Mapping[str, Any]) -> str:
     return "\n\n".join(out)
 
 
+def format_plugin_errors(report: Mapping[str, Any]) -> str:
+    """Plugins that raised where the stack went on (a per-frame hook, a report hook), each
+    named once with its distribution and how to run without it, and how often it failed."""
+    rows = report.get("plugin_errors") or []
+    if not rows:
+        return ""
+    lines = ["Plugin errors (the stack went on without them):"]
+    for r in rows:
+        times = int(r.get("count", 1))
+        lines.append(f"  {r.get('message', r)} [{times} time{'s' if times != 1 else ''}]")
+    return "\n".join(lines)
+
+
 def format_netstat(report: Mapping[str, Any]) -> str:
-    parts = [format_interfaces(report), format_connections(report), format_plugin_tables(report)]
+    parts = [format_interfaces(report), format_connections(report), format_plugin_tables(report),
+             format_plugin_errors(report)]
     return "\n\n".join(p for p in parts if p)
+
+
+def _with_plugin_errors(text: str, report: Mapping[str, Any]) -> str:
+    errors = format_plugin_errors(report)
+    return f"{text}\n\n{errors}" if errors else text
 
 
 def format_statistics(report: Mapping[str, Any]) -> str:
@@ -153,17 +172,22 @@ def format_arp(report: Mapping[str, Any]) -> str:
 
 def cmd_netstat(args: argparse.Namespace) -> int:
     report = query(args)["report"]
-    print(format_statistics(report) if args.statistics else format_netstat(report))
+    if args.statistics:
+        print(_with_plugin_errors(format_statistics(report), report))
+    else:
+        print(format_netstat(report))
     return 0
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
-    print(format_routes(query(args)["report"]))
+    report = query(args)["report"]
+    print(_with_plugin_errors(format_routes(report), report))
     return 0
 
 
 def cmd_arp(args: argparse.Namespace) -> int:
-    print(format_arp(query(args)["report"]))
+    report = query(args)["report"]
+    print(_with_plugin_errors(format_arp(report), report))
     return 0
 
 
