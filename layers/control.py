@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 SUFFIX = ".sock"
 #: the abstract names of default control sockets start with this (after the "@")
 PREFIX = "layers/"
-#: where ``/proc/net/unix`` lists the Unix sockets of the reader's network namespace
-PROC_NET_UNIX = "/proc/net/unix"
+#: the Unix sockets of the calling *thread's* network namespace (``/proc/net`` would give the
+#: process leader's, wrong for a thread inside ``NetNamespace.entered()``)
+PROC_NET_UNIX = "/proc/thread-self/net/unix"
 #: largest request the server reads; requests are tiny
 _MAX_REQUEST = 64 * 1024
 _UCRED = struct.Struct("3i")  # pid, uid, gid

@@ -368,3 +368,75 @@ class Netlink:
 def current_netns_id() -> str:
     """An identifier of the calling thread's network namespace (``net:[INODE]``)."""
     return os.readlink("/proc/thread-self/ns/net")
+
+
+class HostSide:
+    """Linux's end of a TAP or TUN the stack runs on: its address and up state, as
+    ``layers up --peer A/N`` sets them. :meth:`restore` removes the address again when this
+    object added it (a device ``layers`` created disappears on close anyway)."""
+
+    def __init__(self, nl: Netlink, name: str, index: int,
+                 address: ipaddress.IPv4Interface, added: bool) -> None:
+        self.nl = nl
+        self.name = name
+        self.index = index
+        self.address = address
+        #: True when the address was not there before (and so is removed on exit)
+        self.added = added
+
+    @staticmethod
+    def check(peer: str, stack_address: str) -> ipaddress.IPv4Interface:
+        """Validate ``--peer`` against the stack's own ``--address`` before touching anything."""
+        host = parse_interface_address(peer, "--peer")
+        ours = parse_interface_address(stack_address, "--address")
+        if host.ip == ours.ip:
+            raise ConfigurationError(
+                f"--peer {peer} is the stack's own address; Linux's side needs another one in "
+                f"{ours.network}, e.g. {next(h for h in ours.network.hosts() if h != ours.ip)}"
+                f"/{ours.network.prefixlen}"
+            )
+        if ours.ip not in host.network:
+            raise ConfigurationError(
+                f"--peer {peer}: Linux would have no route to the stack's {ours.ip}; give Linux "
+                f"an address in {ours.network} (same prefix as --address)"
+            )
+        return host
+
+    @classmethod
+    async def configure(cls, nl: Netlink, name: str,
+                        address: ipaddress.IPv4Interface) -> HostSide:
+        dev = await nl.adevice(name)
+        if dev is None:
+            raise ConfigurationError(f"--peer: device {name} is gone")
+        present = any(a.ip == address.ip for a in await nl.aaddresses(dev.index))
+        try:
+            if not present:
+                await nl.aadd_address(dev.index, address)
+            if not dev.up:
+                await nl.aset(dev.index, up=True)
+        except Exception as exc:
+            code = netlink_errno(exc)
+            if code is None:
+                raise
+            if code in (errno.EPERM, errno.EACCES):
+                raise ConfigurationError(
+                    f"--peer {address}: configuring {name} needs CAP_NET_ADMIN; run as root, or "
+                    f"have root give Linux's side its address once (layers tap create {name} "
+                    f"--user $USER --peer {address}) and leave out --peer"
+                ) from None
+            raise ConfigurationError(
+                f"--peer {address}: cannot configure {name}: {os.strerror(code)}"
+            ) from None
+        return cls(nl, name, dev.index, address, added=not present)
+
+    async def restore(self) -> None:
+        """Remove the address if it was added here and the device still has it."""
+        if not self.added:
+            return
+        try:
+            if any(a.ip == self.address.ip for a in await self.nl.aaddresses(self.index)):
+                await self.nl.adel_address(self.index, self.address)
+        except Exception as exc:
+            if netlink_errno(exc) is None:
+                raise
+            # the device went away meanwhile: so did its address

@@ -32,11 +32,13 @@ def layers_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class LayersUp:
     """A ``layers up ARGS`` subprocess inside a namespace, until :meth:`stop` (by PID)."""
 
-    def __init__(self, ns: NetNamespace, args: Sequence[str], env: dict[str, str] | None = None):
+    def __init__(self, ns: NetNamespace, args: Sequence[str], env: dict[str, str] | None = None,
+                 prefix: Sequence[str] = ()):
+        """``prefix`` goes before the command (a wrapper that execs it, e.g. to drop root)."""
         self.ns = ns
         self.proc: subprocess.Popen[str] = ns.popen(
-            [*LAYERS, "up", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=layers_env(env),
+            [*prefix, *LAYERS, "up", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=layers_env(env),
         )
         self.ready_line = ""
         self.output: list[str] = []

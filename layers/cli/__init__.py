@@ -25,13 +25,13 @@ import sys
 from collections.abc import Sequence
 
 from layers import __version__
-from layers.cli import demo, experiment, netcat, ping, plot, plugins, report, ss, up
+from layers.cli import demo, experiment, netcat, ping, plot, plugins, report, ss, tap, up
 from layers.cli.common import PROG, Commands, compose
 from layers.control import NoStackRunning
 from layers.errors import CompositionError, ConfigurationError
 
 #: the modules that add subcommands, in ``--help`` order
-COMMAND_MODULES = (up, ping, netcat, plugins, report, ss, plot, demo, experiment)
+COMMAND_MODULES = (up, ping, netcat, plugins, report, ss, plot, tap, demo, experiment)
 
 
 def _err(message: str) -> None:

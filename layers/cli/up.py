@@ -9,9 +9,22 @@ import signal
 
 from layers.cli.common import Commands, compose, describe_link, link_name, require
 from layers.control import ControlServer, parse_address, socket_path
+from layers.errors import ConfigurationError
+from layers.links.base import Link
+from layers.netdev import HostSide, Netlink
 from layers.services import SERVICES, Service, parse_serve, start_services, stop_services
 from layers.tracing import TraceRequest, add_up_options
 from layers.wire.addr import ip4_str
+
+
+def _device_netlink(link: Link | None) -> tuple[Netlink, str]:
+    """The TAP/TUN under any wrappers (pcap, faults, shaper): its rtnetlink handle and name."""
+    while link is not None:
+        nl = getattr(link, "netlink", None)
+        if isinstance(nl, Netlink):
+            return nl, link.name
+        link = getattr(link, "inner", None)
+    raise ConfigurationError("--peer configures Linux's side of a TAP or TUN; this link has none")
 
 
 async def _up(args: argparse.Namespace) -> int:
@@ -22,14 +35,18 @@ async def _up(args: argparse.Namespace) -> int:
     control_path = parse_address(args.control) if args.control else socket_path(name)
     for spec in args.serve:
         parse_serve(spec)  # fail before touching any device
+    peer = HostSide.check(args.peer, require(args, "address")) if args.peer else None
     trace = TraceRequest.from_args(args)
     stack, iface = compose(args, loop.time)
     runner = AsyncioRunner(stack, loop)
     control: ControlServer | None = None
     services: list[Service] = []
     tracer = None
+    host: HostSide | None = None
     stop = asyncio.Event()
     try:
+        if peer is not None:
+            host = await HostSide.configure(*_device_netlink(iface.link), peer)
         tracer = trace.start(stack) if trace else None
         runner.start()
         control = await ControlServer.start(
@@ -40,6 +57,7 @@ async def _up(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         addrs = ", ".join(f"{ip4_str(a)}/{p}" for a, p in iface.addresses)
         gateway = f" gateway {args.gateway}" if args.gateway else ""
+        gateway += f" peer {peer}" if peer is not None else ""
         served = "".join(f" serving {s}" for s in args.serve)
         print(
             f"layers up: {addrs} on {iface.name} ({describe_link(iface)}){gateway}{served}; "
@@ -54,6 +72,8 @@ async def _up(args: argparse.Namespace) -> int:
         await stop_services(services)
         if control is not None:
             await control.close()
+        if host is not None:
+            await host.restore()  # before the link closes and gives the device back
         if runner.running:
             runner.stop()
         else:
@@ -75,6 +95,9 @@ def add_commands(commands: Commands) -> None:
     up.add_argument("--control", metavar="PATH",
                     help="control socket: a path, or @NAME for an abstract one (default "
                          "@layers/NAME, private to this network namespace)")
+    up.add_argument("--peer", metavar="A/N",
+                    help="give Linux's side of the TAP/TUN this address and bring it up "
+                         "(removed on exit if layers added it), e.g. 10.0.0.1/24")
     up.add_argument("--serve", action="append", default=[], metavar="SPEC",
                     help="run a service on the stack (repeatable): " + "; ".join(
                         f"{k}:PORT {v}" if k != "http" else v for k, v in SERVICES.items()))
