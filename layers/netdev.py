@@ -7,12 +7,13 @@
     dev = nl.device("tap0")                 # DeviceState(index, name, up, mtu, mac, kind, ...)
     nl.set(dev.index, up=True, mtu=9000)
     nl.add_address(dev.index, "10.0.0.1/24")
-    async with AsyncIPRoute-backed calls:   await nl.aadd_address(...), await nl.adevice(...)
+    await nl.adevice("tap0")                # inside a coroutine: AsyncIPRoute
 
 **Which namespace.** A :class:`Netlink` opens one rtnetlink socket when it is made, in the
 calling thread's namespace (or, with ``netns=NAME``, inside that namespace through
-``pyroute2.netns``), and every request goes through that socket. So a TAP opened inside
-``NetNamespace.entered()`` keeps being managed in its namespace whatever thread closes it.
+``pyroute2.netns``), and every synchronous request goes through that socket. So a TAP opened
+inside ``NetNamespace.entered()`` keeps being managed in its namespace whatever thread closes
+it.
 
 **Sync and async.** pyroute2 0.9's synchronous ``IPRoute`` drives a private event loop and
 raises "This event loop is already running" when the calling thread already runs one. Coroutines
@@ -283,9 +284,6 @@ class Netlink:
         self._call(lambda ipr: ipr.addr("del", index=index, address=str(ifa.ip),
                                         prefixlen=ifa.network.prefixlen))
 
-    def add_route(self, dst: str, gateway: str) -> None:
-        self._call(lambda ipr: ipr.route("add", dst=dst, gateway=gateway))
-
     def create_tuntap(self, name: str, mode: str, *, uid: int | None = None,
                       gid: int | None = None) -> None:
         """A persistent TUN or TAP device (no packet-information header), owned by ``uid``.
@@ -317,15 +315,6 @@ class Netlink:
 
     def delete(self, index: int) -> None:
         self._call(lambda ipr: ipr.link("del", index=index))
-
-    def neighbours(self, index: int) -> list[tuple[str, bytes | None]]:
-        """The kernel's IPv4 neighbour entries on a device: (address, MAC or None)."""
-
-        def get(ipr: Any) -> list[tuple[str, bytes | None]]:
-            return [(str(m.get("NDA_DST")), _mac_bytes(m.get("NDA_LLADDR")))
-                    for m in ipr.neigh("dump", ifindex=index, family=socket.AF_INET)]
-
-        return self._call(get)
 
     # --- asynchronous (AsyncIPRoute, on the running loop) ---------------------------------------
     async def adevice(self, name: str) -> DeviceState | None:
