@@ -144,8 +144,9 @@ def _open_error(exc: OSError, name: str, kind: str) -> OSError:
     elif code == errno.EINVAL:
         why = (
             f"{name!r} exists but is not a {kind} device of this kind (a {kind} made with "
-            f"'ip tuntap add {name} mode {kind}', without multi_queue, is needed); delete it "
-            f"or pick another name"
+            f"'layers tap create {name}{' --tun' if kind == 'tun' else ''}' or 'ip tuntap add "
+            f"{name} mode {kind}', without multi_queue, is needed); delete it or pick another "
+            f"name"
         )
     else:
         why = f"cannot open {kind} device {name!r}: {os.strerror(code)}"
