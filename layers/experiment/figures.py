@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["model_plot", "run_plots", "sweep_plot"]
+__all__ = ["model_plot", "run_plots", "sweep_plot", "sweep_timeseries_plot"]
 
 NO_PLOTTING = "no plots: this installation lacks matplotlib (pip install 'layers[plot]')"
 
@@ -128,16 +128,18 @@ def sweep_plot(out: Path, points: Sequence[dict[str, Any]], keys: Sequence[str],
     numeric = all(_number(xv) is not None for xv in xs_all)
     categories = list(dict.fromkeys(str(xv) for xv in xs_all))
     fig, ax = _figure()
-    for name, pts in lines.items():
+    width = 0.8 / len(lines)
+    for n, (name, pts) in enumerate(lines.items()):
         if numeric:
             pts = sorted(pts, key=lambda p: float(p[0]))
             ax.plot([float(p[0]) for p in pts], [p[1] for p in pts], "o-", label=name,
                     markersize=4)
-        else:
-            ax.plot([categories.index(str(p[0])) for p in pts], [p[1] for p in pts], "o-",
-                    label=name, markersize=4)
+        else:  # categories (queue disciplines, algorithms): grouped bars
+            ax.bar([categories.index(str(p[0])) - 0.4 + width * (n + 0.5) for p in pts],
+                   [p[1] for p in pts], width * 0.9, label=name)
     if not numeric:
         ax.set_xticks(range(len(categories)), categories)
+        ax.grid(False, axis="x")
     elif len(xs_all) > 2 and min(float(v) for v in xs_all) > 0 and (
             max(float(v) for v in xs_all) / min(float(v) for v in xs_all) >= 20):
         ax.set_xscale("log")
@@ -148,6 +150,30 @@ def sweep_plot(out: Path, points: Sequence[dict[str, Any]], keys: Sequence[str],
     (out / "plots").mkdir(parents=True, exist_ok=True)
     path = out / "plots" / f"sweep-{metric}.png"
     fig.savefig(path, metadata={"Software": "layers experiment"})
+    return path
+
+
+def sweep_timeseries_plot(out: Path, link_traces: Mapping[str, Sequence[Mapping[str, Any]]]
+                          ) -> Path | None:
+    """``out/plots/sweep-bottleneck.png``: every point's queueing delay and link throughput
+    over time, overlaid (one color per point). None without layers.plotting."""
+    plotting = _plotting()
+    if plotting is None or not link_traces:
+        return None
+    from layers.tracing import Trace
+
+    traces = []
+    for rows in link_traces.values():
+        t = Trace(path=None, format="jsonl")
+        for row in rows:
+            t.add({"flow": "bottleneck", "time": row["time"],
+                   "queue delay (ms)": row.get("queue_delay_s", 0.0) * 1e3,
+                   "delivered": row.get("bytes")})
+        traces.append(t)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    path = out / "plots" / "sweep-bottleneck.png"
+    plotting.plot_traces(traces, path, metrics=["queue delay (ms)", "throughput"],
+                         labels=list(link_traces))
     return path
 
 
@@ -164,8 +190,12 @@ def model_plot(path: Path, xs: Sequence[float], measured: Mapping[str, Sequence[
     for name, ys in measured.items():
         ax.plot(xs, ys, "o", label=name, markersize=5)
     if loglog:
+        from matplotlib.ticker import LogFormatter
+
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

@@ -190,6 +190,7 @@ def run_sweep(
     names = [point_name(ov) for ov in points]
     job_list: list[Job] = list(enumerate(points))
     result = SweepResult(out, {}, len(points))
+    link_traces: dict[str, list[dict[str, Any]]] = {}
     source = _dask(scenario, job_list, executor, connect_timeout) if executor else _local(
         scenario, job_list, jobs)
     try:
@@ -201,6 +202,7 @@ def run_sweep(
                 write_run(out / "points" / name, output, man, plots=plots and point_plots)
                 result.points[name] = {**output.results, "manifest": man,
                                        "overrides": dict(points[index])}
+                link_traces[name] = output.link_trace
             if progress is not None:
                 progress(len(result.points) + len(result.failed), len(points))
     except KeyboardInterrupt:
@@ -220,9 +222,11 @@ def run_sweep(
         "x": x,
     })
     if plots and ordered:
-        from layers.experiment.figures import sweep_plot
+        from layers.experiment.figures import sweep_plot, sweep_timeseries_plot
 
         result.plot = sweep_plot(out, [result.points[n] for n in ordered], keys, x, metric)
+        if len(ordered) <= 8:  # more lines than that overlay into noise
+            sweep_timeseries_plot(out, {n: link_traces[n] for n in ordered})
     return result
 
 

@@ -289,7 +289,7 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
             for f in flows:
                 f.sample(now, interval)
             sent = int(d.delivered_bytes)
-            link_trace.append({"time": now, "bytes": sent,
+            link_trace.append({"flow": "bottleneck", "time": now, "bytes": sent,
                                "throughput_bps": (sent - prev) * 8.0 / interval,
                                "queue_packets": len(d.qdisc), "queue_bytes": d.qdisc.backlog,
                                "queue_delay_s": d.qdisc.backlog * 8.0 / d.rate,

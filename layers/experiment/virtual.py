@@ -396,7 +396,7 @@ def _run(scenario: Scenario, progress: Progress | None) -> RunOutput:
         for f in flows:
             f.sample(now, interval)
         sent = bottleneck.bytes_sent
-        row = {"time": now, "bytes": sent,
+        row = {"flow": "bottleneck", "time": now, "bytes": sent,
                "throughput_bps": (sent - prev_bytes) * 8.0 / interval, **bottleneck.sample()}
         prev_bytes = sent
         link_trace.append(row)
