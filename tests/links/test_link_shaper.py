@@ -228,14 +228,41 @@ class Sink:
         pass
 
 
+class Blast:
+    """An unresponsive UDP sender: ``size``-byte datagrams at ``rate`` bits/s, a -> b:9999."""
+
+    def __init__(self, stack: Stack, rate: float, size: int = 1400) -> None:
+        self.stack = stack
+        self.gap = (size + 42) * 8 / rate
+        self.payload = bytes(size)
+        self.ep = stack.protocol("udp").open_datagram_endpoint(
+            self, remote=(ip4("10.0.0.2"), 9999))
+        stack.call_soon(self.tick)
+
+    def tick(self) -> None:
+        self.ep.sendto(self.payload)
+        self.stack.call_later(self.gap, self.tick)
+
+    def on_datagram(self, data: bytes, src: int, sport: int) -> None:
+        pass
+
+    def on_error(self, exc: OSError) -> None:
+        pass  # port unreachable from b: the blast goes on regardless
+
+    def on_close(self, exc: OSError | None) -> None:
+        pass
+
+
 def bulk(spec: str, seconds: float = 3.0, *, pings: bool = False,
-         faults: str | None = None) -> tuple[BottleneckPath, dict[str, Any]]:
+         faults: str | None = None, blast: float = 0.0) -> tuple[BottleneckPath, dict[str, Any]]:
     """A TCP bulk flow a -> b through ``spec`` for ``seconds`` (virtual); optionally a ping
-    every 50 ms alongside. Returns the path and figures measured over the second half."""
+    every 50 ms alongside, or an unresponsive UDP flow of ``blast`` bits/s. Returns the path
+    and figures measured over the second half."""
     net = VirtualNetwork()
     settings = {"tcp.secret": "ab" * 16}
-    a = net.new_stack(PLUGINS, settings=settings, name="a")
-    b = net.new_stack(PLUGINS, settings=settings, name="b")
+    plugins = [*PLUGINS, "udp"] if blast else PLUGINS
+    a = net.new_stack(plugins, settings=settings, name="a")
+    b = net.new_stack(plugins, settings=settings, name="b")
     path = net.bottleneck(a, b, spec, addresses=("10.0.0.1/24", "10.0.0.2/24"), faults=faults)
     a.start()
     b.start()
@@ -244,6 +271,8 @@ def bulk(spec: str, seconds: float = 3.0, *, pings: bool = False,
     client = Sink()
     conn = a.protocol("tcp").connect(client, ip4("10.0.0.2"), 9)
     assert net.run_until_true(lambda: client.transport is not None, timeout=5)
+    if blast:
+        Blast(a, blast)
     chunk = bytes(1 << 16)
     rtts: list[float] = []
     echo = a.find(EchoService)
@@ -316,6 +345,16 @@ def test_fq_codel_keeps_a_sparse_flow_fast_beside_a_bulk_one() -> None:
     assert fq_median < base_rtt + 0.003, "the pings jump the bulk flow's queue"
     assert statistics.median(tail["ping_rtts"]) > base_rtt + 0.050
     assert fq["wire_rate"] > 0.9 * RATE
+
+
+def test_fq_codel_shares_the_link_with_an_unresponsive_flow() -> None:
+    # a UDP flow at 1.5 times the link's rate: one queue lets it crowd TCP out, flow queues
+    # give TCP its half
+    _, one_queue = bulk(f"{BASE},queue=codel", blast=1.5 * RATE)
+    _, fq = bulk(f"{BASE},queue=fq_codel", blast=1.5 * RATE)
+    assert one_queue["goodput"] < 0.2 * RATE
+    assert fq["goodput"] > 0.4 * RATE
+    assert fq["wire_rate"] == pytest.approx(RATE, rel=0.02)
 
 
 def test_faults_and_shaping_stack_up() -> None:
