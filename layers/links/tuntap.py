@@ -45,6 +45,8 @@ import os
 import struct
 from typing import Any, ClassVar, Self
 
+import attrs
+
 from layers.errors import ConfigurationError
 from layers.links.base import (
     GSO_TCPV4,
@@ -228,7 +230,6 @@ class _TunTapLink(Link):
     ) -> None:
         # rtnetlink in the calling thread's namespace, where /dev/net/tun puts the device
         self._nl = Netlink()
-        existed = bool(name) and "%" not in name and self._nl.lookup(name) is not None
         want_vnet = offload
         while True:
             self._fd = self._attach(name, pi=pi, vnet=want_vnet)
@@ -241,19 +242,24 @@ class _TunTapLink(Link):
             want_vnet = False
         self.pi = pi
         self.vnet_hdr = want_vnet
-        self.created = not existed
         self._hlen = (PI_LEN if pi else 0) + (VNET_HDR_LEN if want_vnet else 0)
 
         dev = self._device()
         self._index = dev.index
+        # A device that existed before we attached is a persistent one (a non-persistent
+        # device lives only while its creator holds it, and then attaching fails with EBUSY);
+        # one TUNSETIFF made for us is not. One request tells both.
+        existed = dev.persistent
+        self.created = not existed
         if existed:
             self._saved_up = dev.up
             self._saved_mtu = dev.mtu
         change_mtu = mtu if mtu is not None and mtu != dev.mtu else None
         bring_up = True if up and not dev.up else None
         if change_mtu is not None or bring_up:
-            self._configure(up=bring_up, mtu=change_mtu)
-            dev = self._device()
+            self._configure(up=bring_up, mtu=change_mtu)  # raises if the kernel refuses
+            dev = attrs.evolve(dev, up=dev.up or bool(bring_up),
+                               mtu=change_mtu if change_mtu is not None else dev.mtu)
         cur_mtu = dev.mtu
 
         self.capabilities = LinkCapabilities(
