@@ -229,7 +229,14 @@ def describe_link(iface: Interface) -> str:
     """``TAP, MAC 02:..., MTU 1500``: one interface, for a status line."""
     d = iface.describe()
     mac = f", MAC {d['mac']}" if iface.mac else ""
-    return f"{link_type(d)}{mac}, MTU {iface.mtu}"
+    shaped = ""
+    link = d.get("link")
+    shaper = link.get("shaper") if isinstance(link, dict) else None
+    if isinstance(shaper, dict) and shaper:  # "shaped tx+rx 4 Mbit/s 20 ms fq_codel"
+        parts = {f"{p['rate'] / 1e6:g} Mbit/s {p['delay'] * 1e3:g} ms {p['queue']['name']}"
+                 for p in shaper.values()}
+        shaped = f", shaped {'+'.join(shaper)} {' / '.join(sorted(parts))}"
+    return f"{link_type(d)}{mac}, MTU {iface.mtu}{shaped}"
 
 
 def query(args: argparse.Namespace) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def test_up_with_a_shape_adds_its_delay_and_holds_its_rate(
     up = layers_up("--link", f"tap:{tap}", "--address", f"{STACK}/24",
                    "--shape", "rate=4mbit,delay=20ms,queue=fq_codel",
                    "--serve", f"http:80:{www}")
+    assert "MTU 1500, shaped tx+rx 4 Mbit/s 20 ms fq_codel)" in up.ready_line, up.ready_line
     netns.run(["ip", "addr", "add", f"{LINUX}/24", "dev", tap])
 
     out = ping_ok(netns, STACK, count=5)
