@@ -73,26 +73,30 @@ def test_round_trip(tmp_path: Path, suffix: str) -> None:
     assert trace.fields[: len(SAMPLE_FIELDS)] == list(SAMPLE_FIELDS)
 
 
-def test_csv_header_names_cc_fields_and_late_ones_are_fixed_on_close(tmp_path: Path) -> None:
-    path = tmp_path / "run.csv"
+@pytest.mark.parametrize("name", ["run.csv", "run.csv.gz"])
+def test_csv_header_names_cc_fields_and_late_ones_are_fixed_on_close(tmp_path: Path,
+                                                                     name: str) -> None:
+    path = tmp_path / name
+    opener = gzip.open if name.endswith(".gz") else open
     w = CsvWriter(path, flush_samples=4)
     samples = _samples()
     for s in samples[:12]:  # flow A only, then flow B's first sample
         w.write(s)
     w.flush()
-    with path.open() as f:
+    with opener(path, "rt") as f:
         header = next(csv.reader(f))
     assert header == [*SAMPLE_FIELDS, "cc.w_max", "cc.k", "cc.phase"]
     for s in samples[12:]:
         w.write(s)
     w.close()
-    with path.open() as f:
+    with opener(path, "rt") as f:
         rows = list(csv.reader(f))
     header = rows[0]
     assert header[-2:] == ["cc.mode", "cc.btl_bw"]
     assert all(len(r) == len(header) for r in rows), "every row padded to the final header"
     # no temporary file left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert len(read_trace(path).flows) == 2
 
 
 def test_csv_on_a_stream_keeps_late_cells_beyond_the_header() -> None:
