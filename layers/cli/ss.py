@@ -101,6 +101,8 @@ def _cc(d: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
 
 
 def _state_value(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):

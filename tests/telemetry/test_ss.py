@@ -118,6 +118,8 @@ def test_tcp_info_line_in_linux_units_and_order() -> None:
 def test_cc_state_in_any_shape(variant: dict[str, Any]) -> None:
     line = format_tcp_info({"state": "ESTABLISHED", **variant})
     assert line == "cubic cubic:(w_max:10.5)"
+    assert format_tcp_info({"cc": "cubic", "cc_state": {"epoch_start": None}}) == (
+        "cubic cubic:(epoch_start:-)")
 
 
 def test_missing_fields_are_left_out_never_guessed() -> None:
