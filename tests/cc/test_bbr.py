@@ -204,6 +204,8 @@ def test_settings_and_registration() -> None:
         make(bw_window_rounds=2.5)
     with pytest.raises(ConfigurationError, match="unknown bbr setting"):
         make(gain=2)
+    with pytest.raises(ConfigurationError, match=r"bbr\.probe_rtt_duration=-1\.0"):
+        Stack(["bbr"], settings={"bbr.probe_rtt_duration": "-1"})
     found = collect_congestion_controls(Stack(["bbr"]).hook.layers_congestion_controls())
     info = found["bbr"]
     assert info.settings["bw_window_rounds"] == 10

@@ -239,6 +239,10 @@ def test_settings_and_registration() -> None:
         make(bogus=1)
     with pytest.raises(ConfigurationError, match="true or false"):
         make(hystart="yes")
+    # the same checks when the stack is composed, with the values --set gives as text
+    with pytest.raises(ConfigurationError, match=r"cubic\.beta=1\.5 is out of range"):
+        Stack(["cubic"], settings={"cubic.beta": "1.5"})
+    assert Stack(["cubic"], settings={"cubic.beta": "0.8", "cubic.hystart": "off"})
     # the installed distribution registers "cubic" through the hook, with its settings
     stack = Stack(["cubic"])
     found = collect_congestion_controls(stack.hook.layers_congestion_controls())

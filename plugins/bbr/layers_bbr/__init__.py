@@ -19,10 +19,14 @@ Settings (``--set bbr.KEY=VALUE``), see :mod:`layers_bbr.bbr`: ``high_gain`` (2/
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from layers.congestion import CongestionContext, CongestionControlInfo
 from layers.hookspecs import hookimpl
 from layers_bbr.bbr import BBR, DEFAULTS, bbr_settings
+
+if TYPE_CHECKING:
+    from layers.stack import Stack
 
 __all__ = ["BBR", "DEFAULTS", "INFO", "bbr_settings"]
 
@@ -38,6 +42,19 @@ INFO = CongestionControlInfo(
     settings=dict(DEFAULTS),
     description="BBR v1: bottleneck bandwidth and min RTT model, pacing, probe-bw/probe-rtt",
 )
+
+
+@hookimpl
+def layers_settings(stack: Stack) -> None:
+    """Check the ranges of ``--set bbr.KEY=VALUE`` while the stack is composed, not at its
+    first connection (the stack itself declares the keys, from :data:`INFO`, and checks their
+    types)."""
+    given = {
+        key: stack.setting(f"bbr.{key}", default)
+        for key, default in DEFAULTS.items()
+        if f"bbr.{key}" in stack.settings
+    }
+    bbr_settings(given)
 
 
 @hookimpl
