@@ -96,3 +96,19 @@ def _write(tmp_path: Path) -> str:
         '[experiment]\nname = "tiny"\nduration = 1\nseed = 3\nsample_interval = "50ms"\n'
         '[link]\nrate = "10mbit"\ndelay = "5ms"\n[[flow]]\ncc = "newreno"\n')
     return str(path)
+
+
+def test_interrupting_a_sweep_keeps_the_finished_points(tmp_path: Path) -> None:
+    scenario = parse_scenario(TINY, "tiny.toml")
+
+    def ctrl_c_after_the_first(done: int, total: int) -> None:
+        if done == 1:
+            raise KeyboardInterrupt
+
+    res = run_sweep(scenario, [("link.loss", ["0.01", "0.02", "0.03"])], tmp_path, jobs=1,
+                    progress=ctrl_c_after_the_first, plots=False)
+    assert res.interrupted and list(res.points) == ["link.loss=0.01"]
+    rows = list(csv.DictReader((tmp_path / "sweep.csv").open()))
+    assert [r["link.loss"] for r in rows] == ["0.01"]
+    assert json.loads((tmp_path / "sweep.json").read_text())["interrupted"] is True
+    assert (tmp_path / "points" / "link.loss=0.01" / "results.json").exists()
