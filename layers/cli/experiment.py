@@ -47,6 +47,11 @@ def _print_table(results: dict[str, Any]) -> None:
           f"{link['queue_delay_mean_s'] * 1e3:.2f} ms (p95 {link['queue_delay_p95_s'] * 1e3:.2f}),"
           f" drops {link['drops']}, marks {link['marks']}; Jain's index "
           f"{results['fairness']['jain']:.3f}")
+    virtual, wall = results.get("virtual"), results.get("manifest", {}).get("wall_seconds")
+    if virtual and wall:
+        n = virtual["bottleneck_packets"]
+        print(f"virtual medium: {n} packets through the bottleneck in {wall:.1f} s of wall "
+              f"time ({n / wall:.0f}/s), {virtual['events']} events")
 
 
 def _default_out(name: str, what: str = "") -> Path:
