@@ -150,6 +150,11 @@ def test_unprivileged_user_runs_layers_up_on_a_prepared_tap(
     assert code == 0, out
     assert f"owner {user.pw_name} (uid {user.pw_uid})" in out
     assert f"layers up --link tap:{tap} --address 10.86.0.2/24" in out
+    # what needs privileges is refused with the fix named, and the device is left as it was
+    r = netns.run([*prefix, *LAYERS, "up", "--link", f"tap:{tap}", "--address", "10.86.0.2/24",
+                   "--peer", "10.86.0.3/24"], check=False)
+    assert r.returncode == 2 and "needs CAP_NET_ADMIN" in r.stderr, r.stderr
+    assert f"layers tap create {tap} --user $USER --peer" in r.stderr, r.stderr
     up = LayersUp(netns, ["--link", f"tap:{tap}", "--address", "10.86.0.2/24"], prefix=prefix)
     try:
         line = up.wait_ready()
