@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from layers.congestion import CongestionControlInfo
     from layers.frame import Frame
     from layers.interface import Interface
     from layers.links.base import Link
@@ -116,14 +117,19 @@ def layers_transport_protocols(stack: Stack) -> Iterable[TransportProtocol]:
 
 
 @hookspec
-def layers_congestion_controls() -> Mapping[str, Any]:
-    """Return ``{name: factory}`` for the TCP congestion-control algorithms this plugin gives.
+def layers_congestion_controls() -> Iterable[CongestionControlInfo] | Mapping[str, Any]:
+    """Return the TCP congestion-control algorithms this plugin gives: a list of
+    :class:`layers.congestion.CongestionControlInfo` records (name, factory, declared
+    settings, description) or, for brevity, a ``{name: factory}`` mapping.
 
-    ``factory(mss: int) -> CongestionControl`` (the Protocol in :mod:`layers.streams`) makes
-    one algorithm instance per connection. TCP asks once, when it is composed; the setting
+    ``factory(ctx: CongestionContext) -> CongestionControl`` makes one algorithm instance per
+    connection; the contract (events, ``cwnd``, ``pacing_rate``) is documented in
+    :mod:`layers.congestion`. The transport collects the answers once, when it is composed,
+    with :func:`layers.congestion.collect_congestion_controls`; the setting
     ``tcp.congestion_control`` (or a connection's ``congestion_control=`` option) picks one
-    by name. The tcp plugin registers ``newreno`` this way itself. Two plugins giving the same
-    name is a composition error.
+    by name, and ``--set NAME.KEY=VALUE`` overrides one of the algorithm's declared
+    settings. The tcp plugin registers ``newreno`` this way itself. Two plugins giving the
+    same name is a composition error.
     """
 
 

@@ -99,33 +99,8 @@ class StreamService(Protocol):
         Each accepted connection gets ``protocol_factory()`` and ``connection_made``."""
 
 
-@runtime_checkable
-class CongestionControl(Protocol):
-    """One connection's congestion-control algorithm (what the ``layers_congestion_controls``
-    hook's factories return). Windows are in bytes. The TCP engine does the loss detection,
-    fast-retransmit and NewReno recovery bookkeeping (window inflation while in recovery);
-    the algorithm decides how the window grows and how far it falls."""
-
-    name: str
-    #: the congestion window, read before every transmission
-    cwnd: int
-    #: the slow-start threshold
-    ssthresh: int
-
-    def on_ack(self, acked: int, mss: int, now: float, rtt: float | None) -> None:
-        """``acked`` new bytes were acknowledged outside loss recovery: grow ``cwnd``.
-        ``rtt`` is this ACK's RTT sample in seconds, when there is one."""
-
-    def on_congestion(self, flight: int, mss: int, now: float) -> None:
-        """A loss was detected by duplicate ACKs with ``flight`` bytes outstanding: set
-        ``ssthresh`` (the engine then enters fast recovery at ``ssthresh + 3*mss``)."""
-
-    def on_recovery_exit(self, flight: int, mss: int) -> None:
-        """Fast recovery ended (a full ACK): set ``cwnd`` for congestion avoidance."""
-
-    def on_timeout(self, flight: int, mss: int, now: float) -> None:
-        """The retransmission timer expired: set ``ssthresh`` and restart from a small
-        ``cwnd`` (one segment for NewReno)."""
+# The congestion-control contract (formerly ``CongestionControl`` here) lives in
+# :mod:`layers.congestion`.
 
 
 def stream_service(stack: Stack) -> StreamService:

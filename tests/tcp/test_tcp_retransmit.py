@@ -9,6 +9,7 @@ from typing import Any
 
 from tcp_support import PEER, PEER_I, PEER_PORT, PLAIN, US, A, Recorder, S, Wire
 
+from layers.congestion import CongestionContext, CongestionControlBase, RateSample
 from layers.hookspecs import hookimpl
 from layers.protocols import TransportError
 from layers.wire import ip4
@@ -142,7 +143,9 @@ def test_three_duplicate_acks_trigger_fast_retransmit() -> None:
     assert rtx.seq == us and rtx.payload == segs[0].payload
     assert conn.in_recovery
     assert conn.cc.ssthresh == 5 * MSS  # half the flight
-    assert conn.cc.cwnd == 8 * MSS  # ssthresh + 3 segments
+    # PRR (RFC 6937), not window inflation: three segments left, one is lost and resent
+    assert conn.in_flight() == 7 * MSS
+    assert conn.cc.cwnd == 7 * MSS
     assert w.counters["FastRetransmits"] == 1
 
 
@@ -214,12 +217,14 @@ def test_sack_recovery_retransmits_only_the_holes() -> None:
     w.inject(A, 1001, us + 2 * MSS, opts=sack((6, 7), (3, 5)))
     (first,) = w.sent()
     assert first.seq == us + 2 * MSS and first.payload == segs[2].payload
+    # PRR (RFC 6937): with ssthresh half the flight, one segment goes per two delivered
     w.inject(A, 1001, us + 2 * MSS, opts=sack((6, 8), (3, 5)))
+    w.nothing()
+    w.inject(A, 1001, us + 2 * MSS, opts=sack((6, 9), (3, 5)))
     (second,) = w.sent()
     assert second.seq == us + 5 * MSS  # the next hole, without waiting for a partial ACK
-    w.inject(A, 1001, us + 2 * MSS, opts=sack((6, 9), (3, 5)))
-    nxt = w.sent()
-    assert all(s.seq >= us + 10 * MSS for s in nxt)  # no hole left below the SACKed data
+    w.inject(A, 1001, us + 2 * MSS, opts=sack((6, 10), (3, 5)))
+    w.nothing()  # no hole left below the SACKed data and nothing new to send
     w.inject(A, 1001, us + 10 * MSS)
     assert not conn.in_recovery
 
@@ -319,28 +324,31 @@ def test_no_keepalive_unless_asked() -> None:
 # --- a congestion control from another plugin ----------------------------------------------
 
 
-class FixedWindow:
+class FixedWindow(CongestionControlBase):
     """A silly algorithm: a constant window of three segments."""
 
     name = "fixed3"
 
-    def __init__(self, mss: int) -> None:
-        self.cwnd = 3 * mss
-        self.ssthresh = 1 << 30
+    def __init__(self, ctx: CongestionContext) -> None:
+        super().__init__(ctx)
+        self.cwnd = 3 * ctx.mss
         self.calls: list[str] = []
 
-    def on_ack(self, acked: int, mss: int, now: float, rtt: float | None) -> None:
+    def on_start(self, mss: int, now: float) -> None:
+        self.cwnd = 3 * mss
+
+    def on_ack(self, rs: RateSample) -> None:
         self.calls.append("ack")
-        self.cwnd = 3 * mss
+        self.cwnd = 3 * rs.mss
 
-    def on_congestion(self, flight: int, mss: int, now: float) -> None:
-        self.ssthresh = 3 * mss
+    def on_enter_recovery(self, in_flight: int, now: float) -> None:
+        self.ssthresh = 3 * self.mss
 
-    def on_recovery_exit(self, flight: int, mss: int) -> None:
-        self.cwnd = 3 * mss
+    def on_exit_recovery(self, in_flight: int, now: float) -> None:
+        self.cwnd = 3 * self.mss
 
-    def on_timeout(self, flight: int, mss: int, now: float) -> None:
-        self.cwnd = 3 * mss
+    def on_timeout(self, in_flight: int, now: float) -> None:
+        self.cwnd = 3 * self.mss
 
 
 class FixedPlugin:

@@ -52,10 +52,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from layers.congestion import CongestionControlInfo
 from layers.hookspecs import hookimpl
-from layers_tcp.congestion import NewReno
 from layers_tcp.connection import Connection, State
 from layers_tcp.listener import Listener
+from layers_tcp.newreno import NewReno
 from layers_tcp.protocol import TCP, ConnOptions
 from layers_tcp.settings import TCPSettings
 
@@ -90,8 +91,12 @@ def layers_settings(stack: Stack) -> Mapping[str, Any]:
 
 
 @hookimpl
-def layers_congestion_controls() -> Mapping[str, Any]:
-    return {"newreno": NewReno}
+def layers_congestion_controls() -> Iterable[CongestionControlInfo]:
+    return [CongestionControlInfo(
+        name="newreno", factory=NewReno, plugin="tcp",
+        description="RFC 5681 slow start and congestion avoidance (RFC 3465 byte counting), "
+                    "RFC 6582 recovery",
+    )]
 
 
 @hookimpl

@@ -19,9 +19,10 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from layers.congestion import CongestionControl, RateSample
 from layers.errors import os_error
 from layers.links.base import GSO_TCPV4, TxOffload
-from layers.streams import CongestionControl
+from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
 from layers.wire.addr import ip4_str
 from layers.wire.checksum import ones_sum, pseudo_header_sum
 from layers.wire.ipv4 import ECN_ECT0
@@ -39,8 +40,10 @@ from layers.wire.tcp import (
     TCPOptions,
     parse_options,
 )
-from layers_tcp import congestion
 from layers_tcp.buffers import Reassembly, SendBuffer
+from layers_tcp.pacing import departure_after, paced_burst
+from layers_tcp.rate import RateEstimator
+from layers_tcp.recovery import DUPTHRESH, Prr, Scoreboard
 from layers_tcp.rtt import RttEstimator
 
 if TYPE_CHECKING:
@@ -58,8 +61,6 @@ _BLOCK = struct.Struct("!II")
 PAWS_IDLE = 24 * 24 * 3600.0
 #: out-of-window pure ACKs are answered at most this often (Linux tcp_invalid_ratelimit)
 OOW_ACK_INTERVAL = 0.5
-#: ACKs at most this many bytes of in-order data late (two full segments, RFC 5681 4.2)
-DUPTHRESH = 3
 _TS_LEN = 12
 #: The received IP header's ECN field, carried in ``flags`` above the nine TCP flag bits
 #: (``TCP.receive`` sets them; they never reach the wire): CE, or ECT(0)/ECT(1) unmarked
@@ -208,21 +209,45 @@ class Connection(asyncio.Transport):
 
         # --- retransmission and congestion
         self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)
-        self.cc: CongestionControl = congestion.make(
-            tcp.cc_registry, options.congestion_control, TCP_DEFAULT_MSS, s.initial_cwnd
+        self.cc: CongestionControl = tcp.make_congestion_control(
+            options.congestion_control, TCP_DEFAULT_MSS, self.key
         )
         self.retries = 0
         self.dupacks = 0
+        #: fast recovery (RFC 6582/6675) is under way, until SND.UNA reaches ``recover``
         self.in_recovery = False
+        #: a retransmission timeout's go-back-N is under way, until SND.UNA reaches ``recover``
+        self.in_loss = False
         self.recover = 0
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
         self.una_since = 0.0
         self.soft_error: int | None = None
-        #: SACK scoreboard: sorted (start, end) ranges above snd_una the peer holds
-        self.sacked: list[tuple[int, int]] = []
-        self.sack_high = 0
-        self.retrans_next = 0
+        #: SACK scoreboard, lost and retransmitted ranges, the pipe (RFC 6675)
+        self.sb = Scoreboard()
+        #: proportional rate reduction during fast recovery (RFC 6937)
+        self.prr = Prr()
+        #: the first retransmission of fast recovery must go whatever PRR allows
+        self._force_rexmit = False
+        #: delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation)
+        self.rate = RateEstimator()
+        self.delivery_rate = 0.0
+        self.min_rtt: float | None = None
+        #: the last RTT sample (rate records, else timestamps or the timed segment)
+        self.last_rtt: float | None = None
+        #: retransmitted segments and segments deemed lost, this connection
+        self.retrans_total = 0
+        self.lost_total = 0
+        #: the timestamp value of the first retransmission of the current loss episode;
+        #: an ACK echoing an older one shows the episode was spurious (Eifel, RFC 3522)
+        self.undo_ts: int | None = None
+        #: pacing (when the algorithm sets ``pacing_rate``): the earliest departure time of
+        #: the next segment and the timer deadline that sends it
+        self.pace_next = 0.0
+        self.pace_at: float | None = None
+        # telemetry: the stack's subscribers and this connection's own
+        self._telemetry = self.stack.telemetry
+        self._observers: Telemetry | None = None
 
         if options.ecn:  # the ECN state: class attributes in the "ECN" section below
             self._ecn_mode = options.ecn
@@ -386,9 +411,8 @@ class Connection(asyncio.Transport):
         self.last_rx = now
         if self.ecn_ok:
             self.c["ECNNegotiated"] += 1
-        cwnd = self.cc.cwnd
-        # the algorithm was made before the MSS was known: scale its window to the real one
-        self.cc.cwnd = max(cwnd // TCP_DEFAULT_MSS, 1) * self.mss
+        # the algorithm was made before the MSS was known: now it is
+        self.cc.on_start(self.mss, now)
         if self.opts.keepalive:
             self.ka_at = now + self.tcp.settings.keepalive_time
 
@@ -446,7 +470,7 @@ class Connection(asyncio.Transport):
         snd_una = self.snd_una
         ack = unwrap(ack32, snd_una)
         if (
-            ack < snd_una or ack > self.snd_max or self.in_recovery or self.sacked
+            ack < snd_una or ack > self.snd_max or self.in_recovery or self.sb.ranges
             or self.ooo.blocks or self.ooo_fin is not None
         ):
             return False
@@ -756,13 +780,16 @@ class Connection(asyncio.Transport):
         now: float,
     ) -> bool:
         """Process an acceptable ACK field in a synchronized state (RFC 9293 3.10.7.4,
-        fifth), with RTT sampling, congestion control and loss recovery."""
+        fifth), with RTT sampling, delivery-rate samples, congestion control and loss
+        recovery."""
         snd_una = self.snd_una
         wnd <<= self.snd_wscale
-        cc = self.cc
-        mss = self.mss
-        newly_sacked = self._update_sacks(sack_blocks, ack) if sack_blocks else False
+        sb = self.sb
+        newly_sacked = 0
+        if sack_blocks:
+            newly_sacked = sb.add(sack_blocks, ack if ack > snd_una else snd_una, self.snd_max)
         if ack > snd_una:
+            prior_in_flight = self._in_flight()
             acked = ack - snd_una
             # drop acknowledged data from the send buffer
             n = min(ack, self.buf_seq + len(self.sndbuf)) - self.buf_seq
@@ -772,10 +799,22 @@ class Connection(asyncio.Transport):
             self.snd_una = ack
             if self.snd_nxt < ack:
                 self.snd_nxt = ack
-            if self.retrans_next < ack:
-                self.retrans_next = ack
-            if self.sacked:
-                self._trim_sacks(ack)
+            delivered = acked + newly_sacked
+            if sb.ranges or sb.rexmit:
+                before = sb.sacked_bytes
+                sb.trim(ack)
+                delivered -= before - sb.sacked_bytes  # SACKed earlier: delivered then
+            if sb.dup_bytes:
+                # without SACK each duplicate ACK counted one segment delivered; this ACK
+                # covers those (RFC 6937: less one SMSS per preceding duplicate ACK)
+                used = acked - self.mss
+                if used > sb.dup_bytes:
+                    used = sb.dup_bytes
+                if used > 0:
+                    delivered -= used
+                    sb.dup_bytes -= used
+                if not self.in_recovery:
+                    sb.dup_bytes = 0
             self.una_since = now
             self.retries = 0
             self.probes = 0
@@ -792,24 +831,18 @@ class Connection(asyncio.Transport):
                 self.rtt.sample(rtt)
             else:
                 self.rtt.reset_backoff()
-            # congestion control and NewReno recovery (RFC 5681, RFC 6582)
-            if self.in_recovery:
-                if ack >= self.recover:
-                    self.in_recovery = False
-                    self.dupacks = 0
-                    cc.on_recovery_exit(self.snd_max - ack, mss)
-                else:
-                    # partial ACK: the next hole is lost too; retransmit it, deflate
-                    self._retransmit_next(partial=True)
-                    cw = cc.cwnd - acked
-                    if acked >= mss:
-                        cw += mss
-                    cc.cwnd = max(cw, mss)
-            else:
-                self.dupacks = 0
-                # ECN echo (RFC 3168 6.1.2): the window is cut, and not grown by this ACK
-                if not (flags & TCP_ECE and self.ecn_ok and self._ecn_echo(ack, now)):
-                    cc.on_ack(acked, mss, now, rtt)
+            if (
+                self.undo_ts is not None and tsecr and self.ts_ok
+                and ((tsecr - self.undo_ts) & MASK) >= HALF
+            ):
+                # Eifel (RFC 3522): this ACK echoes a timestamp older than our first
+                # retransmission, so the original arrived: the retransmissions were spurious
+                self._undo(ack, now)
+            if flags & TCP_ECE and self.ecn_ok:
+                # ECN echo (RFC 3168 6.1.2): cc.on_ecn at most once per window; on_ack then
+                # sees rs.ece and does not grow the window on this ACK
+                self._ecn_echo(ack, now)
+            self._ack_event(prior_in_flight, delivered, acked, newly_sacked, rtt, flags, now)
             # the retransmission timer (RFC 6298 5.2, 5.3)
             if ack >= self.snd_max:
                 self.rto_at = None
@@ -825,7 +858,7 @@ class Connection(asyncio.Transport):
             if newly_sacked or (
                 dlen == 0 and not flags & (TCP_SYN | TCP_FIN) and wnd == self.snd_wnd
             ):
-                self._on_dupack(now, newly_sacked)
+                self._on_dupack(now, newly_sacked, flags)
         # window update (RFC 9293 3.10.7.4, with the SND.WL1/WL2 rule)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             if wnd != self.snd_wnd:
@@ -838,104 +871,187 @@ class Connection(asyncio.Transport):
             self.snd_wl2 = ack
         return True
 
-    def _on_dupack(self, now: float, sacked_more: bool) -> None:
-        self.dupacks += 1
-        self.c["DupAcksIn"] += 1
+    def _in_flight(self) -> int:
+        """Bytes in flight: RFC 6675's pipe while the scoreboard or recovery has anything to
+        say, else (also during a timeout's go-back-N) SND.NXT - SND.UNA."""
+        sb = self.sb
+        if (self.in_recovery or sb.ranges or sb.dup_bytes) and not self.in_loss:
+            return sb.pipe(self.snd_una, self.snd_max)
+        return self.snd_nxt - self.snd_una
+
+    def _ack_event(
+        self, prior_in_flight: int, delivered: int, newly_acked: int, newly_sacked: int,
+        rtt: float | None, flags: int, now: float,
+    ) -> None:
+        """One ACK that delivered data (or, without SACK, a duplicate ACK standing for a
+        segment delivered): the rate sample, recovery progress, ``cc.on_ack``, telemetry."""
         cc = self.cc
         mss = self.mss
-        if self.in_recovery:
-            # one more segment has left the network: with SACK fill the next hole with it,
-            # else inflate the window so new data may go (RFC 5681 3.2 step 4)
-            if not (self.sack_ok and self._retransmit_next(partial=False)):
-                cc.cwnd += mss
-            return
-        if self.dupacks < DUPTHRESH:
-            # limited transmit (RFC 3042): a new segment per early duplicate ACK keeps the
-            # ACK clock going, so small windows still reach three duplicates
-            self._output(extra=self.dupacks * mss)
-            return
-        # RFC 6582 3.2 step 2: not again for losses in the window already recovered
-        if self.dupacks != DUPTHRESH or self.snd_una < self.recover:
-            return
-        flight = self.snd_max - self.snd_una
-        cc.on_congestion(flight, mss, now)
-        self.recover = self.snd_max
+        rate = self.rate
+        valid = rate.on_ack(self.snd_una, self.sb.ranges if newly_sacked else None,
+                            delivered, now)
+        sample = rate.last_rtt if rate.last_rtt is not None else rtt
+        if sample is not None:
+            self.last_rtt = sample
+            if self.min_rtt is None or sample < self.min_rtt:
+                self.min_rtt = sample
+        if valid:
+            # draft 3.3 (and Linux): a sample shorter than the minimum RTT comes from ACK
+            # compression and would overstate the rate
+            if self.min_rtt is not None and rate.interval < self.min_rtt:
+                valid = False
+            else:
+                self.delivery_rate = rate.rate
+        in_recovery = self.in_recovery
+        exiting = False
+        if in_recovery:
+            if self.snd_una >= self.recover:
+                exiting = True
+            else:
+                if newly_acked:
+                    # a partial ACK (RFC 6582 3.2 step 5): the next unacknowledged segment
+                    # is lost too; without SACK it goes at once
+                    sb = self.sb
+                    head = self.snd_una + mss
+                    if head > sb.lost_end:
+                        sb.lost_end = head
+                        self.lost_total += 1
+                    if not self.sack_ok:
+                        self._force_rexmit = True
+                in_flight = self._in_flight()
+                sndcnt = self.prr.sndcnt(delivered, in_flight, cc.ssthresh, mss)
+                if self._force_rexmit and sndcnt < mss:
+                    sndcnt = mss  # room for the retransmission that must go (as Linux)
+                cc.cwnd = in_flight + sndcnt
+        elif self.in_loss and self.snd_una >= self.recover:
+            self.in_loss = False
+            self.undo_ts = None
+        in_flight = self._in_flight()
+        cc.on_ack(RateSample(
+            now, delivered, newly_acked, 0, rate.prior_delivered, rate.delivered,
+            rate.interval if valid else 0.0, rate.rate if valid else 0.0,
+            rate.rate_app_limited, sample, self.min_rtt, self.rtt.srtt, prior_in_flight,
+            in_flight, bool(flags & TCP_ECE) and self.ecn_ok, in_recovery, mss,
+        ))
+        if exiting:
+            self._exit_recovery(now)
+        if self._telemetry.active or self._observers is not None:
+            self._emit(now)
+
+    def _on_dupack(self, now: float, newly_sacked: int, flags: int) -> None:
+        self.dupacks += 1
+        self.c["DupAcksIn"] += 1
+        sb = self.sb
+        mss = self.mss
+        prior_in_flight = self._in_flight()
+        delivered = newly_sacked
+        if not self.sack_ok and not self.in_loss:
+            # one segment has left the network (RFC 5681 3.2 step 4; RFC 6675 for Reno)
+            room = self.snd_max - self.snd_una - mss - sb.dup_bytes
+            delivered = mss if mss < room else max(room, 0)
+            sb.dup_bytes += delivered
+        lost = False
+        if self.sack_ok and sb.ranges:
+            sb.update_lost(self.snd_una, mss)
+            lost = sb.lost_end > self.snd_una
+        if (
+            not self.in_recovery and not self.in_loss
+            and (self.dupacks >= DUPTHRESH or lost)
+            # RFC 6582 3.2 step 2: not again for losses in the window already recovered
+            and self.snd_una >= self.recover
+        ):
+            self._enter_recovery(now)
+        if delivered:
+            self._ack_event(prior_in_flight, delivered, 0, newly_sacked, None, flags, now)
+        elif self._telemetry.active or self._observers is not None:
+            self._emit(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        """Loss detected by duplicate ACKs or SACK (RFC 5681 3.2, RFC 6675 5): the algorithm
+        chooses ``ssthresh``; PRR brings what is in flight down to it."""
+        una = self.snd_una
+        flight = self.snd_max - una
+        sb = self.sb
         self.in_recovery = True
-        self.retrans_next = self.snd_una
+        self.recover = self.snd_max
         self.c["FastRetransmits"] += 1
-        self._retransmit_next(partial=True)
-        cc.cwnd = cc.ssthresh + DUPTHRESH * mss
+        sb.rexmit = []
+        sb.rexmit_next = una
+        # the first un-SACKed segment is lost (the fast retransmit), and RFC 6675's rule
+        if sb.lost_end < una + self.mss:
+            sb.lost_end = una + self.mss
+        self.lost_total += max(1, (sb.lost_bytes(una) + self.mss - 1) // self.mss)
+        self.prr.start(flight)
+        self._force_rexmit = True
+        self.undo_ts = None
+        self.cc.on_enter_recovery(flight, now)
         self.rto_at = now + self._rto()
 
-    # ---------------------------------------------------------------------------------
-    # SACK scoreboard (RFC 2018, used in recovery per RFC 6675's NextSeg rule 1)
-    def _update_sacks(self, blocks: list[tuple[int, int]], ack: int) -> bool:
-        """Merge SACK blocks into the scoreboard; True when they cover new bytes."""
-        una = max(ack, self.snd_una)
-        smax = self.snd_max
-        ranges = self.sacked
-        changed = False
-        before = sum(b - a for a, b in ranges)
-        for a, b in blocks:
-            if b <= una or a >= b or b > smax or a < self.snd_una - HALF:
-                continue  # stale, D-SACK or bogus
-            a = max(a, una)
-            ranges.append((a, b))
-            changed = True
-            if b > self.sack_high:
-                self.sack_high = b
-        if changed:
-            ranges.sort()
-            merged: list[tuple[int, int]] = []
-            for a, b in ranges:
-                if merged and a <= merged[-1][1]:
-                    if b > merged[-1][1]:
-                        merged[-1] = (merged[-1][0], b)
-                else:
-                    merged.append((a, b))
-            self.sacked = merged
-            return sum(b - a for a, b in merged) > before
-        return False
+    def _exit_recovery(self, now: float) -> None:
+        """Everything outstanding when recovery began is acknowledged (RFC 6582 3.2 step 3):
+        the window ends at ``ssthresh`` (RFC 6937), the algorithm may then set its own."""
+        cc = self.cc
+        self.in_recovery = False
+        self.dupacks = 0
+        self.sb.clear()
+        self.undo_ts = None
+        self._force_rexmit = False
+        if cc.ssthresh < (1 << 30):
+            cc.cwnd = cc.ssthresh
+        cc.on_exit_recovery(self.snd_max - self.snd_una, now)
 
-    def _trim_sacks(self, una: int) -> None:
-        out = []
-        for a, b in self.sacked:
-            if b <= una:
-                continue
-            out.append((max(a, una), b))
-        self.sacked = out
+    def _undo(self, ack: int, now: float) -> None:
+        """The last congestion response was spurious (RFC 3522 detection): restore the
+        window (RFC 4015's response: carry on with new data)."""
+        c = self.c
+        self.undo_ts = None
+        if self.in_loss:
+            c["SpuriousRTOs"] += 1
+            c["LossUndo"] += 1
+            self.in_loss = False
+            # resume after the highest byte sent rather than resend what arrived
+            self.snd_nxt = self.snd_max
+            self.rtt.reset_backoff()
+        elif self.in_recovery:
+            c["FullUndo" if ack >= self.recover else "PartialUndo"] += 1
+            self._exit_recovery(now)
+        else:
+            return
+        self.cc.on_undo(now)
 
-    def _next_hole(self, start: int) -> tuple[int, int] | None:
-        """The first un-SACKed range at or after ``start`` below the highest SACKed byte."""
-        pos = max(start, self.snd_una)
-        for a, b in self.sacked:
-            if pos < a:
-                return pos, a
-            if pos < b:
-                pos = b
-        return None
-
-    def _retransmit_next(self, *, partial: bool) -> bool:
-        """Retransmit the first lost segment: the head (NewReno), or with SACK the next
-        hole not yet retransmitted in this recovery."""
-        if self.sack_ok and self.sacked:
-            start = self.snd_una if partial and self.retrans_next <= self.snd_una else (
-                self.retrans_next)
-            hole = self._next_hole(start)
-            if hole is None or hole[0] >= self.sack_high:
-                return False
-            seq, end = hole
-            n = min(self.mss, end - seq, self.buf_seq + len(self.sndbuf) - seq)
+    def _retransmit_lost(self) -> None:
+        """Fast recovery's retransmissions (RFC 6675 NextSeg rules 1 and 3), as far as PRR
+        allows; the first one goes regardless (the fast retransmit, or RFC 6582's
+        retransmission on a partial ACK without SACK)."""
+        sb = self.sb
+        mss = self.mss
+        end_data = self.buf_seq + len(self.sndbuf)
+        room = self.cc.cwnd - self._in_flight()
+        rwnd_end = self.snd_una + self.snd_wnd
+        while True:
+            una = self.snd_una
+            hole = sb.next_hole(una, True)
+            if hole is None:
+                if not self.sack_ok or self.snd_nxt < end_data or (
+                    self.fin_queued and self.snd_nxt == end_data
+                ):
+                    return  # new data first (rule 2), via _output
+                hole = sb.next_hole(una, False)  # rule 3
+                if hole is None:
+                    return
+            start, end = hole
+            n = min(mss, end - start, end_data - start)
             if n <= 0:
-                return False
-            self._send_range(seq, n, retransmit=True)
-            self.retrans_next = seq + n
-            return True
-        if partial:
-            n = min(self.mss, max(self.buf_seq + len(self.sndbuf) - self.snd_una, 0))
-            self._send_range(self.snd_una, n, retransmit=True)
-            return True
-        return False
+                return
+            if not self._force_rexmit:
+                if room < n or start + n > max(rwnd_end, una + mss):
+                    return
+                if self.cc.pacing_rate and self.pace_next > self.stack.now:
+                    self._pace_later()
+                    return
+            self._force_rexmit = False
+            self._send_range(start, n, retransmit=True)
+            room -= n
 
     # ---------------------------------------------------------------------------------
     def _rx_text(self, seq: int, data: memoryview, fin: int) -> None:
@@ -1142,9 +1258,7 @@ class Connection(asyncio.Transport):
         self._ecn_high = self.snd_max
         self._cwr_pending = True
         self.c["ECNReductions"] += 1
-        on_ecn = getattr(self.cc, "on_ecn", None)  # until every algorithm has it
-        if on_ecn is not None:
-            on_ecn(self.snd_max - self.snd_una, now)  # in flight (after this ACK)
+        self.cc.on_ecn(self.snd_max - self.snd_una, now)  # in flight (after this ACK)
         return True
 
     # =================================================================================
@@ -1393,10 +1507,15 @@ class Connection(asyncio.Transport):
         if n and seq + n == end_data:
             flags |= TCP_PSH
         if retransmit:
-            self.c["RetransSegs"] += max(1, (n + self.mss - 1) // self.mss)
+            segs = max(1, (n + self.mss - 1) // self.mss)
+            self.c["RetransSegs"] += segs
+            self.retrans_total += segs
             if self.rtt_seq is not None and seq < self.rtt_seq:
                 self.rtt_seq = None  # Karn: the timed segment is ambiguous now
+            if self.undo_ts is None and (self.in_recovery or self.in_loss):
+                self.undo_ts = self._ts_now()  # Eifel: the first retransmission's stamp
         off = seq - self.buf_seq
+        now = self.stack.now
         if n:
             tos = 0
             if self._ect and not retransmit:
@@ -1406,7 +1525,20 @@ class Connection(asyncio.Transport):
                     self._cwr_pending = False
                     flags |= TCP_CWR
                     self.c["ECNCWRSent"] += 1
+            # the delivery-rate record; a send into an empty pipe starts a new flight
+            self.rate.on_sent(seq, seq + n, now, self.snd_nxt - self.snd_una, retransmit)
+            if self.in_recovery:
+                self.prr.out += n
+                if retransmit:
+                    self.sb.retransmitted(seq, seq + n)
+            cc = self.cc
+            pacing = cc.pacing_rate
+            if pacing:
+                self.pace_next = departure_after(self.pace_next, now, n, self.mss,
+                                                 self.ts_ok, pacing)
             self._send(seq, flags, self.sndbuf.view(off, n), tos=tos)
+            cc.on_packet_sent(n, self._in_flight() + (n if seq + n > self.snd_nxt else 0), now,
+                              self.rate.app_limited != 0)
         else:
             self._send(seq, flags)
         # SND.MAX is the highest sequence number ever sent. A retransmission from SND.UNA
@@ -1417,7 +1549,7 @@ class Connection(asyncio.Transport):
         if end > self.snd_max:
             self.snd_max = end
         if self.rto_at is None:
-            self.rto_at = self.stack.now + self._rto()
+            self.rto_at = now + self._rto()
 
     def _rto(self) -> float:
         rto = self.rtt.current()
@@ -1428,12 +1560,15 @@ class Connection(asyncio.Transport):
                 rto = max(left, 0.001)
         return rto
 
-    def _output(self, *, force: bool = False, extra: int = 0) -> None:
-        """Send what the windows, Nagle and sender SWS avoidance allow (RFC 9293 3.8.6.2.1,
-        RFC 896/1122 for Nagle)."""
+    def _output(self, *, force: bool = False) -> None:
+        """Send what the windows, Nagle, sender SWS avoidance (RFC 9293 3.8.6.2.1, RFC
+        896/1122 for Nagle) and pacing allow: in fast recovery the lost segments first, then
+        new data, within ``cwnd`` less what is in flight (RFC 6675's pipe)."""
         st = self.state
         if st not in _SENDING:
             return
+        if self.in_recovery:
+            self._retransmit_lost()
         buf_end = self.buf_seq + len(self.sndbuf)
         nxt = self.snd_nxt
         if nxt > buf_end or (nxt == buf_end and not self.fin_queued):
@@ -1448,15 +1583,21 @@ class Connection(asyncio.Transport):
             hdr = 20 + 20 + (_TS_LEN if self.ts_ok else 0)
             burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
         cc = self.cc
+        pacing = cc.pacing_rate
+        if pacing:
+            if self.pace_next > now:
+                self._pace_later()
+                return
+            burst = paced_burst(burst, mss, pacing)
+        # the congestion window's room: cwnd less what is in flight
+        croom = cc.cwnd - self._in_flight()
         while True:
             nxt = self.snd_nxt
             unsent = buf_end - nxt
             if unsent > 0:
-                wnd = self.snd_wnd
-                cw = cc.cwnd + extra
-                if cw < wnd:
-                    wnd = cw
-                room = self.snd_una + wnd - nxt
+                room = self.snd_una + self.snd_wnd - nxt
+                if croom < room:
+                    room = croom
                 n = unsent if unsent < room else room
                 if n > burst:
                     n = burst
@@ -1490,6 +1631,10 @@ class Connection(asyncio.Transport):
                 if end > self.snd_max:
                     self.snd_max = end
                 self.persist_at = None
+                croom -= n
+                if pacing and self.pace_next > now:
+                    self._pace_later()
+                    return
                 continue
             if self.fin_queued and nxt == buf_end:
                 # FIN alone (ignores the window, like Linux)
@@ -1499,6 +1644,11 @@ class Connection(asyncio.Transport):
                 if self.snd_nxt > self.snd_max:
                     self.snd_max = self.snd_nxt
             return
+
+    def _pace_later(self) -> None:
+        """Ahead of the pacing rate: the connection timer sends the rest at the earliest
+        departure time (as Linux's internal pacing does with its hrtimer)."""
+        self.pace_at = self.pace_next
 
     def _maybe_persist(self, now: float) -> None:
         if self.snd_nxt == self.snd_una and self.persist_at is None:
@@ -1521,6 +1671,9 @@ class Connection(asyncio.Transport):
         if d is not None and (when is None or d < when):
             when = d
         d = self.close_at
+        if d is not None and (when is None or d < when):
+            when = d
+        d = self.pace_at
         if d is not None and (when is None or d < when):
             when = d
         if when is None:
@@ -1563,6 +1716,11 @@ class Connection(asyncio.Transport):
             self._on_keepalive(now)
             if self.state == CLOSED:
                 return
+        if self.pace_at is not None and now >= self.pace_at:
+            self.pace_at = None
+            self._output()
+            if self.state == CLOSED:
+                return
         self._arm()
 
     def _give_up(self) -> None:
@@ -1595,21 +1753,33 @@ class Connection(asyncio.Transport):
             return
         self.retries += 1
         c["RTOs"] += 1
-        flight = self.snd_max - self.snd_una
-        self.cc.on_timeout(flight, self.mss, now)
+        una = self.snd_una
+        flight = self.snd_max - una
+        if not self.in_recovery and not self.in_loss:
+            self.undo_ts = None  # a new episode (else the first retransmission stays)
+        # everything outstanding and not SACKed is deemed lost
+        self.lost_total += max(1, (flight - self.sb.sacked_bytes + self.mss - 1) // self.mss)
+        # a timeout ends fast recovery without on_exit_recovery: on_timeout says it all
         self.in_recovery = False
+        self._force_rexmit = False
+        self.in_loss = True
         self.recover = self.snd_max
         self.dupacks = 0
-        self.sacked = []  # RFC 2018 8: the receiver may renege; forget the scoreboard
+        self.sb.clear()  # RFC 2018 8: the receiver may renege; forget the scoreboard
+        self.rate.forget()
+        self.cc.on_timeout(flight, now)
         self.rtt.back_off()
         self.rtt_seq = None
         # go back N: resend from the first unacknowledged byte
-        n = min(self.mss, max(self.buf_seq + len(self.sndbuf) - self.snd_una, 0))
-        self._send_range(self.snd_una, n, retransmit=True)
+        n = min(self.mss, max(self.buf_seq + len(self.sndbuf) - una, 0))
+        self.snd_nxt = una  # nothing is in flight now: the retransmission starts a flight
+        self._send_range(una, n, retransmit=True)
         self.snd_nxt = self.snd_una + n + (
             1 if self.fin_queued and self.snd_una + n == self.buf_seq + len(self.sndbuf) else 0
         )
         self.rto_at = now + self._rto()
+        if self._telemetry.active or self._observers is not None:
+            self._emit(now)
 
     def _on_persist(self, now: float) -> None:
         unsent = self.buf_seq + len(self.sndbuf) - self.snd_nxt
@@ -1700,6 +1870,7 @@ class Connection(asyncio.Transport):
             self._timer.cancel()
             self._timer = None
         self.rto_at = self.persist_at = self.delack_at = self.ka_at = self.close_at = None
+        self.pace_at = None
         if self.listener is not None:
             self.listener.forget(self)
 
@@ -1866,12 +2037,26 @@ class Connection(asyncio.Transport):
         if self._closing or self.state not in (*_SENDING, SYN_SENT, SYN_RECEIVED):
             self.c.drop("write_after_close")
             return
+        if self.buf_seq + len(self.sndbuf) - self.snd_nxt < self.mss:
+            self._check_app_limited()
         self.sndbuf.append(data)
         self._output()
         self._arm()
         self._maybe_pause_writing()
 
+    def _check_app_limited(self) -> None:
+        """The application writes after the sender ran (nearly) dry: if the window had room
+        and no loss is being repaired, the rate samples until now's flight is delivered
+        measure the application, not the path (draft 3.4)."""
+        if self.in_recovery or self.in_loss:
+            return
+        in_flight = self._in_flight()
+        if in_flight < self.cc.cwnd:
+            self.rate.mark_app_limited(in_flight)
+
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        if self.buf_seq + len(self.sndbuf) - self.snd_nxt < self.mss:
+            self._check_app_limited()
         for data in list_of_data:
             if self._eof_written:
                 raise RuntimeError("Cannot call write() after write_eof()")
@@ -1973,7 +2158,60 @@ class Connection(asyncio.Transport):
     def recv_q(self) -> int:
         return self.rx_bytes
 
+    @property
+    def flow(self) -> str:
+        """``"10.0.0.1:40000->10.0.0.2:80"``, as telemetry names the connection."""
+        return (f"{ip4_str(self.local)}:{self.lport}->"
+                f"{ip4_str(self.remote)}:{self.rport}")
+
+    def in_flight(self) -> int:
+        """Bytes in flight (RFC 6675's pipe in recovery)."""
+        if self.state not in _SYNCHRONIZED:
+            return 0
+        return self._in_flight()
+
+    def sample(self) -> ConnectionSample:
+        """The connection now, as telemetry reports it."""
+        cc = self.cc
+        rtt = self.rtt
+        srtt = rtt.srtt
+        return ConnectionSample(
+            time=self.stack.now, flow=self.flow, state=self.state.name, cc=cc.name,
+            cwnd=cc.cwnd, ssthresh=cc.ssthresh, in_flight=self.in_flight(), srtt=srtt,
+            rttvar=None if srtt is None else rtt.rttvar, min_rtt=self.min_rtt,
+            rtt=self.last_rtt, rto=rtt.current(), delivered=self.rate.delivered,
+            delivery_rate=self.delivery_rate, pacing_rate=cc.pacing_rate,
+            retransmits=self.retrans_total, lost=self.lost_total, send_q=len(self.sndbuf),
+            snd_wnd=self.snd_wnd, mss=self.mss, cc_state=dict(cc.state()),
+        )
+
+    def _emit(self, now: float) -> None:
+        """One sample to the stack's subscribers and this connection's (only called when
+        someone listens)."""
+        obs = self._observers
+        stack_tel = self._telemetry
+        if not stack_tel.active and (obs is None or not obs.active):
+            return
+        sample = self.sample()
+        if stack_tel.active:
+            stack_tel.emit(sample)
+        if obs is not None and obs.active:
+            obs.emit(sample)
+
+    def subscribe(self, callback: Observer, *, interval: float = 0.0) -> Subscription:
+        """Call ``callback(sample)`` (a :class:`layers.telemetry.ConnectionSample`) at every
+        ACK that changes this connection's state, or at most once per ``interval`` seconds.
+        From a StreamWriter: ``writer.transport.subscribe(...)``. ``close()`` the returned
+        subscription to stop."""
+        if self._observers is None:
+            self._observers = Telemetry()
+        return self._observers.subscribe(callback, interval=interval)
+
     def describe(self) -> dict[str, Any]:
+        """The connection for ``layers netstat`` and ``layers ss -i`` (control socket)."""
+        cc = self.cc
+        rtt = self.rtt
+        srtt = rtt.srtt
         return {
             "proto": "tcp",
             "local": f"{ip4_str(self.local)}:{self.lport}",
@@ -1982,9 +2220,21 @@ class Connection(asyncio.Transport):
             "send_q": self.send_q,
             "recv_q": self.recv_q,
             "mss": self.mss,
-            "cwnd": self.cc.cwnd,
-            "rto": round(self.rtt.current(), 4),
-            "srtt": None if self.rtt.srtt is None else round(self.rtt.srtt, 6),
+            "cc": cc.name,
+            "cwnd": cc.cwnd,
+            "ssthresh": cc.ssthresh,
+            "rto": round(rtt.current(), 4),
+            "srtt": None if srtt is None else round(srtt, 6),
+            "rttvar": None if srtt is None else round(rtt.rttvar, 6),
+            "min_rtt": None if self.min_rtt is None else round(self.min_rtt, 6),
+            "delivered": self.rate.delivered,
+            "delivery_rate": round(self.delivery_rate, 1),
+            "pacing_rate": cc.pacing_rate,
+            "retransmits": self.retrans_total,
+            "lost": self.lost_total,
+            "in_flight": self.in_flight(),
+            "snd_wnd": self.snd_wnd,
+            "cc_state": dict(cc.state()),
             "ecn": self.ecn_ok,
         }
 

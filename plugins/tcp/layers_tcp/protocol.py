@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from layers.congestion import (
+    CongestionContext,
+    CongestionControl,
+    CongestionControlInfo,
+    collect_congestion_controls,
+)
 from layers.errors import ConfigurationError, os_error
 from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import IPDatagram, IPv4Service, TransportError
@@ -27,7 +33,6 @@ from layers.wire.tcp import (
     TCP_SYN,
     parse_options,
 )
-from layers_tcp import congestion
 from layers_tcp.connection import CLOSED, SEG_CE, SEG_ECT, TIME_WAIT, Connection, unwrap
 from layers_tcp.listener import Listener
 from layers_tcp.settings import TCPSettings
@@ -82,13 +87,15 @@ class TCP:
         self.c = stack.counter("tcp")
         self.conns: dict[Key, Connection] = {}
         self.listeners: dict[tuple[int, int], Listener] = {}
-        self.cc_registry = congestion.collect(list(stack.hook.layers_congestion_controls()))
-        if self.settings.congestion_control not in self.cc_registry:
-            known = ", ".join(sorted(self.cc_registry))
-            raise ConfigurationError(
-                f"tcp.congestion_control={self.settings.congestion_control!r} is not "
-                f"available; choose one of: {known}"
-            )
+        #: the congestion controls composed into this stack, by name
+        self.cc_registry: dict[str, CongestionControlInfo] = collect_congestion_controls(
+            stack.hook.layers_congestion_controls()
+        )
+        #: each algorithm's settings: its declared defaults overridden by ``NAME.KEY``
+        self.cc_settings = {
+            name: self._algorithm_settings(info) for name, info in self.cc_registry.items()
+        }
+        self._check_algorithm(self.settings.congestion_control, "tcp.congestion_control")
         key = self.settings.key
         self._key = key
         self._next_ephemeral = int.from_bytes(hashlib.blake2s(b"eph", key=key).digest()[:4])
@@ -133,6 +140,46 @@ class TCP:
             return port
         return None
 
+    # =================================================================================
+    # congestion control (layers.congestion)
+    # =================================================================================
+    def _algorithm_settings(self, info: CongestionControlInfo) -> dict[str, Any]:
+        """``info.settings`` with ``--set NAME.KEY=VALUE`` applied (converted to the type of
+        the default); an unknown key is a ConfigurationError naming the known ones."""
+        prefix = info.name + "."
+        values = dict(info.settings)
+        for key in self.stack.settings:
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix):]
+            if name not in values:
+                known = ", ".join(prefix + k for k in sorted(info.settings))
+                raise ConfigurationError(
+                    f"unknown setting {key!r}; the {info.name} congestion control "
+                    + (f"knows {known}" if known else "has no settings")
+                )
+            values[name] = self.stack.setting(key, info.settings[name])
+        return values
+
+    def _check_algorithm(self, name: str, what: str) -> None:
+        if name in self.cc_registry:
+            return
+        known = ", ".join(sorted(self.cc_registry)) or "none"
+        raise ConfigurationError(
+            f"{what}: congestion control {name!r} is not available: install/add the {name} "
+            f"plugin (--plugins ...,{name}); available: {known}"
+        )
+
+    def make_congestion_control(self, name: str, mss: int, key: Key) -> CongestionControl:
+        """One connection's algorithm: ``factory(CongestionContext)``."""
+        info = self.cc_registry[name]
+        ctx = CongestionContext(
+            mss=mss, initial_cwnd=self.settings.initial_cwnd,
+            settings=self.cc_settings[name],
+            seed=self._hash(b"cc" + _KEY.pack(key[0], key[1], key[2], key[3])),
+        )
+        return info.factory(ctx)
+
     def challenge_allowed(self) -> bool:
         """RFC 5961 7: at most ``tcp.challenge_ack_limit`` challenge ACKs per second."""
         now = self.stack.now
@@ -166,12 +213,7 @@ class TCP:
                     f"TCP option {name}={value!r} should be a {kind.__name__}"
                 ) from None
             setattr(o, name, converted)
-        if o.congestion_control not in self.cc_registry:
-            known = ", ".join(sorted(self.cc_registry))
-            raise ConfigurationError(
-                f"congestion_control={o.congestion_control!r} is not available; choose one "
-                f"of: {known}"
-            )
+        self._check_algorithm(o.congestion_control, "congestion_control=")
         if o.rcvbuf < 2048 or o.sndbuf < 2048:
             raise ConfigurationError("rcvbuf and sndbuf should be at least 2048 bytes")
         if o.mss is not None and not 88 <= o.mss <= 65495:

@@ -1,0 +1,213 @@
+"""Loss recovery bookkeeping shared by every congestion control: the SACK scoreboard and
+RFC 6675's pipe, and proportional rate reduction (RFC 6937).
+
+The engine (:mod:`layers_tcp.connection`) detects loss (three duplicate ACKs, or SACKed data
+three segments above a hole), keeps RFC 6582's ``recover`` point and the partial-ACK rule,
+and during fast recovery lets PRR decide how much may be sent per ACK so that what is in
+flight converges on the algorithm's ``ssthresh`` without bursts and without window inflation.
+Without SACK, each duplicate ACK stands for one segment that left the network (RFC 6675 and
+RFC 6937 both say so), counted in :attr:`Scoreboard.dup_bytes`.
+"""
+
+from __future__ import annotations
+
+#: duplicate ACKs (or SACKed segments above a hole) that signal a loss (RFC 5681, RFC 6675)
+DUPTHRESH = 3
+
+
+class Scoreboard:
+    """What the peer holds above SND.UNA, what is deemed lost and what was retransmitted.
+
+    ``ranges`` are sorted, merged (start, end) SACKed ranges; ``sacked_bytes`` their total.
+    Bytes below ``lost_end`` that are not SACKed are lost (RFC 6675 IsLost); ``rexmit`` holds
+    the ranges retransmitted in this recovery that are still outstanding."""
+
+    __slots__ = ("dup_bytes", "high", "lost_end", "ranges", "rexmit", "rexmit_next",
+                 "sacked_bytes")
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        self.sacked_bytes = 0
+        #: the highest SACKed sequence number (RFC 6675 HighACK's right neighbour)
+        self.high = 0
+        #: without SACK: bytes the duplicate ACKs say have left the network
+        self.dup_bytes = 0
+        #: un-SACKed bytes below this are lost
+        self.lost_end = 0
+        #: ranges retransmitted and not yet acknowledged or SACKed
+        self.rexmit: list[tuple[int, int]] = []
+        #: RFC 6675 HighRxt: holes below this were retransmitted in this recovery
+        self.rexmit_next = 0
+
+    # --- SACK (RFC 2018) --------------------------------------------------------------
+    def add(self, blocks: list[tuple[int, int]], una: int, smax: int) -> int:
+        """Merge SACK blocks; returns the bytes newly SACKed."""
+        ranges = self.ranges
+        changed = False
+        for a, b in blocks:
+            if b <= una or a >= b or b > smax or a < una - 0x80000000:
+                continue  # stale, D-SACK or bogus
+            if a < una:
+                a = una
+            ranges.append((a, b))
+            changed = True
+            if b > self.high:
+                self.high = b
+        if not changed:
+            return 0
+        ranges.sort()
+        merged: list[tuple[int, int]] = []
+        for a, b in ranges:
+            if merged and a <= merged[-1][1]:
+                if b > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        self.ranges = merged
+        before = self.sacked_bytes
+        self.sacked_bytes = sum(b - a for a, b in merged)
+        if self.rexmit:
+            self._trim_rexmit(una)
+        return self.sacked_bytes - before
+
+    def trim(self, una: int) -> None:
+        """SND.UNA moved to ``una``: forget what is below it."""
+        if self.ranges:
+            out = [(a if a > una else una, b) for a, b in self.ranges if b > una]
+            self.ranges = out
+            self.sacked_bytes = sum(b - a for a, b in out)
+        if self.rexmit:
+            self._trim_rexmit(una)
+
+    def _trim_rexmit(self, una: int) -> None:
+        out = []
+        for a, b in self.rexmit:
+            if b <= una:
+                continue
+            if a < una:
+                a = una
+            # cut the SACKed parts out
+            for sa, sb in self.ranges:
+                if sb <= a or sa >= b:
+                    continue
+                if sa > a:
+                    out.append((a, sa))
+                a = sb
+                if a >= b:
+                    break
+            if a < b:
+                out.append((a, b))
+        self.rexmit = out
+
+    def clear(self) -> None:
+        """A timeout (RFC 2018 8: the receiver may renege) or the end of recovery."""
+        self.ranges = []
+        self.sacked_bytes = 0
+        self.high = 0
+        self.dup_bytes = 0
+        self.lost_end = 0
+        self.rexmit = []
+        self.rexmit_next = 0
+
+    # --- RFC 6675 ---------------------------------------------------------------------
+    def update_lost(self, una: int, mss: int) -> None:
+        """RFC 6675 IsLost: a hole is lost when DUPTHRESH SACKed ranges, or more than
+        (DUPTHRESH - 1) * SMSS SACKed bytes, lie above it. Moves ``lost_end`` forward to the
+        start of the lowest SACKed range with that much SACKed data at or above it."""
+        above = 0
+        count = 0
+        limit = (DUPTHRESH - 1) * mss
+        for a, b in reversed(self.ranges):
+            above += b - a
+            count += 1
+            if above > limit or count >= DUPTHRESH:
+                if a > self.lost_end:
+                    self.lost_end = a
+                return
+
+    def lost_bytes(self, una: int) -> int:
+        """Un-SACKed bytes in [una, lost_end)."""
+        end = self.lost_end
+        if end <= una:
+            return 0
+        n = end - una
+        for a, b in self.ranges:
+            if a >= end:
+                break
+            n -= (b if b < end else end) - a
+        return n
+
+    def retrans_out(self) -> int:
+        return sum(b - a for a, b in self.rexmit)
+
+    def pipe(self, una: int, smax: int) -> int:
+        """RFC 6675 SetPipe: bytes sent and not SACKed, lost or acknowledged, plus the
+        retransmissions still in flight."""
+        p = smax - una - self.sacked_bytes - self.dup_bytes - self.lost_bytes(una)
+        if self.rexmit:
+            p += self.retrans_out()
+        return p if p > 0 else 0
+
+    def next_hole(self, una: int, lost_only: bool) -> tuple[int, int] | None:
+        """RFC 6675 NextSeg: the first un-SACKed range at or above HighRxt, below
+        ``lost_end`` (rule 1) or, with ``lost_only`` false, below the highest SACKed byte
+        (rule 3)."""
+        pos = self.rexmit_next if self.rexmit_next > una else una
+        limit = self.lost_end if lost_only else self.high
+        for a, b in self.ranges:
+            if pos < a:
+                break
+            if pos < b:
+                pos = b
+        if pos >= limit:
+            return None
+        end = limit
+        for a, _b in self.ranges:
+            if a > pos:
+                end = a if a < end else end
+                break
+        return pos, end
+
+    def retransmitted(self, start: int, end: int) -> None:
+        rx = self.rexmit
+        if rx and rx[-1][1] == start:
+            rx[-1] = (rx[-1][0], end)
+        else:
+            rx.append((start, end))
+            if len(rx) > 1 and rx[-2][0] > start:
+                rx.sort()
+        if end > self.rexmit_next:
+            self.rexmit_next = end
+
+
+class Prr:
+    """Proportional rate reduction (RFC 6937) for one recovery episode."""
+
+    __slots__ = ("delivered", "out", "recover_fs")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.out = 0
+        self.recover_fs = 1
+
+    def start(self, flight: int) -> None:
+        self.delivered = 0
+        self.out = 0
+        self.recover_fs = flight if flight > 0 else 1
+
+    def sndcnt(self, delivered: int, pipe: int, ssthresh: int, mss: int) -> int:
+        """Bytes that may be sent in answer to an ACK that delivered ``delivered`` bytes."""
+        self.delivered += delivered
+        if pipe > ssthresh:
+            # proportional part: -(-a // b) is ceil(a / b)
+            n = -(-self.delivered * ssthresh // self.recover_fs) - self.out
+        else:
+            # slow-start reduction bound (PRR-SSRB)
+            limit = self.delivered - self.out
+            if delivered > limit:
+                limit = delivered
+            limit += mss
+            n = ssthresh - pipe
+            if limit < n:
+                n = limit
+        return n if n > 0 else 0
