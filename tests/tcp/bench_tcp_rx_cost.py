@@ -3,7 +3,7 @@ segments (with a timestamp option, as Linux sends them) are fed to a stack on th
 clock the way the asyncio runner feeds TAP frames (a view after a 10-byte virtio header),
 with or without the link's checksum verification. Prints; asserts nothing about speed.
 
-    .venv/bin/python tests/tcp/bench_tcp_rx_cost.py [SIZE] [--verified] [-n N]
+    .venv/bin/python tests/tcp/bench_tcp_rx_cost.py [SIZE] [--verified] [--telemetry] [-n N]
 
 Wall time is noisy on a shared host. For a deterministic figure count instructions: run it
 under ``valgrind --tool=cachegrind --cache-sim=no`` with two values of ``-n`` and divide the
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("size", type=int, nargs="?", default=1448)
     parser.add_argument("--verified", action="store_true",
                         help="frames carry RX_CSUM_VERIFIED (a TAP with offloads)")
+    parser.add_argument("--telemetry", action="store_true",
+                        help="a stack-wide telemetry subscriber listens (layers.telemetry)")
     parser.add_argument("-n", type=int, default=0, help="segments (default: about 64 MiB)")
     args = parser.parse_args()
     size = args.size
@@ -62,6 +64,12 @@ def main() -> None:
     iface = stack.add_interface(ours, address="10.0.0.1/24")
     theirs.attach(clock)
     stack.start()
+    samples = [0]
+    if args.telemetry:
+        def observe(sample: object) -> None:
+            samples[0] += 1
+
+        stack.telemetry.subscribe(observe)
     got = [0]
 
     class Sink(asyncio.Protocol):
@@ -103,7 +111,8 @@ def main() -> None:
         raise SystemExit(f"only {got[0]} of {n * size} bytes arrived: {stack.report()}")
     print(f"receive {size}-byte segments, checksum "
           f"{'verified by the link' if args.verified else 'checked in software'}: "
-          f"{dt / (n - 2) * 1e9:.0f} ns CPU per segment ({n} segments)")
+          f"{dt / (n - 2) * 1e9:.0f} ns CPU per segment ({n} segments"
+          + (f", {samples[0]} telemetry samples)" if args.telemetry else ")"))
 
 
 if __name__ == "__main__":
