@@ -975,15 +975,17 @@ class Connection(asyncio.Transport):
         self.in_recovery = True
         self.recover = self.snd_max
         self.c["FastRetransmits"] += 1
-        sb.rexmit = []
-        sb.rexmit_next = una
+        if not sb.rexmit:
+            # (retransmissions of the last episode still in flight are not sent again, and
+            # their stamp stays the one an undo must predate, as Linux's retrans_stamp)
+            sb.rexmit_next = una
+            self.undo_ts = None
         # the first un-SACKed segment is lost (the fast retransmit), and RFC 6675's rule
         if sb.lost_end < una + self.mss:
             sb.lost_end = una + self.mss
         self.lost_total += max(1, (sb.lost_bytes(una) + self.mss - 1) // self.mss)
         self.prr.start(flight)
         self._force_rexmit = True
-        self.undo_ts = None
         self.cc.on_enter_recovery(flight, now)
         self.rto_at = now + self._rto()
 
@@ -991,10 +993,14 @@ class Connection(asyncio.Transport):
         """Everything outstanding when recovery began is acknowledged (RFC 6582 3.2 step 3):
         the window ends at ``ssthresh`` (RFC 6937), the algorithm may then set its own."""
         cc = self.cc
+        sb = self.sb
         self.in_recovery = False
         self.dupacks = 0
-        self.sb.clear()
-        self.undo_ts = None
+        # the scoreboard stays: SACKed ranges, losses and retransmissions above the new
+        # SND.UNA belong to the next episode (clearing it would count them again)
+        sb.dup_bytes = 0
+        if not sb.rexmit:
+            self.undo_ts = None
         self._force_rexmit = False
         if cc.ssthresh < (1 << 30):
             cc.cwnd = cc.ssthresh
