@@ -303,7 +303,7 @@ def test_algorithm_settings_reach_the_context() -> None:
 def test_unknown_algorithm_setting_lists_the_known_ones() -> None:
     with pytest.raises(ConfigurationError, match=r"recording\.fixed, recording\.pace"):
         est({"recording.nope": 1})
-    with pytest.raises(ConfigurationError, match="should be a int"):
+    with pytest.raises(ConfigurationError, match="should be an integer"):
         est({"recording.fixed": "many"})
 
 

@@ -24,6 +24,7 @@ from layers.congestion import (
 from layers.errors import ConfigurationError, os_error
 from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import IPDatagram, IPv4Service, TransportError
+from layers.settings import read_settings
 from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
 from layers.wire.tcp import (
     TCP_ACK,
@@ -144,22 +145,10 @@ class TCP:
     # congestion control (layers.congestion)
     # =================================================================================
     def _algorithm_settings(self, info: CongestionControlInfo) -> dict[str, Any]:
-        """``info.settings`` with ``--set NAME.KEY=VALUE`` applied (converted to the type of
-        the default); an unknown key is a ConfigurationError naming the known ones."""
-        prefix = info.name + "."
-        values = dict(info.settings)
-        for key in self.stack.settings:
-            if not key.startswith(prefix):
-                continue
-            name = key[len(prefix):]
-            if name not in values:
-                known = ", ".join(prefix + k for k in sorted(info.settings))
-                raise ConfigurationError(
-                    f"unknown setting {key!r}; the {info.name} congestion control "
-                    + (f"knows {known}" if known else "has no settings")
-                )
-            values[name] = self.stack.setting(key, info.settings[name])
-        return values
+        """``info.settings`` with ``--set NAME.KEY=VALUE`` applied, converted to the type of
+        the default (the stack declared them under the algorithm's name and rejected unknown
+        keys already)."""
+        return read_settings(self.stack, info.name, dict(info.settings))
 
     def _check_algorithm(self, name: str, what: str) -> None:
         if name in self.cc_registry:
