@@ -5,9 +5,9 @@ PY     := $(VENV)/bin/python
 PLUGINS := arp ipv4 icmp udp tcp cubic bbr
 STAMP  := $(VENV)/.installed
 # Debian packages the integration tests and the demo drive from the Linux side.
-SYSTEM_TOOLS := ip:iproute2 nsenter:util-linux ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd
+SYSTEM_TOOLS := ip:iproute2 nsenter:util-linux ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd ethtool:ethtool
 
-.PHONY: venv system demo test lint typecheck check bench clean
+.PHONY: venv system demo test lint typecheck check bench bench-more clean
 
 venv: $(STAMP)
 
@@ -38,9 +38,14 @@ test: venv
 	$(VENV)/bin/mypy
 
 # Benchmarks print figures and never assert timings; compare numbers only within one run.
-# The TAP ones need root (they make their own namespaces and delete them).
+# `make bench` (root: it makes its own namespaces and deletes them) prints the table of
+# tests/bench/bench.py and writes bench-results.json; `make bench-more` runs the older,
+# narrower benches.
 BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py tests/tcp/bench_tcp_rx_cost.py
 bench: venv
+	$(PY) tests/bench/bench.py
+
+bench-more: venv
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done
 	@echo "== tests/links/bench_links.py tap"; $(PY) tests/links/bench_links.py tap
 	@echo "== tests/bench/ping_rtt.py"; $(PY) tests/bench/ping_rtt.py
