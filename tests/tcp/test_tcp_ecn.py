@@ -15,7 +15,14 @@ import pytest
 from tcp_support import PEER_I, PEER_PORT, SA, US_I, A, P, Recorder, S, Seg, Wire
 
 from layers.cli.ss import format_tcp_info
+from layers.congestion import (
+    CongestionContext,
+    CongestionControlBase,
+    CongestionControlInfo,
+    RateSample,
+)
 from layers.errors import ConfigurationError
+from layers.hookspecs import hookimpl
 from layers.links.base import Link, LinkWrapper, Medium, TxOffload
 from layers.stack import Stack
 from layers.virtual import VirtualNetwork
@@ -510,3 +517,95 @@ def test_codel_marks_instead_of_dropping_and_tcp_backs_off() -> None:
     path0, a0, _ = through_codel(0)
     assert path0.forward.qdisc.stats.dropped > 0 and path0.forward.qdisc.stats.marked == 0
     assert a0.counters["tcp"]["RetransSegs"] > 0
+
+
+# --- the order of events a congestion control sees, ECN among loss and timeout ---------------
+
+
+class RecordingECN(CongestionControlBase):
+    """Halves on every reduction and records the events (ACK runs collapse to one entry)."""
+
+    name = "recording-ecn"
+
+    def __init__(self, ctx: CongestionContext) -> None:
+        super().__init__(ctx)
+        self.events: list[str] = []
+        self.ece_samples = 0
+
+    def on_start(self, mss: int, now: float) -> None:
+        super().on_start(mss, now)
+        self.events.append("start")
+
+    def on_ack(self, rs: RateSample) -> None:
+        self.ece_samples += rs.ece
+        tag = "ack/ece" if rs.ece else "ack/rec" if rs.in_recovery else "ack"
+        if self.events[-1] != tag:
+            self.events.append(tag)
+
+    def _halve(self, in_flight: int, event: str) -> None:
+        self.ssthresh = max(in_flight // 2, 2 * self.mss)
+        self.events.append(event)
+
+    def on_enter_recovery(self, in_flight: int, now: float) -> None:
+        super().on_enter_recovery(in_flight, now)
+        self._halve(in_flight, "enter")
+
+    def on_exit_recovery(self, in_flight: int, now: float) -> None:
+        self.cwnd = self.ssthresh
+        self.events.append("exit")
+
+    def on_timeout(self, in_flight: int, now: float) -> None:
+        super().on_timeout(in_flight, now)
+        self._halve(in_flight, "timeout")
+        self.cwnd = self.mss
+
+    def on_ecn(self, in_flight: int, now: float) -> None:
+        self._halve(in_flight, "ecn")
+        self.cwnd = self.ssthresh
+
+
+class RecordingECNPlugin:
+    @hookimpl
+    def layers_congestion_controls(self) -> list[CongestionControlInfo]:
+        return [CongestionControlInfo("recording-ecn", RecordingECN)]
+
+
+def test_ecn_events_in_order_among_loss_and_timeout() -> None:
+    w = Wire({**BARE, "tcp.ecn": 1, "tcp.congestion_control": "recording-ecn"},
+             plugins=["ipv4", "tcp", RecordingECNPlugin()])
+    conn, _ = accept(w)
+    cc = conn.cc
+    assert isinstance(cc, RecordingECN) and conn.ecn_ok
+    mss = conn.mss
+    us = conn.snd_una
+
+    def ack(n: int, flags: int = A) -> None:
+        w.inject(flags, 1001, us + n * mss)
+
+    def key_events() -> list[str]:
+        return [e for e in cc.events if not e.startswith("ack")]
+
+    conn.write(bytes(40 * mss))
+    w.sent()
+    ack(1, A | ECE)  # a CE mark echoed: reduce, once for this window
+    ack(2, A | ECE)
+    assert key_events() == ["start", "ecn"] and cc.ece_samples == 2
+    assert cc.events[-1] == "ack/ece"  # the ECE ACKs reached on_ack flagged
+    for _ in range(3):  # segment 2 lost: three duplicate ACKs
+        ack(2)
+    assert key_events() == ["start", "ecn", "enter"]
+    ack(3, A | ECE)  # an echo during recovery: the loss response covers it
+    assert key_events() == ["start", "ecn", "enter"]
+    ack(int((conn.recover - us) // mss))  # everything outstanding at the loss: recovery ends
+    assert key_events() == ["start", "ecn", "enter", "exit"]
+    w.sent()
+    w.run_until(conn.rto_at)  # nothing more acknowledged: the retransmission timer, once
+    assert key_events() == ["start", "ecn", "enter", "exit", "timeout"]
+    recover = int((conn.recover - us) // mss)
+    ack(recover - 1, A | ECE)  # an echo for the window the timeout already answered
+    assert key_events() == ["start", "ecn", "enter", "exit", "timeout"]
+    ack(recover)
+    assert w.sent()  # new data again
+    ack(recover + 1, A | ECE)  # beyond the timeout's window: a new reduction
+    assert key_events() == ["start", "ecn", "enter", "exit", "timeout", "ecn"]
+    assert w.counters["ECNReductions"] == 2
