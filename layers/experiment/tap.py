@@ -261,7 +261,6 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
                 snd.add_interface(access, address=f"10.81.{i + 1}.2/24")
                 snd.add_route("default", gateway=f"10.81.{i + 1}.1")
                 flow = _Flow(i, label, spec, snd, receiver, ip4("10.81.0.2"), port)
-                snd.telemetry.subscribe(flow.on_sample)
             receiver.protocol("tcp").listen(lambda f=flow: _Sink(f), 0, port)
             flows.append(flow)
         for lf in linux:

@@ -211,13 +211,12 @@ class _Flow:
         self.received = 0
         self.first_byte: float | None = None
         self.done: float | None = None
-        self.latest: ConnectionSample | None = None
+        #: samples the engine gave (``conn.sample()``); 0: the fallback read the connection
         #: why the flow could not start (its connect raised), if it could not
         self.error: str | None = None
         self.telemetry_samples = 0
-        #: per-ACK RTT samples from telemetry (seconds)
+        #: the latest RTT measurement at each sample interval (seconds)
         self.rtts = array("d")
-        self._last_rtt_key: tuple[float, float] | None = None
         self.trace: list[dict[str, Any]] = []
         self._prev_received = 0
         self._srtts = array("d")
@@ -229,15 +228,6 @@ class _Flow:
             self.conn = tcp.connect(_BulkSender(self.spec.size), self.dst, self.port)
         except Exception as exc:  # reported after the run, naming the flow
             self.error = f"{type(exc).__name__}: {exc}"
-
-    def on_sample(self, sample: ConnectionSample) -> None:
-        self.latest = sample
-        self.telemetry_samples += 1
-        if sample.rtt is not None:
-            key = (sample.time, sample.rtt)
-            if key != self._last_rtt_key:
-                self.rtts.append(sample.rtt)
-                self._last_rtt_key = key
 
     def _fallback_sample(self, now: float) -> dict[str, Any]:
         """Before the engine emits telemetry: what the connection object shows."""
@@ -271,9 +261,15 @@ class _Flow:
     def sample(self, now: float, interval: float) -> None:
         if self.conn is None:
             return
-        if self.latest is not None:
-            row = self.latest.as_dict()
-            row["sample_time"] = row["time"]
+        sample = getattr(self.conn, "sample", None)
+        if callable(sample):
+            # the engine's own view, built on demand: listening to every ACK through
+            # stack.telemetry would cost a sample per ACK for figures taken per interval
+            taken: ConnectionSample = sample()
+            self.telemetry_samples += 1
+            row = taken.as_dict()
+            if taken.rtt is not None:
+                self.rtts.append(taken.rtt)
         else:
             row = self._fallback_sample(now)
         srtt = row.get("srtt")
@@ -301,7 +297,7 @@ class _Flow:
             "retransmits": self.retransmits(),
             "rtt_mean_s": rounded(mean(rtts)),
             "rtt_p95_s": rounded(percentile(rtts, 95)),
-            "rtt_source": "ack" if len(self.rtts) else "srtt",
+            "rtt_source": "sampled" if len(self.rtts) else "srtt",
         }
         if self.spec.size is not None:
             out["size"] = int(self.spec.size)
@@ -376,7 +372,6 @@ def _run(scenario: Scenario, progress: Progress | None) -> RunOutput:
         right.add_port(b_wire, clock, ip4(dst))
         flow = _Flow(i, label, spec, snd, rcv, ip4(dst))
         rcv.protocol("tcp").listen(lambda f=flow: _Sink(f), 0, PORT)
-        snd.telemetry.subscribe(flow.on_sample)
         snd.start()
         rcv.start()
         snd.call_at(float(spec.start), flow.start)
