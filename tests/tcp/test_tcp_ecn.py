@@ -481,14 +481,17 @@ def test_without_ecn_the_same_marker_changes_nothing() -> None:
 # --- end to end through the shaper's CoDel with ecn=1 ---------------------------------------
 
 
-def through_codel(tcp_ecn: int, size: int = 1 << 20) -> tuple[Any, Stack, Any]:
+def through_codel(tcp_ecn: int, size: int = 1 << 20,
+                  algorithm: str = "newreno") -> tuple[Any, Stack, Any]:
     """``size`` bytes a -> b through 10 Mbit/s, 10 ms each way, CoDel marking ECT packets."""
     from layers.links.shaper import bottleneck
 
     net = VirtualNetwork()
-    settings = {"tcp.secret": "ef" * 16, "tcp.ecn": tcp_ecn}
-    a = net.new_stack(["arp", "ipv4", "tcp"], settings=settings, name="a")
-    b = net.new_stack(["arp", "ipv4", "tcp"], settings=settings, name="b")
+    settings = {"tcp.secret": "ef" * 16, "tcp.ecn": tcp_ecn,
+                "tcp.congestion_control": algorithm}
+    plugins = ["arp", "ipv4", "tcp", *([algorithm] if algorithm != "newreno" else [])]
+    a = net.new_stack(plugins, settings=settings, name="a")
+    b = net.new_stack(plugins, settings=settings, name="b")
     path = bottleneck(net, a, b, "rate=10mbit,delay=10ms,queue=codel,ecn=1",
                       addresses=("10.0.0.1/24", "10.0.0.2/24"))
     a.start()
@@ -517,6 +520,17 @@ def test_codel_marks_instead_of_dropping_and_tcp_backs_off() -> None:
     path0, a0, _ = through_codel(0)
     assert path0.forward.qdisc.stats.dropped > 0 and path0.forward.qdisc.stats.marked == 0
     assert a0.counters["tcp"]["RetransSegs"] > 0
+
+
+@pytest.mark.parametrize("algorithm", ["cubic", "bbr"])
+def test_codel_marks_reach_other_algorithms(algorithm: str) -> None:
+    path, a, conn = through_codel(1, algorithm=algorithm)
+    c = a.counters["tcp"]
+    assert path.forward.qdisc.stats.marked > 0 and path.forward.qdisc.stats.dropped == 0
+    assert c["ECNReductions"] > 0 and c["RetransSegs"] == 0
+    # each reduction reached the algorithm (CUBIC cuts by beta; BBR v1 only counts them)
+    seen = conn.cc.ecn_events if algorithm == "cubic" else conn.cc.ecn_echoes
+    assert seen == c["ECNReductions"]
 
 
 # --- the order of events a congestion control sees, ECN among loss and timeout ---------------
