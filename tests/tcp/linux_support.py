@@ -107,6 +107,7 @@ def blob(n: int) -> bytes:
 async def stack_on_tap(
     netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None,
     faults: dict[str, Any] | None = None, wrap: Callable[[Link], Link] | None = None,
+    plugins: Sequence[str] = PLUGINS,
 ) -> AsyncIterator[Stack]:
     """``wrap`` wraps the TAP (a shaper, say) before ``faults`` do."""
     dev = f"tcp{secrets.token_hex(3)}"
@@ -119,7 +120,7 @@ async def stack_on_tap(
     netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
     netns.run(["ip", "link", "set", dev, "up"])
     loop = asyncio.get_running_loop()
-    stack = Stack(PLUGINS, clock=loop.time, name="tcp-linux", settings=settings)
+    stack = Stack(list(plugins), clock=loop.time, name="tcp-linux", settings=settings)
     runner: AsyncioRunner | None = None
     try:
         stack.add_interface(link, address=f"{STACK_IP}/24")
