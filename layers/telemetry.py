@@ -62,6 +62,10 @@ class ConnectionSample:
     mss: int
     #: the algorithm's own fields (CongestionControl.state())
     cc_state: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ECN (RFC 3168), cumulative: congestion responses to the peer's echoes (on_ecn calls),
+    #: and data segments that arrived marked CE; 0 on connections without ECN
+    ecn_reductions: int = 0
+    ecn_ce_received: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A flat dict; the algorithm's fields are prefixed ``cc.`` (for JSON and CSV)."""

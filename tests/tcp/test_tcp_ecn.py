@@ -462,6 +462,10 @@ def test_ce_marks_make_the_sender_back_off_without_retransmitting(medium: Medium
     assert ca["ECNEchoReceived"] > 0 and ca["ECNReductions"] > 0
     assert len(r["cc_log"]) == ca["ECNReductions"]
     assert ca["ECNCWRSent"] == ca["ECNReductions"] and cb["ECNCWRReceived"] == ca["ECNCWRSent"]
+    # the same figures per connection, in its telemetry samples
+    assert r["conn"].sample().ecn_reductions == ca["ECNReductions"]
+    assert r["peer"].sample().ecn_ce_received == cb["ECNCEReceived"]
+    assert r["conn"].sample().as_dict()["ecn_reductions"] == ca["ECNReductions"]
     # ... at most once per window: fewer reductions than marks
     assert ca["ECNReductions"] < marked
     # a congestion response and no loss: nothing resent, ssthresh set by on_ecn

@@ -1210,6 +1210,9 @@ class Connection(asyncio.Transport):
     _cwr_pending = False
     #: sender: no new reduction for ECE until SND.UNA passes this (once per window)
     _ecn_high = -1
+    #: this connection's share of ECNReductions and ECNCEReceived (for telemetry)
+    ecn_reductions = 0
+    ecn_ce_received = 0
 
     def _ecn_syn_flags(self, ack: bool) -> int:
         """The ECN-setup flags of our SYN (ECE|CWR) or SYN-ACK (ECE) (RFC 3168 6.1.1)."""
@@ -1248,6 +1251,7 @@ class Connection(asyncio.Transport):
                 self._ack_now = True  # Linux acknowledges CWR data at once
         if flags & SEG_CE and dlen:
             c["ECNCEReceived"] += 1
+            self.ecn_ce_received += 1
             if not self._ece_pending:
                 self._ece_pending = True
                 self._ack_now = True  # the sender learns of the mark without the delay
@@ -1264,6 +1268,7 @@ class Connection(asyncio.Transport):
         self._ecn_high = self.snd_max
         self._cwr_pending = True
         self.c["ECNReductions"] += 1
+        self.ecn_reductions += 1
         self.cc.on_ecn(self.snd_max - self.snd_una, now)  # in flight (after this ACK)
         return True
 
@@ -2189,6 +2194,7 @@ class Connection(asyncio.Transport):
             delivery_rate=self.delivery_rate, pacing_rate=cc.pacing_rate,
             retransmits=self.retrans_total, lost=self.lost_total, send_q=len(self.sndbuf),
             snd_wnd=self.snd_wnd, mss=self.mss, cc_state=dict(cc.state()),
+            ecn_reductions=self.ecn_reductions, ecn_ce_received=self.ecn_ce_received,
         )
 
     def _emit(self, now: float) -> None:
