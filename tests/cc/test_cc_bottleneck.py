@@ -173,3 +173,21 @@ def test_cubic_transfer_completes_and_its_window_is_cubic() -> None:
           f"{slope(k + 0.5, k + 1.0) / PAYLOAD:.1f}")
     assert points[-1].time - start > k + 1.0 and k > 1.0
     assert slope(0.2, 0.7) > 2 * slope(k - 0.5, k) < slope(k + 0.5, k + 1.0)
+
+
+def test_hystart_plus_plus_cuts_the_slow_start_overshoot() -> None:
+    # 10 Mbit/s, 40 ms, 80 packets of queue: plain slow start doubles far past what the path
+    # holds and loses hundreds of segments; HyStart++ sees the queue's delay and slows down
+    spec = "rate=10mbit,delay=20ms,queue=droptail,limit=80p"
+    runs = {hs: transfer("cubic", spec, seconds=1.2, settings={"cubic.hystart": hs})
+            for hs in (True, False)}
+    drops = {hs: sum(r["path"].forward.qdisc.stats.drops.values()) for hs, r in runs.items()}
+    on = [s for s in runs[True]["samples"] if s.cc == "cubic"]
+    css = next(s for s in on if s.cc_state["hystart"] == "css")
+    capacity = 10e6 / 8 * 0.040 / WIRE + 80  # packets the path holds
+    print(f"\nslow start through {spec}: drops {drops[True]} with HyStart++ (CSS from "
+          f"{css.cwnd / PAYLOAD:.0f} segments, path holds {capacity:.0f}), {drops[False]} "
+          f"without")
+    assert css.cwnd / PAYLOAD < capacity
+    assert drops[True] * 4 < drops[False]
+    assert runs[True]["server"].n > runs[False]["server"].n
