@@ -217,3 +217,24 @@ def test_settings_and_registration() -> None:
     _, modes = run(short, 2.5)
     assert [m for _, m in modes].count(PROBE_RTT) == 1
     assert DRAIN in [m for _, m in modes]
+
+
+def test_samples_spanning_a_delivered_count_jump_are_ignored() -> None:
+    cc = make()
+    cc.on_start(MSS, 0.0)
+
+    def ack(now: float, rate: float, delivered: int, prior: int, total: int,
+            prior_in_flight: int) -> None:
+        cc.on_ack(RateSample(
+            now=now, delivered=delivered, newly_acked=0, newly_lost=0, prior_delivered=prior,
+            delivered_total=total, interval=RTT, delivery_rate=rate, is_app_limited=False,
+            rtt=RTT, min_rtt=RTT, srtt=RTT, prior_in_flight=prior_in_flight, in_flight=0,
+            ece=False, in_recovery=False, mss=MSS))
+
+    ack(0.02, 1e6, MSS, 0, MSS, 10 * MSS)
+    # one ACK "delivers" 100 segments with 1 in flight: an accounting jump, not a rate
+    ack(0.05, 9e6, 100 * MSS, MSS, 101 * MSS, MSS)
+    ack(0.06, 8e6, MSS, 2 * MSS, 102 * MSS, 2 * MSS)  # its flight spans the jump too
+    assert cc.btl_bw == 1e6 and cc.bogus_samples == 1
+    ack(0.09, 1.1e6, MSS, 101 * MSS, 103 * MSS, 2 * MSS)  # sent after it: trusted again
+    assert cc.btl_bw == 1.1e6

@@ -121,6 +121,22 @@ def test_bbr_estimates_the_bottleneck_and_keeps_its_queue_small() -> None:
     assert goodput > 0.8 * capacity
 
 
+def test_bbr_through_a_shallow_queue() -> None:
+    # 20 packets of queue: STARTUP overflows it, timeouts and recovery follow, and the
+    # estimate must still be the bottleneck's rate, not the bursts an RTO's ACKs deliver
+    spec = "rate=20mbit,delay=10ms,queue=droptail,limit=20p"
+    r = transfer("bbr", spec, seconds=3.0)
+    capacity = RATE / 8 * PAYLOAD / WIRE
+    late = [s for s in r["samples"] if s.cc == "bbr" and s.time > r["start"] + 1.5]
+    est = statistics.median(s.cc_state["btl_bw"] for s in late)
+    goodput = r["server"].n / (r["end"] - r["start"])
+    print(f"\nBBR through {spec}: btl_bw {est / capacity - 1:+.1%} of capacity, goodput "
+          f"{goodput / capacity:.0%} of it, {late[-1].retransmits} retransmissions")
+    assert est == pytest.approx(capacity, rel=0.10)
+    assert max(s.cc_state["btl_bw"] for s in late) < 1.2 * capacity
+    assert goodput > 0.7 * capacity
+
+
 # --- CUBIC --------------------------------------------------------------------------------
 
 C = 0.4

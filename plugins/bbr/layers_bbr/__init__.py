@@ -13,7 +13,8 @@ Settings (``--set bbr.KEY=VALUE``), see :mod:`layers_bbr.bbr`: ``high_gain`` (2/
 ``state()`` (telemetry, ``layers ss -i``): ``mode``, ``btl_bw`` (bytes/s), ``min_rtt`` (s),
 ``pacing_gain``, ``cwnd_gain``, ``round_count``, ``full_bw``, ``full_bw_reached``,
 ``cycle_index``, ``bdp`` (bytes), ``prior_cwnd``, ``packet_conservation``,
-``probe_rtt_count``, ``ecn_echoes``.
+``probe_rtt_count``, ``ecn_echoes``, ``bogus_samples`` (ACKs claiming more delivered than
+was in flight; the rate samples spanning them are ignored).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ BBR builds a model of the path from the engine's rate samples and sets the windo
 pacing rate from it, instead of reacting to loss:
 
 * ``btl_bw``: the maximum delivery rate over the last ``bw_window_rounds`` (10) round trips;
-  app-limited samples count only when they raise it. A round trip ends when an ACK delivers
-  data sent after the round began (``rs.prior_delivered`` reaches the delivered count at the
-  round's start).
+  app-limited samples count only when they raise it; after an ACK that claims to deliver more
+  than was in flight (an engine's accounting jump), samples whose flight spans it are skipped.
+  A round trip ends when an ACK delivers data sent after the round began
+  (``rs.prior_delivered`` reaches the delivered count at the round's start).
 * ``min_rtt``: the minimum RTT, refreshed when a lower sample arrives or, once it is older
   than ``min_rtt_window`` (10 s), replaced by the current sample while PROBE_RTT drains the
   queue to measure it.
@@ -200,6 +201,10 @@ class BBR(CongestionControlBase):
         #: after a timeout: the delivered count at which everything outstanding then is
         #: delivered, when the window saved before the timeout comes back
         self._loss_end: int | None = None
+        #: rate samples whose flight began before this delivered count are not trusted
+        self._rate_barrier = 0
+        #: ACKs that claimed to deliver more than was in flight
+        self.bogus_samples = 0
 
     # --- the model ----------------------------------------------------------------------
 
@@ -286,6 +291,15 @@ class BBR(CongestionControlBase):
             self.round_count += 1
             self.round_start = True
             self.packet_conservation = False
+        if rs.delivered > rs.prior_in_flight + rs.mss:
+            # one ACK cannot deliver more than was in flight: the engine counted data twice
+            # (a scoreboard forgotten at a timeout and SACKed again, say). Samples that span
+            # the jump would overstate the rate, and the max filter would keep them for 10
+            # rounds: skip them, as tcp_rate.c does across SACK reneging.
+            self._rate_barrier = rs.delivered_total
+            self.bogus_samples += 1
+        if rs.prior_delivered < self._rate_barrier:
+            return
         bw = rs.delivery_rate
         if not rs.is_app_limited or bw >= self.btl_bw:
             self.bw_filter.update(bw, self.round_count)
@@ -488,5 +502,6 @@ class BBR(CongestionControlBase):
             "prior_cwnd": self.prior_cwnd,
             "packet_conservation": self.packet_conservation,
             "probe_rtt_count": self.probe_rtt_count,
+            "bogus_samples": self.bogus_samples,
             "ecn_echoes": self.ecn_echoes,
         }
