@@ -19,7 +19,7 @@ was in flight; the rate samples spanning them are ignored).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from layers.congestion import CongestionContext, CongestionControlInfo
@@ -59,5 +59,5 @@ def layers_settings(stack: Stack) -> None:
 
 
 @hookimpl
-def layers_congestion_controls() -> Mapping[str, CongestionControlInfo]:
-    return {INFO.name: INFO}
+def layers_congestion_controls() -> Iterable[CongestionControlInfo]:
+    return [INFO]

@@ -15,7 +15,7 @@ recovery), ``w_max``, ``cwnd_epoch``, ``w_est``, ``cwnd_prior`` (bytes), ``k`` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from layers.congestion import CongestionContext, CongestionControlInfo
@@ -55,5 +55,5 @@ def layers_settings(stack: Stack) -> None:
 
 
 @hookimpl
-def layers_congestion_controls() -> Mapping[str, CongestionControlInfo]:
-    return {INFO.name: INFO}
+def layers_congestion_controls() -> Iterable[CongestionControlInfo]:
+    return [INFO]
