@@ -49,14 +49,16 @@ class Sink:
         pass
 
 
-def transfer(cc: str, spec: str, *, seconds: float, total: int | None = None,
-             settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A bulk flow a -> b with congestion control ``cc`` through ``spec``: ``total`` bytes
-    (then FIN), or as much as fits in ``seconds``. Returns the samples and figures."""
+def transfer(cc: str | None, spec: str, *, seconds: float, total: int | None = None,
+             settings: dict[str, Any] | None = None,
+             plugins: list[Any] | None = None) -> dict[str, Any]:
+    """A bulk flow a -> b with congestion control ``cc`` (None: the stack's setting) through
+    ``spec``: ``total`` bytes (then FIN), or as much as fits in ``seconds``. Returns the
+    samples and figures."""
     net = VirtualNetwork()
     st = {"tcp.secret": "cd" * 16, **(settings or {})}
-    a = net.new_stack(PLUGINS, settings=st, name="a")
-    b = net.new_stack(PLUGINS, settings=st, name="b")
+    a = net.new_stack(plugins or PLUGINS, settings=st, name="a")
+    b = net.new_stack(plugins or PLUGINS, settings=st, name="b")
     path = net.bottleneck(a, b, spec, addresses=("10.0.0.1/24", "10.0.0.2/24"))
     a.start()
     b.start()
@@ -65,7 +67,8 @@ def transfer(cc: str, spec: str, *, seconds: float, total: int | None = None,
     server = Sink()
     b.protocol("tcp").listen(lambda: server, 0, 9)
     client = Sink()
-    conn = a.protocol("tcp").connect(client, ip4("10.0.0.2"), 9, congestion_control=cc)
+    options = {"congestion_control": cc} if cc else {}
+    conn = a.protocol("tcp").connect(client, ip4("10.0.0.2"), 9, **options)
     assert net.run_until_true(lambda: client.transport is not None, timeout=5)
     start = net.now
     sent = hashlib.sha256()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cc_sim import PathSim
+from test_cc_bottleneck import PAYLOAD, WIRE, transfer
 
 from layers.congestion import CongestionContext, collect_congestion_controls
 from layers.errors import ConfigurationError
@@ -49,3 +50,18 @@ def test_contributing_aimd_example() -> None:
     assert cc.cwnd == max(w // 2, 2 * MSS)
     cc.on_undo(5.1)
     assert cc.cwnd == w
+
+
+def test_contributing_aimd_example_in_tcp() -> None:
+    # selected and tuned exactly as the page says, in the real engine through a bottleneck
+    mod = example_module()
+    r = transfer(None, "rate=10mbit,delay=10ms,queue=droptail,limit=30p", seconds=2.0,
+                 settings={"tcp.congestion_control": "aimd", "aimd.decrease": "0.7"},
+                 plugins=["arp", "ipv4", "tcp", mod])
+    samples = r["samples"]
+    assert samples and {s.cc for s in samples} == {"aimd"}
+    assert samples[-1].cc_state == {"increase": 1.0, "decrease": 0.7}
+    capacity = 10e6 / 8 * PAYLOAD / WIRE
+    # (slow start's overshoot and its recovery are part of these two seconds)
+    assert r["server"].n / (r["end"] - r["start"]) > 0.5 * capacity
+    assert any(s.ssthresh < 1 << 30 for s in samples)  # it cut its window at least once
