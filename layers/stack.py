@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import errno as _errno
 import logging
+import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -45,6 +47,22 @@ from layers.wire.addr import ip4, ip4_network, ip4_str
 log = logging.getLogger("layers")
 T = TypeVar("T")
 _MAX_TIMERS_PER_POLL = 100_000
+
+#: called with every :class:`Stack` as it is created (see :func:`watch_stacks`)
+_stack_watchers: list[Callable[[Stack], None]] = []
+
+
+@contextmanager
+def watch_stacks() -> Iterator[list[Stack]]:
+    """The stacks created inside the ``with`` block, in a list filled as they are made (held
+    until the block's list is dropped). Tests use it to fail when any stack of theirs caught
+    an internal error (``stack.internal_failures``)."""
+    made: list[Stack] = []
+    _stack_watchers.append(made.append)
+    try:
+        yield made
+    finally:
+        _stack_watchers.remove(made.append)
 
 
 @attrs.define
@@ -115,13 +133,16 @@ class Stack:
         self.on_deadline_change: Callable[[float], None] | None = None
         self.running = False
         self._c = self.counter("stack")
-        self._internal_errors_logged = 0
         #: (plugin, what it was doing) -> its failures where the stack went on
         self.plugin_failures: dict[tuple[str, str], PluginFailure] = {}
+        #: (plugin or "core", where) -> the internal errors caught there (bugs, each one)
+        self.internal_failures: dict[tuple[str, str], PluginFailure] = {}
         #: per-connection telemetry subscribers (see layers.telemetry)
         self.telemetry = Telemetry()
         self._compose()
         self.settings_registry.check(self._installed_plugin_names())
+        for watcher in list(_stack_watchers):
+            watcher(self)
 
     # --- composition ------------------------------------------------------------------
     def _installed_plugin_names(self) -> list[str]:
@@ -245,6 +266,15 @@ class Stack:
             for impl in caller.get_hookimpls()
             if impl.plugin_name != "core"
         }
+        #: top-level package of each plugin's module -> the plugin's name, to name the
+        #: plugin whose code raised an internal error
+        self._plugin_packages: dict[str, str] = {}
+        for pname, plugin in self.pm.list_name_plugin():
+            if plugin is None or pname == "core":
+                continue
+            module = plugin.__name__ if isinstance(plugin, ModuleType) else type(
+                plugin).__module__
+            self._plugin_packages.setdefault(module.split(".")[0], pname)
 
     def _register_name(self, proto: Any) -> None:
         name = getattr(proto, "name", None)
@@ -609,12 +639,44 @@ class Stack:
 
     def internal_error(self, where: str, what: object) -> None:
         """Call from an ``except`` block when code that must not raise did (a protocol's
-        receive path, an application callback): counted as ``stack`` drop ``internal_error``
-        and logged with the traceback (the first 20 times); the stack goes on."""
+        receive path, a timer, an application callback). Every such error is a bug: it is
+        counted (``stack`` drop ``internal_error``; ``report()["internal_errors"]`` per plugin
+        and place, shown by ``layers netstat -s``) and logged once per plugin and place with
+        the traceback and the plugin's name (found from the traceback: the innermost frame in
+        a plugin's package, else the core); the stack goes on."""
         self._c.drop("internal_error")
-        if self._internal_errors_logged < 20:
-            self._internal_errors_logged += 1
-            log.exception("internal error in %s (%r); the packet was dropped", where, what)
+        exc = sys.exc_info()[1]
+        plugin = self._culprit(exc)
+        key = (plugin, where)
+        failure = self.internal_failures.get(key)
+        if failure is None:
+            if exc is None:
+                exc = RuntimeError(f"internal error in {where}")
+            if plugin == "core":
+                distribution = "layers (the core)"
+                message = (f"internal error in the core during {where} ({what!r}): "
+                           f"{type(exc).__name__}: {exc}")
+            else:
+                err = plugin_error(plugin, f"{where} ({what!r})", exc)
+                distribution, message = err.distribution, f"internal error: {err}"
+            failure = PluginFailure(plugin, distribution, where, message)
+            self.internal_failures[key] = failure
+            log.error("%s (the packet or event was dropped; the stack goes on; reported once, "
+                      "counted in layers netstat -s)", message, exc_info=exc)
+        failure.count += 1
+
+    def _culprit(self, exc: BaseException | None) -> str:
+        """The plugin whose code raised ``exc``: its innermost frame in a plugin's package."""
+        plugin = "core"
+        tb = exc.__traceback__ if exc is not None else None
+        packages = self._plugin_packages
+        while tb is not None:
+            module = tb.tb_frame.f_globals.get("__name__", "")
+            found = packages.get(module.split(".")[0]) if isinstance(module, str) else None
+            if found is not None:
+                plugin = found
+            tb = tb.tb_next
+        return plugin
 
     #: the former name, kept while plugins move to :meth:`internal_error`
     _internal_error = internal_error
@@ -688,6 +750,8 @@ class Stack:
                         tables[key] = rows
         if self.plugin_failures:
             tables["plugin_errors"] = [f.describe() for f in self.plugin_failures.values()]
+        if self.internal_failures:
+            tables["internal_errors"] = [f.describe() for f in self.internal_failures.values()]
         return tables
 
     def __repr__(self) -> str:

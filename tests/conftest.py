@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from layers.netns import NetNamespace, have_root_and_tun
+from layers.stack import watch_stacks
 from layers.virtual import VirtualNetwork
 
 ROOT_OK, ROOT_WHY = have_root_and_tun()
@@ -17,6 +18,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("root") and not ROOT_OK:
             item.add_marker(pytest.mark.skip(reason=ROOT_WHY))
+
+
+@pytest.fixture(autouse=True)
+def _no_internal_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every internal error is a bug: a test fails when any stack it created (in this
+    process) caught one, or saw a plugin raise where the stack went on. A test that provokes
+    them on purpose says so with ``@pytest.mark.internal_errors``."""
+    with watch_stacks() as stacks:
+        yield
+    if request.node.get_closest_marker("internal_errors"):
+        return
+    found = [f"{stack.name}: {failure.message} [{failure.count}x]"
+             for stack in stacks
+             for failure in (*stack.internal_failures.values(), *stack.plugin_failures.values())]
+    if found:
+        pytest.fail("internal errors caught by the stacks of this test:\n  " + "\n  ".join(found),
+                    pytrace=False)
 
 
 @pytest.fixture

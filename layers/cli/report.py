@@ -80,7 +80,7 @@ def format_connections(report: Mapping[str, Any]) -> str:
 #: the tables the core formats itself; any other list of rows in a report is a plugin's
 CORE_TABLES = frozenset(
     {"name", "interfaces", "routes", "counters", "plugins", "arp", "connections", "listeners",
-     "plugin_errors"}
+     "plugin_errors", "internal_errors"}
 )
 
 
@@ -101,13 +101,17 @@ def format_plugin_tables(report: Mapping[str, Any]) -> str:
 def format_plugin_errors(report: Mapping[str, Any]) -> str:
     """Plugins that raised where the stack went on (a per-frame hook, a report hook), each
     named once with its distribution and how to run without it, and how often it failed."""
-    rows = report.get("plugin_errors") or []
-    if not rows:
-        return ""
-    lines = ["Plugin errors (the stack went on without them):"]
-    for r in rows:
-        times = int(r.get("count", 1))
-        lines.append(f"  {r.get('message', r)} [{times} time{'s' if times != 1 else ''}]")
+    lines = []
+    for key, title in (("plugin_errors", "Plugin errors (the stack went on without them):"),
+                       ("internal_errors", "Internal errors (bugs: each dropped what it was "
+                                           "handling; please report them):")):
+        rows = report.get(key) or []
+        if not rows:
+            continue
+        lines.append(title)
+        for r in rows:
+            times = int(r.get("count", 1))
+            lines.append(f"  {r.get('message', r)} [{times} time{'s' if times != 1 else ''}]")
     return "\n".join(lines)
 
 

@@ -21,6 +21,9 @@ from layers.protocols import EchoReply, EchoService
 from layers.virtual import VirtualNetwork
 from layers.wire.addr import ip4
 
+#: every test here breaks a plugin on purpose (tests/conftest.py fails a test otherwise)
+pytestmark = pytest.mark.internal_errors
+
 BASE = ["arp", "ipv4", "icmp"]
 
 

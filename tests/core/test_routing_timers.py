@@ -75,6 +75,7 @@ def test_deadline_change_notifies_runner() -> None:
     assert seen == [5.0, 3.0]
 
 
+@pytest.mark.internal_errors  # a timer that raises on purpose
 def test_timer_exception_is_counted_not_raised() -> None:
     clock = VirtualClock()
     s = Stack([], clock=clock)

@@ -91,6 +91,7 @@ def test_toy_protocol_on_its_own_ethertype(vnet: VirtualNetwork) -> None:
     assert ib.counters["rx_frames"] == 5
 
 
+@pytest.mark.internal_errors  # a plugin whose receive path raises on purpose
 def test_plugin_exception_is_contained_and_counted(vnet: VirtualNetwork) -> None:
     pb = ToyPlugin()
     a, b = vnet.new_stack([]), vnet.new_stack([pb])
