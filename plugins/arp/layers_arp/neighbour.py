@@ -61,7 +61,8 @@ Queued = tuple[int, int, bytes, TxOffload | None]
 
 
 class Neighbour:
-    __slots__ = ("address", "changed", "deadline", "mac", "probes", "queue", "state", "timer")
+    __slots__ = ("address", "changed", "deadline", "mac", "probes", "queue", "rank", "state",
+                 "timer")
 
     def __init__(self, address: int, state: int, now: float) -> None:
         self.address = address
@@ -75,6 +76,8 @@ class Neighbour:
         #: requests sent in the current incomplete/probe round
         self.probes = 0
         self.queue: deque[Queued] = deque()
+        #: the eviction rank it is indexed under (None: not evictable, or not in a table)
+        self.rank: int | None = None
 
     def __repr__(self) -> str:
         return f"<Neighbour {ip4_str(self.address)} {STATE_NAMES[self.state]} {mac_str(self.mac)}>"
@@ -98,6 +101,10 @@ class ArpResolver:
         self._mac: bytes = iface.mac
         self._send = iface.send_ethernet
         self.table: dict[int, Neighbour] = {}
+        #: eviction rank -> its evictable entries, least recently changed first (a state
+        #: change moves an entry to the end), so finding the next victim is O(1)
+        self._evictable: dict[int, dict[int, Neighbour]] = {
+            rank: {} for rank in sorted(set(_EVICT_RANK.values()))}
         #: incomplete entries holding packets (for the stack-wide queue bound)
         self.pending: dict[int, Neighbour] = {}
         self._timers: list[Timer] = []
@@ -229,6 +236,15 @@ class ArpResolver:
     def _set_state(self, n: Neighbour, state: int) -> None:
         n.state = state
         n.changed = self.stack.now
+        self._index(n)
+
+    def _index(self, n: Neighbour) -> None:
+        """File ``n`` under its eviction rank, as the most recently changed entry."""
+        if n.rank is not None:
+            self._evictable[n.rank].pop(n.address, None)
+        n.rank = _EVICT_RANK.get(n.state) if self.table.get(n.address) is n else None
+        if n.rank is not None:
+            self._evictable[n.rank][n.address] = n
 
     def _arm(self, n: Neighbour, delay: float, callback: Callable[[Neighbour], None]) -> None:
         if n.timer is not None:
@@ -306,12 +322,16 @@ class ArpResolver:
             return None
         n = Neighbour(address, state, self.stack.now)
         self.table[address] = n
+        self._index(n)
         return n
 
     def _remove(self, n: Neighbour) -> None:
         self._disarm(n)
         if self.table.get(n.address) is n:
             del self.table[n.address]
+        if n.rank is not None:
+            self._evictable[n.rank].pop(n.address, None)
+            n.rank = None
         if n.queue:
             q = self._take_queue(n)
             self._c.drop("evicted", len(q))
@@ -319,15 +339,10 @@ class ArpResolver:
     def eviction_candidate(self) -> tuple[tuple[int, float], Neighbour] | None:
         """The entry this table would give up first, with its eviction key (lower goes first):
         failed, then stale, then the rest by age; never incomplete or permanent ones."""
-        best: tuple[tuple[int, float], Neighbour] | None = None
-        for n in self.table.values():
-            rank = _EVICT_RANK.get(n.state)
-            if rank is None:
-                continue
-            key = (rank, n.changed)
-            if best is None or key < best[0]:
-                best = (key, n)
-        return best
+        for rank, entries in self._evictable.items():  # ranks in ascending order
+            for n in entries.values():
+                return (rank, n.changed), n
+        return None
 
     def evict(self, n: Neighbour) -> None:
         self._c["evictions"] += 1
