@@ -11,6 +11,21 @@ from bisect import bisect_right
 Buffer = bytes | bytearray | memoryview
 
 
+class ReassemblyPool:
+    """The out-of-order bytes of every connection of a stack, against one limit (what
+    Linux's ``tcp_mem`` bounds): a flood of out-of-order segments spread over many
+    connections cannot hold more than ``limit`` bytes in all."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def full(self, more: int = 1) -> bool:
+        return self.used + more > self.limit
+
+
 class Reassembly:
     """Non-overlapping blocks of data received beyond ``rcv_nxt``, sorted by sequence number.
 
@@ -19,13 +34,15 @@ class Reassembly:
     count and a byte budget given per call: what does not fit is refused, and the caller
     counts the drop."""
 
-    __slots__ = ("blocks", "max_blocks", "size", "starts")
+    __slots__ = ("blocks", "max_blocks", "pool", "size", "starts")
 
-    def __init__(self, max_blocks: int = 512) -> None:
+    def __init__(self, max_blocks: int = 512, pool: ReassemblyPool | None = None) -> None:
         self.starts: list[int] = []
         self.blocks: list[bytearray] = []
         self.size = 0
         self.max_blocks = max_blocks
+        #: the stack-wide accounting this queue draws from (None: only ``budget`` bounds it)
+        self.pool = pool
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -38,7 +55,7 @@ class Reassembly:
 
     def add(self, seq: int, data: Buffer, budget: int) -> bool:
         """Queue ``data`` at ``seq``. False when (part of) it was refused for lack of room
-        (``budget`` bytes in all, or ``max_blocks`` blocks)."""
+        (``budget`` bytes in all, ``max_blocks`` blocks, or the pool's limit)."""
         mv = memoryview(data)
         end = seq + len(mv)
         starts = self.starts
@@ -61,8 +78,9 @@ class Reassembly:
             else:
                 gaps.append((cur, end))
                 break
+        pool = self.pool
         for g0, g1 in gaps:
-            if self.size + (g1 - g0) > budget:
+            if self.size + (g1 - g0) > budget or (pool is not None and pool.full(g1 - g0)):
                 return False
             if not self._insert(bisect_right(starts, g0), g0, mv[g0 - seq : g1 - seq]):
                 return False
@@ -79,19 +97,24 @@ class Reassembly:
                 blocks[i - 1] += blocks[i]
                 del starts[i]
                 del blocks[i]
-            self.size += n
+            self._grow(n)
             return True
         if i < len(starts) and starts[i] == seq + n:
             blocks[i][:0] = chunk
             starts[i] = seq
-            self.size += n
+            self._grow(n)
             return True
         if len(blocks) >= self.max_blocks:
             return False
         starts.insert(i, seq)
         blocks.insert(i, bytearray(chunk))
-        self.size += n
+        self._grow(n)
         return True
+
+    def _grow(self, n: int) -> None:
+        self.size += n
+        if self.pool is not None:
+            self.pool.used += n
 
     def pop_ready(self, rcv_nxt: int) -> bytearray | None:
         """Remove and return the data that continues at ``rcv_nxt`` (the blocks that start at
@@ -105,6 +128,8 @@ class Reassembly:
             s = starts.pop(0)
             b = blocks.pop(0)
             self.size -= len(b)
+            if self.pool is not None:
+                self.pool.used -= len(b)
             e = s + len(b)
             if e <= rcv_nxt:
                 continue
@@ -119,6 +144,8 @@ class Reassembly:
     def clear(self) -> None:
         self.starts.clear()
         self.blocks.clear()
+        if self.pool is not None:
+            self.pool.used -= self.size
         self.size = 0
 
 

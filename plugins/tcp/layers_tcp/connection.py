@@ -177,7 +177,7 @@ class Connection(asyncio.Transport):
         #: or buffers nobody else holds; joined into ``bytes`` when delivered
         self.rx_chunks: list[bytes | bytearray | memoryview] = []
         self.rx_bytes = 0
-        self.ooo = Reassembly(s.ooo_max_blocks)
+        self.ooo = Reassembly(s.ooo_max_blocks, tcp.ooo_pool)
         self.ooo_fin: int | None = None
         self.fin_received = False
         self.last_ack_sent = 0
@@ -1131,7 +1131,7 @@ class Connection(asyncio.Transport):
                 self._sack_recent = seq
                 budget = max(self.rcvbuf - self.rx_bytes, 0)
                 if not self.ooo.add(seq, data, budget):
-                    c.drop("ooo_overflow")
+                    c.drop("ooo_memory" if self.tcp.ooo_pool.full(dlen) else "ooo_overflow")
             if fin:
                 self.ooo_fin = seq + dlen
 
@@ -1877,6 +1877,7 @@ class Connection(asyncio.Transport):
         """Leave the tables, stop the timer; CLOSED."""
         self._set_state(CLOSED)
         self.tcp.forget(self)
+        self.ooo.clear()  # give its bytes back to the stack-wide out-of-order pool
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

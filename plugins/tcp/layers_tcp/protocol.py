@@ -34,6 +34,7 @@ from layers.wire.tcp import (
     TCP_SYN,
     parse_options,
 )
+from layers_tcp.buffers import ReassemblyPool
 from layers_tcp.connection import CLOSED, SEG_CE, SEG_ECT, TIME_WAIT, Connection, unwrap
 from layers_tcp.listener import Listener
 from layers_tcp.settings import TCPSettings
@@ -86,6 +87,8 @@ class TCP:
         self.stack = stack
         self.settings = TCPSettings.from_stack(stack)
         self.c = stack.counter("tcp")
+        #: out-of-order bytes of all connections, against tcp.ooo_mem
+        self.ooo_pool = ReassemblyPool(self.settings.ooo_mem)
         self.conns: dict[Key, Connection] = {}
         self.listeners: dict[tuple[int, int], Listener] = {}
         #: the congestion controls composed into this stack, by name

@@ -31,6 +31,8 @@ tcp.keepalive_intvl        75.0         connection: keepalive=True); interval be
 tcp.keepalive_probes       9            probes; unanswered probes before ETIMEDOUT
 tcp.challenge_ack_limit    1000         RFC 5961 challenge ACKs per second, per stack
 tcp.ooo_max_blocks         512          out-of-order blocks kept before drops
+tcp.ooo_mem                16777216     out-of-order bytes held by all connections
+                                        together (a global cap, as Linux's tcp_mem)
 tcp.gso                    true         send TSO super-segments when the link offers it
 tcp.ecn                    0            ECN (RFC 3168), as Linux's net.ipv4.tcp_ecn: 0 off,
                                         1 request it when connecting and accept it when
@@ -81,6 +83,7 @@ class TCPSettings:
     keepalive_probes: int = 9
     challenge_ack_limit: int = 1000
     ooo_max_blocks: int = 512
+    ooo_mem: int = 16 << 20
     gso: bool = True
     ecn: int = 0
     ecn_fallback: bool = True
@@ -113,6 +116,8 @@ class TCPSettings:
             raise ConfigurationError("tcp.rcvbuf and tcp.sndbuf should be at least 2048 bytes")
         if self.msl < 0 or self.delack < 0:
             raise ConfigurationError("tcp.msl and tcp.delack should not be negative")
+        if self.ooo_mem < 0:
+            raise ConfigurationError("tcp.ooo_mem should be a number of bytes (0 or more)")
         if self.initial_cwnd < 1:
             raise ConfigurationError("tcp.initial_cwnd should be at least 1 segment")
         if self.ecn not in (0, 1, 2):
