@@ -83,12 +83,13 @@ def tcp_partial_checksum(src: int, dst: int, length: int) -> int:
 
 
 def parse_timestamps(options: Buffer) -> tuple[int, int] | None:
-    """(TSval, TSecr) from an option block, or None. The common NOP NOP TS layout is read
-    without walking the options; anything else falls back to :func:`parse_options`."""
+    """(TSval, TSecr) from an option block, or None: the same answer as
+    ``parse_options(options).timestamp`` (with two timestamp options, the last one, as Linux's
+    tcp_parse_options). A block that is exactly NOP NOP TS is read without walking it."""
     n = len(options)
     if n == 0:
         return None
-    if n >= 12 and options[:4] == _TS_PREFIX:
+    if n == 12 and options[:4] == _TS_PREFIX:
         return _TS.unpack_from(options, 4)
     try:
         return parse_options(options).timestamp
@@ -138,7 +139,8 @@ class TCPOptions:
 
 def parse_options(data: Buffer) -> TCPOptions:
     """Decode an option block. Raises :class:`MalformedPacket` (``bad_option``) for a length
-    that runs past the block or is below 2, or a known option of the wrong length."""
+    that runs past the block or is below 2, or a known option of the wrong length. An option
+    given twice counts once, with the value of its last occurrence (as Linux reads them)."""
     mv = memoryview(data)
     n = len(mv)
     i = 0
@@ -191,7 +193,11 @@ def parse_options(data: Buffer) -> TCPOptions:
 @attrs.frozen(slots=True)
 class TCPHeader:
     """A TCP header. ``to_bytes`` computes the checksum when ``checksum`` is None (the
-    addresses are then required) and the data offset from the options."""
+    addresses are then required) and the data offset from the options when ``data_offset`` is
+    None. A parsed header keeps the data offset it arrived with: re-encoding it gives a header
+    of that length (options padded with EOL), so ``header_length`` is always the length
+    ``to_bytes`` writes; to re-encode at the options' own length, evolve it with
+    ``data_offset=None``."""
 
     sport: int
     dport: int
@@ -246,14 +252,23 @@ class TCPHeader:
         which needs ``src`` and ``dst``."""
         opts = self.options.to_bytes()
         hlen = TCP_MIN_HLEN + len(opts)
-        doff = self.data_offset if self.data_offset is not None else hlen // 4
+        if self.data_offset is None:
+            doff = hlen // 4
+        else:
+            doff = self.data_offset
+            if not 5 <= doff <= 15 or doff * 4 < hlen:
+                raise ValueError(
+                    f"data offset {doff} does not hold a {hlen}-byte header with these options; "
+                    f"use attrs.evolve(header, data_offset=None) to size it from the options"
+                )
+            hlen = doff * 4  # the option area keeps its length: EOL (zero) padding
         seg = bytearray(hlen + len(payload))
         TCP_HEADER.pack_into(
             seg, 0, self.sport, self.dport, self.seq & 0xFFFFFFFF, self.ack & 0xFFFFFFFF,
             (doff << 12) | (self.flags & TCP_FLAG_MASK), self.window,
             0 if self.checksum is None else self.checksum, self.urgent,
         )
-        seg[TCP_MIN_HLEN:hlen] = opts
+        seg[TCP_MIN_HLEN : TCP_MIN_HLEN + len(opts)] = opts
         seg[hlen:] = payload
         if self.checksum is None:
             if src is None or dst is None:
