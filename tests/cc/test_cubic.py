@@ -156,6 +156,18 @@ def test_timeout_ecn_and_undo() -> None:
     cc.on_ack(_rs(now, prior_in_flight=cc.cwnd))
     assert cc.k == 0.0 and cc.w_max == pytest.approx(70, abs=0.1)
     assert cc.state()["cwnd_epoch"] == cc.state()["w_max"]
+    # a second expiry before anything was delivered keeps ssthresh and W_max (RFC 5681 3.1)
+    cc.on_timeout(cc.cwnd, now + 1.0)
+    held = (cc.ssthresh, cc.w_max)
+    cc.on_timeout(MSS, now + 3.0)
+    assert cc.cwnd == MSS and (cc.ssthresh, cc.w_max) == held and cc.timeouts == 3
+    # so does a timeout during a recovery that already cut the window
+    cc4 = make()
+    cc4.on_start(MSS, 0.0)
+    cc4.cwnd = 100 * MSS
+    cc4.on_enter_recovery(100 * MSS, 1.0)
+    cc4.on_timeout(70 * MSS, 1.5)
+    assert cc4.cwnd == MSS and cc4.ssthresh == 70 * MSS and cc4.w_max == 100
     # an ECN echo: the same cut, at least one segment
     cc2 = make()
     cc2.on_start(MSS, 0.0)

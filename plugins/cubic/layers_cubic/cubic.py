@@ -21,8 +21,10 @@ convergence and a window already below the previous ``W_max``, ``cwnd * (1 + bet
 Linux does, and therefore does not grow the window while the sender is not cwnd-limited, see
 below); ``cwnd = max(ssthresh, 2)`` after loss, ``max(ssthresh, 1)`` after an ECN echo,
 1 segment after a retransmission timeout, and the first congestion-avoidance stage after a
-timeout starts with ``K = 0`` and ``W_max = cwnd_epoch``. Every event saves what it changes
-and :meth:`Cubic.on_undo` restores it (4.9).
+timeout starts with ``K = 0`` and ``W_max = cwnd_epoch``. A timeout during a recovery that
+already cut the window, or one repeating before anything was delivered, keeps ``ssthresh`` and
+``W_max`` (RFC 5681 3.1: held constant for a segment already retransmitted; Linux likewise).
+Every event saves what it changes and :meth:`Cubic.on_undo` restores it (4.9).
 
 Choices, each a setting (``--set cubic.KEY=VALUE``):
 
@@ -195,6 +197,8 @@ class Cubic(CongestionControlBase):
         self.w_est = 0.0
         self.cwnd_prior = 0.0
         self._after_timeout = False
+        #: a timeout with nothing delivered since
+        self._timed_out = False
         self.srtt: float | None = None
         #: "slow_start", "css", "reno" (Reno-friendly), "concave", "convex", "recovery"
         self.region = "slow_start"
@@ -256,6 +260,7 @@ class Cubic(CongestionControlBase):
             self._finish_recovery()
         if rs.delivered <= 0:
             return
+        self._timed_out = False
         if 2 * rs.prior_in_flight < self.cwnd:
             self._set_pacing()
             return  # not cwnd-limited (RFC 7661): no growth
@@ -365,8 +370,14 @@ class Cubic(CongestionControlBase):
         self._publish()
 
     def on_timeout(self, in_flight: int, now: float) -> None:
-        self._reduce(1.0)
+        if not (self._in_recovery or self._timed_out):
+            self._reduce(1.0)
+        else:
+            # the timer expired again before anything was delivered, or during a recovery
+            # that already cut the window: ssthresh and W_max hold (RFC 5681 3.1, as Linux)
+            self._adopt_engine_window()
         self._w = 1.0  # RFC 5681's loss window
+        self._timed_out = True
         self._after_timeout = True
         self._in_recovery = False
         self.timeouts += 1
