@@ -252,12 +252,14 @@ class Icmp:
             mtu = rest & 0xFFFF
             if mtu < 68:  # a router from before RFC 1191: guess the next plateau down
                 mtu = plateau_mtu(quote.total_length)
+            # a transport that checks the quoted segment first (TCP: RFC 5927) records the
+            # path MTU itself, as Linux's tcp_v4_err does; for the others, IP records it now
             update = getattr(self.stack.ip, "update_path_mtu", None)
-            if update is not None:
+            if update is not None and not getattr(transport, "validates_path_mtu", False):
                 try:
                     update(quote.dst, mtu)
                 except Exception:
-                    log.exception("update_path_mtu failed")
+                    self.stack.internal_error("update_path_mtu", update)
         error = TransportError(
             errno=icmp_errno(icmp_type, code),
             src=quote.src,

@@ -1841,10 +1841,14 @@ class Connection(asyncio.Transport):
         if st == CLOSED:
             return
         seq = unwrap(seq32, self.snd_una)
-        if not self.snd_una <= seq < max(self.snd_max, self.snd_una + 1):
+        if not local and not self.snd_una <= seq < max(self.snd_max, self.snd_una + 1):
             c.drop("icmp_out_of_window")  # RFC 5927: not for data in flight
             return
         if mtu is not None:
+            if not local:  # our own IP's EMSGSIZE already reflects what it knows
+                update = getattr(self.tcp.ip, "update_path_mtu", None)
+                if update is not None:
+                    update(self.remote, mtu)
             self._pmtu_changed(mtu)
             return
         if st == SYN_SENT:
@@ -1858,8 +1862,12 @@ class Connection(asyncio.Transport):
             c["SoftErrors"] += 1
 
     def _pmtu_changed(self, mtu: int) -> None:
+        """An ICMP "fragmentation needed" (or a local EMSGSIZE) for data in flight. As Linux's
+        tcp_v4_mtu_reduced, the MSS follows the path MTU the IP layer recorded, not the
+        reported value: IP raises forged tiny MTUs to its minimum (552, Linux's min_pmtu),
+        so a forged MTU of 68 cannot shrink segments below about 500 bytes."""
         old = self.mss
-        self._compute_mss(max(mtu, 68))
+        self._compute_mss(self.tcp.ip.path_mtu(self.remote))
         if self.mss < old:
             self.c["PMTUUpdates"] += 1
             if self._gso_max:

@@ -82,6 +82,9 @@ class TCP:
 
     name = "tcp"
     protocol = 6
+    #: ICMP leaves "fragmentation needed" to us: the path MTU is recorded only for an error
+    #: quoting data in flight (RFC 5927), see Connection.icmp_error
+    validates_path_mtu = True
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
