@@ -86,5 +86,12 @@ def test_ss_and_trace_against_linux(netns: NetNamespace, layers_up: Start,
     rc, _out, err = up.stop(signal.SIGTERM)
     assert rc == 0, err
     assert "Traceback" not in err
-    # the trace is closed and readable whatever the transport emitted into it
-    read_trace(trace)
+    # the trace is complete once layers up has stopped: the echoed connection, from the
+    # stack's side, sampled at most once a millisecond
+    flows = read_trace(trace).flows
+    flow = flows[f"{STACK}:7->{LINUX}:{port}"]
+    assert len(flow) >= 3
+    gaps = [b - a for a, b in zip(flow.time, flow.time[1:], strict=False)]
+    assert min(gaps) >= 0.001 - 1e-9
+    assert flow["delivered"][-1] >= 256 << 10  # the echo went back through this connection
+    assert flow.cc and all(c > 0 for c in flow["cwnd"])
