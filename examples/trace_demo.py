@@ -1,13 +1,13 @@
 """Regenerate the README's figure: two TCP flows share a bottleneck, traced and plotted.
 
 Two stacks on the virtual clock (a few seconds of virtual time, deterministic) are joined
-through a 20 Mbit/s, 10 ms drop-tail bottleneck with 0.1 % random loss after it. A bulk flow
-starts at once and a second one, with another congestion control, two seconds later. The
-sender's telemetry goes to a JSON-lines trace (one sample per flow every 5 ms), which
-``layers plot`` draws::
+through a 20 Mbit/s, 10 ms drop-tail bottleneck (100 packets) with 0.1 % random loss after it.
+A CUBIC bulk flow starts at once and a NewReno one two seconds later. The sender's telemetry
+goes to a JSON-lines trace (one sample per flow every 5 ms), which ``layers plot`` draws::
 
     .venv/bin/python examples/trace_demo.py                   # docs/trace_demo.png
-    .venv/bin/python examples/trace_demo.py --cc newreno,cubic --seconds 10 -o /tmp/fig.svg
+    .venv/bin/python examples/trace_demo.py --cc cubic,bbr \
+        --shape rate=20mbit,delay=10ms,queue=codel --seconds 10 -o /tmp/fig.svg
 
 The trace is kept next to the figure only with ``--trace FILE``.
 """
@@ -63,13 +63,14 @@ class Sink(asyncio.Protocol):
         Sink.received += len(data)
 
 
-def run(trace: Path, seconds: float, algorithms: list[str], start_gap: float) -> dict[str, int]:
+def run(trace: Path, seconds: float, algorithms: list[str], start_gap: float,
+        shape: str = SHAPE, faults: str = FAULTS) -> dict[str, int]:
     plugins = ["arp", "ipv4", "tcp", *sorted({a for a in algorithms if a != "newreno"})]
     net = VirtualNetwork()
     settings = {"tcp.secret": "5e" * 16}
     a = net.new_stack(plugins, settings=settings, name="sender")
     b = net.new_stack(plugins, settings=settings, name="receiver")
-    path = net.bottleneck(a, b, SHAPE, addresses=("10.0.0.1/24", "10.0.0.2/24"), faults=FAULTS)
+    path = net.bottleneck(a, b, shape, addresses=("10.0.0.1/24", "10.0.0.2/24"), faults=faults)
     a.start()
     b.start()
     b.protocol("tcp").listen(Sink, 0, PORT)
@@ -92,9 +93,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-o", "--out", default="docs/trace_demo.png", help="the figure (png/svg/pdf)")
     p.add_argument("--trace", default=None, help="keep the trace here (.jsonl or .csv)")
     p.add_argument("--seconds", type=float, default=8.0, help="virtual seconds to run")
-    p.add_argument("--cc", default="cubic,bbr",
-                   help="comma list: one flow per congestion control (default cubic,bbr)")
+    p.add_argument("--cc", default="cubic,newreno",
+                   help="comma list: one flow per congestion control (default cubic,newreno)")
     p.add_argument("--gap", type=float, default=2.0, help="seconds between flow starts")
+    p.add_argument("--shape", default=SHAPE, help=f"the bottleneck (default {SHAPE})")
+    p.add_argument("--faults", default=FAULTS, help=f"random faults after it (default {FAULTS})")
     return p.parse_args(argv)
 
 
@@ -103,15 +106,14 @@ def demo(argv: list[str]) -> int:
     algorithms = [x.strip() for x in args.cc.split(",") if x.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(args.trace) if args.trace else Path(tmp) / "trace_demo.jsonl"
-        figures = run(trace, args.seconds, algorithms, args.gap)
+        figures = run(trace, args.seconds, algorithms, args.gap, args.shape, args.faults)
         print(f"{args.seconds:g} virtual seconds: {figures['samples']} samples, "
               f"{figures['received'] / 1e6:.1f} MB delivered, {figures['queue_drops']} queue "
               f"drops")
         names = " and ".join(algorithms)
         return layers_main([
             "plot", str(trace), "-o", args.out, "--metrics", "cwnd,rtt,throughput", "--dpi", "120",
-            "--title",
-            f"{names} through 20 Mbit/s, 10 ms, drop-tail 100 packets, 0.1 % loss"])
+            "--title", f"{names} through {args.shape}, {args.faults}"])
 
 
 if __name__ == "__main__":
