@@ -145,6 +145,7 @@ def test_events_in_order_under_sack_loss() -> None:
     # a SACK that delivers data gives a sample marked in recovery; pipe per RFC 6675
     rs = cc.samples[-1]
     assert rs.delivered == MSS and rs.newly_acked == 0
+    assert rs.newly_lost == MSS and conn.lost_total == 1  # segment 2, by three SACKed above
     # 10 sent, 2 acknowledged, 3 SACKed, 1 lost (before its retransmission left)
     assert rs.in_flight == 4 * MSS and conn.in_flight() == 5 * MSS
     w.inject(A, 1001, us + 10 * MSS)

@@ -238,6 +238,8 @@ class Connection(asyncio.Transport):
         #: retransmitted segments and segments deemed lost, this connection
         self.retrans_total = 0
         self.lost_total = 0
+        #: bytes marked lost since the last rate sample (its ``newly_lost``)
+        self._newly_lost = 0
         #: the timestamp value of the first retransmission of the current loss episode;
         #: an ACK echoing an older one shows the episode was spurious (Eifel, RFC 3522)
         self.undo_ts: int | None = None
@@ -914,8 +916,9 @@ class Connection(asyncio.Transport):
                     sb = self.sb
                     head = self.snd_una + mss
                     if head > sb.lost_end:
+                        before = sb.lost_bytes(self.snd_una)
                         sb.lost_end = head
-                        self.lost_total += 1
+                        self._lost_marked(before)
                     if not self.sack_ok:
                         self._force_rexmit = True
                 in_flight = self._in_flight()
@@ -927,8 +930,10 @@ class Connection(asyncio.Transport):
             self.in_loss = False
             self.undo_ts = None
         in_flight = self._in_flight()
+        newly_lost = self._newly_lost
+        self._newly_lost = 0
         cc.on_ack(RateSample(
-            now, delivered, newly_acked, 0, rate.prior_delivered, rate.delivered,
+            now, delivered, newly_acked, newly_lost, rate.prior_delivered, rate.delivered,
             rate.interval if valid else 0.0, rate.rate if valid else 0.0,
             rate.rate_app_limited, sample, self.min_rtt, self.rtt.srtt, prior_in_flight,
             in_flight, bool(flags & TCP_ECE) and self.ecn_ok, in_recovery, mss,
@@ -944,6 +949,7 @@ class Connection(asyncio.Transport):
         sb = self.sb
         mss = self.mss
         prior_in_flight = self._in_flight()
+        lost_before = sb.lost_bytes(self.snd_una)
         delivered = newly_sacked
         if not self.sack_ok and not self.in_loss:
             # one segment has left the network (RFC 5681 3.2 step 4; RFC 6675 for Reno)
@@ -954,6 +960,8 @@ class Connection(asyncio.Transport):
         if self.sack_ok and sb.ranges:
             sb.update_lost(self.snd_una, mss)
             lost = sb.lost_end > self.snd_una
+            if sb.rexmit and sb.lost_retransmits(mss):
+                self.c["LostRetransmits"] += 1
         if (
             not self.in_recovery and not self.in_loss
             and (self.dupacks >= DUPTHRESH or lost)
@@ -961,6 +969,7 @@ class Connection(asyncio.Transport):
             and self.snd_una >= self.recover
         ):
             self._enter_recovery(now)
+        self._lost_marked(lost_before)
         if delivered:
             self._ack_event(prior_in_flight, delivered, 0, newly_sacked, None, flags, now)
         elif self._telemetry.active or self._observers is not None:
@@ -978,16 +987,21 @@ class Connection(asyncio.Transport):
         if not sb.rexmit:
             # (retransmissions of the last episode still in flight are not sent again, and
             # their stamp stays the one an undo must predate, as Linux's retrans_stamp)
-            sb.rexmit_next = una
             self.undo_ts = None
         # the first un-SACKed segment is lost (the fast retransmit), and RFC 6675's rule
         if sb.lost_end < una + self.mss:
             sb.lost_end = una + self.mss
-        self.lost_total += max(1, (sb.lost_bytes(una) + self.mss - 1) // self.mss)
         self.prr.start(flight)
         self._force_rexmit = True
         self.cc.on_enter_recovery(flight, now)
         self.rto_at = now + self._rto()
+
+    def _lost_marked(self, before: int) -> None:
+        """Count what the scoreboard newly deems lost (it had ``before`` lost bytes)."""
+        newly = self.sb.lost_bytes(self.snd_una) - before
+        if newly > 0:
+            self._newly_lost += newly
+            self.lost_total += -(-newly // self.mss)
 
     def _exit_recovery(self, now: float) -> None:
         """Everything outstanding when recovery began is acknowledged (RFC 6582 3.2 step 3):
@@ -1541,7 +1555,7 @@ class Connection(asyncio.Transport):
             if self.in_recovery:
                 self.prr.out += n
                 if retransmit:
-                    self.sb.retransmitted(seq, seq + n)
+                    self.sb.retransmitted(seq, seq + n, self.snd_max)
             cc = self.cc
             pacing = cc.pacing_rate
             if pacing:
@@ -2256,6 +2270,11 @@ class Connection(asyncio.Transport):
             "in_flight": self.in_flight(),
             "snd_wnd": self.snd_wnd,
             "cc_state": dict(cc.state()),
+            "app_limited": self.rate.app_limited != 0,
+            "ts_ok": self.ts_ok,
+            "sack_ok": self.sack_ok,
+            "snd_wscale": self.snd_wscale,
+            "rcv_wscale": self.rcv_wscale,
             "ecn": self.ecn_ok,
         }
 

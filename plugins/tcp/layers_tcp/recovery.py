@@ -20,10 +20,11 @@ class Scoreboard:
 
     ``ranges`` are sorted, merged (start, end) SACKed ranges; ``sacked_bytes`` their total.
     Bytes below ``lost_end`` that are not SACKed are lost (RFC 6675 IsLost); ``rexmit`` holds
-    the ranges retransmitted in this recovery that are still outstanding."""
+    the ranges retransmitted that are still outstanding, each with SND.MAX at the time: when
+    data sent after a retransmission is SACKed DUPTHRESH segments deep, the retransmission was
+    lost too and its range may go again (as Linux's lost-retransmit detection)."""
 
-    __slots__ = ("dup_bytes", "high", "lost_end", "ranges", "rexmit", "rexmit_next",
-                 "sacked_bytes")
+    __slots__ = ("dup_bytes", "high", "lost_end", "ranges", "rexmit", "sacked_bytes")
 
     def __init__(self) -> None:
         self.ranges: list[tuple[int, int]] = []
@@ -34,10 +35,9 @@ class Scoreboard:
         self.dup_bytes = 0
         #: un-SACKed bytes below this are lost
         self.lost_end = 0
-        #: ranges retransmitted and not yet acknowledged or SACKed
-        self.rexmit: list[tuple[int, int]] = []
-        #: RFC 6675 HighRxt: holes below this were retransmitted in this recovery
-        self.rexmit_next = 0
+        #: (start, end, SND.MAX when sent) retransmitted and not yet acknowledged or SACKed
+        #: (what RFC 6675's HighRxt stands for: these holes are not sent again)
+        self.rexmit: list[tuple[int, int, int]] = []
 
     # --- SACK (RFC 2018) --------------------------------------------------------------
     def add(self, blocks: list[tuple[int, int]], una: int, smax: int) -> int:
@@ -81,7 +81,7 @@ class Scoreboard:
 
     def _trim_rexmit(self, una: int) -> None:
         out = []
-        for a, b in self.rexmit:
+        for a, b, m in self.rexmit:
             if b <= una:
                 continue
             if a < una:
@@ -91,13 +91,22 @@ class Scoreboard:
                 if sb <= a or sa >= b:
                     continue
                 if sa > a:
-                    out.append((a, sa))
+                    out.append((a, sa, m))
                 a = sb
                 if a >= b:
                     break
             if a < b:
-                out.append((a, b))
+                out.append((a, b, m))
         self.rexmit = out
+
+    def lost_retransmits(self, mss: int) -> bool:
+        """Forget retransmissions that data sent after them overtook by DUPTHRESH segments
+        of SACKed data: they were lost too, and their holes may be retransmitted again."""
+        high = self.high - DUPTHRESH * mss
+        if all(m > high for _a, _b, m in self.rexmit):
+            return False
+        self.rexmit = [r for r in self.rexmit if r[2] > high]
+        return True
 
     def clear(self) -> None:
         """A timeout (RFC 2018 8: the receiver may renege) or the end of recovery."""
@@ -107,7 +116,6 @@ class Scoreboard:
         self.dup_bytes = 0
         self.lost_end = 0
         self.rexmit = []
-        self.rexmit_next = 0
 
     # --- RFC 6675 ---------------------------------------------------------------------
     def update_lost(self, una: int, mss: int) -> None:
@@ -138,7 +146,7 @@ class Scoreboard:
         return n
 
     def retrans_out(self) -> int:
-        return sum(b - a for a, b in self.rexmit)
+        return sum(r[1] - r[0] for r in self.rexmit)
 
     def pipe(self, una: int, smax: int) -> int:
         """RFC 6675 SetPipe: bytes sent and not SACKed, lost or acknowledged, plus the
@@ -149,35 +157,33 @@ class Scoreboard:
         return p if p > 0 else 0
 
     def next_hole(self, una: int, lost_only: bool) -> tuple[int, int] | None:
-        """RFC 6675 NextSeg: the first un-SACKed range at or above HighRxt, below
-        ``lost_end`` (rule 1) or, with ``lost_only`` false, below the highest SACKed byte
-        (rule 3)."""
-        pos = self.rexmit_next if self.rexmit_next > una else una
+        """RFC 6675 NextSeg: the first range at or above SND.UNA neither SACKed nor
+        retransmitted (and still outstanding), below ``lost_end`` (rule 1) or, with
+        ``lost_only`` false, below the highest SACKed byte (rule 3)."""
+        pos = una
         limit = self.lost_end if lost_only else self.high
-        for a, b in self.ranges:
+        covered = self.ranges
+        if self.rexmit:
+            covered = sorted([*covered, *((a, b) for a, b, _m in self.rexmit)])
+        end = limit
+        for a, b in covered:
             if pos < a:
+                end = a if a < limit else limit
                 break
             if pos < b:
                 pos = b
         if pos >= limit:
             return None
-        end = limit
-        for a, _b in self.ranges:
-            if a > pos:
-                end = a if a < end else end
-                break
         return pos, end
 
-    def retransmitted(self, start: int, end: int) -> None:
+    def retransmitted(self, start: int, end: int, smax: int) -> None:
         rx = self.rexmit
-        if rx and rx[-1][1] == start:
-            rx[-1] = (rx[-1][0], end)
+        if rx and rx[-1][1] == start and rx[-1][2] == smax:
+            rx[-1] = (rx[-1][0], end, smax)
         else:
-            rx.append((start, end))
+            rx.append((start, end, smax))
             if len(rx) > 1 and rx[-2][0] > start:
                 rx.sort()
-        if end > self.rexmit_next:
-            self.rexmit_next = end
 
 
 class Prr:
