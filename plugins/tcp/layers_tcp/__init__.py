@@ -6,6 +6,23 @@ Registered under the entry point ``tcp``. It provides IP protocol 6 (also servin
 ``layers_congestion_controls`` hook, where other plugins may add their own. Settings are
 listed in :mod:`layers_tcp.settings`.
 
+Congestion control is a plugin on the :mod:`layers.congestion` contract, NewReno included
+(``tcp.congestion_control``, or ``congestion_control=`` per connection; ``--set NAME.KEY=V``
+for the algorithm's own settings). The engine keeps what is common to every algorithm: loss
+detection (three duplicate ACKs, or RFC 6675's IsLost on the SACK scoreboard), RFC 6582's
+``recover`` point and partial ACKs, in flight as RFC 6675's pipe, proportional rate reduction
+(RFC 6937) towards the algorithm's ssthresh during fast recovery (no window inflation),
+timeouts with go-back-N, and undo of a spurious timeout or fast retransmit found by timestamps
+(Eifel, RFC 3522; counters ``SpuriousRTOs``, ``LossUndo``, ``FullUndo``, ``PartialUndo``).
+Every ACK that delivers data gives the algorithm a rate sample
+(draft-cheng-iccrg-delivery-rate-estimation: delivered bytes, delivery rate, app-limited,
+RTT and min RTT). When the algorithm sets ``pacing_rate``, segments leave no earlier than the
+connection's earliest departure time, the connection timer sending what is ahead of it (as
+Linux's internal pacing). Telemetry: ``stack.telemetry.subscribe`` or ``conn.subscribe`` get a
+:class:`layers.telemetry.ConnectionSample` per ACK; ``describe()`` (``layers netstat``,
+``layers ss -i``) shows cwnd, ssthresh, RTTs, RTO, rates, retransmissions, losses, in flight
+and the algorithm's ``state()``.
+
 Supported: all eleven states with simultaneous open and close and half-close; TIME-WAIT of
 2*MSL with reuse by a newer SYN (RFC 6191); RST generation and acceptance (RFC 9293 3.10.7)
 with RFC 5961 challenge ACKs (rate limited); listen backlog (SYN and accept queues); RFC 6528
@@ -13,8 +30,9 @@ ISNs and RFC 6056 ephemeral ports; MSS both ways, window scaling, timestamps wit
 PAWS (RFC 7323), SACK (RFC 2018 blocks out, used in recovery); Nagle/TCP_NODELAY, delayed
 ACK (40 ms, every second full segment, coalesced per received batch), sender and receiver
 silly-window avoidance, zero-window probes with backoff; RFC 6298 RTO (200 ms floor like
-Linux, 120 s cap) with Karn; fast retransmit, NewReno (RFC 6582) and limited transmit
-(RFC 3042); pluggable congestion control; keepalive (opt-in), user timeout; ICMP errors
+Linux, 120 s cap) with Karn; fast retransmit, SACK recovery with PRR, NewReno (RFC 6582)
+and limited transmit (RFC 3042); pluggable congestion control, rate samples, pacing, undo;
+keepalive (opt-in), user timeout; ICMP errors
 (hard in SYN-SENT, soft afterwards, PMTU); checksum offload and TSO super-segments out,
 RX_CSUM_VERIFIED and super-segments in; ECN (RFC 3168, off by default, below).
 
@@ -42,9 +60,10 @@ Not supported: urgent data (the pointer is ignored; data stays inline, as SO_OOB
 Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, SYN cookies, MD5/AO signatures, D-SACK
 generation, RACK/TLP, IPv6.
 
-Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets), ``connection`` (the
-TCB state machine and transport), ``listener``, ``buffers`` (out-of-order queue), ``rtt``
-(RFC 6298), ``congestion`` (NewReno), ``settings``.
+Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets, the algorithm
+registry), ``connection`` (the TCB state machine and transport), ``listener``, ``buffers``
+(out-of-order queue), ``rtt`` (RFC 6298), ``recovery`` (SACK scoreboard, pipe, PRR), ``rate``
+(delivery-rate samples), ``pacing``, ``newreno``, ``settings``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ tcp.window_scaling         true         offer RFC 7323 window scaling
 tcp.timestamps             true         offer RFC 7323 timestamps (RTTM and PAWS)
 tcp.sack                   true         offer and use SACK (RFC 2018)
 tcp.initial_cwnd           10           initial window in segments (RFC 6928, like Linux)
-tcp.congestion_control     newreno      algorithm from the layers_congestion_controls hook
+tcp.congestion_control     newreno      algorithm from the layers_congestion_controls hook;
+                                        its own settings are NAME.KEY (layers.congestion)
 tcp.port_range             32768-60999  ephemeral ports (Linux's ip_local_port_range)
 tcp.secret                 (random)     hex key for ISNs (RFC 6528) and ports (RFC 6056);
                                         set it to make runs repeat exactly
