@@ -7,6 +7,7 @@ A writer subscribes to a stack's :attr:`~layers.stack.Stack.telemetry` and write
 
     with open_trace("run.jsonl") as trace:        # or "run.csv", "run.jsonl.gz"
         trace.attach(stack_a)                      # every ACK; interval=0.01: one per 10 ms
+        trace.attach_connection(writer.transport)  # or one connection (a StreamWriter's)
         net.run_for(10.0)
     flows = read_trace("run.jsonl").flows          # {"10.0.0.1:40000->10.0.0.2:80": FlowSeries}
 
@@ -145,7 +146,7 @@ class TraceWriter:
         self._pending: list[str] = []
         self._last_flush: float | None = None
         self._timer: Timer | None = None
-        self._subscriptions: list[tuple[Stack, Subscription]] = []
+        self._subscriptions: list[Subscription] = []
 
     # --- subscribing ---
     def attach(self, stack: Stack, *, interval: float = 0.0) -> Subscription:
@@ -158,7 +159,27 @@ class TraceWriter:
             self.write(sample, stack)
 
         sub = stack.telemetry.subscribe(observe, interval=interval)
-        self._subscriptions.append((stack, sub))
+        self._subscriptions.append(sub)
+        return sub
+
+    def attach_connection(self, connection: Any, *, interval: float = 0.0,
+                          stack: Stack | None = None) -> Subscription:
+        """Write one connection's samples: ``connection`` is anything with the transport's
+        ``subscribe(callback, interval=)``, such as a TCP connection or, from asyncio,
+        ``writer.transport``. ``stack`` (optional) lets idle tails be flushed by a timer."""
+        if self.closed:
+            raise ConfigurationError("this trace writer is closed; open a new one")
+        subscribe = getattr(connection, "subscribe", None)
+        if subscribe is None:
+            raise ConfigurationError(
+                f"{connection!r} has no subscribe(): give a connection of a transport that "
+                f"emits telemetry (TCP), or attach the whole stack")
+
+        def observe(sample: ConnectionSample) -> None:
+            self.write(sample, stack)
+
+        sub: Subscription = subscribe(observe, interval=interval)
+        self._subscriptions.append(sub)
         return sub
 
     # --- writing ---
@@ -202,8 +223,8 @@ class TraceWriter:
         """End every subscription, write what is pending and close the file (idempotent)."""
         if self.closed:
             return
-        for stack, sub in self._subscriptions:
-            stack.telemetry.unsubscribe(sub)
+        for sub in self._subscriptions:
+            sub.close()
         self._subscriptions.clear()
         try:
             self._finish()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from layers.errors import ConfigurationError
 from layers.links.base import Link, Medium
 from layers.links.faults import FaultLink
 from layers.tracing import open_trace, read_trace
@@ -71,12 +72,19 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     b.protocol("tcp").listen(factory, 0, 5001)
     every_ack = open_trace(tmp_path / "acks.jsonl", stack=a)
     sparse = open_trace(tmp_path / "sparse.csv", stack=a, interval=0.02)
-    with every_ack, sparse:
+    # the receiving side's connection only, through the connection's own subscription
+    receiver = open_trace(tmp_path / "receiver.jsonl")
+    with every_ack, sparse, receiver:
         a.protocol("tcp").connect(Source(), ip4("10.0.0.2"), 5001)
-        assert net.run_until_true(lambda: bool(sinks) and sinks[0].eof, timeout=120)
+        assert net.run_until_true(lambda: bool(sinks), timeout=30)
+        receiver.attach_connection(sinks[0].transport, stack=b)
+        with pytest.raises(ConfigurationError, match="no subscribe"):
+            receiver.attach_connection(object())
+        assert net.run_until_true(lambda: sinks[0].eof, timeout=120)
         net.run_for(1.0)
     assert bytes(sinks[0].data) == PAYLOAD
     assert not a.telemetry.active, "the writers unsubscribed on close"
+    assert not b.telemetry.active
     return tmp_path
 
 
@@ -95,6 +103,11 @@ def test_transfer_through_loss_is_traced(traced: Path) -> None:
     srtt = [x for x in flow["srtt"] if x is not None]
     assert srtt and all(0.010 <= x < 1.0 for x in srtt), "10 ms base RTT"
     assert all(c > 0 for c in flow["cwnd"]) and flow.cc
+
+    # the receiver's connection, subscribed alone: its own flow name, the other way round
+    (rflow,) = read_trace(tmp_path / "receiver.jsonl").flows.values()
+    local, remote = flow.flow.split("->")
+    assert rflow.flow == f"{remote}->{local}" and len(rflow) >= 1
 
     sparse_trace = read_trace(tmp_path / "sparse.csv")
     (sflow,) = sparse_trace.flows.values()
