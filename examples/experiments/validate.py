@@ -9,16 +9,19 @@
   reference.
 
 Prints the measured goodput, the model's and their ratio per point, and writes
-``OUT/<name>.png`` (needs ``pip install 'layers[plot]'``) next to each sweep's results.
+``OUT/<name>.png`` (needs ``pip install 'layers[plot]'``) next to each sweep's results;
+``--replot`` redraws them from the results already there.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from layers.experiment import load_scenario, run_sweep
 from layers.experiment.figures import model_plot
@@ -32,13 +35,28 @@ HERE = Path(__file__).parent
 MSS = 1448  # 1500 - IP - TCP - timestamps
 
 
+def _load(out: Path) -> list[dict[str, Any]]:
+    """The finished points of an earlier sweep in ``out``."""
+    points = []
+    for results in sorted((out / "points").glob("*/results.json")):
+        data = json.loads(results.read_text())
+        data["overrides"] = data["manifest"]["overrides"]
+        points.append(data)
+    return points
+
+
 def validate(name: str, out: Path, jobs: int,
-             models: dict[str, Callable[[float, float], float]], primary: str) -> None:
+             models: dict[str, Callable[[float, float], float]], primary: str,
+             replot: bool = False) -> None:
     scenario = load_scenario(HERE / f"{name}.toml")
     assert scenario.sweep is not None
     grid = list(scenario.sweep.grid.items())
-    res = run_sweep(scenario, grid, out / name, jobs=jobs, plots=False)
-    points = sorted(res.points.values(), key=lambda r: float(r["overrides"]["link.loss"]))
+    if replot:
+        found = _load(out / name)
+    else:
+        found = list(run_sweep(scenario, grid, out / name, jobs=jobs,
+                               plots=False).points.values())
+    points = sorted(found, key=lambda r: float(r["overrides"]["link.loss"]))
     ps = [float(r["overrides"]["link.loss"]) for r in points]
     goodput = [r["flows"][0]["goodput_bps"] / 1e6 for r in points]
     rtts = [r["flows"][0]["rtt_mean_s"] for r in points]
@@ -61,6 +79,8 @@ def main() -> None:
     parser.add_argument("--out", default="results/validate", help="where to write")
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--only", choices=("mathis", "cubic-response"))
+    parser.add_argument("--replot", action="store_true",
+                        help="draw the figures from the results already in --out")
     args = parser.parse_args()
     out = Path(args.out)
     c_random = mathis_constant()
@@ -70,13 +90,13 @@ def main() -> None:
                 lambda p, rtt: mathis_throughput(MSS, rtt, p, c_random),
             f"Mathis et al., C = {math.sqrt(1.5):.2f} (periodic loss)":
                 lambda p, rtt: mathis_throughput(MSS, rtt, p, math.sqrt(1.5)),
-        }, f"Mathis et al., C = {c_random:.2f} (random loss)")
+        }, f"Mathis et al., C = {c_random:.2f} (random loss)", args.replot)
     if args.only in (None, "cubic-response"):
         validate("cubic-response", out, args.jobs, {
             "RFC 9438 response function": lambda p, rtt: cubic_throughput(MSS, rtt, p),
             f"Reno (Mathis, C = {c_random:.2f})":
                 lambda p, rtt: mathis_throughput(MSS, rtt, p, c_random),
-        }, "RFC 9438 response function")
+        }, "RFC 9438 response function", args.replot)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ matplotlib's object API the same way (no pyplot, headless).
 from __future__ import annotations
 
 import importlib
+import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -190,15 +192,22 @@ def model_plot(path: Path, xs: Sequence[float], measured: Mapping[str, Sequence[
     for name, ys in measured.items():
         ax.plot(xs, ys, "o", label=name, markersize=5)
     if loglog:
-        from matplotlib.ticker import LogFormatter
+        from matplotlib.ticker import FuncFormatter
+
+        def sparse(v: float, _: object) -> str:
+            # label 1, 2 and 5 times a power of ten: enough to read, never crowded
+            mantissa = round(v / 10 ** math.floor(math.log10(v)), 6) if v > 0 else 0
+            return f"{v:g}" if mantissa in (1, 2, 5) else ""
 
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(sparse))
+            axis.set_minor_formatter(FuncFormatter(sparse))
+
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9.5)
     ax.legend(frameon=False, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": "layers experiment"})
