@@ -112,3 +112,13 @@ def test_interrupting_a_sweep_keeps_the_finished_points(tmp_path: Path) -> None:
     assert [r["link.loss"] for r in rows] == ["0.01"]
     assert json.loads((tmp_path / "sweep.json").read_text())["interrupted"] is True
     assert (tmp_path / "points" / "link.loss=0.01" / "results.json").exists()
+
+
+def test_repeat_runs_consecutive_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "rep"
+    assert main(["experiment", "run", _write(tmp_path), "--repeat", "2", "--out", str(out),
+                 "--no-plots"]) == 0
+    rows = list(csv.DictReader((out / "sweep.csv").open()))
+    assert [r["seed"] for r in rows] == ["3", "4"]
+    assert sorted(p.name for p in (out / "points").iterdir()) == [
+        "experiment.seed=3", "experiment.seed=4"]
