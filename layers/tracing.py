@@ -41,7 +41,6 @@ import argparse
 import contextlib
 import csv
 import gzip
-import io
 import json
 import math
 import os
@@ -143,7 +142,7 @@ class TraceWriter:
         #: samples written (or held for the first flush) so far
         self.samples = 0
         self.closed = False
-        self._pending: list[str] = []
+        self._pending: list[Any] = []
         self._last_flush: float | None = None
         self._timer: Timer | None = None
         self._subscriptions: list[Subscription] = []
@@ -207,10 +206,13 @@ class TraceWriter:
     def _add(self, row: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _write_pending(self) -> None:
+        self._file.write("".join(self._pending))
+
     def flush(self, now: float | None = None) -> None:
         """Write pending lines to the file and flush it."""
         if self._pending:
-            self._file.write("".join(self._pending))
+            self._write_pending()
             self._pending.clear()
         self._file.flush()
         if now is not None:
@@ -257,28 +259,28 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+#: one encoder for every line (json.dumps with options makes a new one per call)
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False)
+
+
 class JsonLinesWriter(TraceWriter):
     """One JSON object per line and sample; ``cc.*`` keys are the algorithm's fields."""
 
     format = "jsonl"
 
     def _add(self, row: dict[str, Any]) -> None:
-        clean = {k: _json_value(v) for k, v in row.items()}
-        self._pending.append(json.dumps(clean, separators=(",", ":"), default=str) + "\n")
-
-
-def _csv_cell(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    if isinstance(v, Mapping | list | tuple):
-        return json.dumps(v, separators=(",", ":"), default=str)
-    return v
+        try:
+            line = _JSON.encode(row)
+        except ValueError:  # a non-finite float: null instead of JSON's missing Infinity
+            line = _JSON.encode({k: _json_value(v) for k, v in row.items()})
+        self._pending.append(line + "\n")
 
 
 class CsvWriter(TraceWriter):
     """A header from :data:`SAMPLE_FIELDS` plus the ``cc.*`` fields seen before the first
     flush; later ``cc.*`` fields get new columns and the header is rewritten on close (see
-    the module's documentation)."""
+    the module's documentation). Absent values are empty cells; an algorithm's field holding
+    a mapping or a list is written as JSON."""
 
     format = "csv"
 
@@ -288,34 +290,28 @@ class CsvWriter(TraceWriter):
         self._known = set(self.columns)
         #: columns in the header line written so far (0 until the first flush)
         self._header_len = 0
-        self._held: list[dict[str, Any]] = []
-        self._line = io.StringIO()
-        self._csv = csv.writer(self._line, lineterminator="\n")
-
-    def _row(self, row: Mapping[str, Any]) -> str:
-        self._line.seek(0)
-        self._line.truncate()
-        self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])
-        return self._line.getvalue()
+        self._csv = csv.writer(self._file, lineterminator="\n")
 
     def _add(self, row: dict[str, Any]) -> None:
-        for key in row:
+        for key, value in row.items():
             if key not in self._known:
                 self._known.add(key)
                 self.columns.append(key)
-        if self._header_len:
-            self._pending.append(self._row(row))
-        else:
-            self._held.append(row)
-            self._pending.append("")  # counts toward flush_samples
+            if isinstance(value, Mapping | list | tuple):
+                row[key] = json.dumps(value, separators=(",", ":"), default=str)
+        self._pending.append(row)
+
+    def _write_pending(self) -> None:
+        if not self._header_len:
+            self._header_len = len(self.columns)
+            self._csv.writerow(self.columns)
+        columns = self.columns
+        self._csv.writerows([[r.get(c) for c in columns] for r in self._pending])
 
     def flush(self, now: float | None = None) -> None:
-        if not self._header_len:
-            self._pending.clear()
-            self._header_len = len(self.columns)
-            self._pending.append(self._row({c: c for c in self.columns}))
-            self._pending.extend(self._row(r) for r in self._held)
-            self._held.clear()
+        if not self._header_len and not self._pending:
+            self._header_len = len(self.columns)  # an empty trace still has its header
+            self._csv.writerow(self.columns)
         super().flush(now)
 
     def _finish(self) -> None:
@@ -465,9 +461,11 @@ def _csv_value(field: str, text: str) -> Any:
     except ValueError:
         pass
     try:
-        return float(text)
+        x = float(text)
     except ValueError:
         pass
+    else:
+        return x if math.isfinite(x) else None
     if text in ("True", "False"):
         return text == "True"
     if text[:1] in "[{":
