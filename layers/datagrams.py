@@ -27,10 +27,14 @@ wait in the endpoint's receive queue.
 
 Semantics follow asyncio on Linux, with these choices:
 
-* ``sendto`` raises ``ValueError``/``TypeError`` for bad arguments (a malformed address, an
-  address other than the peer on a connected endpoint, no address on an unconnected one);
-  network errors (EACCES for a broadcast without ``allow_broadcast``, EMSGSIZE, ENETUNREACH)
-  go to ``protocol.error_received``, as asyncio does with a socket's errors.
+* The transport's ``sendto`` raises ``ValueError``/``TypeError`` for bad arguments (a
+  malformed address, an address other than the peer on a connected endpoint, no address on
+  an unconnected one). Network errors (EACCES for a broadcast without ``allow_broadcast``,
+  EMSGSIZE, ENETUNREACH) are raised as ``OSError`` by the plugin's
+  :meth:`DatagramEndpoint.sendto` (the contract below, like a socket's ``sendto``); the
+  asyncio transport catches them and calls ``protocol.error_received`` instead, as asyncio
+  does with a socket's errors. Code on :func:`open_datagram_endpoint` gets the same:
+  ``error_received``, never an exception from ``sendto``.
 * Empty datagrams are sent (Linux sends them; Python 3.11's asyncio silently skipped them).
 * ICMP errors reach ``error_received`` only on connected endpoints, like a Linux socket without
   ``IP_RECVERR``; see the udp plugin for which ICMP messages count.

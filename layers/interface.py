@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 from layers.counters import Counters
 from layers.errors import ConfigurationError
 from layers.links.base import Link, Medium, TxOffload
-from layers.wire.addr import IPV4_BROADCAST, ip4_str, mac_str, prefix_mask
+from layers.wire.addr import (
+    IPV4_BROADCAST,
+    host_address_problem,
+    ip4_str,
+    mac_str,
+    prefix_mask,
+)
 from layers.wire.ethernet import ETH_HEADER
 
 if TYPE_CHECKING:
@@ -45,6 +51,9 @@ class Interface:
 
     # --- addresses ------------------------------------------------------------------
     def add_address(self, address: int, prefix_length: int) -> None:
+        problem = host_address_problem(address, prefix_length)
+        if problem is not None:
+            raise ConfigurationError(problem)
         if (address, prefix_length) in self.addresses:
             raise ConfigurationError(
                 f"{ip4_str(address)}/{prefix_length} is on {self.name} already"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import errno
 import mimetypes
 import os
 import urllib.parse
@@ -281,21 +282,37 @@ async def start_services(stack: Stack, specs: Sequence[str]) -> list[Service]:
     parsed = [parse_serve(spec) for spec in specs]
     started: list[Service] = []
     try:
-        for kind, port, arg in parsed:
-            if kind == "udp-echo":
-                from layers.datagrams import create_datagram_endpoint
+        for i, (kind, port, arg) in enumerate(parsed):
+            try:
+                if kind == "udp-echo":
+                    from layers.datagrams import create_datagram_endpoint
 
-                transport, _ = await create_datagram_endpoint(
-                    stack, UdpEcho, local_addr=("0.0.0.0", port))
-                started.append(transport)
-                continue
-            from layers.streams import start_server
+                    transport, _ = await create_datagram_endpoint(
+                        stack, UdpEcho, local_addr=("0.0.0.0", port))
+                    started.append(transport)
+                    continue
+                from layers.streams import start_server
 
-            started.append(await start_server(stack, stream_handler(kind, arg), "0.0.0.0", port))
+                handler = stream_handler(kind, arg)
+                started.append(await start_server(stack, handler, "0.0.0.0", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise ConfigurationError(_in_use(specs, parsed, i)) from None
     except BaseException:
         await stop_services(started)
         raise
     return started
+
+
+def _in_use(specs: Sequence[str], parsed: Sequence[tuple[str, int, str | None]], i: int) -> str:
+    kind, port, _ = parsed[i]
+    proto = "udp" if kind == "udp-echo" else "tcp"
+    earlier = [specs[j] for j, (k, p, _) in enumerate(parsed[:i])
+               if p == port and ("udp" if k == "udp-echo" else "tcp") == proto]
+    by = f"by --serve {earlier[0]}" if earlier else "by another socket of this stack"
+    return (f"--serve {specs[i]}: {proto} port {port} is already in use on this stack ({by}); "
+            f"give each service its own port")
 
 
 async def stop_service(service: Service, timeout: float = 1.0) -> None:

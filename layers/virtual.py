@@ -13,10 +13,12 @@ cost nothing to wait for, and every run of a test sees the same interleaving.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from layers.errors import ConfigurationError
 from layers.interface import Interface
 from layers.links.base import Link, Medium
 from layers.links.memory import MemoryLink
@@ -62,14 +64,36 @@ class VirtualNetwork:
         mtu: int = 1500,
         medium: Medium = Medium.ETHERNET,
         wrap: Callable[[Link], Link] | None = None,
+        faults: str | Mapping[str, Any] | None = None,
     ) -> tuple[Interface, Interface]:
-        """Join two stacks with a memory link pair; ``wrap`` wraps each end (faults, pcap)."""
+        """Join two stacks with a memory link pair; ``wrap`` wraps each end (pcap, ...).
+
+        ``faults`` (``"loss=2%,delay=10ms,seed=7"`` or :class:`~layers.links.faults.FaultLink`
+        keywords) are faults *of this link*: every frame that crosses it, either way, meets
+        them once (each end injects into the frames it sends; the two ends draw from different
+        seeds). A FaultLink with ``direction="both"`` put on both ends through ``wrap`` would
+        meet every frame twice (2% loss becoming about 4%)."""
         n = len(a.interfaces), len(b.interfaces)
         la, lb = MemoryLink.pair(
             (f"mem{n[0]}", f"mem{n[1]}"), mtu=mtu, medium=medium, latency=latency
         )
-        ia = a.add_interface(wrap(la) if wrap else la, address=addresses[0])
-        ib = b.add_interface(wrap(lb) if wrap else lb, address=addresses[1])
+        ends: list[Link] = [wrap(la) if wrap else la, wrap(lb) if wrap else lb]
+        if faults is not None:
+            from layers.links.faults import FaultLink, parse_faults
+
+            options = dict(parse_faults(faults) if isinstance(faults, str) else faults)
+            if options.pop("direction", "tx") != "tx":
+                raise ConfigurationError(
+                    "faults of a link apply once per frame, as it is sent; leave out dir= "
+                    "(wrap= takes a FaultLink with a direction of your choice)"
+                )
+            seed = options.pop("seed", None)
+            if seed is None:
+                seed = int.from_bytes(os.urandom(4), "big")
+            ends = [FaultLink(end, direction="tx", seed=seed + i, **options)
+                    for i, end in enumerate(ends)]
+        ia = a.add_interface(ends[0], address=addresses[0])
+        ib = b.add_interface(ends[1], address=addresses[1])
         return ia, ib
 
     def bottleneck(self, a: Stack, b: Stack, shape: Any, **options: Any) -> Any:

@@ -9,7 +9,8 @@
 Modelled on gVisor's packetimpact: a *testbench* owns the link to the device under test (DUT),
 sends crafted frames and expects frames (or their absence) within time windows; the DUT is
 driven through socket-like operations. Capabilities are declared and required in the style of
-SQLAlchemy's third-party suite. See docs/conformance.md for plugin authors.
+SQLAlchemy's third-party suite. CONTRIBUTING.md ("Testing a plugin with the conformance
+suite") is the guide for plugin authors.
 
 Parts: :mod:`.plugin` (the pytest11 entry point, inert unless ``--dut`` is given),
 :mod:`.fixtures` (``dut``, ``tb``), :mod:`.capabilities` (``requires``), :mod:`.testbench`
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from layers.conformance.capabilities import CAPABILITIES, requires
+from layers.conformance.capabilities import CAPABILITIES, register_capability, requires
 
 
 def settings(mapping: dict[str, Any] | None = None, **kw: Any) -> pytest.MarkDecorator:
@@ -33,4 +34,4 @@ def settings(mapping: dict[str, Any] | None = None, **kw: Any) -> pytest.MarkDec
     return pytest.mark.layers_settings({**(mapping or {}), **kw})
 
 
-__all__ = ["CAPABILITIES", "requires", "settings"]
+__all__ = ["CAPABILITIES", "register_capability", "requires", "settings"]

@@ -23,7 +23,10 @@ Where a DUT's capabilities come from:
      its requirements class in the test project in the same way).
 
 Capability names are dotted: the protocol, then the feature. A requirement on a name that is
-not registered here is an error in the test (a typo would otherwise skip it silently).
+not registered is an error in the test (a typo would otherwise skip it silently). A plugin
+that brings a protocol of its own registers its capabilities with
+:func:`register_capability` (before the ``@requires`` that names them), saying whether Linux,
+the reference, has them too.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Capability:
     description: str
     #: a base capability whose presence implies this one, or None for an optional feature
     implied_by: str | None
+    #: what the Linux DUT has: True, False (its tests skip there) or a known divergence
+    linux: bool | str = True
 
 
 def _caps(*rows: tuple[str, str, str | None]) -> dict[str, Capability]:
@@ -109,13 +114,32 @@ CAPABILITIES: dict[str, Capability] = _caps(
 )
 
 
+def register_capability(
+    name: str, description: str, implied_by: str | None = None, *, linux: bool | str = True
+) -> Capability:
+    """Register a capability a plugin brings (its own protocol, or a feature of it), so that
+    tests can :func:`requires` it and plugins can declare it.
+
+    ``implied_by``: a base capability whose presence implies this one (None: declared only);
+    ``linux``: whether the reference kernel has it (False: the tests skip against Linux
+    instead of failing there; a string: a known divergence). Registering the same name again
+    with the same definition is harmless; with another one, an error."""
+    cap = Capability(name, description, implied_by, linux)
+    old = CAPABILITIES.get(name)
+    if old is not None and old != cap:
+        raise ValueError(f"capability {name!r} is registered already, as {old}")
+    CAPABILITIES[name] = cap
+    return cap
+
+
 def requires(*names: str) -> pytest.MarkDecorator:
     """Mark a test as needing these capabilities (``@requires("tcp.sack")``)."""
     for name in names:
         if name not in CAPABILITIES:
             raise ValueError(
-                f"unknown capability {name!r}; register it in layers.conformance.capabilities "
-                f"(known: {', '.join(sorted(CAPABILITIES))})"
+                f"unknown capability {name!r}; a plugin's own capability is registered first "
+                f"with layers.conformance.register_capability({name!r}, ...) (known: "
+                f"{', '.join(sorted(CAPABILITIES))})"
             )
     return pytest.mark.layers_requires(*names)
 
@@ -186,10 +210,12 @@ def resolve(
 
 
 class Everything(dict[str, CapabilityValue]):
-    """The capabilities of the reference: every name is supported."""
+    """The capabilities of the reference: every name is supported, except those a plugin
+    registered as not (or differently) found in Linux."""
 
     def get(self, key: str, default: Any = None) -> CapabilityValue:
-        return True
+        cap = CAPABILITIES.get(key)
+        return cap.linux if cap is not None else True
 
     def __contains__(self, key: object) -> bool:
         return True

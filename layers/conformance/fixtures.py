@@ -140,6 +140,37 @@ def _stack_capabilities(
         stack.stop(close_links=False)
 
 
+def _compose(plugins: Sequence[Any] | None) -> tuple[frozenset[str], frozenset[int]]:
+    from layers.stack import Stack
+
+    stack = Stack(list(plugins) if plugins is not None else None, clock=lambda: 0.0,
+                  name="composition")
+    try:
+        return frozenset(stack.settings_registry.declared), frozenset(stack.transports)
+    finally:
+        stack.stop(close_links=False)
+
+
+_cached_compose = functools.lru_cache(maxsize=64)(_compose)
+
+
+def _composition(plugins: Sequence[Any] | None) -> tuple[frozenset[str], frozenset[int]]:
+    """(setting prefixes declared, IP protocol numbers claimed) of a stack of ``plugins``."""
+    if plugins is None or all(isinstance(p, str) for p in plugins):
+        return _cached_compose(tuple(plugins) if plugins is not None else None)
+    return _compose(plugins)
+
+
+def applicable_settings(
+    plugins: Sequence[str] | None, settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The test's settings that the plugins composed take: a test's ``@settings({"tcp.ecn":
+    1})`` is left out of a DUT without tcp (whose tests then skip for lack of the
+    capability), rather than rejected as a setting of a plugin that is not there."""
+    declared, _ = _composition(plugins)
+    return {k: v for k, v in settings.items() if str(k).partition(".")[0] in declared}
+
+
 def layers_capabilities(
     plugins: list[str] | None,
     settings: Mapping[str, Any],
@@ -169,7 +200,7 @@ def _required(node: pytest.Item) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def _layers_tap_env() -> Iterator[Any]:
+def layers_tap_env() -> Iterator[Any]:
     from layers.conformance.duts.layers_tap import LayersTapEnv
 
     env = LayersTapEnv()
@@ -194,6 +225,7 @@ def dut(
     if dut_kind == "linux":
         caps: Mapping[str, CapabilityValue] = Everything()
     else:
+        settings = applicable_settings(conformance_plugins, settings)
         layer_settings = {**conformance_settings, **settings}
         caps = layers_capabilities(conformance_plugins, layer_settings,
                                    conformance_capabilities)
@@ -218,8 +250,11 @@ def dut(
         device = make_layers_local_dut(
             conformance_plugins, {**conformance_settings, **settings}, caps)
     else:
-        env = request.getfixturevalue("_layers_tap_env")
+        env = request.getfixturevalue("layers_tap_env")
         device = env.dut(conformance_plugins, {**conformance_settings, **settings}, caps)
+    device.required = frozenset(_required(node))
+    if dut_kind != "linux":
+        device.claimed_protocols = _composition(conformance_plugins)[1]
     try:
         yield device
     finally:

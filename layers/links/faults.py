@@ -24,6 +24,13 @@ on one direction do not depend on how much traffic the other carried. Per frame,
   ``reorder_timeout`` seconds of its normal release it goes out anyway (counted as
   ``<direction>_reorder_expired``).
 
+**One link, two ends.** A FaultLink sees the frames of the one end it wraps: around a TAP, the
+default ``direction="both"`` is exactly "2% loss on this link" (each frame crosses it once, as
+rx or as tx). A link between two stacks of ours has two ends, and a ``"both"`` FaultLink on each
+would meet every frame twice (once as the sender's tx, once as the receiver's rx: 2% becomes
+about 4%). Give such a link its faults once, with ``VirtualNetwork.link(a, b, faults="loss=2%")``
+(or ``pair(..., faults=...)``), which puts a ``direction="tx"`` FaultLink on each end.
+
 Held frames are released by the runner through :meth:`next_deadline`/:meth:`poll` on the clock
 the stack attached (virtual in tests, the asyncio loop's for real links). Every fault is counted
 in :attr:`FaultLink.faults` as ``"<direction>_<kind>"`` (``rx_loss``, ``tx_reorder`` ...), next to

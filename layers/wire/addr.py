@@ -47,11 +47,36 @@ def ip4_str(value: int) -> str:
 def ip4_network(text: str) -> tuple[int, int]:
     """Parse ``a.b.c.d/n`` into ``(address, prefix_length)``; the host bits are kept."""
     if "/" not in text:
+        ip4(text)  # "foo" is not an address at all: say that first
         raise ConfigurationError(f"{text!r} needs a prefix length, for example {text}/24")
     addr, _, plen = text.partition("/")
     if not plen.isdigit() or not 0 <= int(plen) <= 32:
         raise ConfigurationError(f"prefix length in {text!r} must be 0..32")
     return ip4(addr), int(plen)
+
+
+def host_address_problem(address: int, prefix_length: int) -> str | None:
+    """Why ``address/prefix_length`` cannot be a host's own address, or None if it can: the
+    unspecified address, a subnet's network or broadcast address (prefixes up to /30), the
+    limited broadcast, multicast."""
+    text = f"{ip4_str(address)}/{prefix_length}"
+    mask = prefix_mask(prefix_length)
+    if address == 0:
+        return f"{text}: 0.0.0.0 means 'no address' and cannot be the stack's own"
+    if address == IPV4_BROADCAST:
+        return f"{text}: 255.255.255.255 is the limited broadcast address"
+    if 0xE0000000 <= address <= 0xEFFFFFFF:
+        return f"{text}: {ip4_str(address)} is a multicast address"
+    if prefix_length <= 30:
+        network = address & mask
+        example = f"for example {ip4_str(network + 1)}/{prefix_length}"
+        if address == network:
+            return (f"{text} is the network address of {ip4_str(network)}/{prefix_length}; give "
+                    f"the stack a host address, {example}")
+        if address == network | (~mask & 0xFFFFFFFF):
+            return (f"{text} is the broadcast address of {ip4_str(network)}/{prefix_length}; "
+                    f"give the stack a host address, {example}")
+    return None
 
 
 def prefix_mask(prefix_length: int) -> int:

@@ -17,10 +17,10 @@ import pytest
 from layers.conformance.capabilities import CapabilityValue, parse_capability_option
 from layers.conformance.fixtures import (  # noqa: F401 - fixtures the suite's tests use
     DUT_KINDS,
-    _layers_tap_env,
     conformance_plugins,
     conformance_settings,
     dut,
+    layers_tap_env,
     parametrize_duts,
     tb,
 )

@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 
 from layers.conformance.fixtures import (  # noqa: F401 - fixtures the suite's tests use
-    _layers_tap_env,
     conformance_capabilities,
     conformance_settings,
     dut,
+    layers_tap_env,
     parametrize_duts,
     tb,
 )

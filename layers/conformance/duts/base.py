@@ -49,6 +49,20 @@ class DUT(ABC):
         self.mac = mac
         self.capabilities = capabilities
         self._open: set[int] = set()
+        #: the capabilities the running test requires (set by the ``dut`` fixture): a test
+        #: that opens a socket of a kind it did not require fails, naming the requirement
+        self.required: frozenset[str] | None = None
+        #: IP protocol numbers the DUT's own protocols claim (see unclaimed_protocol)
+        self.claimed_protocols: frozenset[int] = frozenset()
+
+    def unclaimed_protocol(self) -> int:
+        """An IP protocol number nothing in the DUT claims, for "unknown protocol" probes:
+        253 or 254 (RFC 3692's experimental numbers) unless a plugin uses them, else an
+        unassigned one."""
+        for number in (253, 254, *range(252, 143, -1)):
+            if number not in self.claimed_protocols:
+                return number
+        raise AssertionError("every candidate IP protocol number is claimed by the DUT")
 
     @property
     def virtual(self) -> bool:
@@ -62,6 +76,14 @@ class DUT(ABC):
 
     def socket(self, kind: str) -> int:
         """A new ``"udp"`` or ``"tcp"`` socket."""
+        if self.required is not None and not any(
+            name == kind or name.startswith(f"{kind}.") for name in self.required
+        ):
+            raise AssertionError(
+                f"this test opens a {kind} socket but does not require {kind!r}: add it to its "
+                f"@requires(...) (required now: {', '.join(sorted(self.required)) or 'none'}), "
+                f"so that it skips on a DUT without {kind}"
+            )
         s = int(self.call("socket", kind=kind))
         self._open.add(s)
         return s

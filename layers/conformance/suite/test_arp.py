@@ -67,6 +67,7 @@ def test_probe_from_unspecified_sender_is_answered(dut: DUT, tb: Testbench) -> N
     assert reply[Ether].dst in (tb.mac, BROADCAST_MAC)
 
 
+@requires("udp")
 def test_resolves_before_sending(dut: DUT, tb: Testbench) -> None:
     tb.answer_arp = False
     s = dut.socket("udp")
@@ -76,7 +77,7 @@ def test_resolves_before_sending(dut: DUT, tb: Testbench) -> None:
     assert req[ARP].hwtype == 1 and req[ARP].ptype == 0x0800
 
 
-@requires("arp.queue")
+@requires("arp.queue", "udp")
 def test_queued_datagram_is_sent_after_reply(dut: DUT, tb: Testbench) -> None:
     tb.answer_arp = False
     s = dut.socket("udp")
@@ -89,7 +90,7 @@ def test_queued_datagram_is_sent_after_reply(dut: DUT, tb: Testbench) -> None:
     assert bytes(got[UDP].payload) == b"waited for ARP"
 
 
-@requires("arp.retransmit")
+@requires("arp.retransmit", "udp")
 @settings({"arp.timeout": 0.3, "arp.retries": 3})
 def test_request_is_retried_then_given_up(dut: DUT, tb: Testbench) -> None:
     tb.answer_arp = False
@@ -101,7 +102,7 @@ def test_request_is_retried_then_given_up(dut: DUT, tb: Testbench) -> None:
     assert all(0.2 <= g <= 0.6 for g in gaps), gaps
 
 
-@requires("arp.learn_from_request")
+@requires("arp.learn_from_request", "icmp.echo")
 def test_request_for_us_teaches_the_sender(dut: DUT, tb: Testbench) -> None:
     tb.answer_arp = False
     tb.resolve_dut()
@@ -111,6 +112,7 @@ def test_request_for_us_teaches_the_sender(dut: DUT, tb: Testbench) -> None:
     tb.expect_none(_who_has(tb, tb.ip), QUIET, what="no request: the sender was learned")
 
 
+@requires("udp")
 def test_request_for_another_target_teaches_nothing(dut: DUT, tb: Testbench) -> None:
     # RFC 826: a new sender is only added when the request targets us
     tb.answer_arp = False
@@ -122,7 +124,7 @@ def test_request_for_another_target_teaches_nothing(dut: DUT, tb: Testbench) -> 
     tb.expect(_who_has(tb, tb.other_ip), what="the DUT must still ask for the other host")
 
 
-@requires("arp.gratuitous_update")
+@requires("arp.gratuitous_update", "icmp.echo")
 @pytest.mark.parametrize("op", [1, 2], ids=["request", "reply"])
 def test_announcement_updates_existing_entry(dut: DUT, tb: Testbench, op: int) -> None:
     tb.resolve_dut()  # the DUT learns the testbench at its first MAC
@@ -137,6 +139,7 @@ def test_announcement_updates_existing_entry(dut: DUT, tb: Testbench, op: int) -
     assert reply[Ether].dst == NEW_MAC
 
 
+@requires("udp")
 def test_reply_from_the_arp_cache_uses_learned_address(dut: DUT, tb: Testbench) -> None:
     # once resolved, further datagrams go straight to the learned MAC
     s = dut.socket("udp")

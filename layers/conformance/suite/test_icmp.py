@@ -108,7 +108,7 @@ def test_echo_replies_are_not_rate_limited(dut: DUT, tb: Testbench) -> None:
 # --- errors -------------------------------------------------------------------------------
 
 
-@requires("udp.port_unreachable")
+@requires("udp.port_unreachable", "icmp")
 def test_port_unreachable_quotes_the_datagram(dut: DUT, tb: Testbench) -> None:
     tb.send(IP(id=0x4242) / UDP(sport=40001, dport=9) / Raw(b"discard me"))
     err = tb.expect(IP(src=dut.ip, dst=tb.ip, proto=1) / ICMP(type=3, code=3)
@@ -119,7 +119,7 @@ def test_port_unreachable_quotes_the_datagram(dut: DUT, tb: Testbench) -> None:
     assert bytes(err[UDPerror].payload).startswith(b"discard me")
 
 
-@requires("udp.port_unreachable")
+@requires("udp.port_unreachable", "icmp")
 def test_error_is_at_most_576_bytes(dut: DUT, tb: Testbench) -> None:
     tb.send(IP() / UDP(sport=40002, dport=9) / Raw(bytes(1400)))
     err = tb.expect(IP(src=dut.ip) / ICMP(type=3, code=3) / IPerror() / UDPerror(dport=9))
@@ -129,9 +129,10 @@ def test_error_is_at_most_576_bytes(dut: DUT, tb: Testbench) -> None:
 
 @requires("icmp.protocol_unreachable")
 def test_protocol_unreachable(dut: DUT, tb: Testbench) -> None:
-    tb.send(IP(proto=253, id=0x5151) / Raw(b"experimental protocol"))
+    proto = dut.unclaimed_protocol()  # 253 unless a composed plugin uses it
+    tb.send(IP(proto=proto, id=0x5151) / Raw(b"experimental protocol"))
     err = tb.expect(IP(src=dut.ip, dst=tb.ip) / ICMP(type=3, code=2)
-                    / IPerror(src=tb.ip, dst=dut.ip, proto=253, id=0x5151))
+                    / IPerror(src=tb.ip, dst=dut.ip, proto=proto, id=0x5151))
     assert bytes(err[IPerror].payload).startswith(b"experimen")
 
 
@@ -145,7 +146,8 @@ def test_no_port_unreachable_for_broadcast(dut: DUT, tb: Testbench, dst: str) ->
 
 @requires("icmp.protocol_unreachable", "icmp.error_rules")
 def test_no_protocol_unreachable_for_broadcast(dut: DUT, tb: Testbench) -> None:
-    tb.send(Ether(dst=BROADCAST_MAC) / IP(dst=dut.broadcast, proto=253) / Raw(b"b"))
+    proto = dut.unclaimed_protocol()
+    tb.send(Ether(dst=BROADCAST_MAC) / IP(dst=dut.broadcast, proto=proto) / Raw(b"b"))
     tb.expect_none(IP(src=dut.ip) / ICMP(type=3), QUIET)
 
 

@@ -130,14 +130,14 @@ def test_length_shorter_than_datagram_trims_it(dut: DUT, tb: Testbench) -> None:
     assert dut.recvfrom(s) == (b"keep", (tb.ip, 4000))
 
 
-@requires("udp.port_unreachable")
+@requires("udp.port_unreachable", "icmp")
 def test_closed_port_gets_port_unreachable(dut: DUT, tb: Testbench) -> None:
     tb.send(tb.udp_to(9, b"nobody", sport=4003))
     tb.expect(IP(src=dut.ip) / ICMP(type=3, code=3) / IPerror(dst=dut.ip)
               / UDPerror(sport=4003, dport=9))
 
 
-@requires("udp.port_unreachable")
+@requires("udp.port_unreachable", "icmp")
 def test_closed_socket_port_becomes_unreachable(dut: DUT, tb: Testbench) -> None:
     s = _bound(dut, 5002)
     tb.send(tb.udp_to(5002, b"open"))
@@ -164,7 +164,7 @@ def test_connected_socket_sends_to_its_peer(dut: DUT, tb: Testbench) -> None:
     assert bytes(got[UDP].payload) == b"connected send"
 
 
-@requires("udp.icmp_errors")
+@requires("udp.icmp_errors", "icmp")
 def test_port_unreachable_refuses_a_connected_socket(dut: DUT, tb: Testbench) -> None:
     s = dut.socket("udp")
     dut.connect(s, tb.ip, 6005)
