@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Debian packages the integration tests and the demo drive from the Linux side.
 SYSTEM_TOOLS := ip:iproute2 nsenter:util-linux ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd ethtool:ethtool
 
-.PHONY: venv system demo test lint typecheck check bench bench-more clean
+.PHONY: venv system demo test architecture lint typecheck check bench bench-more clean
 
 venv: $(STAMP)
 
@@ -34,8 +34,14 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider
-	$(VENV)/bin/ruff check layers plugins tests examples
+	$(VENV)/bin/ruff check layers plugins tests examples tools
 	$(VENV)/bin/mypy
+	$(MAKE) --no-print-directory architecture
+
+# The architecture contracts in .importlinter (the core imports no plugin, plugins never import
+# each other, plugins and examples import only public names of layers).
+architecture: venv
+	PYTHONPATH=tools $(VENV)/bin/lint-imports --no-cache
 
 # Benchmarks print figures and never assert timings; compare numbers only within one run.
 # `make bench` (root: it makes its own namespaces and deletes them) prints the table of
@@ -52,7 +58,7 @@ bench-more: venv
 	@for b in $(wildcard tests/bench/*_bench.py); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: venv
-	$(VENV)/bin/ruff check layers plugins tests examples
+	$(VENV)/bin/ruff check layers plugins tests examples tools
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from layers.errors import CompositionError, ConfigurationError
+from layers.wire.ipv4 import PROTO_TCP, PROTO_UDP
 
 if TYPE_CHECKING:
     import pluggy
@@ -175,7 +176,7 @@ class Packet:
         proto = frame[l3 + 9]
         key = bytes(frame[l3 + 9:l3 + 10]) + bytes(frame[l3 + 12:l3 + 20])
         first_fragment = ((frame[l3 + 6] & 0x1F) << 8 | frame[l3 + 7]) == 0
-        if proto in (6, 17) and first_fragment and len(frame) >= l3 + ihl + 4:
+        if proto in (PROTO_TCP, PROTO_UDP) and first_fragment and len(frame) >= l3 + ihl + 4:
             key += bytes(frame[l3 + ihl:l3 + ihl + 4])
         return key
 

@@ -23,7 +23,7 @@ from typing import Any
 from layers.control import find_socket, request
 from layers.errors import ConfigurationError
 from layers.interface import Interface
-from layers.links.base import Link
+from layers.links.base import MAX_MTU, MIN_MTU, Link
 from layers.loader import BLOCK_ENV, parse_plugin_list
 from layers.stack import Stack
 from layers.wire.addr import ip4, ip4_network
@@ -170,8 +170,8 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
                   name=link_name(spec))
     options: dict[str, Any] = {}
     if args.mtu is not None:
-        if not 68 <= args.mtu <= 65535:
-            raise ConfigurationError(f"--mtu {args.mtu} must be in 68..65535")
+        if not MIN_MTU <= args.mtu <= MAX_MTU:
+            raise ConfigurationError(f"--mtu {args.mtu} must be in {MIN_MTU}..{MAX_MTU}")
         options["mtu"] = args.mtu
     if args.mac:
         from layers.wire.addr import mac

@@ -9,9 +9,13 @@ from typing import Any
 from layers.cli.common import Commands, compose
 from layers.errors import ConfigurationError
 from layers.wire.addr import ip4, ip4_str
+from layers.wire.icmp import ICMP_HLEN
+from layers.wire.ipv4 import IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN
 
-#: the largest ICMP echo payload in one IPv4 datagram: 65535 - 20 (IPv4) - 8 (ICMP)
-MAX_PAYLOAD = 65507
+#: IPv4 and ICMP echo headers around the payload
+HEADERS = IPV4_MIN_HLEN + ICMP_HLEN
+#: the largest ICMP echo payload in one IPv4 datagram (65507)
+MAX_PAYLOAD = IPV4_MAX_TOTAL_LENGTH - HEADERS
 
 
 async def _ping(args: argparse.Namespace) -> int:
@@ -32,7 +36,7 @@ async def _ping(args: argparse.Namespace) -> int:
         size = args.size
         if not 0 <= size <= MAX_PAYLOAD:
             raise ConfigurationError(f"-s {size}: the payload must be 0..{MAX_PAYLOAD} bytes")
-        print(f"PING {ip4_str(dst)} ({ip4_str(dst)}) {size}({size + 28}) bytes of data.",
+        print(f"PING {ip4_str(dst)} ({ip4_str(dst)}) {size}({size + HEADERS}) bytes of data.",
               flush=True)
         async for result in ping(stack, dst, count=args.count, interval=args.interval,
                                  size=size, timeout=args.timeout, ttl=args.ttl):

@@ -21,6 +21,10 @@ import attrs
 Clock = Callable[[], float]
 
 # Flags that travel with a received frame (bit set).
+#: the MTU range a link may have: IPv4's minimum (RFC 791) to Linux's largest (ETH_MAX_MTU)
+MIN_MTU = 68
+MAX_MTU = 65535
+
 RX_CSUM_VERIFIED = 1  # the link vouches for the transport checksum (virtio DATA_VALID/NEEDS_CSUM)
 RX_BROADCAST = 2  # set by the stack: link-layer broadcast or multicast destination
 

@@ -50,6 +50,8 @@ import attrs
 from layers.errors import ConfigurationError
 from layers.links.base import (
     GSO_TCPV4,
+    MAX_MTU,
+    MIN_MTU,
     RX_CSUM_VERIFIED,
     Link,
     LinkCapabilities,
@@ -205,8 +207,8 @@ class _TunTapLink(Link):
                 mtu_value = int(mtu)
             except (TypeError, ValueError):
                 raise ConfigurationError(f"mtu={mtu!r} should be a number, e.g. 1500") from None
-            if not 68 <= mtu_value <= 65535:
-                raise ConfigurationError(f"mtu={mtu} is out of range; use 68..65535")
+            if not MIN_MTU <= mtu_value <= MAX_MTU:
+                raise ConfigurationError(f"mtu={mtu} is out of range; use {MIN_MTU}..{MAX_MTU}")
         if cls.medium is Medium.IP and mac is not None:
             raise ConfigurationError("a TUN link carries IP packets and has no MAC; drop mac=")
         self = cls()
@@ -357,7 +359,7 @@ class _TunTapLink(Link):
             if mtu is not None and code == errno.EINVAL:
                 raise ConfigurationError(
                     f"cannot set the MTU of {self.name} to {mtu}: the device refuses it; "
-                    f"use 68..65535"
+                    f"use {MIN_MTU}..{MAX_MTU}"
                 ) from None
             raise ConfigurationError(
                 f"cannot set {self.name} {what}: {os.strerror(code)}"

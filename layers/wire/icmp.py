@@ -22,7 +22,7 @@ import attrs
 from layers.errors import MalformedPacket
 from layers.wire.addr import ip4_str
 from layers.wire.checksum import checksum, ones_sum
-from layers.wire.ipv4 import IP_MF, IP_OFFMASK, IPV4_HEADER, IPV4_MIN_HLEN
+from layers.wire.ipv4 import IP_MF, IP_OFFMASK, IPV4_HEADER, IPV4_MIN_HLEN, IPV4_MIN_MTU
 
 #: type, code, checksum, rest-of-header (one 32-bit word)
 ICMP_HEADER = struct.Struct("!BBHI")
@@ -115,11 +115,11 @@ def icmp_errno(icmp_type: int, code: int) -> int:
 
 
 def plateau_mtu(total_length: int) -> int:
-    """The largest RFC 1191 plateau below ``total_length`` (at least 68)."""
+    """The largest RFC 1191 plateau below ``total_length`` (at least IPv4's minimum MTU)."""
     for plateau in MTU_PLATEAUS:
         if plateau < total_length:
             return plateau
-    return 68
+    return IPV4_MIN_MTU
 
 
 _TYPE_NAMES = {

@@ -16,6 +16,7 @@ import attrs
 
 from layers.errors import MalformedPacket
 from layers.wire.checksum import Buffer, checksum, ones_sum, pseudo_header_sum
+from layers.wire.ipv4 import PROTO_TCP
 
 #: sport, dport, seq, ack, data offset (4 bits) + reserved + flags (12 bits), window,
 #: checksum, urgent pointer
@@ -24,7 +25,6 @@ TCP_MIN_HLEN = 20
 TCP_MAX_HLEN = 60
 #: the checksum field's offset inside the TCP header
 TCP_CSUM_OFFSET = 16
-_PROTO_TCP = 6
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -51,6 +51,11 @@ TCPOPT_TIMESTAMP = 8
 TCP_MAX_WSCALE = 14
 #: RFC 9293: the MSS a sender assumes when the peer sent no MSS option
 TCP_DEFAULT_MSS = 536
+#: the smallest MSS accepted from a peer or a socket option: Linux's TCP_MIN_MSS (88); the
+#: IPv4 minimum MTU (68) would leave 8 bytes of data after 60 bytes of headers
+TCP_MIN_MSS = 88
+#: the largest MSS over IPv4: the largest datagram less the minimal IPv4 and TCP headers
+TCP_MAX_MSS = 65535 - 20 - 20
 
 _TS = struct.Struct("!II")
 _TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP TIMESTAMP(10): the layout every stack sends
@@ -64,19 +69,19 @@ def flags_str(flags: int) -> str:
 
 def tcp_checksum(src: int, dst: int, segment: Buffer) -> int:
     """The checksum to store in ``segment`` (header and payload, checksum field zero)."""
-    return checksum(segment, pseudo_header_sum(src, dst, _PROTO_TCP, len(segment)))
+    return checksum(segment, pseudo_header_sum(src, dst, PROTO_TCP, len(segment)))
 
 
 def tcp_checksum_ok(src: int, dst: int, segment: Buffer) -> bool:
     """True when ``segment`` (exactly the TCP length) carries a correct checksum."""
-    return ones_sum(segment, pseudo_header_sum(src, dst, _PROTO_TCP, len(segment))) == 0xFFFF
+    return ones_sum(segment, pseudo_header_sum(src, dst, PROTO_TCP, len(segment))) == 0xFFFF
 
 
 def tcp_partial_checksum(src: int, dst: int, length: int) -> int:
     """The pseudo-header sum, folded and not complemented: what goes in the checksum field
     when the link completes the checksum (``TxOffload`` with ``csum_offset``, Linux's
     CHECKSUM_PARTIAL)."""
-    s = pseudo_header_sum(src, dst, _PROTO_TCP, length)
+    s = pseudo_header_sum(src, dst, PROTO_TCP, length)
     while s > 0xFFFF:
         s = (s & 0xFFFF) + (s >> 16)
     return s

@@ -12,6 +12,7 @@ import attrs
 
 from layers.errors import MalformedPacket
 from layers.wire.checksum import Buffer, checksum, ones_sum, pseudo_header_sum
+from layers.wire.ipv4 import PROTO_UDP
 
 UDP_HEADER = struct.Struct("!HHHH")
 UDP_HLEN = 8
@@ -19,14 +20,13 @@ UDP_HLEN = 8
 UDP_CSUM_OFFSET = 6
 #: the largest UDP payload an IPv4 datagram without options can carry (65535 - 20 - 8)
 UDP_MAX_PAYLOAD = 65507
-_PROTO_UDP = 17
 
 
 def udp_checksum(src: int, dst: int, segment: Buffer) -> int:
     """The checksum to put in the header of ``segment`` (whose checksum field holds zero).
 
     A computed 0 is returned as 0xFFFF: zero on the wire means "no checksum" (RFC 768)."""
-    c = checksum(segment, pseudo_header_sum(src, dst, _PROTO_UDP, len(segment)))
+    c = checksum(segment, pseudo_header_sum(src, dst, PROTO_UDP, len(segment)))
     return c if c else 0xFFFF
 
 
@@ -35,7 +35,7 @@ def udp_checksum_ok(src: int, dst: int, segment: Buffer) -> bool:
     (field zero) or a correct one."""
     if segment[6] == 0 and segment[7] == 0:
         return True
-    return ones_sum(segment, pseudo_header_sum(src, dst, _PROTO_UDP, len(segment))) == 0xFFFF
+    return ones_sum(segment, pseudo_header_sum(src, dst, PROTO_UDP, len(segment))) == 0xFFFF
 
 
 def build_udp(
@@ -47,7 +47,7 @@ def build_udp(
     UDP_HEADER.pack_into(seg, 0, sport, dport, length, 0)
     seg[UDP_HLEN:] = payload
     if with_checksum:
-        c = checksum(seg, pseudo_header_sum(src, dst, _PROTO_UDP, length))
+        c = checksum(seg, pseudo_header_sum(src, dst, PROTO_UDP, length))
         seg[6] = (c >> 8) if c else 0xFF
         seg[7] = (c & 0xFF) if c else 0xFF
     return seg

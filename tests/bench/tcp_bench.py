@@ -1,4 +1,4 @@
-"""TCP throughput against Linux over a TAP, with the floor DESIGN.md measures against.
+"""TCP throughput against Linux over a TAP, next to a floor: a minimal Python TCP sink.
 
 In one run and one throwaway namespace (no uplink; deleted at the end):
 

@@ -1,8 +1,8 @@
 """Transfers through faults complete intact, against Linux over a TAP in the test's namespace.
 
 * Linux side: nftables drops toward the stack (inet output), drops from the stack (netdev
-  ingress) and duplicates toward the stack (netdev egress ``dup to``), as DESIGN.md's testing
-  section prescribes (this kernel has no netem). The tables live in the namespace.
+  ingress) and duplicates toward the stack (netdev egress ``dup to``), as docs/architecture.md's
+  "Testing and measuring" describes (this kernel has no netem). The tables live in the namespace.
 * Our side: the seeded FaultLink around the TAP delays, reorders, corrupts (and drops and
   duplicates), in-process and through ``layers up --faults ...`` as a subprocess.
 

@@ -2,10 +2,10 @@
 namespace (driven by the test's loop), kernel sockets made inside the namespace, a Linux peer
 script run as a subprocess there, and nftables faults on the Linux side.
 
-nftables (DESIGN.md, testing): the kernel here has no netem, so loss toward the stack is an
-``inet`` ``output`` rule on ``oifname DEV``, loss from the stack a ``netdev`` ``ingress`` rule
-on DEV, duplicates toward the stack a ``netdev`` ``egress`` rule with ``dup to DEV``. The tables
-live in the test's namespace and vanish with it.
+nftables (docs/architecture.md, "Testing and measuring"): the kernel here has no netem, so loss
+toward the stack is an ``inet`` ``output`` rule on ``oifname DEV``, loss from the stack a
+``netdev`` ``ingress`` rule on DEV, duplicates toward the stack a ``netdev`` ``egress`` rule
+with ``dup to DEV``. The tables live in the test's namespace and vanish with it.
 """
 
 from __future__ import annotations

@@ -37,6 +37,22 @@ from layers.links.base import RX_CSUM_VERIFIED, TxOffload
 from layers.protocols import IPDatagram, TransportError
 from layers.settings import read_settings
 from layers.wire.addr import IPV4_BROADCAST, ip4_str
+from layers.wire.icmp import (
+    ICMP_DEST_UNREACH,
+    ICMP_FRAG_NEEDED,
+    ICMP_HOST_ANO,
+    ICMP_HOST_ISOLATED,
+    ICMP_HOST_UNKNOWN,
+    ICMP_NET_ANO,
+    ICMP_NET_UNKNOWN,
+    ICMP_PARAMETERPROB,
+    ICMP_PKT_FILTERED,
+    ICMP_PORT_UNREACH,
+    ICMP_PREC_CUTOFF,
+    ICMP_PREC_VIOLATION,
+    ICMP_PROT_UNREACH,
+    ICMP_SOURCE_QUENCH,
+)
 from layers.wire.ipv4 import IPV4_MIN_HLEN
 from layers.wire.udp import UDP_CSUM_OFFSET, UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
 from layers_udp.settings import UdpSettings
@@ -56,10 +72,11 @@ _TX_CSUM_OFFLOAD = TxOffload(csum_start=IPV4_MIN_HLEN, csum_offset=UDP_CSUM_OFFS
 # net/ipv4/udp.c __udp4_lib_err and icmp_err_convert): destination unreachable codes 2
 # (protocol), 3 (port), 4 (fragmentation needed, with PMTU discovery on), 5-10 and 13-15, and
 # parameter problem. Net/host unreachable (0, 1, 11, 12) and time exceeded are "soft".
-_HARD_UNREACH_CODES = frozenset({2, 3, 4, 6, 7, 8, 9, 10, 13, 14, 15})
-_ICMP_DEST_UNREACH = 3
-_ICMP_SOURCE_QUENCH = 4
-_ICMP_PARAMETERPROB = 12
+_HARD_UNREACH_CODES = frozenset({
+    ICMP_PROT_UNREACH, ICMP_PORT_UNREACH, ICMP_FRAG_NEEDED, ICMP_NET_UNKNOWN, ICMP_HOST_UNKNOWN,
+    ICMP_HOST_ISOLATED, ICMP_NET_ANO, ICMP_HOST_ANO, ICMP_PKT_FILTERED, ICMP_PREC_VIOLATION,
+    ICMP_PREC_CUTOFF,
+})
 
 
 class UDPEndpoint:
@@ -311,13 +328,13 @@ class UDP:
 
     def _reportable(self, error: TransportError) -> bool:
         t = error.icmp_type
-        if t == _ICMP_SOURCE_QUENCH:
+        if t == ICMP_SOURCE_QUENCH:
             return False
         if self.report_soft_errors:
             return True
-        if t == _ICMP_DEST_UNREACH:
+        if t == ICMP_DEST_UNREACH:
             return error.icmp_code in _HARD_UNREACH_CODES
-        return t == _ICMP_PARAMETERPROB
+        return t == ICMP_PARAMETERPROB
 
     # --- output -----------------------------------------------------------------------
     def is_broadcast(self, addr: int) -> bool:
