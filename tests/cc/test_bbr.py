@@ -238,3 +238,21 @@ def test_samples_spanning_a_delivered_count_jump_are_ignored() -> None:
     assert cc.btl_bw == 1e6 and cc.bogus_samples == 1
     ack(0.09, 1.1e6, MSS, 101 * MSS, 103 * MSS, 2 * MSS)  # sent after it: trusted again
     assert cc.btl_bw == 1.1e6
+
+
+def test_probe_rtt_is_not_put_off_by_rtt_float_noise() -> None:
+    # RTTs lower by a fraction of a microsecond are the same RTT (an engine computes them as
+    # differences of float clock readings); PROBE_RTT still comes 10 s after the real minimum
+    cc = make()
+    cc.on_start(MSS, 0.0)
+    entered = None
+    for i in range(1, 1100):
+        now = i * 0.01
+        cc.on_ack(RateSample(
+            now=now, delivered=MSS, newly_acked=MSS, newly_lost=0, prior_delivered=(i - 1) * MSS,
+            delivered_total=i * MSS, interval=RTT, delivery_rate=1e6, is_app_limited=False,
+            rtt=RTT - i * 1e-15, min_rtt=RTT, srtt=RTT, prior_in_flight=10 * MSS,
+            in_flight=10 * MSS, ece=False, in_recovery=False, mss=MSS))
+        if cc.mode == PROBE_RTT and entered is None:
+            entered = now
+    assert entered is not None and 10.0 < entered <= 10.02

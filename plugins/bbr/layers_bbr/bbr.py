@@ -357,10 +357,11 @@ class BBR(CongestionControlBase):
     def _update_min_rtt(self, rs: RateSample) -> None:
         now = rs.now
         expired = self.min_rtt is not None and now > self.min_rtt_stamp + self.min_rtt_window
-        if rs.rtt is not None and rs.rtt > 0 and (
-            self.min_rtt is None or rs.rtt < self.min_rtt or expired
-        ):
-            self.min_rtt = rs.rtt
+        # whole microseconds, as tcp_bbr.c keeps min_rtt_us: an RTT lower by float noise is
+        # not a new minimum and must not put PROBE_RTT off for another window
+        rtt = round(rs.rtt * 1e6) / 1e6 if rs.rtt is not None else 0.0
+        if rtt > 0 and (self.min_rtt is None or rtt < self.min_rtt or expired):
+            self.min_rtt = rtt
             self.min_rtt_stamp = now
         if (
             self.probe_rtt_duration > 0
