@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from layers.counters import Counters
 from layers.errors import ConfigurationError
-from layers.links.base import Link, Medium, TxOffload
+from layers.links.base import Gather, Link, Medium, TxOffload
 from layers.wire.addr import (
     IPV4_BROADCAST,
     host_address_problem,
@@ -71,11 +71,19 @@ class Interface:
 
     # --- output ---------------------------------------------------------------------
     def transmit(
-        self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None
+        self, frame: bytes | bytearray | memoryview | Gather, offload: TxOffload | None = None
     ) -> None:
-        """Put one complete frame on the link (through any per-frame hooks)."""
+        """Put one complete frame on the link (through any per-frame hooks); a tuple of
+        pieces goes to the link as one scatter-gather write."""
         c = self.counters
         c["tx_frames"] += 1
+        if isinstance(frame, tuple):
+            c["tx_bytes"] += sum(map(len, frame))
+            if self.stack._tx_hooked:  # hooks see (and may rewrite) one contiguous frame
+                self.stack._transmit(self, b"".join(frame), offload)
+            else:
+                self.link.send_gather(frame, offload)
+            return
         c["tx_bytes"] += len(frame)
         self.stack._transmit(self, frame, offload)
 
@@ -83,17 +91,27 @@ class Interface:
         self,
         dst_mac: bytes,
         ethertype: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         offload: TxOffload | None = None,
     ) -> None:
-        """Frame ``payload`` with an Ethernet header from this interface's MAC and send it."""
+        """Frame ``payload`` with an Ethernet header from this interface's MAC and send it.
+        A payload in pieces (a tuple) stays in pieces: the header goes in front of them and
+        the link writes them all at once, so the payload is never copied here."""
         assert self.mac is not None
-        frame = ETH_HEADER.pack(dst_mac, self.mac, ethertype) + payload
-        # transmit(), inlined: this is every Ethernet frame's path
+        header = ETH_HEADER.pack(dst_mac, self.mac, ethertype)
         c = self.counters
         c["tx_frames"] += 1
-        c["tx_bytes"] += len(frame)
         stack = self.stack
+        if isinstance(payload, tuple):
+            c["tx_bytes"] += 14 + sum(map(len, payload))
+            if stack._tx_hooked:
+                stack._transmit(self, b"".join((header, *payload)), offload)
+            else:
+                self.link.send_gather((header, *payload), offload)
+            return
+        frame = header + payload
+        # transmit(), inlined: this is every Ethernet frame's path
+        c["tx_bytes"] += len(frame)
         if stack._tx_hooked:
             stack._transmit(self, frame, offload)
         else:
@@ -103,14 +121,17 @@ class Interface:
         self,
         next_hop: int,
         ethertype: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         offload: TxOffload | None = None,
     ) -> None:
         """The network layer's exit: resolve ``next_hop`` if the medium needs it, then send."""
         if self.medium is Medium.IP:
             self.transmit(payload, offload)
         elif self.resolver is not None:
-            self.resolver.output(next_hop, ethertype, payload, offload)
+            resolver = self.resolver
+            if isinstance(payload, tuple) and not getattr(resolver, "accepts_gather", False):
+                payload = b"".join(payload)  # a resolver written for one buffer gets one
+            resolver.output(next_hop, ethertype, payload, offload)
         else:
             self.counters.drop("no_neighbour_resolver")
 

@@ -14,7 +14,7 @@ import attrs
 
 if TYPE_CHECKING:
     from layers.interface import Interface
-    from layers.links.base import TxOffload
+    from layers.links.base import Gather, TxOffload
 
 
 class IPDatagram(NamedTuple):
@@ -87,7 +87,7 @@ class IPv4Service(Protocol):
         self,
         dst: int,
         protocol: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         *,
         src: int | None = None,
         ttl: int | None = None,
@@ -99,7 +99,11 @@ class IPv4Service(Protocol):
 
         ``tos`` is the whole ToS/DS byte, ECN field included: a transport that negotiated
         ECN passes ``ECN_ECT0`` (ORed with any DSCP) for the packets it wants marked rather
-        than dropped. Every fragment carries it."""
+        than dropped. Every fragment carries it.
+
+        ``payload`` may come in pieces (a tuple of buffers, e.g. a transport header and a view
+        of the application's data): the packet then leaves as pieces too, headers in front,
+        and a link with scatter-gather writes never copies the data."""
 
     def source_for(self, dst: int) -> int | None:
         """The local address a datagram to ``dst`` would leave from, or None without a route."""
@@ -133,11 +137,14 @@ class NeighbourResolver(Protocol):
         self,
         next_hop: int,
         ethertype: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         offload: TxOffload | None = None,
     ) -> None:
         """Send ``payload`` to ``next_hop``: now if resolved, else after resolution (bounded
-        queue). If resolution fails, ``Stack.neighbour_unreachable`` is called per packet."""
+        queue). If resolution fails, ``Stack.neighbour_unreachable`` is called per packet.
+        A resolver whose class sets ``accepts_gather = True`` may get ``payload`` in pieces
+        (a tuple of buffers, see :data:`layers.links.base.Gather`), to pass on to
+        :meth:`Interface.send_ethernet` unjoined; any other resolver gets one buffer."""
 
     def entries(self) -> list[Mapping[str, Any]]:
         """The cache, for ``layers arp``: dicts with address, mac, state, expires."""

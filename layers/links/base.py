@@ -19,6 +19,10 @@ from collections.abc import Callable
 import attrs
 
 Clock = Callable[[], float]
+Buffer = bytes | bytearray | memoryview
+#: a frame (or packet) in pieces whose concatenation is the frame: headers built beside a view of
+#: the payload, handed to the device in one scatter-gather write without joining them first
+Gather = tuple[Buffer, ...]
 
 # Flags that travel with a received frame (bit set).
 #: the MTU range a link may have: IPv4's minimum (RFC 791) to Linux's largest (ETH_MAX_MTU)
@@ -118,6 +122,12 @@ class Link(ABC):
     @abstractmethod
     def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
         """Queue one frame for transmission. Never blocks; a full device drops and counts."""
+
+    def send_gather(self, parts: Gather, offload: TxOffload | None = None) -> None:
+        """:meth:`send` of the frame ``b"".join(parts)``. A device that can write several
+        buffers at once (``os.writev``) overrides this so that no payload byte is copied on
+        the way out; this default joins them."""
+        self.send(b"".join(parts), offload)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the device (and undo what opening it did)."""

@@ -142,7 +142,7 @@ def raw_source(ns: NetNamespace, offload: bool, port: int, size: int) -> float:
             fcntl.ioctl(fd, tb.TUNSETOFFLOAD, tb.TUN_F_CSUM | tb.TUN_F_TSO4)
         tb.make_tap(ns, dev, tb.SINK_MAC.hex(":"))
         peer_mac = _linux_mac(ns, dev)
-        sink = tb.linux(ns, "sink", str(port))
+        sink = linux_sink(ns, port)
         return _source(fd, hlen, peer_mac, port, size, sink)
     finally:
         os.close(fd)
@@ -266,6 +266,19 @@ def _source(fd: int, hlen: int, peer_mac: bytes, port: int, size: int,
     return float(seconds)
 
 
+def linux_sink(ns: NetNamespace, port: int) -> subprocess.Popen[str]:
+    """tcp_bench's Linux sink, listening on ``port``; an error says why it did not start."""
+    proc = ns.popen([sys.executable, "-c", tb.LINUX, "sink", str(port)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if line != "listening":
+        proc.kill()
+        _out, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"the Linux sink did not start ({line!r}): {err.strip()[-300:]}")
+    return proc
+
+
 # --- the Linux ceiling: Linux to Linux over a veth pair ----------------------------------------
 
 
@@ -284,7 +297,7 @@ def veth_rates(ns: NetNamespace, offload: bool, size: int, port: int) -> tuple[f
                 if not offload:
                     space.run(["ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
                                "tx", "off", "rx", "off", "sg", "off"], check=False)
-            sink = tb.linux(other, "sink", str(port))
+            sink = linux_sink(other, port)
             sender = tb.linux(ns, "send", "10.77.0.2", str(port), str(size))
             send_seconds = float(tb.output(sender)[0])
             _n, sink_seconds = tb.output(sink)
@@ -574,7 +587,7 @@ def _try(results: Results, what: str, fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (OSError, RuntimeError, AssertionError, ValueError, subprocess.SubprocessError) as exc:
-        note = f"{what}: not measured: {exc}"
+        note = f"{what}: not measured: {type(exc).__name__}: {exc}"
         results.notes.append(note)
         print(f"  {note}", flush=True)
         return None

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from layers.links.base import RX_BROADCAST, TxOffload
+from layers.links.base import RX_BROADCAST, Gather, TxOffload
 from layers.wire.addr import BROADCAST_MAC, ZERO_MAC, ip4, ip4_str, mac, mac_str, prefix_mask
 from layers.wire.arp import ARPOP_REPLY, ARPOP_REQUEST, ARPPacket, build_arp
 from layers.wire.ethernet import ETH_P_ARP
@@ -91,6 +91,10 @@ def multicast_mac(address: int) -> bytes:
 class ArpResolver:
     """ARP for one Ethernet interface: implements :class:`layers.protocols.NeighbourResolver`."""
 
+    #: packets may come in pieces (headers beside a view of the payload); they go to the
+    #: link unjoined, and are joined only to wait in the queue of an unresolved neighbour
+    accepts_gather = True
+
     def __init__(self, arp: ArpProtocol, iface: Interface) -> None:
         assert iface.mac is not None
         self.arp = arp
@@ -115,7 +119,7 @@ class ArpResolver:
         self,
         next_hop: int,
         ethertype: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         offload: TxOffload | None = None,
     ) -> None:
         n = self.table.get(next_hop)
@@ -129,7 +133,7 @@ class ArpResolver:
         n: Neighbour | None,
         next_hop: int,
         ethertype: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         offload: TxOffload | None,
     ) -> None:
         if n is None:
@@ -162,15 +166,16 @@ class ArpResolver:
             self._enqueue(n, ethertype, payload, offload)
         else:  # FAILED: fail at once, outside the sender's call stack
             self._c.drop("neighbour_failed")
+            packet = b"".join(payload) if isinstance(payload, tuple) else bytes(payload)
             self.stack.call_soon(
-                self.stack.neighbour_unreachable, self.iface, ethertype, bytes(payload)
+                self.stack.neighbour_unreachable, self.iface, ethertype, packet
             )
 
     def _enqueue(
         self,
         n: Neighbour,
         ethertype: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         offload: TxOffload | None,
     ) -> None:
         cfg, c, arp = self.cfg, self._c, self.arp
@@ -186,7 +191,8 @@ class ArpResolver:
             c.drop("queue_overflow")
         elif arp.queued >= cfg.queue_total:
             arp.drop_oldest_queued()
-        q.append((arp.next_seq(), ethertype, bytes(payload), offload))
+        q.append((arp.next_seq(), ethertype,
+                  b"".join(payload) if isinstance(payload, tuple) else bytes(payload), offload))
         arp.queued += 1
         self.pending[n.address] = n
 

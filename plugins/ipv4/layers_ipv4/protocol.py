@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED, Medium, TxOffload
+from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED, Gather, Medium, TxOffload
 from layers.protocols import IPDatagram, TransportError
 from layers.settings import read_settings
 from layers.wire.addr import BROADCAST_MAC, IPV4_BROADCAST, ip4_str
@@ -200,7 +200,7 @@ class IPv4:
         self,
         dst: int,
         protocol: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         *,
         src: int | None = None,
         ttl: int | None = None,
@@ -213,12 +213,19 @@ class IPv4:
         stack = self.stack
         if ttl is None:
             ttl = self.ttl
-        plen = len(payload)
+        # The packet leaves in pieces, our header in front of the transport's (a view of the
+        # application's data is never copied on this path); the rare paths below join them.
+        if isinstance(payload, tuple):
+            parts: Gather = payload
+            plen = sum(map(len, parts))
+        else:
+            parts = (payload,)
+            plen = len(payload)
         total = IPV4_MIN_HLEN + plen
         if total > MAX_DATAGRAM:
             c["OutDiscards"] += 1
             c.drop("too_big")
-            self._local_error(_errno.EMSGSIZE, src or 0, dst, protocol, payload, mtu=None)
+            self._local_error(_errno.EMSGSIZE, src or 0, dst, protocol, _joined(payload), mtu=None)
             return False
 
         owner = stack.local_addresses.get(dst)
@@ -226,9 +233,10 @@ class IPv4:
             if src is None:
                 src = dst
             elif src != 0 and src not in stack.local_addresses:
-                return self._bad_source(src, dst, protocol, payload)
+                return self._bad_source(src, dst, protocol, _joined(payload))
             flags = RX_CSUM_VERIFIED if offload is not None and offload.needs_csum else 0
-            packet = self._header(src, dst, protocol, ttl, tos, total, dont_fragment) + payload
+            header = self._header(src, dst, protocol, ttl, tos, total, dont_fragment)
+            packet = header + _joined(payload)
             c["OutLoopback"] += 1
             stack.call_soon(self._loopback, owner, packet, flags, False)
             return True
@@ -237,7 +245,7 @@ class IPv4:
         if route is None:
             c["OutNoRoutes"] += 1
             c.drop("no_route")
-            self._local_error(_errno.ENETUNREACH, src or 0, dst, protocol, payload)
+            self._local_error(_errno.ENETUNREACH, src or 0, dst, protocol, _joined(payload))
             return False
         iface = route.interface
         if src is None:
@@ -245,10 +253,10 @@ class IPv4:
             if src is None:
                 c["OutDiscards"] += 1
                 c.drop("no_source_address")
-                self._local_error(_errno.EADDRNOTAVAIL, 0, dst, protocol, payload)
+                self._local_error(_errno.EADDRNOTAVAIL, 0, dst, protocol, _joined(payload))
                 return False
         elif src != 0 and src not in stack.local_addresses:
-            return self._bad_source(src, dst, protocol, payload)
+            return self._bad_source(src, dst, protocol, _joined(payload))
 
         if dst == IPV4_BROADCAST or dst in iface.broadcasts:
             link_dst: bytes | None = BROADCAST_MAC
@@ -264,15 +272,17 @@ class IPv4:
             mtu = self._learned_mtu(dst, mtu)
         caps = iface.capabilities
         if offload is not None and offload.needs_csum and not caps.tx_checksum:
-            payload = _complete_checksum(payload, offload)
+            payload = _complete_checksum(_joined(payload), offload)
+            parts = (payload,)
             offload = attrs.evolve(offload, csum_start=0, csum_offset=0)
         if total <= mtu or (
             offload is not None and offload.gso_size and total <= caps.gso_max_size
         ):
-            packet = self._header(src, dst, protocol, ttl, tos, total, dont_fragment) + payload
-            self._emit(iface, route, dst, link_dst, packet, offload)
+            header = self._header(src, dst, protocol, ttl, tos, total, dont_fragment)
+            self._emit(iface, route, dst, link_dst, (header, *parts), offload)
             return True
 
+        payload = _joined(payload)
         if dont_fragment:
             c["FragFails"] += 1
             c.drop("fragmentation_needed")
@@ -319,7 +329,7 @@ class IPv4:
         route: Route | _LinkRoute,
         dst: int,
         link_dst: bytes | None,
-        packet: bytes,
+        packet: bytes | Gather,
         offload: TxOffload | None,
     ) -> None:
         if link_dst is None:
@@ -491,6 +501,11 @@ class _LinkRoute:
 
     def next_hop(self, dst: int) -> int:
         return dst
+
+
+def _joined(payload: bytes | bytearray | memoryview | Gather) -> bytes | bytearray | memoryview:
+    """A packet's pieces as one buffer (for the paths that are not the per-packet one)."""
+    return b"".join(payload) if isinstance(payload, tuple) else payload
 
 
 def _complete_checksum(

@@ -1494,10 +1494,12 @@ class Connection(asyncio.Transport):
                 + (ack >> 16) + (ack & 0xFFFF) + offflags + window + osum,
             ) & 0xFFFF
         header = TCP_HEADER.pack(self.lport, self.rport, seq, ack, offflags, window, csum, 0)
+        # data leaves as a view beside the headers (IPv4 and the link add theirs in front
+        # and the device writes the pieces at once): the payload is never copied here
         if opts:
-            seg = b"".join((header, opts, data)) if n else header + opts
+            seg: bytes | tuple[bytes, Any] = (header + opts, data) if n else header + opts
         else:
-            seg = header + data if n else header
+            seg = (header, data) if n else header
         c = self.c
         c["OutSegs"] += nsegs
         if flags & TCP_ACK:
