@@ -10,9 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT_OK
+from layers.netns import have_root_and_tun
 
 BENCH = Path(__file__).with_name("bench.py")
+ROOT_OK = have_root_and_tun()[0]
 KEYS = {"scenario", "system", "link", "unit", "median", "min", "max", "runs"}
 
 
