@@ -10,12 +10,14 @@ the link has delay and loss but no rate: results then say ``"shaped": false``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 from layers.errors import ConfigurationError
 from layers.experiment.metrics import rounded
-from layers.experiment.scenario import Scenario
+from layers.experiment.scenario import Scenario, ScenarioError
 from layers.experiment.seeds import substream
 from layers.links.base import Link
 from layers.links.faults import FaultLink
@@ -28,6 +30,16 @@ def shaper_module() -> Any | None:
         return importlib.import_module("layers.links.shaper")
     except ImportError:
         return None
+
+
+@contextlib.contextmanager
+def queue_errors(scenario: Scenario) -> Iterator[None]:
+    """The shaper's complaints about the queue, as one line naming the file and the key."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        key = "link.queue" if "queue discipline" in str(exc) else "link.queue_options"
+        raise ScenarioError(f"{scenario.source}: {key}: {exc}") from None
 
 
 class Bottleneck:
@@ -73,15 +85,17 @@ class Bottleneck:
         settings: dict[str, Any] = {("limit" if self.limit[0] == "packets" else "limit_bytes"):
                                     self.limit[1]}
         settings.update(link.queue_options)
-        fwd_shape = mod.Shape(rate=float(link.rate), delay=float(link.delay), queue=link.queue,
-                              queue_settings=settings, direction="tx",
-                              seed=substream(seed, "link.queue.forward") & 0xFFFFFFFF)
+        with queue_errors(scenario):
+            fwd_shape = mod.Shape(rate=float(link.rate), delay=float(link.delay), queue=link.queue,
+                                  queue_settings=settings, direction="tx",
+                                  seed=substream(seed, "link.queue.forward") & 0xFFFFFFFF)
         rev_shape = mod.Shape(rate=float(link.rate), delay=float(link.delay), queue="droptail",
                               queue_settings={"limit": self.REVERSE_LIMIT}, direction="tx",
                               seed=substream(seed, "link.queue.reverse") & 0xFFFFFFFF)
         # Loss after the wire (a packet lost in transit has used the link): the shaper
         # wraps the fault link.
-        shaper = mod.ShaperLink(data, tx=fwd_shape)
+        with queue_errors(scenario):
+            shaper = mod.ShaperLink(data, tx=fwd_shape)
         self.direction = shaper.tx
         self.forward = shaper
         self.reverse = mod.ShaperLink(reverse, tx=rev_shape)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from layers.errors import ConfigurationError
-from layers.experiment.bottleneck import shaper_module
+from layers.experiment.bottleneck import queue_errors, shaper_module
 from layers.experiment.metrics import jain, rounded
 from layers.experiment.scenario import FlowSpec, Scenario
 from layers.experiment.seeds import secret, substream
@@ -53,6 +53,7 @@ from layers.experiment.virtual import (
 )
 from layers.links.base import Link
 from layers.links.faults import FaultLink
+from layers.links.memory import MemoryLink
 from layers.netns import NetNamespace, have_root_and_tun
 from layers.runtime import AsyncioRunner
 from layers.stack import Stack
@@ -225,11 +226,15 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
     limit = link.queue_limit.resolve(scenario.bdp_bytes(), mtu + 14)
     settings: dict[str, Any] = {("limit" if limit[0] == "packets" else "limit_bytes"): limit[1]}
     settings.update(link.queue_options)
-    data = Shape(rate=float(link.rate), delay=float(link.delay), queue=link.queue,
-                 queue_settings=settings, seed=substream(seed, "link.queue.forward") & 0xFFFFFFFF)
+    with queue_errors(scenario):
+        data = Shape(rate=float(link.rate), delay=float(link.delay), queue=link.queue,
+                     queue_settings=settings,
+                     seed=substream(seed, "link.queue.forward") & 0xFFFFFFFF)
     acks = Shape(rate=float(link.rate), delay=float(link.delay), queue="droptail",
                  queue_settings={"limit": 10_000},
                  seed=substream(seed, "link.queue.reverse") & 0xFFFFFFFF)
+    with queue_errors(scenario):
+        ShaperLink(MemoryLink(), rx=data)  # check the queue before making any device
     shaper = ShaperLink(tap("r", "10.81.0.1/24"), rx=data, tx=acks)
     rlink: Link = shaper
     loss: FaultLink | None = None

@@ -181,3 +181,10 @@ def test_the_command_says_one_line_and_exits_2(tmp_path: Path,
     assert main(["experiment", "run", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "flow[1].cc: 'nosuchcc' is not installed; available:" in err
+    # what the queue discipline refuses, named by the scenario's key
+    path.write_text(EXAMPLE.replace('"droptail"', '"codel"'))
+    assert main(["experiment", "run", str(path), "--set", "link.queue=fifoo"]) == 2
+    assert f"{path}: link.queue: unknown queue discipline 'fifoo'" in capsys.readouterr().err
+    assert main(["experiment", "run", str(path), "--set", 'link.queue_options={tagret="5ms"}']) == 2
+    assert f"{path}: link.queue_options: queue codel has no setting 'tagret'" in (
+        capsys.readouterr().err)
