@@ -126,13 +126,6 @@ def test_transfer_through_loss_is_traced(traced: Path) -> None:
     assert "every ACK: 10.0.0.1:" in svg and "20 ms: 10.0.0.1:" in svg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tcp engine counts bytes SACKed before a retransmission timeout again: the "
-           "timeout clears the scoreboard (Connection._on_rto: sb.clear()), so the cumulative "
-           "ACK and the re-SACKs after go-back-N add them to delivered a second time (636345 "
-           "for these 307200 bytes); Linux keeps SACKed marks across an RTO unless the "
-           "receiver reneged")
 def test_delivered_counts_each_byte_once(traced: Path) -> None:
     """``delivered`` is the bytes the peer has (acknowledged or SACKed): a retransmitted
     byte is delivered once, so the transfer ends at the payload's size."""

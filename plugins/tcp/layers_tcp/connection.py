@@ -875,9 +875,13 @@ class Connection(asyncio.Transport):
 
     def _in_flight(self) -> int:
         """Bytes in flight: RFC 6675's pipe while the scoreboard or recovery has anything to
-        say, else (also during a timeout's go-back-N) SND.NXT - SND.UNA."""
+        say, else (also during a timeout's go-back-N, less what the peer SACKed below SND.NXT)
+        SND.NXT - SND.UNA."""
         sb = self.sb
-        if (self.in_recovery or sb.ranges or sb.dup_bytes) and not self.in_loss:
+        if self.in_loss:
+            if sb.ranges:
+                return self.snd_nxt - self.snd_una - sb.sacked_below(self.snd_nxt)
+        elif self.in_recovery or sb.ranges or sb.dup_bytes:
             return sb.pipe(self.snd_una, self.snd_max)
         return self.snd_nxt - self.snd_una
 
@@ -1622,6 +1626,16 @@ class Connection(asyncio.Transport):
             nxt = self.snd_nxt
             unsent = buf_end - nxt
             if unsent > 0:
+                hole = False
+                if nxt < self.snd_max and self.in_loss and self.sb.ranges:
+                    # go-back-N after a timeout skips what the peer holds
+                    skip, limit = self.sb.skip(nxt)
+                    if skip > nxt:
+                        self.snd_nxt = skip
+                        continue
+                    if limit < buf_end:
+                        unsent = limit - nxt
+                        hole = True  # a short hole goes as it is (no Nagle, no SWS wait)
                 room = self.snd_una + self.snd_wnd - nxt
                 if croom < room:
                     room = croom
@@ -1635,7 +1649,7 @@ class Connection(asyncio.Transport):
                         self._maybe_persist(now)
                         return
                     n = min(unsent, mss)
-                if n < mss and not force:
+                if n < mss and not force and not hole:
                     if n < unsent:
                         # window-limited: sender SWS avoidance
                         if n < self.max_snd_wnd // 2:
@@ -1792,8 +1806,18 @@ class Connection(asyncio.Transport):
         self.in_loss = True
         self.recover = self.snd_max
         self.dupacks = 0
-        self.sb.clear()  # RFC 2018 8: the receiver may renege; forget the scoreboard
-        self.rate.forget()
+        sb = self.sb
+        if self.retries > 1 or (sb.ranges and sb.ranges[0][0] <= una):
+            # SACKed data the receiver has not acknowledged at a timeout, or a second timeout:
+            # it may have reneged (RFC 2018 8); forget the scoreboard and resend everything
+            sb.clear()
+            self.rate.forget()
+        else:
+            # keep what the peer holds (as Linux does): go-back-N skips it, and it is not
+            # counted as delivered twice
+            sb.rexmit = []
+            sb.dup_bytes = 0
+            sb.lost_end = self.snd_max
         self.cc.on_timeout(flight, now)
         self.rtt.back_off()
         self.rtt_seq = None

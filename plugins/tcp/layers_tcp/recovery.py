@@ -145,6 +145,25 @@ class Scoreboard:
             n -= (b if b < end else end) - a
         return n
 
+    def sacked_below(self, seq: int) -> int:
+        """SACKed bytes below ``seq``."""
+        n = 0
+        for a, b in self.ranges:
+            if a >= seq:
+                break
+            n += (b if b < seq else seq) - a
+        return n
+
+    def skip(self, seq: int) -> tuple[int, int]:
+        """For go-back-N: where sending from ``seq`` should resume (the end of the SACKed
+        range holding it, else ``seq``) and where it should stop (the next SACKed range)."""
+        for a, b in self.ranges:
+            if seq < a:
+                return seq, a
+            if seq < b:
+                return b, b
+        return seq, 1 << 62
+
     def retrans_out(self) -> int:
         return sum(r[1] - r[0] for r in self.rexmit)
 
