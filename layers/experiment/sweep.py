@@ -30,7 +30,7 @@ from layers.experiment.scenario import Scenario, apply_overrides
 from layers.experiment.virtual import RunOutput
 
 __all__ = ["CSV_FLOW_COLUMNS", "SweepResult", "grid_points", "parse_grid", "run_sweep",
-           "strip_times", "write_csv"]
+           "strip_times", "sweep_report", "write_csv"]
 
 #: per-flow columns of sweep.csv, after the point's own columns
 CSV_FLOW_COLUMNS = ("flow", "cc", "goodput_bps", "bytes", "retransmits", "rtt_mean_s",
@@ -221,13 +221,67 @@ def run_sweep(
         "metric": metric,
         "x": x,
     })
+    figures: list[Path] = []
     if plots and ordered:
         from layers.experiment.figures import sweep_plot, sweep_timeseries_plot
 
         result.plot = sweep_plot(out, [result.points[n] for n in ordered], keys, x, metric)
+        if result.plot is not None:
+            figures.append(result.plot)
         if len(ordered) <= 8:  # more lines than that overlay into noise
-            sweep_timeseries_plot(out, {n: link_traces[n] for n in ordered})
+            over_time = sweep_timeseries_plot(out, {n: link_traces[n] for n in ordered})
+            if over_time is not None:
+                figures.append(over_time)
+    (out / "report.md").write_text(sweep_report(scenario, result, ordered, keys, figures))
     return result
+
+
+def _cell(v: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return f"{v * scale:.{digits}f}"
+    return str(v)
+
+
+def sweep_report(scenario: Scenario, result: SweepResult, ordered: Sequence[str],
+                 keys: Sequence[str], figures: Sequence[Path]) -> str:
+    """One page: a row per point and flow, the link's figures, the sweep's plots."""
+    exp = scenario.experiment
+    lines = [
+        f"# {exp.name}: sweep over {', '.join(keys)}",
+        "",
+        exp.description,
+        "",
+        f"{len(ordered)} of {result.total} points"
+        + (" (interrupted)" if result.interrupted else "")
+        + (f", {len(result.failed)} failed" if result.failed else "")
+        + "; each point's results, traces and report are in `points/<point>/`; every figure "
+          "below is in `sweep.csv`.",
+        "",
+        "| " + " | ".join(keys) + " | flow | goodput (Mbit/s) | RTT mean (ms) | retransmits "
+        "| link util. | queue delay mean / p95 (ms) | drops | Jain |",
+        "|" + "---|" * len(keys) + "---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for name in ordered:
+        res = result.points[name]
+        ov = res["overrides"]
+        link = res["link"]
+        for f in res["flows"]:
+            lines.append(
+                "| " + " | ".join(str(ov.get(k)) for k in keys)
+                + f" | {f['label']} | {_cell(f['goodput_bps'], 1e-6)} "
+                f"| {_cell(f['rtt_mean_s'], 1e3, 1)} | {f['retransmits']} "
+                f"| {_cell(link['utilization'], 100, 1)}% "
+                f"| {_cell(link['queue_delay_mean_s'], 1e3, 1)} / "
+                f"{_cell(link['queue_delay_p95_s'], 1e3, 1)} | {link['drops']} "
+                f"| {_cell(res['fairness']['jain'], 1, 3)} |")
+    for name, why in result.failed.items():
+        lines.append(f"\nPoint {name} failed: {why}")
+    if figures:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{p.stem}]({p.relative_to(result.out).as_posix()})\n" for p in figures]
+    return "\n".join(lines) + "\n"
 
 
 def csv_rows(points: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:

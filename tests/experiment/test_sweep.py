@@ -59,8 +59,11 @@ def test_a_files_own_sweep_table_is_the_default_grid(tmp_path: Path) -> None:
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["points"] == ["link.loss=0.01", "link.loss=0.03"]
     assert summary["metric"] == "retransmits"
+    report = (out / "report.md").read_text()
+    assert "| link.loss | flow |" in report and "| 0.03 | 0-newreno |" in report
     if importlib.util.find_spec("matplotlib") is not None:
         assert (out / "plots" / "sweep-retransmits.png").stat().st_size > 10_000
+        assert "](plots/sweep-retransmits.png)" in report
     path.write_text(path.read_text().replace("[0.01, 0.03]", "0.01"))
     with pytest.raises(ConfigurationError, match=r"sweep.grid: should be a table of non-empty"):
         load_scenario(path)
