@@ -158,6 +158,14 @@ def layers_interface_up(stack: Stack, interface: Interface) -> None:
 
 
 @hookspec
+def layers_address_added(
+    stack: Stack, interface: Interface, address: int, prefix_length: int
+) -> None:
+    """``address``/``prefix_length`` was added to ``interface`` while it was up (addresses
+    given before are announced by :func:`layers_interface_up`): ARP announces it here."""
+
+
+@hookspec
 def layers_stack_started(stack: Stack) -> None:
     """The stack is composed, validated and running."""
 

@@ -418,6 +418,22 @@ class Stack:
                 self.routes.add(address, prefix_length, iface, origin="connected")
             except ConfigurationError:
                 pass  # a second address in the same subnet shares the connected route
+        if self.running and iface.up:
+            self.call_plugins("layers_address_added", stack=self, interface=iface,
+                              address=address, prefix_length=prefix_length)
+
+    def set_interface_up(self, name: str, up: bool) -> None:
+        """``ip link set NAME up/down``: IPv4 output through a down interface fails with
+        ENETDOWN, as Linux's; bringing it up again runs the ``layers_interface_up`` hooks
+        (ARP announces its addresses)."""
+        iface = self.interface(name)
+        if up and not iface.up:
+            if self.running:
+                self._bring_up(iface)
+            else:
+                iface.up = True
+        elif not up:
+            iface.up = False
 
     def add_route(
         self,

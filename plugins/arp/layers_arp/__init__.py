@@ -107,6 +107,16 @@ def layers_interface_up(stack: Stack, interface: Interface) -> None:
 
 
 @hookimpl
+def layers_address_added(stack: Stack, interface: Interface, address: int,
+                         prefix_length: int) -> None:
+    arp = _arp(stack)
+    if arp is not None:
+        res = arp.resolvers.get(interface)
+        if res is not None:
+            res.announce_address(address)
+
+
+@hookimpl
 def layers_stack_stopping(stack: Stack) -> None:
     arp = _arp(stack)
     if arp is not None:

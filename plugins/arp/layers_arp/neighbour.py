@@ -221,22 +221,31 @@ class ArpResolver:
         self._send(dst_mac, ETH_P_ARP, packet)
 
     def announce(self, address: int) -> None:
-        """Broadcast one RFC 5227 announcement (gratuitous request) for our ``address``."""
+        """Broadcast one RFC 5227 announcement (gratuitous request) for our ``address``
+        (none while the interface is down)."""
+        if not self.iface.up:
+            return
         self._c["tx_gratuitous"] += 1
         self._send(BROADCAST_MAC, ETH_P_ARP, build_arp(ARPOP_REQUEST, self._mac, address,
                                                        ZERO_MAC, address))
 
     def interface_up(self) -> None:
         """Announce every address: now, then ``gratuitous_count - 1`` more, spaced."""
-        cfg = self.cfg
         for address, _ in self.iface.addresses:
-            for i in range(cfg.gratuitous_count):
-                if i == 0:
-                    self.announce(address)
-                else:
-                    self._timers.append(
-                        self.stack.call_later(i * cfg.gratuitous_interval, self.announce, address)
-                    )
+            self.announce_address(address)
+
+    def announce_address(self, address: int) -> None:
+        """Announce ``address`` (new on an up interface, or the interface just came up): now,
+        then ``gratuitous_count - 1`` more, spaced."""
+        cfg = self.cfg
+        self._timers = [t for t in self._timers if not t.cancelled and t.queue is not None]
+        for i in range(cfg.gratuitous_count):
+            if i == 0:
+                self.announce(address)
+            else:
+                self._timers.append(
+                    self.stack.call_later(i * cfg.gratuitous_interval, self.announce, address)
+                )
 
     # --- timers ---------------------------------------------------------------------------
     def _set_state(self, n: Neighbour, state: int) -> None:

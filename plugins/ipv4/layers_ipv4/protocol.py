@@ -248,6 +248,11 @@ class IPv4:
             self._local_error(_errno.ENETUNREACH, src or 0, dst, protocol, _joined(payload))
             return False
         iface = route.interface
+        if not iface.up:
+            c["OutDiscards"] += 1
+            c.drop("interface_down")
+            self._local_error(_errno.ENETDOWN, src or 0, dst, protocol, _joined(payload))
+            return False
         if src is None:
             src = self._source(iface, route.next_hop(dst))
             if src is None:
@@ -261,6 +266,12 @@ class IPv4:
         if dst == IPV4_BROADCAST or dst in iface.broadcasts:
             link_dst: bytes | None = BROADCAST_MAC
             c["OutBcastPkts"] += 1
+            # our own broadcast reaches our own sockets too, as in Linux (one poll later)
+            flags = RX_CSUM_VERIFIED if offload is not None and offload.needs_csum else 0
+            header = self._header(src, dst, protocol, ttl, tos, total, dont_fragment)
+            c["OutLoopback"] += 1
+            stack.call_soon(self._loopback, iface, bytes(header) + _joined(payload), flags,
+                            True)
         elif dst >> 28 == 0xE:
             link_dst = _multicast_mac(dst)
             c["OutMcastPkts"] += 1
