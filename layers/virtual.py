@@ -25,13 +25,29 @@ from layers.links.memory import MemoryLink
 from layers.stack import Stack
 from layers.timers import VirtualClock
 
+#: ``on_frame(now, frame)`` for the frames arriving at a link end the test holds itself
+EndpointHandler = Callable[[float, bytes], None]
+
 
 class VirtualNetwork:
-    def __init__(self, start: float = 0.0) -> None:
-        self.clock = VirtualClock(start)
+    """Stacks (and link ends held by the test itself, such as the conformance testbench's) on
+    one virtual clock. This is the project's one virtual-time loop: :meth:`step` and
+    :meth:`settle` deliver frames and run timers; the ``run_*`` methods and the conformance
+    suite's virtual medium wait on top of them."""
+
+    def __init__(self, start: float = 0.0, *, clock: VirtualClock | None = None) -> None:
+        self.clock = clock if clock is not None else VirtualClock(start)
         self.stacks: list[Stack] = []
+        #: link ends no stack owns, and who gets their frames
+        self.endpoints: list[tuple[Link, EndpointHandler]] = []
         self._pending_link: MemoryLink | None = None
         self.steps = 0
+
+    def add_endpoint(self, link: Link, on_frame: EndpointHandler) -> None:
+        """Drive ``link``, one end of a link whose other end a stack holds, for the test: it
+        runs on this clock, and each frame arriving at it goes to ``on_frame(now, frame)``."""
+        link.attach(self.clock)
+        self.endpoints.append((link, on_frame))
 
     @property
     def now(self) -> float:
@@ -121,8 +137,13 @@ class VirtualNetwork:
         return a, b
 
     # --- running ----------------------------------------------------------------------
-    def _next_event(self) -> float | None:
+    def next_event(self) -> float | None:
+        """When something is next due: a timer of a stack, or a frame on one of the links."""
         best: float | None = None
+        for link, _ in self.endpoints:
+            d = link.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
         for stack in self.stacks:
             d = stack.next_deadline()
             if d is not None and (best is None or d < best):
@@ -133,14 +154,10 @@ class VirtualNetwork:
                     best = d
         return best
 
-    def step(self) -> bool:
-        """Advance to the next event and process everything due then. False when idle."""
-        when = self._next_event()
-        if when is None:
-            return False
-        self.clock.advance_to(when)
-        now = self.clock.time
-        self.steps += 1
+    def _pass(self, now: float, *, poll_all: bool) -> bool:
+        """Deliver the frames due at ``now`` and run the due timers, once; True if anything
+        happened."""
+        moved = False
         for stack in self.stacks:
             for iface in stack.interfaces:
                 link = iface.link
@@ -148,14 +165,46 @@ class VirtualNetwork:
                 if d is not None and d <= now:
                     link.poll(now)
                     while (got := link.recv()) is not None:
+                        moved = True
                         stack.receive(iface, got[0], got[1])
-            stack.poll()
+            if poll_all:
+                stack.poll()
+            else:
+                d = stack.next_deadline()
+                if d is not None and d <= now:
+                    moved = True
+                    stack.poll()
+        for link, on_frame in self.endpoints:
+            d = link.next_deadline()
+            if d is not None and d <= now:
+                link.poll(now)
+            while (got := link.recv()) is not None:
+                moved = True
+                on_frame(now, got[0])
+        return moved
+
+    def step(self) -> bool:
+        """Advance to the next event and process everything due then. False when idle."""
+        when = self.next_event()
+        if when is None:
+            return False
+        self.clock.advance_to(when)
+        self.steps += 1
+        self._pass(self.clock.time, poll_all=True)
         return True
+
+    def settle(self, max_passes: int = 10_000) -> None:
+        """Process everything due at the current time, including what that sets off at the
+        same time (a frame answered at once), without moving the clock."""
+        for _ in range(max_passes):
+            if not self._pass(self.clock.time, poll_all=False):
+                return
+        raise RuntimeError("the virtual world did not settle: an endless burst of zero-time events")
 
     def run_until(self, when: float) -> None:
         """Process every event up to virtual time ``when``, then set the clock to it."""
         while True:
-            nxt = self._next_event()
+            nxt = self.next_event()
             if nxt is None or nxt > when:
                 break
             self.step()
@@ -172,7 +221,7 @@ class VirtualNetwork:
         for _ in range(max_steps):
             if condition():
                 return True
-            nxt = self._next_event()
+            nxt = self.next_event()
             if nxt is None or nxt > deadline:
                 self.clock.advance_to(deadline)
                 return condition()
@@ -180,4 +229,4 @@ class VirtualNetwork:
         return condition()
 
     def run_until_idle(self, timeout: float = 3600.0) -> None:
-        self.run_until_true(lambda: self._next_event() is None, timeout)
+        self.run_until_true(lambda: self.next_event() is None, timeout)

@@ -1,22 +1,34 @@
-"""Test support shared by the root test directories: a ``layers up`` subprocess in a namespace
-and a Linux peer script run as a subprocess there. (``tests/`` is on ``sys.path`` because
-``tests/conftest.py`` lives in it.)"""
+"""The one module of Linux-side test support (``tests/`` is on ``sys.path`` because
+``tests/conftest.py`` lives in it): a ``layers up`` subprocess in a namespace, a Linux peer
+script run as a subprocess there, ``layers`` commands, ping and ``ip link`` state inside a
+namespace, our stack on a TAP there, Linux's sockets there, and nftables rules. The test
+directories keep only their own peer scripts and addresses (``tcp/linux_support.py``,
+``transport/transport_support.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
 import re
+import secrets
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from layers.links.base import Link
+from layers.links.faults import FaultLink
+from layers.links.tuntap import TapLink
 from layers.netns import NetNamespace
+from layers.runtime import AsyncioRunner
+from layers.stack import Stack
 
 LAYERS = [sys.executable, "-m", "layers"]
 
@@ -122,3 +134,103 @@ async def peer_output(proc: Any, timeout: float = 60.0) -> list[str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode == 0, err.decode()
     return out.decode().split()
+
+
+# --- names, commands and state on the Linux side ------------------------------------------
+
+
+def devname(prefix: str = "lt") -> str:
+    """A device name unique across concurrent runs (control sockets are named after it)."""
+    return f"{prefix}{secrets.token_hex(3)}"
+
+
+def layers(ns: NetNamespace, *args: str, timeout: float = 30.0,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a ``layers`` command inside ``ns`` and wait for it."""
+    return ns.run([*LAYERS, *args], check=False, timeout=timeout, env=layers_env(env))
+
+
+def ping_ok(ns: NetNamespace, dst: str, *extra: str, count: int = 3,
+            timeout: float = 30.0) -> str:
+    """Linux pings ``dst`` from inside ``ns``; returns the output, asserting every reply came."""
+    r = ns.run(["ping", "-n", "-c", str(count), "-i", "0.05", "-W", "2", *extra, dst],
+               check=False, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{count} received" in r.stdout, r.stdout
+    return r.stdout
+
+
+def link_state(ns: NetNamespace, name: str) -> dict[str, Any] | None:
+    """``ip -j link show NAME`` inside ``ns`` as a dict, or None when the device is absent."""
+    r = ns.run(["ip", "-d", "-j", "link", "show", name], check=False)
+    if r.returncode != 0:
+        return None
+    data = json.loads(r.stdout)
+    return dict(data[0]) if data else None
+
+
+def blob(n: int, seed: int = 7) -> bytes:
+    """``n`` seeded bytes: the same on both sides of a transfer (the peer scripts use seed 7)."""
+    return random.Random(seed).randbytes(n)
+
+
+# --- our stack on a TAP in the namespace, Linux's sockets there ---------------------------
+
+
+def tap_device(netns: NetNamespace, linux_ip: str, *, offload: bool = True,
+               prefix: str = "tp") -> TapLink:
+    """A TAP opened inside ``netns`` with Linux's side at ``linux_ip``/24, up, no IPv6."""
+    dev = devname(prefix)
+    with netns.entered():
+        tap = TapLink.open(dev, offload=offload)
+    netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
+    netns.run(["ip", "addr", "add", f"{linux_ip}/24", "dev", dev])
+    netns.run(["ip", "link", "set", dev, "up"])
+    return tap
+
+
+@contextlib.asynccontextmanager
+async def stack_on_tap(
+    netns: NetNamespace, *, linux_ip: str, stack_ip: str, plugins: Sequence[str],
+    offload: bool = True, settings: dict[str, Any] | None = None,
+    faults: dict[str, Any] | None = None, wrap: Callable[[Link], Link] | None = None,
+    name: str = "linux-peer", prefix: str = "tp",
+) -> AsyncIterator[tuple[Stack, str]]:
+    """Our stack at ``stack_ip``/24 on a fresh TAP, run by the current loop; yields (stack,
+    device name). ``wrap`` wraps the TAP (a shaper, say) before ``faults`` do."""
+    tap = tap_device(netns, linux_ip, offload=offload, prefix=prefix)
+    link: Link = wrap(tap) if wrap else tap
+    if faults:
+        link = FaultLink(link, **faults)
+    loop = asyncio.get_running_loop()
+    runner: AsyncioRunner | None = None
+    stack: Stack | None = None
+    try:
+        stack = Stack(list(plugins), clock=loop.time, name=name, settings=settings)
+        stack.add_interface(link, address=f"{stack_ip}/24")
+        runner = AsyncioRunner(stack, loop)
+        runner.start()
+        yield stack, tap.name
+    finally:
+        if runner is not None:
+            runner.stop()
+        else:
+            if stack is not None:
+                stack.stop()
+            link.close()
+
+
+def kernel_socket(netns: NetNamespace, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A Linux socket that belongs to ``netns`` (non-blocking, for the test's own loop)."""
+    with netns.entered():
+        sock = socket.socket(socket.AF_INET, kind)
+    sock.setblocking(False)
+    return sock
+
+
+# --- nftables on the Linux side (this kernel has no netem) ---------------------------------
+
+
+def nft(netns: NetNamespace, *commands: str) -> None:
+    """Run nft commands (one ruleset text) inside the namespace."""
+    netns.run(["nft", "-f", "-"], input="\n".join(commands) + "\n")

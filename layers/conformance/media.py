@@ -29,6 +29,7 @@ import attrs
 from layers.links.base import Link
 from layers.stack import Stack
 from layers.timers import VirtualClock
+from layers.virtual import VirtualNetwork
 
 
 @attrs.define
@@ -83,14 +84,24 @@ class Medium(ABC):
 
 
 class VirtualMedium(Medium):
-    """The testbench end of a memory link to ``stack``, all on ``clock``."""
+    """The testbench end of a memory link to ``stack``, all on ``clock``. The stacks and the
+    testbench's link run on a :class:`~layers.virtual.VirtualNetwork` (the one virtual-time
+    loop); waiting settles it and moves its clock from event to event."""
 
     def __init__(self, clock: VirtualClock, tb_link: Link, max_events: int = 2_000_000) -> None:
         super().__init__()
-        self.clock = clock
+        self.net = VirtualNetwork(clock=clock)
         self.link = tb_link
-        self.stacks: list[Stack] = []
+        self.net.add_endpoint(tb_link, self._arrived)
         self.max_events = max_events
+
+    @property
+    def clock(self) -> VirtualClock:
+        return self.net.clock
+
+    @property
+    def stacks(self) -> list[Stack]:
+        return self.net.stacks
 
     @property
     def virtual(self) -> bool:
@@ -102,53 +113,20 @@ class VirtualMedium(Medium):
     def send(self, frame: bytes) -> None:
         self.link.send(frame)
 
-    def _next_event(self) -> float | None:
-        best = self.link.next_deadline()
-        for stack in self.stacks:
-            d = stack.next_deadline()
-            if d is not None and (best is None or d < best):
-                best = d
-            for iface in stack.interfaces:
-                d = iface.link.next_deadline()
-                if d is not None and (best is None or d < best):
-                    best = d
-        return best
-
     def settle(self) -> None:
         """Process everything due at the current time (frames both ways, timers)."""
-        now = self.clock.time
-        for _ in range(10_000):
-            moved = False
-            for stack in self.stacks:
-                for iface in stack.interfaces:
-                    link = iface.link
-                    d = link.next_deadline()
-                    if d is not None and d <= now:
-                        link.poll(now)
-                        while (got := link.recv()) is not None:
-                            moved = True
-                            stack.receive(iface, got[0], got[1])
-                d = stack.next_deadline()
-                if d is not None and d <= now:
-                    moved = True
-                    stack.poll()
-            while (got := self.link.recv()) is not None:
-                moved = True
-                self._arrived(now, got[0])
-            if not moved:
-                return
-        raise RuntimeError("the virtual world did not settle: an endless burst of zero-time events")
+        self.net.settle()
 
     def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
         deadline = self.clock.time + max(timeout, 0.0)
         for _ in range(self.max_events):
-            self.settle()
+            self.net.settle()
             if condition():
                 return True
-            nxt = self._next_event()
+            nxt = self.net.next_event()
             if nxt is None or nxt > deadline:
                 self.clock.advance_to(deadline)
-                self.settle()
+                self.net.settle()
                 return condition()
             self.clock.advance_to(nxt)
         raise RuntimeError(f"more than {self.max_events} events in one wait")

@@ -141,7 +141,7 @@ class RawRig:
         new: list[bytes] = []
         deadline = self.net.now + seconds
         while True:
-            nxt = self.net._next_event()
+            nxt = self.net.next_event()
             if nxt is None or nxt > deadline:
                 break
             self.net.step()

@@ -308,7 +308,7 @@ def test_udp_echo_service_over_a_memory_link() -> None:
             transport.sendto(b"ping?", ("10.9.0.2", 7))
             answer = await asyncio.wait_for(client.got.get(), 5)  # type: ignore[attr-defined]
             transport.close()
-            return answer  # type: ignore[no-any-return]
+            return answer
         finally:
             await stop_services(services)
             for r in runners:

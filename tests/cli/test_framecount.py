@@ -77,7 +77,7 @@ def test_sees_frames_dropped_by_other_filters(vnet: VirtualNetwork) -> None:
 def test_counts_a_ping_exchange(vnet: VirtualNetwork) -> None:
     plugins = ["arp", "ipv4", "icmp", "framecount"]
     a, b = vnet.pair(plugins)
-    echo = a.find(EchoService)
+    echo = a.find(EchoService)  # type: ignore[type-abstract]
     assert echo is not None, "the icmp plugin provides EchoService"
     replies: list[object] = []
     for seq in (1, 2, 3):

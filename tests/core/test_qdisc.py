@@ -446,6 +446,6 @@ def test_the_contributing_example_works() -> None:
     while (d := link.next_deadline()) is not None:
         clock.advance_to(d)
         link.poll(d)
-    sizes = [len(f) for f, _ in iter(far.recv, None)]  # type: ignore[misc]
+    sizes = [len(f) for f, _ in iter(far.recv, None)]
     assert sizes == [900, 300, 500, 700], "the first went at once, then shortest first"
     assert link.tx is not None and link.tx.qdisc.name == "spf"

@@ -7,8 +7,8 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, UDP  # type: ignore[import-untyped]
-from scapy.utils import checksum as scapy_checksum  # type: ignore[import-untyped]
+from scapy.layers.inet import IP, UDP
+from scapy.utils import checksum as scapy_checksum
 
 from layers.errors import ConfigurationError, MalformedPacket
 from layers.wire import (

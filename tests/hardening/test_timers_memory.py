@@ -47,8 +47,8 @@ def test_the_heap_is_compacted_when_cancelled_entries_are_the_majority() -> None
     assert len(q) == 100
     # the queue still yields the live timers in order, and only them
     got = []
-    while (t := q.pop_due(1e9)) is not None:
-        got.append(t)
+    while (due := q.pop_due(1e9)) is not None:
+        got.append(due)
     assert got == live and q.entries == 0
 
 

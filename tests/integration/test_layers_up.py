@@ -12,11 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from linux_tools import LAYERS, LayersUp
+from linux_tools import LAYERS, LayersUp, devname, layers, link_state, ping_ok
 
 from layers.netns import NetNamespace
-
-from .helpers import devname, layers, link_state, ping_ok
 
 pytestmark = pytest.mark.root
 

@@ -13,12 +13,10 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from linux_tools import LAYERS, LayersUp
+from linux_tools import LAYERS, LayersUp, devname, layers, link_state, ping_ok
 
 from layers.cli import main
 from layers.netns import NetNamespace
-
-from .helpers import devname, layers, link_state, ping_ok
 
 pytestmark = pytest.mark.root
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from linux_tools import devname
 
 from layers.interface import Interface
 from layers.netns import NetNamespace
@@ -15,8 +16,6 @@ from layers.ping import ping, summarize
 from layers.runtime import AsyncioRunner
 from layers.stack import Stack
 from layers.wire.addr import mac_str
-
-from .helpers import devname
 
 pytestmark = pytest.mark.root
 

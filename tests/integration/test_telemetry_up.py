@@ -11,12 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from linux_tools import LayersUp
+from linux_tools import LayersUp, devname
 
 from layers.netns import NetNamespace
 from layers.tracing import read_trace
-
-from .helpers import devname
 
 pytestmark = pytest.mark.root
 

@@ -84,7 +84,7 @@ def test_not_ect_mixed_with_ect_or_ce_discards_the_datagram(other: int) -> None:
     c = h.counters()
     assert c.drops["reasm_ecn_mismatch"] == 1 and c["ReasmFails"] == 1
     assert c["ReasmOKs"] == 0
-    ra = h.b.protocol("ipv4").reassembler  # type: ignore[attr-defined]
+    ra = h.b.protocol("ipv4").reassembler
     assert len(ra) == 0 and ra.memory == 0
 
 

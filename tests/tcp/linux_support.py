@@ -7,22 +7,21 @@ the stack's loop stays ours), or as sockets created while this thread is inside 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from linux_tools import peer_process
+import linux_tools
+from linux_tools import blob, kernel_socket, peer_process
 
 from layers.links.base import Link
-from layers.links.faults import FaultLink
-from layers.links.tuntap import TapLink
 from layers.netns import NetNamespace
-from layers.runtime import AsyncioRunner
 from layers.stack import Stack
+
+__all__ = ["LINUX_IP", "PEER_SCRIPT", "PLUGINS", "STACK_IP", "blob", "linux_peer",
+           "linux_socket", "stack_on_tap"]
 
 LINUX_IP = "10.79.0.1"
 STACK_IP = "10.79.0.2"
@@ -97,41 +96,19 @@ else:
 """
 
 
-def blob(n: int) -> bytes:
-    import random
-
-    return random.Random(7).randbytes(n)
-
-
 @contextlib.asynccontextmanager
 async def stack_on_tap(
     netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None,
     faults: dict[str, Any] | None = None, wrap: Callable[[Link], Link] | None = None,
     plugins: Sequence[str] = PLUGINS,
 ) -> AsyncIterator[Stack]:
-    """``wrap`` wraps the TAP (a shaper, say) before ``faults`` do."""
-    dev = f"tcp{secrets.token_hex(3)}"
-    with netns.entered():
-        tap = TapLink.open(dev, offload=offload)
-    link: Link = wrap(tap) if wrap else tap
-    if faults:
-        link = FaultLink(link, **faults)
-    netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
-    netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
-    netns.run(["ip", "link", "set", dev, "up"])
-    loop = asyncio.get_running_loop()
-    stack = Stack(list(plugins), clock=loop.time, name="tcp-linux", settings=settings)
-    runner: AsyncioRunner | None = None
-    try:
-        stack.add_interface(link, address=f"{STACK_IP}/24")
-        runner = AsyncioRunner(stack, loop)
-        runner.start()
+    """Our stack at STACK_IP on a TAP (linux_tools.stack_on_tap); ``wrap`` wraps the TAP (a
+    shaper, say) before ``faults`` do."""
+    async with linux_tools.stack_on_tap(
+        netns, linux_ip=LINUX_IP, stack_ip=STACK_IP, plugins=plugins, offload=offload,
+        settings=settings, faults=faults, wrap=wrap, name="tcp-linux", prefix="tcp",
+    ) as (stack, _dev):
         yield stack
-    finally:
-        if runner is not None:
-            runner.stop()
-        else:
-            stack.stop()
 
 
 def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AbstractAsyncContextManager[Any]:
@@ -141,7 +118,4 @@ def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AbstractAsyncContext
 
 def linux_socket(netns: NetNamespace) -> socket.socket:
     """A TCP socket that belongs to the namespace, for the test's own loop."""
-    with netns.entered():
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    return sock
+    return kernel_socket(netns)

@@ -31,7 +31,7 @@ class Sink(asyncio.Protocol):
         self.transport: Any = None
         self.eof = False
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:

@@ -14,29 +14,26 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import random
-import secrets
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from linux_tools import peer_process
+import linux_tools
+from linux_tools import blob, kernel_socket, nft, peer_process
 
-from layers.links.base import Link
-from layers.links.faults import FaultLink
 from layers.links.tuntap import TapLink
 from layers.netns import NetNamespace
-from layers.runtime import AsyncioRunner
 from layers.stack import Stack
+
+__all__ = ["LINUX_IP", "PEER_SCRIPT", "PLUGINS", "STACK_IP", "blob", "kernel_connect",
+           "kernel_server", "kernel_socket", "linux_peer", "nft", "nft_duplicate_toward_stack",
+           "nft_loss_from_stack", "nft_loss_toward_stack", "nft_packets", "premade_tap", "sha",
+           "stack_on_tap", "tap_device"]
 
 LINUX_IP = "10.77.0.1"
 STACK_IP = "10.77.0.2"
 PLUGINS = ["arp", "ipv4", "icmp", "udp", "tcp"]
-
-
-def blob(n: int, seed: int = 7) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 def sha(data: bytes | bytearray) -> str:
@@ -44,14 +41,8 @@ def sha(data: bytes | bytearray) -> str:
 
 
 def tap_device(netns: NetNamespace, *, offload: bool = True, prefix: str = "tr") -> TapLink:
-    """A TAP opened inside ``netns`` with Linux's side addressed and up."""
-    dev = f"{prefix}{secrets.token_hex(3)}"
-    with netns.entered():
-        tap = TapLink.open(dev, offload=offload)
-    netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
-    netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])
-    netns.run(["ip", "link", "set", dev, "up"])
-    return tap
+    """A TAP opened inside ``netns`` with Linux's side at LINUX_IP, up."""
+    return linux_tools.tap_device(netns, LINUX_IP, offload=offload, prefix=prefix)
 
 
 @contextlib.asynccontextmanager
@@ -59,31 +50,13 @@ async def stack_on_tap(
     netns: NetNamespace, *, offload: bool = True, settings: dict[str, Any] | None = None,
     faults: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Stack, str]]:
-    """Our stack on a fresh TAP, run by the current loop; yields (stack, device name)."""
-    tap = tap_device(netns, offload=offload)
-    link: Link = FaultLink(tap, **faults) if faults else tap
-    loop = asyncio.get_running_loop()
-    stack = Stack(PLUGINS, clock=loop.time, name="transport", settings=settings)
-    runner: AsyncioRunner | None = None
-    try:
-        stack.add_interface(link, address=f"{STACK_IP}/24")
-        runner = AsyncioRunner(stack, loop)
-        runner.start()
-        yield stack, tap.name
-    finally:
-        if runner is not None:
-            runner.stop()
-        else:
-            stack.stop()
-            link.close()
-
-
-def kernel_socket(netns: NetNamespace, kind: int = socket.SOCK_STREAM) -> socket.socket:
-    """A Linux socket that belongs to ``netns`` (non-blocking, for the test's loop)."""
-    with netns.entered():
-        sock = socket.socket(socket.AF_INET, kind)
-    sock.setblocking(False)
-    return sock
+    """Our stack at STACK_IP on a fresh TAP, run by the current loop; yields (stack, device
+    name) (linux_tools.stack_on_tap)."""
+    async with linux_tools.stack_on_tap(
+        netns, linux_ip=LINUX_IP, stack_ip=STACK_IP, plugins=PLUGINS, offload=offload,
+        settings=settings, faults=faults, name="transport", prefix="tr",
+    ) as found:
+        yield found
 
 
 async def kernel_connect(
@@ -165,11 +138,6 @@ def linux_peer(netns: NetNamespace, args: Sequence[str]) -> AbstractAsyncContext
 # --- nftables on the Linux side ---------------------------------------------------------------
 
 
-def nft(netns: NetNamespace, *commands: str) -> None:
-    """Run nft commands (one ruleset text) inside the namespace."""
-    netns.run(["nft", "-f", "-"], input="\n".join(commands) + "\n")
-
-
 def nft_loss_toward_stack(netns: NetNamespace, dev: str, percent: int) -> None:
     nft(netns,
         "table inet ltloss {",
@@ -217,7 +185,7 @@ def nft_packets(netns: NetNamespace) -> int:
 def premade_tap(netns: NetNamespace, prefix: str = "tp") -> str:
     """A persistent TAP made with ip(8) in ``netns``, Linux's side addressed; the stack's
     commands attach to it by name and leave it as found."""
-    dev = f"{prefix}{secrets.token_hex(3)}"
+    dev = linux_tools.devname(prefix)
     netns.run(["ip", "tuntap", "add", dev, "mode", "tap"])
     netns.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], check=False)
     netns.run(["ip", "addr", "add", f"{LINUX_IP}/24", "dev", dev])

@@ -59,7 +59,6 @@ def make_layers_local_dut(
     dut_link = MemoryLink("dut0")
     tb_link = MemoryLink("tb0", mac=TB_MAC)
     dut_link.peer, tb_link.peer = tb_link, dut_link
-    tb_link.attach(clock)
     stack = Stack(plugins, clock=clock, settings=dict(settings), name="layers-dut")
     try:
         stack.add_interface(dut_link, address=f"{DUT_IP}/{PREFIX}")
