@@ -432,7 +432,7 @@ CONN_STACK, CONN_LINUX = "10.92.0.2", "10.92.0.1"
 
 def conn_rate(ns: NetNamespace, most: int, seconds: float, runs: int) -> list[float]:
     dev = f"cr{secrets.token_hex(3)}"
-    ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"], check=False)
+    ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=20000 65000"], check=False)
     up = LayersUp(ns, ["--link", f"tap:{dev}", "--address", f"{CONN_STACK}/24", "--peer",
                        f"{CONN_LINUX}/24", "--plugins", "arp,ipv4,tcp", "--serve", "discard:9"])
     rates = []
@@ -482,12 +482,14 @@ async def main():
 asyncio.run(main())
 """
 HOLD = r"""
-import resource, socket, sys
+import resource, socket, struct, sys
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 socks = []
 for _ in range(int(sys.argv[3])):
-    socks.append(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5))
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: RST
+    socks.append(s)
 print(len(socks), flush=True)
 sys.stdin.read()
 """
@@ -496,7 +498,7 @@ sys.stdin.read()
 def conn_memory(ns: NetNamespace, count: int) -> float:
     """KiB of resident memory per idle established connection in a fresh stack process."""
     dev = f"cm{secrets.token_hex(3)}"
-    ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"], check=False)
+    ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=20000 65000"], check=False)
     holder = ns.popen([sys.executable, "-c", HOLDER, dev, f"{CONN_STACK}/24", "9"],
                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                       text=True)
@@ -524,10 +526,11 @@ def conn_memory(ns: NetNamespace, count: int) -> float:
             raise RuntimeError(f"the stack had {n} of {count} connections established")
         return int(grown) / int(n) / 1024
     finally:
-        for proc in (client, holder):
-            if proc is not None and proc.poll() is None:
-                os.kill(proc.pid, 9)
-                proc.wait(timeout=10)
+        if client is not None and client.poll() is None:
+            client.communicate("", timeout=30)  # it resets its connections and exits
+        if holder.poll() is None:
+            os.kill(holder.pid, 9)
+            holder.wait(timeout=10)
 
 
 # --- sim_rate --------------------------------------------------------------------------------
@@ -596,7 +599,7 @@ def _try(results: Results, what: str, fn: Callable[[], Any]) -> Any:
 def run(cfg: Config, only: set[str]) -> Results:
     res = Results()
     size = cfg.mib << 20
-    port = iter(range(9000, 60000))
+    port = iter(range(9000, 20000))  # below the clients' ports (20000 and up)
     with NetNamespace(prefix="layers-bench") as ns:
         print(f"bench: namespace {ns.name}, {cfg.runs} runs, {cfg.mib} MiB transfers",
               flush=True)
