@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from layers_tcp.newreno import NewReno
 from tcp_support import PEER_I, PLAIN, A, Recorder, Wire
 
 from layers.congestion import (
@@ -351,3 +352,30 @@ def test_telemetry_samples_per_ack_stack_and_connection() -> None:
     for key in ("cwnd", "ssthresh", "srtt", "rttvar", "min_rtt", "rto", "delivery_rate",
                 "pacing_rate", "retransmits", "lost", "in_flight", "cc", "cc_state"):
         assert key in d
+
+
+def _ack(acked: int, mss: int) -> RateSample:
+    return RateSample(
+        now=1.0, delivered=acked, newly_acked=acked, newly_lost=0, prior_delivered=0,
+        delivered_total=acked, interval=0.0, delivery_rate=0.0, is_app_limited=False,
+        rtt=None, min_rtt=None, srtt=None, prior_in_flight=acked, in_flight=0, ece=False,
+        in_recovery=False, mss=mss)
+
+
+def test_slow_start_counts_a_super_segments_ack_as_the_acks_of_its_segments() -> None:
+    """RFC 3465's L = 2 segments per ACK, where one ACK of a 44-segment TSO super-segment
+    (a receiver's offloads merged them) stands for the 22 ACKs its segments would have drawn;
+    a stretch ACK of separately sent segments still grows the window by two segments."""
+    mss = 1460
+    one = NewReno(CongestionContext(mss=mss))
+    one.on_start(mss, 0.0)
+    w = one.cwnd
+    for _ in range(44):
+        one.on_packet_sent(mss, 0, 0.0, False)
+    one.on_ack(_ack(44 * mss, mss))
+    assert one.cwnd == w + 2 * mss
+    tso = NewReno(CongestionContext(mss=mss))
+    tso.on_start(mss, 0.0)
+    tso.on_packet_sent(44 * mss, 44 * mss, 0.0, False)
+    tso.on_ack(_ack(44 * mss, mss))
+    assert tso.cwnd == w + 44 * mss

@@ -2,7 +2,10 @@
 like any third-party algorithm.
 
 Window growth is RFC 5681 slow start and congestion avoidance with RFC 3465 byte counting
-(L = 2 segments per ACK in slow start); the reductions are RFC 5681/6582's: half the flight
+(L = 2 segments per ACK in slow start; an ACK of a super-segment the link cut into segments
+(TSO) counts as the ACKs those segments would have drawn, because a receiver whose offloads
+merge them acknowledges it all at once, and capping that stretch ACK at two segments would
+grow the window by two segments per 64 KiB); the reductions are RFC 5681/6582's: half the flight
 on loss (at least two segments), one segment after a retransmission timeout, and on leaving
 fast recovery RFC 6582's ``min(ssthresh, FlightSize + SMSS)`` (3.2 step 3, option 1).
 
@@ -30,10 +33,15 @@ class NewReno(CongestionControlBase):
         self.bytes_acked = 0
         #: a timeout episode is under way (only its first timeout saves state for undo)
         self._in_timeout = False
+        #: the size of the latest transmission (a TSO super-segment's, else at most one MSS)
+        self._send_unit = 0
 
     def on_start(self, mss: int, now: float) -> None:
         super().on_start(mss, now)
         self.bytes_acked = 0
+
+    def on_packet_sent(self, size: int, in_flight: int, now: float, app_limited: bool) -> None:
+        self._send_unit = size
 
     def on_ack(self, rs: RateSample) -> None:
         self.mss = mss = rs.mss
@@ -48,8 +56,10 @@ class NewReno(CongestionControlBase):
         if acked <= 0:
             return
         if self.cwnd < self.ssthresh:
-            # slow start, at most L = 2 segments per ACK (RFC 3465 2.2)
-            self.cwnd += acked if acked < 2 * mss else 2 * mss
+            # slow start, at most L = 2 segments per ACK (RFC 3465 2.2), an ACK of a
+            # super-segment standing for one ACK per two of the segments it became
+            limit = 2 * mss if self._send_unit <= 2 * mss else self._send_unit
+            self.cwnd += acked if acked < limit else limit
             if self.cwnd > self.ssthresh:
                 # the excess over ssthresh counts towards congestion avoidance
                 self.bytes_acked = self.cwnd - self.ssthresh
