@@ -4,6 +4,12 @@ clock the way the asyncio runner feeds TAP frames (a view after a 10-byte virtio
 with or without the link's checksum verification. Prints; asserts nothing about speed.
 
     .venv/bin/python tests/tcp/bench_tcp_rx_cost.py [SIZE] [--verified] [--telemetry] [-n N]
+    .venv/bin/python tests/tcp/bench_tcp_rx_cost.py --acks [--telemetry] [-n N]
+
+``--acks`` measures the other direction: the stack sends a bulk transfer and the crafted
+segments are pure ACKs, each acknowledging one more segment, so every one goes through the
+congestion control, the delivery-rate sample and (with ``--telemetry``) a telemetry sample,
+and releases new segments (their sending is part of the cost).
 
 Wall time is noisy on a shared host. For a deterministic figure count instructions: run it
 under ``valgrind --tool=cachegrind --cache-sim=no`` with two values of ``-n`` and divide the
@@ -53,8 +59,13 @@ def main() -> None:
                         help="frames carry RX_CSUM_VERIFIED (a TAP with offloads)")
     parser.add_argument("--telemetry", action="store_true",
                         help="a stack-wide telemetry subscriber listens (layers.telemetry)")
+    parser.add_argument("--acks", action="store_true",
+                        help="the send side: crafted ACKs for a bulk transfer the stack sends")
     parser.add_argument("-n", type=int, default=0, help="segments (default: about 64 MiB)")
     args = parser.parse_args()
+    if args.acks:
+        acks(args)
+        return
     size = args.size
     n = args.n or max(200, (64 << 20) // size)
 
@@ -112,6 +123,59 @@ def main() -> None:
     print(f"receive {size}-byte segments, checksum "
           f"{'verified by the link' if args.verified else 'checked in software'}: "
           f"{dt / (n - 2) * 1e9:.0f} ns CPU per segment ({n} segments"
+          + (f", {samples[0]} telemetry samples)" if args.telemetry else ")"))
+
+
+def acks(args: argparse.Namespace) -> None:
+    """The ACK path of a sender: each crafted ACK acknowledges one more full segment."""
+    n = args.n or 20000
+    mss = 1448
+    clock = VirtualClock(1000.0)
+    stack = Stack(["ipv4", "tcp"], clock=clock,
+                  settings={"tcp.sndbuf": (n + 64) * mss, "tcp.secret": "ab" * 16})
+    ours, theirs = MemoryLink.pair(medium=Medium.IP)
+    iface = stack.add_interface(ours, address="10.0.0.1/24")
+    theirs.attach(clock)
+    stack.start()
+    samples = [0]
+    if args.telemetry:
+        def observe(sample: object) -> None:
+            samples[0] += 1
+
+        stack.telemetry.subscribe(observe)
+
+    class Source(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transport.write(bytes((n + 32) * mss))  # type: ignore[attr-defined]
+
+    stack.protocol("tcp").listen(Source, 0, 80)
+    syn_opts = (struct.pack("!BBH", 2, 4, 1460) + b"\x04\x02\x08\x0a" + struct.pack("!II", 1, 0)
+                + b"\x01\x03\x03\x07")
+    stack.receive(iface, _packet(1000, 0, 0x02, opts=syn_opts), 0)
+    stack.poll()
+    synack = theirs.recv()
+    assert synack is not None
+    iss = struct.unpack_from("!I", synack[0], 24)[0]
+    stack.receive(iface, _packet(1001, iss + 1, 0x10, opts=_ts(2), wnd=0xFFFF), 0)
+    stack.poll()
+    frames = [b"\0" * 10 + _packet(1001, iss + 1 + (i + 1) * mss, 0x10, b"", _ts(3 + i), 0xFFFF)
+              for i in range(n)]
+    receive = stack.receive
+    sent = 0
+    while theirs.recv() is not None:
+        sent += 1
+    t0 = time.process_time()
+    for i in range(n):
+        receive(iface, memoryview(frames[i])[10:], 0)
+        stack.poll()
+        while theirs.recv() is not None:
+            sent += 1
+    dt = time.process_time() - t0
+    conn = next(iter(stack.protocol("tcp").conns.values()))
+    if conn.snd_una != iss + 1 + n * mss:
+        raise SystemExit(f"the ACKs were not all taken: {conn.describe()}")
+    print(f"send side: {dt / n * 1e9:.0f} ns CPU per ACK ({n} ACKs, {sent} segments sent, "
+          f"cwnd {conn.cc.cwnd // mss} segments"
           + (f", {samples[0]} telemetry samples)" if args.telemetry else ")"))
 
 
