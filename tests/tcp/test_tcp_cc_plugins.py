@@ -180,7 +180,8 @@ def test_pacing_on_asyncio_and_samples_from_a_stream_writer() -> None:
     elapsed, samples, n = asyncio.run(main())
     assert n == size
     wire = size * (1448 + 52) / 1448 / rate  # payload plus headers at the pacing rate
-    # never faster than the rate; slower by how late the loop's timers fire on a busy host
-    # (each late wake-up delays the rest: a paced sender earns no credit while it waits)
-    assert wire * 0.9 < elapsed < wire * 4, (elapsed, wire)
+    # never faster than the rate, and not much slower on a busy host: a wake-up up to 2 ms
+    # late catches up (without that, 0.98 s under a load of 8 on 2 cores)
+    print(f"\n100 kB paced at 200 kB/s on asyncio: {elapsed:.3f} s (wire time {wire:.3f} s)")
+    assert wire * 0.9 < elapsed < wire * 2, (elapsed, wire)
     assert samples and all(s.pacing_rate == rate and s.cc == "paced" for s in samples)

@@ -14,15 +14,21 @@ _TS_LEN = 12
 #: a paced TSO super-segment carries about this much time's worth of data (Linux's
 #: tcp_tso_autosize uses 1 ms), and at least two segments
 BURST_TIME = 0.001
+#: a sender whose timer woke up at most this late keeps its schedule and catches up (a
+#: bounded burst): an event loop's timers are far coarser than a kernel's hrtimer, and
+#: without it every late wake-up would lower the rate for good. Later than that (the sender
+#: was idle, or application-limited), the schedule starts afresh from now, with no credit.
+SLACK = 0.002
 
 
 def departure_after(earliest: float, now: float, payload: int, mss: int, ts: bool,
                     rate: float) -> float:
     """The earliest departure time after sending ``payload`` bytes (one segment or a
-    super-segment of several) at ``now``: a sender idle past ``earliest`` starts from now."""
+    super-segment of several) at ``now``: from ``earliest`` when the sender is on time or at
+    most :data:`SLACK` late, else (idle) from now."""
     segs = (payload + mss - 1) // mss if payload > mss else 1
     wire = payload + segs * (_HEADERS + (_TS_LEN if ts else 0))
-    start = earliest if earliest > now else now
+    start = earliest if earliest >= now - SLACK else now
     return start + wire / rate
 
 
