@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PLUGINS := arp ipv4 icmp udp tcp cubic bbr
+PLUGINS := arp ipv4 icmp udp tcp cubic bbr ipv6 icmpv6 ndp
 STAMP  := $(VENV)/.installed
 # Debian packages the integration tests and the demo drive from the Linux side.
 SYSTEM_TOOLS := ip:iproute2 nsenter:util-linux ping:iputils-ping nft:nftables tcpdump:tcpdump curl:curl nc:netcat-openbsd ethtool:ethtool

@@ -97,6 +97,17 @@ def layers_neighbour_resolver(stack: Stack, interface: Interface) -> NeighbourRe
     """
 
 
+@hookspec
+def layers_neighbour_resolvers(
+    stack: Stack, interface: Interface
+) -> Mapping[int, NeighbourResolver] | None:
+    """Return ``{ethertype: resolver}`` for an Ethernet ``interface``, for network protocols
+    other than IPv4 (NDP answers ``{0x86DD: resolver}``). ``Interface.output`` picks the
+    resolver by the ethertype it is given; IPv4's is :func:`layers_neighbour_resolver`'s.
+    Two plugins answering for one ethertype is a composition error.
+    """
+
+
 @hookspec(firstresult=True)
 def layers_error_reporter(stack: Stack) -> ErrorReporter | None:
     """Return the object that sends ICMP errors for other protocols (ICMP does), or None.

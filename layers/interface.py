@@ -15,7 +15,8 @@ from layers.wire.addr import (
     mac_str,
     prefix_mask,
 )
-from layers.wire.ethernet import ETH_HEADER
+from layers.wire.ethernet import ETH_HEADER, ETH_P_IP
+from layers.wire.ipv6 import host_address6_problem, ip6_str
 
 if TYPE_CHECKING:
     from layers.protocols import NeighbourResolver
@@ -40,7 +41,13 @@ class Interface:
         self.addresses: list[tuple[int, int]] = []
         #: subnet broadcast addresses plus 255.255.255.255
         self.broadcasts: set[int] = {IPV4_BROADCAST}
+        #: IPv6 (address, prefix_length) pairs configured on it, in order (the ipv6 plugin
+        #: adds the link-local one and tracks duplicate address detection)
+        self.addresses6: list[tuple[int, int]] = []
+        #: IPv4's neighbour resolver (ARP)
         self.resolver: NeighbourResolver | None = None
+        #: the resolvers of other network protocols by ethertype (NDP for IPv6)
+        self.resolvers: dict[int, NeighbourResolver] = {}
         self.counters = Counters(f"if:{name}")
         self.up = False
         #: the receive path for this link's medium, ``dispatch(iface, frame, flags)``: the
@@ -63,6 +70,17 @@ class Interface:
         if prefix_length < 31:
             self.broadcasts.add((address & mask) | (~mask & 0xFFFFFFFF))
         self.stack._address_added(self, address, prefix_length)
+
+    def add_address6(self, address: int, prefix_length: int) -> None:
+        """Configure an IPv6 address; the IPv6 network layer (``stack.ip6``) is told, and
+        runs duplicate address detection before using it."""
+        problem = host_address6_problem(address, prefix_length)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        if any(a == address for a, _ in self.addresses6):
+            raise ConfigurationError(f"{ip6_str(address)} is on {self.name} already")
+        self.addresses6.append((address, prefix_length))
+        self.stack._address6_added(self, address, prefix_length)
 
     @property
     def address(self) -> int | None:
@@ -127,8 +145,10 @@ class Interface:
         """The network layer's exit: resolve ``next_hop`` if the medium needs it, then send."""
         if self.medium is Medium.IP:
             self.transmit(payload, offload)
-        elif self.resolver is not None:
-            resolver = self.resolver
+            return
+        resolver = (self.resolver if ethertype == ETH_P_IP
+                    else self.resolvers.get(ethertype, self.resolver))
+        if resolver is not None:
             if isinstance(payload, tuple) and not getattr(resolver, "accepts_gather", False):
                 payload = b"".join(payload)  # a resolver written for one buffer gets one
             resolver.output(next_hop, ethertype, payload, offload)
@@ -143,7 +163,8 @@ class Interface:
             "medium": self.medium.value,
             "mtu": self.mtu,
             "mac": mac_str(self.mac) if self.mac else None,
-            "addresses": [f"{ip4_str(a)}/{p}" for a, p in self.addresses],
+            "addresses": [f"{ip4_str(a)}/{p}" for a, p in self.addresses]
+            + [f"{ip6_str(a)}/{p}" for a, p in self.addresses6],
             "link": self.link.describe(),
             "counters": dict(self.counters),
             "drops": dict(self.counters.drops),

@@ -116,6 +116,61 @@ class IPv4Service(Protocol):
 
 
 @runtime_checkable
+class IPv6Service(Protocol):
+    """What transports and neighbour discovery use to send IPv6: provided by the network
+    protocol with ``ip_version == 6``, as ``stack.ip6``. Addresses are 128-bit ints.
+
+    A transport receives IPv6 datagrams only when it lists 6 in an ``ip_versions`` attribute
+    (absent: ``(4,)``): its checksum must then use the IPv6 pseudo-header
+    (:func:`layers.wire.ipv6.pseudo_header_sum6`) for datagrams whose ``header`` starts with
+    version 6."""
+
+    def send(
+        self,
+        dst: int,
+        protocol: int,
+        payload: bytes | bytearray | memoryview,
+        *,
+        src: int | None = None,
+        ttl: int | None = None,
+        tos: int = 0,
+        dont_fragment: bool = False,
+        offload: TxOffload | None = None,
+    ) -> bool:
+        """As :meth:`IPv4Service.send`; ``ttl`` is the hop limit. Only the source fragments
+        in IPv6: ``dont_fragment`` means EMSGSIZE instead of a fragment header."""
+
+    def source_for(self, dst: int) -> int | None:
+        """The local address a datagram to ``dst`` would leave from (RFC 6724 in brief)."""
+
+    def path_mtu(self, dst: int) -> int:
+        """The largest packet that reaches ``dst`` unfragmented, as far as we know."""
+
+    def address_state(self, address: int) -> str | None:
+        """``"tentative"`` (DAD running), ``"preferred"``, or None when not ours."""
+
+
+@runtime_checkable
+class DuplicateAddressDetector(Protocol):
+    """Checks that an IPv6 address is unique on its link before it is used (RFC 4862 5.4):
+    provided by the ndp plugin and called by the IPv6 network layer."""
+
+    def detect(self, interface: Interface, address: int, done: Callable[[bool], None]) -> None:
+        """Probe ``address`` on ``interface``; call ``done(True)`` when it is unique,
+        ``done(False)`` when another node has it."""
+
+
+@runtime_checkable
+class ICMPv6Listener(Protocol):
+    """Receives the ICMPv6 messages of the types it lists (NDP: 133..137): the icmpv6
+    transport hands them over after checking the checksum, with the whole message."""
+
+    icmpv6_types: frozenset[int]
+
+    def icmpv6_receive(self, datagram: IPDatagram, message: memoryview) -> None: ...
+
+
+@runtime_checkable
 class TransportProtocol(Protocol):
     """A protocol dispatched by IP protocol number."""
 

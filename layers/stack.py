@@ -35,6 +35,7 @@ from layers.protocols import (
     ErrorReporter,
     IPDatagram,
     IPv4Service,
+    IPv6Service,
     NetworkProtocol,
     TransportProtocol,
 )
@@ -232,6 +233,11 @@ class Stack:
             raise CompositionError(f"{ip.name} claims IP version 4 but lacks IPv4Service methods")
         #: the IPv4 output service transports send through, or None
         self.ip: IPv4Service | None = ip
+        ip6 = self.network_by_version.get(6)
+        if ip6 is not None and not isinstance(ip6, IPv6Service):
+            raise CompositionError(f"{ip6.name} claims IP version 6 but lacks IPv6Service methods")
+        #: the IPv6 output service (128-bit int addresses), or None
+        self.ip6: IPv6Service | None = ip6
 
         self.transports: dict[int, TransportProtocol] = {}
         for _plugin, group in self.call_plugins("layers_transport_protocols", stack=self):
@@ -244,7 +250,7 @@ class Stack:
                         f"{tproto.protocol}; select only one with --plugins"
                     )
                 self.transports[tproto.protocol] = tproto
-        if self.transports and self.ip is None:
+        if self.transports and self.ip is None and self.ip6 is None:
             names = ", ".join(t.name for t in self.transports.values())
             raise CompositionError(
                 f"{names} need an IPv4 network layer; add ipv4 to --plugins "
@@ -386,13 +392,25 @@ class Stack:
                 "layers_neighbour_resolver", firstresult=True, stack=self, interface=iface
             )
             iface.resolver = resolvers[0][1] if resolvers else None
+            for plugin, answer in self.call_plugins(
+                "layers_neighbour_resolvers", stack=self, interface=iface
+            ):
+                for ethertype, resolver in answer.items():
+                    if ethertype in iface.resolvers:
+                        raise CompositionError(
+                            f"two plugins resolve neighbours for ethertype 0x{ethertype:04x} "
+                            f"(one is {plugin}); select only one with --plugins"
+                        )
+                    iface.resolvers[ethertype] = resolver
             needy = [
-                p.name for p in self.network_by_ethertype.values() if p.needs_neighbour_resolver
+                p.name for t, p in self.network_by_ethertype.items()
+                if p.needs_neighbour_resolver
+                and (iface.resolver if t == 0x0800 else iface.resolvers.get(t)) is None
             ]
-            if needy and iface.resolver is None:
+            if needy:
                 raise CompositionError(
                     f"{', '.join(needy)} on an Ethernet link ({link.name}) needs a neighbour "
-                    f"resolver such as arp; add arp to --plugins (or remove it from "
+                    f"resolver such as arp (ndp for IPv6); add it to --plugins (or remove it from "
                     f"LAYERS_DISABLE_PLUGINS), or use a TUN link"
                 )
             iface.dispatch = self._rx_ethernet
@@ -400,7 +418,7 @@ class Stack:
             iface.dispatch = self._rx_ip
         self.interfaces.append(iface)
         if address is not None:
-            iface.add_address(*ip4_network(address))
+            self.add_address(iface, address)
         if self.running:
             self._bring_up(iface)
         return iface
@@ -410,6 +428,25 @@ class Stack:
             if iface.name == name:
                 return iface
         raise ConfigurationError(f"no interface named {name!r}")
+
+    def add_address(self, iface: Interface, address: str) -> None:
+        """Give ``iface`` the address ``a.b.c.d/n`` or ``2001:db8::2/64``."""
+        from layers.wire.ipv6 import ip6_network, is_ip6_text
+
+        if is_ip6_text(address):
+            if self.ip6 is None:
+                raise ConfigurationError(
+                    f"{address} is IPv6 but no plugin provides IPv6; add ipv6 to --plugins"
+                )
+            iface.add_address6(*ip6_network(address))
+        else:
+            iface.add_address(*ip4_network(address))
+
+    def _address6_added(self, iface: Interface, address: int, prefix_length: int) -> None:
+        if self.ip6 is not None:
+            added = getattr(self.ip6, "address_added", None)
+            if added is not None:
+                added(iface, address, prefix_length)
 
     def _address_added(self, iface: Interface, address: int, prefix_length: int) -> None:
         self.local_addresses[address] = iface

@@ -27,6 +27,7 @@ from layers.links.base import MAX_MTU, MIN_MTU, Link
 from layers.loader import BLOCK_ENV, parse_plugin_list
 from layers.stack import Stack
 from layers.wire.addr import ip4, ip4_network
+from layers.wire.ipv6 import ip6_network, is_ip6_text
 
 PROG = "layers"
 
@@ -68,7 +69,9 @@ def stack_options() -> argparse.ArgumentParser:
                    help="the device to attach: a TAP (Ethernet) or TUN (IP) interface, made "
                         "if absent and left as found on exit, or SCHEME:NAME of a link type "
                         "a plugin adds")
-    g.add_argument("--address", metavar="A/N", help="the stack's address, e.g. 10.0.0.2/24")
+    g.add_argument("--address", metavar="A/N", action="append",
+                   help="the stack's address, e.g. 10.0.0.2/24 or 2001:db8::2/64 (repeatable: "
+                        "IPv4 and IPv6 side by side)")
     g.add_argument("--gateway", metavar="IP", help="default route via this neighbour")
     g.add_argument("--mtu", type=int, metavar="N", help="link MTU (default: the device's)")
     g.add_argument("--mac", metavar="MAC", help="the stack's MAC on a TAP (default: random)")
@@ -129,6 +132,8 @@ def link_name(spec: str) -> str:
 def require(args: argparse.Namespace, what: str) -> str:
     """``args.<what>`` (``link`` or ``address``), or an error naming the option to give."""
     value = getattr(args, what)
+    if isinstance(value, list):  # --address is repeatable: the first IPv4 one, else the first
+        value = next((v for v in value if ":" not in v), value[0]) if value else None
     if not value:
         example = {"link": "--link tap:tap0", "address": "--address 10.0.0.2/24"}[what]
         raise ConfigurationError(f"say which {what} the stack uses: {example}")
@@ -156,8 +161,13 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
     """A stack with one interface, from the common stack options. Nothing is left open on error."""
     spec = require(args, "link")
     link_name(spec)
-    address = require(args, "address")
-    ip4_network(address)  # validate before touching any device
+    require(args, "address")
+    addresses: list[str] = list(args.address)
+    for text in addresses:  # validate before touching any device
+        if is_ip6_text(text):
+            ip6_network(text)
+        else:
+            ip4_network(text)
     if args.gateway:
         ip4(args.gateway)
     shape = None
@@ -205,7 +215,9 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
             from layers.links.faults import FaultLink, parse_faults
 
             link = FaultLink(link, **parse_faults(args.faults))
-        iface = stack.add_interface(link, address=address)
+        iface = stack.add_interface(link, address=addresses[0])
+        for text in addresses[1:]:
+            stack.add_address(iface, text)
         if args.gateway:
             stack.add_route("default", gateway=args.gateway)
     except BaseException:

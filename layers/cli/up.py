@@ -15,6 +15,7 @@ from layers.netdev import HostSide, Netlink
 from layers.services import SERVICES, Service, parse_serve, start_services, stop_services
 from layers.tracing import TraceRequest, add_up_options
 from layers.wire.addr import ip4_str
+from layers.wire.ipv6 import ip6_str, is_link_local6
 
 
 def _device_netlink(link: Link | None) -> tuple[Netlink, str]:
@@ -55,7 +56,8 @@ async def _up(args: argparse.Namespace) -> int:
         services = await start_services(stack, args.serve)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        addrs = ", ".join(f"{ip4_str(a)}/{p}" for a, p in iface.addresses)
+        addrs = ", ".join([f"{ip4_str(a)}/{p}" for a, p in iface.addresses] + [
+            f"{ip6_str(a)}/{p}" for a, p in iface.addresses6 if not is_link_local6(a)])
         gateway = f" gateway {args.gateway}" if args.gateway else ""
         gateway += f" peer {peer}" if peer is not None else ""
         served = "".join(f" serving {s}" for s in args.serve)

@@ -1,0 +1,58 @@
+"""IPv6 against Linux over a TAP: ``ping -6`` from the test's own namespace reaches
+``layers up --address 2001:db8::2/64`` (with IPv4 beside it), after neighbour discovery and
+our duplicate address detection, and Linux's neighbour table learns the stack's MAC."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from linux_tools import LayersUp
+
+from layers.netns import NetNamespace
+
+from .helpers import devname, ping_ok
+
+pytestmark = pytest.mark.root
+
+Start = Callable[..., LayersUp]
+LINUX6 = "2001:db8::1"
+STACK6 = "2001:db8::2"
+
+
+def _wait_preferred(up: LayersUp, address: str, timeout: float = 10.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = up.request("report")["report"]
+        rows = {r["address"]: r for r in report.get("addresses6", [])}
+        if rows.get(address, {}).get("state") == "preferred":
+            return report
+        time.sleep(0.1)
+    raise AssertionError(f"{address} never left duplicate address detection: {rows}")
+
+
+def test_ping6_from_linux_reaches_layers_up(netns: NetNamespace, layers_up: Start) -> None:
+    tap = devname()
+    up = layers_up("--link", f"tap:{tap}", "--address", "10.82.0.2/24",
+                   "--address", f"{STACK6}/64")
+    assert f"10.82.0.2/24, {STACK6}/64 on {tap}" in up.ready_line, up.ready_line
+    netns.run(["ip", "-6", "addr", "add", f"{LINUX6}/64", "dev", tap, "nodad"])
+    report = _wait_preferred(up, STACK6)
+    link_local = [r for r in report["addresses6"] if str(r["address"]).startswith("fe80:")]
+    assert link_local and link_local[0]["state"] == "preferred"
+
+    out = ping_ok(netns, STACK6, "-6", "-s", "100")
+    assert f"108 bytes from {STACK6}" in out
+    # larger than the MTU: Linux fragments, we reassemble and fragment our reply
+    out = ping_ok(netns, STACK6, "-6", "-s", "3000", count=2)
+    assert f"3008 bytes from {STACK6}" in out
+    # Linux resolved us through NDP: it holds our MAC for the address
+    neigh = netns.run(["ip", "-6", "neigh", "show", STACK6, "dev", tap]).stdout
+    assert "lladdr" in neigh, neigh
+    # and we resolved Linux
+    rows = up.request("report")["report"]["ndp"]
+    assert any(r["address"] == LINUX6 and r["mac"] for r in rows), rows
+    counters = up.request("report")["report"]["counters"]
+    assert counters["ipv6"]["counters"]["ReasmOKs"] >= 2
+    assert counters["icmpv6"]["counters"]["out_echo_reps"] >= 5
