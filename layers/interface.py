@@ -46,7 +46,8 @@ class Interface:
         self.addresses6: list[tuple[int, int]] = []
         #: IPv4's neighbour resolver (ARP)
         self.resolver: NeighbourResolver | None = None
-        #: the resolvers of other network protocols by ethertype (NDP for IPv6)
+        #: the resolvers of other network protocols by ethertype (NDP for IPv6); other
+        #: ethertypes use ``resolver``
         self.resolvers: dict[int, NeighbourResolver] = {}
         self.counters = Counters(f"if:{name}")
         self.up = False

@@ -26,10 +26,10 @@ from collections.abc import AsyncIterator, Iterable
 
 import attrs
 
-from layers.errors import ConfigurationError, os_error
+from layers.errors import CompositionError, ConfigurationError, os_error
 from layers.protocols import EchoReply, EchoService
 from layers.stack import Stack
-from layers.wire.addr import ip4, ip4_str
+from layers.wire.ipv6 import ip_any, ip_str, is_ip6_int
 
 #: ICMP destination-unreachable codes as iputils ping words them
 _UNREACH_TEXT = {
@@ -92,7 +92,7 @@ class PingResult:
         r = self.reply
         if r is not None:
             return (
-                f"{r.size} bytes from {ip4_str(r.src)}: icmp_seq={self.seq} ttl={r.ttl} "
+                f"{r.size} bytes from {ip_str(r.src)}: icmp_seq={self.seq} ttl={r.ttl} "
                 f"time={r.rtt * 1000:.3f} ms"
             )
         err = self.error
@@ -110,7 +110,7 @@ class PingResult:
             text = "Destination Host Unreachable"
         else:
             text = os.strerror(err.errno) if err is not None and err.errno else str(err)
-        return f"From {ip4_str(self.src)} icmp_seq={self.seq} {text}"
+        return f"From {ip_str(self.src)} icmp_seq={self.seq} {text}"
 
 
 @attrs.frozen
@@ -163,9 +163,20 @@ def summarize(results: Iterable[PingResult]) -> PingSummary:
     return PingSummary(transmitted, received, errors, loss, time, min(rtts), avg, max(rtts), mdev)
 
 
-def echo_service(stack: Stack) -> EchoService:
-    """The stack's :class:`EchoService`, or a :class:`CompositionError` naming the fix."""
-    return stack.require(EchoService, what="ICMP echo, so it cannot ping", plugin="icmp")  # type: ignore[type-abstract]
+def echo_service(stack: Stack, ip_version: int = 4) -> EchoService:
+    """The stack's :class:`EchoService` for IP version ``ip_version`` (a service answers for
+    the versions in its ``ip_versions``, absent meaning ``(4,)``: icmp for 4, icmpv6 for 6),
+    or a :class:`CompositionError` naming the fix."""
+    for proto in stack.protocols.values():
+        if isinstance(proto, EchoService) and ip_version in getattr(proto, "ip_versions", (4,)):
+            return proto
+    if ip_version == 4:  # the usual error, naming the usual provider
+        return stack.require(EchoService, what="ICMP echo, so it cannot ping", plugin="icmp")  # type: ignore[type-abstract]
+    have = ", ".join(sorted(stack.protocols)) or "none"
+    raise CompositionError(
+        f"this stack has no ICMP echo for IPv{ip_version}, so it cannot ping (its protocols: "
+        f"{have}); add icmpv6 to --plugins (or remove it from LAYERS_DISABLE_PLUGINS)"
+    )
 
 
 def ping_payload(size: int) -> bytes:
@@ -189,7 +200,8 @@ async def ping(
     yield a :class:`PingResult` for each as its reply, error or ``timeout`` comes (so in
     arrival order, which may differ from sequence order). Sequence numbers start at 1.
     """
-    service = echo_service(stack)
+    target = ip_any(dst)
+    service = echo_service(stack, 6 if is_ip6_int(target) else 4)
     if count is not None and count < 1:
         raise ConfigurationError(f"ping count must be at least 1 (or None), not {count}")
     if not interval > 0 or not timeout > 0:
@@ -202,7 +214,6 @@ async def ping(
             "ping needs a stack run on this asyncio loop: Stack(clock=loop.time) started by "
             "AsyncioRunner (or layers.runtime.running_stack)"
         )
-    target = ip4(dst)
     ident = random.getrandbits(16) if ident is None else ident
     payload = ping_payload(size)
     msg_size = 8 + size

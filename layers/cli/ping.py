@@ -8,9 +8,9 @@ from typing import Any
 
 from layers.cli.common import Commands, compose
 from layers.errors import ConfigurationError
-from layers.wire.addr import ip4, ip4_str
 from layers.wire.icmp import ICMP_HLEN
 from layers.wire.ipv4 import IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN
+from layers.wire.ipv6 import ip_any, ip_str, is_ip6_int
 
 #: IPv4 and ICMP echo headers around the payload
 HEADERS = IPV4_MIN_HLEN + ICMP_HLEN
@@ -23,7 +23,8 @@ async def _ping(args: argparse.Namespace) -> int:
     from layers.runtime import AsyncioRunner
 
     loop = asyncio.get_running_loop()
-    dst = ip4(args.destination)
+    dst = ip_any(args.destination)
+    headers = HEADERS + (20 if is_ip6_int(dst) else 0)  # the IPv6 header is 20 bytes longer
     if args.count is not None and args.count < 1:
         raise ConfigurationError("-c must be at least 1")
     if args.interval <= 0:
@@ -36,7 +37,7 @@ async def _ping(args: argparse.Namespace) -> int:
         size = args.size
         if not 0 <= size <= MAX_PAYLOAD:
             raise ConfigurationError(f"-s {size}: the payload must be 0..{MAX_PAYLOAD} bytes")
-        print(f"PING {ip4_str(dst)} ({ip4_str(dst)}) {size}({size + HEADERS}) bytes of data.",
+        print(f"PING {ip_str(dst)} ({ip_str(dst)}) {size}({size + headers}) bytes of data.",
               flush=True)
         async for result in ping(stack, dst, count=args.count, interval=args.interval,
                                  size=size, timeout=args.timeout, ttl=args.ttl):
@@ -48,7 +49,7 @@ async def _ping(args: argparse.Namespace) -> int:
         runner.stop()
     summary = summarize(results)
     print()
-    print(f"--- {ip4_str(dst)} ping statistics ---")
+    print(f"--- {ip_str(dst)} ping statistics ---")
     print(str(summary))
     return 0 if summary.received else 1
 

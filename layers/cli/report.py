@@ -49,6 +49,10 @@ def format_interfaces(report: Mapping[str, Any]) -> str:
                    f"MTU:{d.get('mtu', '?')}")
         for text in d.get("addresses", []):
             a, _, p = str(text).partition("/")
+            if ":" in a:  # IPv6, as ifconfig prints it
+                scope = "Link" if a.lower().startswith("fe80:") else "Global"
+                out.append(f"{pad}inet6 addr: {a}/{p or 128} Scope:{scope}")
+                continue
             mask = prefix_mask(int(p or 32))
             bcast = (ip4(a) & mask) | (~mask & 0xFFFFFFFF)
             out.append(f"{pad}Inet addr:{a}/{ip4_str(mask)} Bcast:{ip4_str(bcast)}")

@@ -139,8 +139,9 @@ def host_address6_problem(address: int, prefix_length: int) -> str | None:
         return f"{text} is the unspecified or loopback address; give a unicast address"
     if is_multicast6(address):
         return f"{text} is a multicast address; give a unicast address"
-    if address >> 96 == 0xFFFF:
-        return f"{text} is an IPv4-mapped address; give IPv4 addresses as a.b.c.d/n"
+    if address >> 96 == 0xFFFF or address >> 32 == 0:
+        return (f"{text} is an IPv4-mapped or IPv4-compatible address; give IPv4 addresses "
+                f"as a.b.c.d/n")
     return None
 
 
@@ -219,3 +220,25 @@ def nd_lladdr_option(kind: int, mac: bytes) -> bytes:
 
 def build_fragment_header(next_header: int, offset: int, more: bool, ident: int) -> bytes:
     return FRAGMENT_HEADER.pack(next_header, 0, (offset & 0xFFF8) | (1 if more else 0), ident)
+
+
+def is_ip6_int(address: int) -> bool:
+    """True for an IPv6 address held as an int. IPv4 addresses are below 2**32 and no host
+    IPv6 address is (``::/96`` is refused for hosts), so the value tells the family."""
+    return address > 0xFFFFFFFF
+
+
+def ip_any(value: str | int) -> int:
+    """An address of either family from text (IPv6 when it has a colon) or an int."""
+    from layers.wire.addr import ip4
+
+    if isinstance(value, int):
+        return value
+    return ip6(value) if ":" in value else ip4(value)
+
+
+def ip_str(address: int) -> str:
+    """Text for an address of either family (see :func:`is_ip6_int`)."""
+    from layers.wire.addr import ip4_str
+
+    return ip6_str(address) if address > 0xFFFFFFFF else ip4_str(address)

@@ -113,8 +113,9 @@ def test_netstat_routes_arp_against_a_running_up(netns: NetNamespace, layers_up:
     lines = r.stdout.splitlines()
     assert re.match(rf"{tap} UP Type:TAP HWaddr [0-9A-F:]{{17}} MTU:1500", lines[0]), lines[0]
     assert f"Inet addr:{STACK}/255.255.255.0 Bcast:10.81.0.255" in lines[1]
-    m = re.search(r"RX packets:(\d+) bytes:(\d+) .* TX packets:(\d+) bytes:(\d+)", lines[2])
-    assert m and int(m.group(1)) >= 5 and int(m.group(3)) >= 5, lines[2]
+    assert re.match(r"\s+inet6 addr: fe80::\S+/64 Scope:Link", lines[2]), lines[2]
+    m = re.search(r"RX packets:(\d+) bytes:(\d+) .* TX packets:(\d+) bytes:(\d+)", lines[3])
+    assert m and int(m.group(1)) >= 5 and int(m.group(3)) >= 5, lines[3]
     assert "Active connections" in r.stdout
 
     r = layers(netns, "netstat", "-s", "--name", tap)

@@ -274,7 +274,7 @@ def test_routing_header_type0_is_refused() -> None:
 
 
 def test_hop_by_hop_after_another_header_and_unknown_next_header() -> None:
-    net, a, b, ia, ib, rec = pair()
+    net, a, _b, ia, ib, rec = pair()
     assert isinstance(echo(net, a, B), EchoReply)
     _send_raw(a, ia, ib, _with_ext([(NH_DSTOPTS, _options()), (NH_HOPOPTS, _options())],
                                    TEST_PROTO, b"x"))
