@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from linux_tools import LayersUp
+from linux_tools import LayersUp, devname, ping_ok
 
 from layers.netns import NetNamespace
-
-from .helpers import devname, ping_ok
 
 pytestmark = pytest.mark.root
 
@@ -21,7 +20,7 @@ LINUX6 = "2001:db8::1"
 STACK6 = "2001:db8::2"
 
 
-def _wait_preferred(up: LayersUp, address: str, timeout: float = 10.0) -> dict[str, object]:
+def _wait_preferred(up: LayersUp, address: str, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         report = up.request("report")["report"]
