@@ -42,3 +42,13 @@ def test_nothing_refers_to_a_design_document_outside_the_repository() -> None:
         if name in path.read_text(errors="replace").lower()
     ]
     assert not mentions, f"these refer to a {name} the repository does not have: {mentions}"
+
+
+def test_the_readme_tcp_on_the_virtual_clock_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if "StreamService" in b and "VirtualNetwork" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    client = namespace["client"]
+    assert getattr(client, "got", None) == b"HELLO OVER TCP"
