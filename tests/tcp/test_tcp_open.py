@@ -348,12 +348,21 @@ def test_lost_ack_of_syn_ack_answered_from_established() -> None:
 
 
 def test_backlog_bounds_syn_queue() -> None:
-    w = Wire(PLAIN)
+    w = Wire({**PLAIN, "tcp.syncookies": 0})
     w.listen(80, backlog=2)
     for i in range(3):
         w.inject(S, 1000, sport=40000 + i)
     assert len([s for s in w.sent() if s.flags == SA]) == 2
     assert w.counters["ListenDrops"] == 1
+
+
+def test_a_full_syn_queue_answers_with_a_syn_cookie() -> None:
+    w = Wire(PLAIN)  # tcp.syncookies 1, Linux's default
+    lst, _ = w.listen(80, backlog=2)
+    for i in range(3):
+        w.inject(S, 1000, sport=40000 + i)
+    assert len([s for s in w.sent() if s.flags == SA]) == 3
+    assert w.counters["SyncookiesSent"] == 1 and len(lst.syn_queue) == 2
 
 
 def test_accept_queue_when_not_accepting() -> None:
@@ -378,7 +387,7 @@ def test_accept_queue_when_not_accepting() -> None:
 
 
 def test_final_ack_dropped_when_accept_queue_full() -> None:
-    w = Wire(PLAIN)
+    w = Wire({**PLAIN, "tcp.syncookies": 0})
     lst, _protos = w.listen(80, backlog=1, accepting=False)
     w.inject(S, 1000, sport=40001)
     w.inject(S, 1000, sport=40002)  # dropped: SYN queue full (backlog 1)

@@ -346,6 +346,27 @@ class Connection(asyncio.Transport):
         self.rto_at = self.stack.now + self.rtt.current()
         self._arm()
 
+    def open_from_cookie(self, irs32: int, iss: int, wnd: int, opts: TCPOptions) -> None:
+        """A valid SYN cookie came back (layers_tcp.syncookies): SYN-RECEIVED as if we had
+        sent the SYN-ACK ``iss`` for the SYN ``irs32`` with ``opts`` (the MSS, window scale,
+        SACK-permitted and timestamp the cookie kept); the caller hands the ACK on."""
+        self._setup_route()
+        self._init_send(iss)
+        self.irs = irs32
+        self.rcv_nxt = irs32 + 1
+        self._offer_ws = self._offer_ws and opts.wscale is not None
+        self._offer_ts = self._offer_ts and opts.timestamp is not None
+        self._offer_sack = self._offer_sack and opts.sack_permitted
+        self._apply_syn_options(opts)
+        self.snd_wnd = wnd
+        self.snd_wl1 = self.rcv_nxt - 1
+        self.snd_wl2 = self.iss
+        self.max_snd_wnd = wnd
+        self.state = SYN_RECEIVED
+        self.rtt_time = self.stack.now
+        self.retries = 1  # no RTT sample from a SYN-ACK whose sending time we did not keep
+        self.last_rx = self.stack.now
+
     def _syn_options(self) -> bytes:
         ts = None
         if self._offer_ts:

@@ -44,6 +44,8 @@ class Listener:
         self.syn_queue: set[Connection] = set()
         self.accept_queue: deque[Connection] = deque()
         self._closed = False
+        #: when the SYN queue last overflowed (cookie ACKs are checked for two minutes after)
+        self.last_overflow = float("-inf")
 
     # --- StreamListener ----------------------------------------------------------------
     def sockname(self) -> tuple[str, int]:

@@ -32,12 +32,20 @@ from layers.wire.tcp import (
     TCP_HEADER,
     TCP_RST,
     TCP_SYN,
+    TCPHeader,
+    TCPOptions,
     parse_options,
 )
 from layers_tcp.buffers import ReassemblyPool
 from layers_tcp.connection import CLOSED, SEG_CE, SEG_ECT, TIME_WAIT, Connection, unwrap
 from layers_tcp.listener import Listener
 from layers_tcp.settings import TCPSettings
+from layers_tcp.syncookies import (
+    VALID_AFTER_OVERFLOW,
+    SynCookies,
+    decode_ts,
+    encode_ts,
+)
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -92,6 +100,7 @@ class TCP:
         self.c = stack.counter("tcp")
         #: out-of-order bytes of all connections, against tcp.ooo_mem
         self.ooo_pool = ReassemblyPool(self.settings.ooo_mem)
+        self.cookies = SynCookies(self.settings.key)
         self.conns: dict[Key, Connection] = {}
         self.listeners: dict[tuple[int, int], Listener] = {}
         #: the congestion controls composed into this stack, by name
@@ -413,16 +422,23 @@ class TCP:
         if flags & TCP_RST:
             c.drop("rst_to_listener")
             return
+        cookies = self.settings.syncookies
         if flags & TCP_ACK:
-            # no SYN cookies: an ACK for a connection we do not know gets a reset
+            if flags & TCP_SYN == 0 and (cookies == 2 or (
+                    cookies == 1
+                    and self.stack.now - listener.last_overflow < VALID_AFTER_OVERFLOW)):
+                if self._cookie_ack(listener, src, sport, dst, dport, seq, ack, flags, wnd,
+                                    seg, doff):
+                    return
+            # an ACK for a connection we do not know gets a reset
             c.drop("ack_to_listener")
             self.send_reset(dst, dport, src, sport, ack, 0, TCP_RST)
             return
         if not flags & TCP_SYN:
             c.drop("no_syn")
             return
-        if not listener.syn_acceptable():
-            c.drop("listen_overflow")
+        if listener.closed or len(listener.accept_queue) >= listener.backlog:
+            c.drop("listen_overflow")  # as Linux, no cookie while the accept queue is full
             c["ListenDrops"] += 1
             return
         try:
@@ -430,12 +446,94 @@ class TCP:
         except ValueError:
             c.drop("bad_option")
             return
+        if cookies == 2 or len(listener.syn_queue) >= listener.backlog:
+            listener.last_overflow = self.stack.now
+            if cookies == 0:
+                c.drop("listen_overflow")
+                c["ListenDrops"] += 1
+                return
+            self._send_cookie(listener, src, sport, dst, dport, seq, wnd, opts)
+            return
         conn = Connection(self, dst, dport, src, sport, listener.options, active=False,
                           listener=listener)
         self.conns[conn.key] = conn
         listener.half_open(conn)
         c["PassiveOpens"] += 1
         conn.open_passive(seq, wnd, opts, flags)
+
+    def _send_cookie(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
+                     seq: int, wnd: int, opts: TCPOptions) -> None:
+        """A SYN-ACK whose sequence number is a SYN cookie; no state is kept."""
+        s = self.settings
+        peer_mss = opts.mss if opts.mss else 536
+        mss = min(peer_mss, self.ip.path_mtu(src) - 40)
+        if listener.options.mss:
+            mss = min(mss, listener.options.mss)
+        iss, _ = self.cookies.make(self.stack.now, src, dst, sport, dport, seq, mss)
+        ts = None
+        wscale: int | None = None
+        sack = s.sack and opts.sack_permitted
+        if s.timestamps and opts.timestamp is not None:
+            if s.window_scaling and opts.wscale is not None:
+                wscale = 0
+                while (65535 << wscale) < listener.options.rcvbuf and wscale < 14:
+                    wscale += 1
+            tsval = (int(self.stack.now * 1000) + self.ts_offset((dst, dport, src, sport)))
+            peer_ws = None if wscale is None else min(opts.wscale or 0, 14)
+            ts = (encode_ts(tsval, peer_ws, sack), opts.timestamp[0])
+        else:
+            sack = False  # without timestamps a cookie keeps neither (as Linux)
+        adv_mss = max(self.ip.path_mtu(src) - 40, 64)
+        if listener.options.mss:
+            adv_mss = min(adv_mss, listener.options.mss)
+        options = TCPOptions(mss=adv_mss, wscale=wscale, sack_permitted=sack, timestamp=ts)
+        segment = TCPHeader(dport, sport, iss, (seq + 1) & MASK, TCP_SYN | TCP_ACK,
+                            min(listener.options.rcvbuf, 65535), options=options).to_bytes(
+            src=dst, dst=src)
+        self.c["SyncookiesSent"] += 1
+        self.c["OutSegs"] += 1
+        self.ip.send(src, 6, segment, src=dst)
+
+    def _cookie_ack(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
+                    seq: int, ack: int, flags: int, wnd: int, seg: memoryview,
+                    doff: int) -> bool:
+        """An ACK to a listener: True when it returned a valid SYN cookie and became a
+        connection (ESTABLISHED, handed to the listener), False otherwise."""
+        c = self.c
+        client_isn = (seq - 1) & MASK
+        iss = (ack - 1) & MASK
+        mss = self.cookies.check(self.stack.now, src, dst, sport, dport, client_isn, iss)
+        if mss is None:
+            c["SyncookiesFailed"] += 1
+            return False
+        if len(listener.accept_queue) >= listener.backlog or listener.closed:
+            c.drop("listen_overflow")
+            c["ListenOverflows"] += 1
+            return True  # dropped: the client retransmits its ACK (as Linux)
+        try:
+            opts = parse_options(seg[20:doff])
+        except ValueError:
+            c.drop("bad_option")
+            return True
+        wscale: int | None = None
+        sack = False
+        ts = None
+        if opts.timestamp is not None and self.settings.timestamps:
+            wscale, sack = decode_ts(opts.timestamp[1])
+            ts = opts.timestamp
+            if not self.settings.window_scaling:
+                wscale = None
+        c["SyncookiesRecv"] += 1
+        syn = TCPOptions(mss=mss, wscale=wscale, sack_permitted=sack and self.settings.sack,
+                         timestamp=ts)
+        conn = Connection(self, dst, dport, src, sport, listener.options, active=False,
+                          listener=listener)
+        self.conns[conn.key] = conn
+        listener.half_open(conn)
+        c["PassiveOpens"] += 1
+        conn.open_from_cookie(client_isn, iss, wnd, syn)
+        conn.segment(seq, ack, flags, wnd, seg, doff)
+        return True
 
     def error(self, error: TransportError) -> None:
         c = self.c

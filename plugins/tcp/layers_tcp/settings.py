@@ -34,6 +34,8 @@ tcp.challenge_ack_limit    1000         RFC 5961 challenge ACKs per second, per 
 tcp.ooo_max_blocks         512          out-of-order blocks kept before drops
 tcp.ooo_mem                16777216     out-of-order bytes held by all connections
                                         together (a global cap, as Linux's tcp_mem)
+tcp.syncookies             1            SYN cookies (RFC 4987), as Linux's tcp_syncookies:
+                                        0 never, 1 when a SYN queue overflows, 2 always
 tcp.gso                    true         send TSO super-segments when the link offers it
 tcp.ecn                    0            ECN (RFC 3168), as Linux's net.ipv4.tcp_ecn: 0 off,
                                         1 request it when connecting and accept it when
@@ -85,6 +87,7 @@ class TCPSettings:
     challenge_ack_limit: int = 1000
     ooo_max_blocks: int = 512
     ooo_mem: int = 16 << 20
+    syncookies: int = 1
     gso: bool = True
     ecn: int = 0
     ecn_fallback: bool = True
@@ -117,6 +120,11 @@ class TCPSettings:
             raise ConfigurationError("tcp.rcvbuf and tcp.sndbuf should be at least 2048 bytes")
         if self.msl < 0 or self.delack < 0:
             raise ConfigurationError("tcp.msl and tcp.delack should not be negative")
+        if self.syncookies not in (0, 1, 2):
+            raise ConfigurationError(
+                f"tcp.syncookies={self.syncookies!r} should be 0 (never), 1 (when a listener's "
+                f"SYN queue overflows) or 2 (always), as Linux's net.ipv4.tcp_syncookies"
+            )
         if self.ooo_mem < 0:
             raise ConfigurationError("tcp.ooo_mem should be a number of bytes (0 or more)")
         if self.initial_cwnd < 1:
