@@ -105,7 +105,12 @@ def test_a_cookie_connection_keeps_its_options_and_carries_data() -> None:
     a, b = net.pair(["arp", "ipv4", "tcp"],
                     settings={"tcp.secret": "78" * 16, "tcp.syncookies": 2})
     servers: list[Peer] = []
-    b.protocol("tcp").listen(lambda: servers.append(Peer()) or servers[-1], 0, 80)
+
+    def accept() -> Peer:
+        servers.append(Peer())
+        return servers[-1]
+
+    b.protocol("tcp").listen(accept, 0, 80)
     client = Peer()
     conn = a.protocol("tcp").connect(client, B, 80)
     assert net.run_until_true(lambda: bool(servers) and servers[0].transport is not None, 5)
