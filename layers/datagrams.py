@@ -51,7 +51,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from layers.errors import ConfigurationError, os_error
-from layers.wire.addr import ip4, ip4_str
+from layers.wire.addr import ip4
+from layers.wire.ipv6 import ANY6, ip6, ip_str
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -163,8 +164,10 @@ def _parse_address(addr: Any, what: str) -> tuple[int, int]:
         return 0, port
     if not isinstance(host, str):
         raise TypeError(f"{what} host must be a string 'a.b.c.d', not {host!r}")
+    if host == "::":
+        return ANY6, port
     try:
-        return ip4(host), port
+        return (ip6(host) if ":" in host else ip4(host)), port
     except ConfigurationError as exc:
         raise ValueError(f"{what}: {exc} (names are not resolved)") from None
 
@@ -204,10 +207,10 @@ class StackDatagramTransport(asyncio.DatagramTransport):
 
     def _bind(self, endpoint: DatagramEndpoint) -> None:
         self._endpoint = endpoint
-        self._info["sockname"] = (ip4_str(endpoint.local_addr), endpoint.local_port)
+        self._info["sockname"] = (ip_str(endpoint.local_addr), endpoint.local_port)
         if endpoint.remote_addr is not None and endpoint.remote_port is not None:
             self._address = (endpoint.remote_addr, endpoint.remote_port)
-            self._peer_tuple = (ip4_str(endpoint.remote_addr), endpoint.remote_port)
+            self._peer_tuple = (ip_str(endpoint.remote_addr), endpoint.remote_port)
         self._info["peername"] = self._peer_tuple
         self._info["endpoint"] = endpoint
 
@@ -226,7 +229,7 @@ class StackDatagramTransport(asyncio.DatagramTransport):
     def on_datagram(self, data: bytes, src: int, sport: int) -> None:
         if src != self._last_src:
             self._last_src = src
-            self._last_src_str = ip4_str(src)
+            self._last_src_str = ip_str(src)
         try:
             self._protocol.datagram_received(data, (self._last_src_str, sport))
         except Exception as exc:

@@ -129,7 +129,7 @@ class IPv6Service(Protocol):
         self,
         dst: int,
         protocol: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         *,
         src: int | None = None,
         ttl: int | None = None,

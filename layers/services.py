@@ -291,10 +291,13 @@ async def start_services(stack: Stack, specs: Sequence[str]) -> list[Service]:
                         stack, UdpEcho, local_addr=("0.0.0.0", port))
                     started.append(transport)
                     continue
-                from layers.streams import start_server
+                from layers.streams import start_server, stream_service
 
                 handler = stream_handler(kind, arg)
                 started.append(await start_server(stack, handler, "0.0.0.0", port))
+                if stack.ip6 is not None and 6 in getattr(stream_service(stack),
+                                                          "ip_versions", (4,)):
+                    started.append(await start_server(stack, handler, "::", port))
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise

@@ -503,7 +503,18 @@ class Stack:
         self.routes.add(network, plen, iface, gateway=gw, metric=metric, origin="static")
 
     def is_local(self, address: int) -> bool:
-        return address in self.local_addresses
+        """One of our usable addresses, of either family (IPv6 ones once DAD is done)."""
+        if address in self.local_addresses:
+            return True
+        return (address > 0xFFFFFFFF and self.ip6 is not None
+                and self.ip6.address_state(address) == "preferred")
+
+    def ip_for(self, address: int) -> IPv4Service | IPv6Service | None:
+        """The network service that sends to ``address``: ``stack.ip6`` for an IPv6 address
+        (an int above 2**32), ``stack.ip`` otherwise. The one call a transport needs to
+        work over every network protocol; its checksum uses
+        :func:`layers.wire.ipv6.pseudo_sum` on the same addresses."""
+        return self.ip6 if address > 0xFFFFFFFF else self.ip
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:

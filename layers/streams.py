@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from layers.errors import ConfigurationError
 from layers.wire.addr import ip4
+from layers.wire.ipv6 import ANY6, ip6
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -111,12 +112,14 @@ def stream_service(stack: Stack) -> StreamService:
 def _address(host: str | int | None, what: str) -> int:
     if host is None or host == "":
         return 0
+    if host == "::":
+        return ANY6
     try:
-        return ip4(host)
+        return ip6(host) if isinstance(host, str) and ":" in host else ip4(host)
     except (ValueError, ConfigurationError):
         raise ConfigurationError(
-            f"{what} {host!r} is not an IPv4 address; this stack resolves no names, "
-            f"give a dotted quad such as 10.0.0.2"
+            f"{what} {host!r} is not an IPv4 or IPv6 address; this stack resolves no names, "
+            f"give a dotted quad such as 10.0.0.2 or an IPv6 address such as 2001:db8::2"
         ) from None
 
 

@@ -238,7 +238,23 @@ def ip_any(value: str | int) -> int:
 
 
 def ip_str(address: int) -> str:
-    """Text for an address of either family (see :func:`is_ip6_int`)."""
+    """Text for an address of either family (see :func:`is_ip6_int`); :data:`ANY6` is
+    ``::``."""
     from layers.wire.addr import ip4_str
 
+    if address == ANY6:
+        return "::"
     return ip6_str(address) if address > 0xFFFFFFFF else ip4_str(address)
+
+
+#: the IPv6 wildcard ``::`` where a table must tell it from IPv4's ``0.0.0.0`` (both would be
+#: 0): a transport binds a socket on ``::`` under this value. It is no address.
+ANY6 = 1 << 128
+
+
+def pseudo_sum(src: int, dst: int, protocol: int, length: int) -> int:
+    """The pseudo-header partial sum for a transport checksum, IPv4's or IPv6's by the
+    addresses' family (:func:`is_ip6_int`)."""
+    if src > 0xFFFFFFFF or dst > 0xFFFFFFFF:
+        return pseudo_header_sum6(src, dst, protocol, length)
+    return ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + protocol + length)

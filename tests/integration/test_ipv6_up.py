@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from linux_tools import LayersUp, devname, ping_ok
+from linux_tools import LayersUp, devname, layers, ping_ok
 
 from layers.netns import NetNamespace
 
@@ -55,3 +55,34 @@ def test_ping6_from_linux_reaches_layers_up(netns: NetNamespace, layers_up: Star
     counters = up.request("report")["report"]["counters"]
     assert counters["ipv6"]["counters"]["ReasmOKs"] >= 2
     assert counters["icmpv6"]["counters"]["out_echo_reps"] >= 5
+
+
+def test_curl_over_ipv6_reaches_layers_up_and_the_stack_reaches_linux(
+    netns: NetNamespace, layers_up: Start
+) -> None:
+    tap = devname()
+    up = layers_up("--link", f"tap:{tap}", "--address", "10.83.0.2/24",
+                   "--address", f"{STACK6}/64", "--serve", "http:80")
+    netns.run(["ip", "-6", "addr", "add", f"{LINUX6}/64", "dev", tap, "nodad"])
+    _wait_preferred(up, STACK6)
+    r = netns.run(["curl", "-sS", "-g", "--max-time", "10", f"http://[{STACK6}]/"],
+                  check=False, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout, "an empty page"
+    report = up.request("report")["report"]
+    assert report["counters"]["tcp"]["counters"]["PassiveOpens"] == 1
+    assert report["counters"]["ipv6"]["counters"]["InDelivers"] >= 4
+    out = up.layers("netstat")
+    assert f"inet6 addr: {STACK6}/64 Scope:Global" in out
+
+
+def test_layers_ping_reaches_linux_over_ipv6(netns: NetNamespace) -> None:
+    tap = devname()
+    netns.run(["ip", "tuntap", "add", tap, "mode", "tap"])
+    netns.run(["ip", "-6", "addr", "add", "2001:db8:1::1/64", "dev", tap, "nodad"])
+    r = layers(netns, "ping", "--link", f"tap:{tap}", "--address", "2001:db8:1::2/64",
+               "--set", "ndp.dad_transmits=0", "-c", "3", "-i", "0.2", "2001:db8:1::1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PING 2001:db8:1::1 (2001:db8:1::1) 56(104) bytes of data." in r.stdout
+    assert "3 packets transmitted, 3 received" in r.stdout, r.stdout
+    assert "64 bytes from 2001:db8:1::1: icmp_seq=1 ttl=64" in r.stdout, r.stdout

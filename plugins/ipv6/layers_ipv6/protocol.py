@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from layers.links.base import RX_BROADCAST, Medium, TxOffload
+from layers.links.base import RX_BROADCAST, Gather, Medium, TxOffload
 from layers.protocols import DuplicateAddressDetector, IPDatagram, TransportError
 from layers.settings import read_settings
 from layers.wire.checksum import checksum
@@ -443,7 +443,7 @@ class IPv6:
         self,
         dst: int,
         protocol: int,
-        payload: bytes | bytearray | memoryview,
+        payload: bytes | bytearray | memoryview | Gather,
         *,
         src: int | None = None,
         ttl: int | None = None,
@@ -453,7 +453,10 @@ class IPv6:
         interface: Interface | None = None,
     ) -> bool:
         """Route and send; ``interface`` picks the link for link-local and multicast
-        destinations (required with more than one interface)."""
+        destinations (required with more than one interface). A payload in pieces is joined
+        (the header goes in front of one buffer)."""
+        if isinstance(payload, tuple):
+            payload = b"".join(payload)
         c = self._c
         c["OutRequests"] += 1
         stack = self.stack

@@ -23,9 +23,9 @@ from layers.congestion import CongestionControl, RateSample
 from layers.errors import os_error
 from layers.links.base import GSO_TCPV4, TxOffload
 from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
-from layers.wire.addr import ip4_str
-from layers.wire.checksum import ones_sum, pseudo_header_sum
+from layers.wire.checksum import ones_sum
 from layers.wire.ipv4 import ECN_ECT0
+from layers.wire.ipv6 import ip_str, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_CWR,
@@ -147,7 +147,9 @@ class Connection(asyncio.Transport):
         self.listener = listener
         self.state = CLOSED
         self.nodelay = options.nodelay
-        self._pseudo = pseudo_header_sum(local, remote, 6, 0)
+        self._pseudo = pseudo_sum(local, remote, 6, 0)
+        #: IP header bytes in front of ours (20, or 40 over IPv6)
+        self._ip_hlen = 40 if remote > 0xFFFFFFFF else 20
 
         # --- send sequence space
         self.iss = 0
@@ -205,7 +207,7 @@ class Connection(asyncio.Transport):
         self._csum_offload: TxOffload | None = None
         #: TSO descriptors by (mss, header length)
         self._gso_offloads: dict[tuple[int, int], TxOffload] = {}
-        self._ip = tcp.ip
+        self._ip = tcp.ip_for(remote)
 
         # --- retransmission and congestion
         self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)
@@ -283,12 +285,13 @@ class Connection(asyncio.Transport):
     # opening
     # =================================================================================
     def _setup_route(self) -> None:
-        ip = self.tcp.ip
+        ip = self._ip
         pmtu = ip.path_mtu(self.remote)
-        self.adv_mss = max(pmtu - 40, 64)
+        self.adv_mss = max(pmtu - 20 - self._ip_hlen, 64)
         if self.opts.mss:
             self.adv_mss = min(self.adv_mss, self.opts.mss)
-        route = self.stack.routes.lookup(self.remote)
+        # IPv6 segments get no offloads (the ipv6 plugin completes checksums itself)
+        route = self.stack.routes.lookup(self.remote) if self._ip_hlen == 20 else None
         if route is not None:
             caps = route.interface.capabilities
             self._tx_csum = bool(caps.tx_checksum)
@@ -406,8 +409,8 @@ class Connection(asyncio.Transport):
 
     def _compute_mss(self, pmtu: int | None = None) -> None:
         if pmtu is None:
-            pmtu = self.tcp.ip.path_mtu(self.remote)
-        mss = min(self.peer_mss, pmtu - 40)
+            pmtu = self._ip.path_mtu(self.remote)
+        mss = min(self.peer_mss, pmtu - 20 - self._ip_hlen)
         if self.opts.mss:
             mss = min(mss, self.opts.mss)
         if self.ts_ok:
@@ -1907,7 +1910,7 @@ class Connection(asyncio.Transport):
             return
         if mtu is not None:
             if not local:  # our own IP's EMSGSIZE already reflects what it knows
-                update = getattr(self.tcp.ip, "update_path_mtu", None)
+                update = getattr(self._ip, "update_path_mtu", None)
                 if update is not None:
                     update(self.remote, mtu)
             self._pmtu_changed(mtu)
@@ -1928,7 +1931,7 @@ class Connection(asyncio.Transport):
         reported value: IP raises forged tiny MTUs to its minimum (552, Linux's min_pmtu),
         so a forged MTU of 68 cannot shrink segments below about 500 bytes."""
         old = self.mss
-        self._compute_mss(self.tcp.ip.path_mtu(self.remote))
+        self._compute_mss(self._ip.path_mtu(self.remote))
         if self.mss < old:
             self.c["PMTUUpdates"] += 1
             if self._gso_max:
@@ -2029,9 +2032,9 @@ class Connection(asyncio.Transport):
     # =================================================================================
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
-            return (ip4_str(self.remote), self.rport)
+            return (ip_str(self.remote), self.rport)
         if name == "sockname":
-            return (ip4_str(self.local), self.lport)
+            return (ip_str(self.local), self.lport)
         if name == "socket":
             return None
         if name == "tcp":
@@ -2242,8 +2245,8 @@ class Connection(asyncio.Transport):
     @property
     def flow(self) -> str:
         """``"10.0.0.1:40000->10.0.0.2:80"``, as telemetry names the connection."""
-        return (f"{ip4_str(self.local)}:{self.lport}->"
-                f"{ip4_str(self.remote)}:{self.rport}")
+        return (f"{ip_str(self.local)}:{self.lport}->"
+                f"{ip_str(self.remote)}:{self.rport}")
 
     def in_flight(self) -> int:
         """Bytes in flight (RFC 6675's pipe in recovery)."""
@@ -2296,8 +2299,8 @@ class Connection(asyncio.Transport):
         srtt = rtt.srtt
         return {
             "proto": "tcp",
-            "local": f"{ip4_str(self.local)}:{self.lport}",
-            "remote": f"{ip4_str(self.remote)}:{self.rport}",
+            "local": f"{ip_str(self.local)}:{self.lport}",
+            "remote": f"{ip_str(self.remote)}:{self.rport}",
             "state": self.state.name,
             "send_q": self.send_q,
             "recv_q": self.recv_q,
@@ -2326,5 +2329,5 @@ class Connection(asyncio.Transport):
         }
 
     def __repr__(self) -> str:
-        return (f"<Connection {ip4_str(self.local)}:{self.lport} -> "
-                f"{ip4_str(self.remote)}:{self.rport} {self.state.name}>")
+        return (f"<Connection {ip_str(self.local)}:{self.lport} -> "
+                f"{ip_str(self.remote)}:{self.rport} {self.state.name}>")

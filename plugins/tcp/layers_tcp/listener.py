@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from layers.wire.addr import ip4_str
+from layers.wire.ipv6 import ip_str
 
 if TYPE_CHECKING:
     from layers_tcp.connection import Connection
@@ -36,6 +36,8 @@ class Listener:
     ) -> None:
         self.tcp = tcp
         self.address = address
+        #: IPV6_V6ONLY: a listener on :: (ANY6) takes IPv4 connections only when False
+        self.v6only = True
         self.port = port
         self.factory = factory
         self.options = options
@@ -49,7 +51,7 @@ class Listener:
 
     # --- StreamListener ----------------------------------------------------------------
     def sockname(self) -> tuple[str, int]:
-        return (ip4_str(self.address), self.port)
+        return (ip_str(self.address), self.port)
 
     @property
     def closed(self) -> bool:
@@ -115,7 +117,7 @@ class Listener:
     def describe(self) -> dict[str, object]:
         return {
             "proto": "tcp",
-            "local": f"{ip4_str(self.address)}:{self.port}",
+            "local": f"{ip_str(self.address)}:{self.port}",
             "state": "LISTEN",
             # as Linux's ss/netstat show a listener: queued connections / backlog
             "recv_q": len(self.accept_queue),

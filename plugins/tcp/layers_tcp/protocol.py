@@ -26,6 +26,7 @@ from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import IPDatagram, IPv4Service, TransportError
 from layers.settings import read_settings
 from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
+from layers.wire.ipv6 import ANY6, is_multicast6, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_FIN,
@@ -52,8 +53,15 @@ if TYPE_CHECKING:
 
 MASK = 0xFFFFFFFF
 _KEY = struct.Struct("!IHIH")
-_PORT_KEY = struct.Struct("!IIH")
 Key = tuple[int, int, int, int]
+
+
+def _key_bytes(key: Key) -> bytes:
+    """The 4-tuple as bytes for hashing; IPv6 addresses take 16 bytes each."""
+    if key[0] > MASK or key[2] > MASK:
+        return (key[0].to_bytes(17, "big") + key[1].to_bytes(2, "big")
+                + key[2].to_bytes(17, "big") + key[3].to_bytes(2, "big"))
+    return _KEY.pack(key[0], key[1], key[2], key[3])
 
 
 @attrs.define
@@ -90,6 +98,8 @@ class TCP:
 
     name = "tcp"
     protocol = 6
+    #: TCP runs over IPv4 and IPv6 alike (the checksum follows the addresses' family)
+    ip_versions = (4, 6)
     #: ICMP leaves "fragmentation needed" to us: the path MTU is recorded only for an error
     #: quoting data in flight (RFC 5927), see Connection.icmp_error
     validates_path_mtu = True
@@ -118,6 +128,13 @@ class TCP:
         self._challenge_start = -1e9
         self._challenge_count = 0
 
+    def ip_for(self, address: int) -> Any:
+        """The network service toward ``address`` (IPv4's or IPv6's: ``stack.ip_for``)."""
+        ip = self.stack.ip_for(address)
+        if ip is None:
+            raise os_error(errno.ENETUNREACH, "no network layer for this address family")
+        return ip
+
     @property
     def ip(self) -> IPv4Service:
         ip = self.stack.ip
@@ -133,11 +150,11 @@ class TCP:
     def isn(self, key: Key) -> int:
         """ISN = M + F(4-tuple, secret): a 4 µs clock plus a keyed hash (RFC 6528)."""
         m = int(self.stack.now * 250_000)
-        return (m + self._hash(_KEY.pack(key[0], key[1], key[2], key[3]))) & MASK
+        return (m + self._hash(_key_bytes(key))) & MASK
 
     def ts_offset(self, key: Key) -> int:
         """A per-connection random timestamp offset (like Linux's tsoffset)."""
-        return self._hash(b"ts" + _KEY.pack(key[0], key[1], key[2], key[3]))
+        return self._hash(b"ts" + _key_bytes(key))
 
     def _ephemeral(self, local: int, remote: int, rport: int) -> int | None:
         """RFC 6056 algorithm 3 (simple hash-based): a per-destination offset plus a global
@@ -145,13 +162,14 @@ class TCP:
         s = self.settings
         lo, hi = s.port_min, s.port_max
         num = hi - lo + 1
-        offset = self._hash(_PORT_KEY.pack(local, remote, rport))
+        offset = self._hash(_key_bytes((local, 0, remote, rport)))
         for _ in range(num):
             port = lo + (self._next_ephemeral + offset) % num
             self._next_ephemeral += 1
             if (local, port, remote, rport) in self.conns:
                 continue
-            if (local, port) in self.listeners or (0, port) in self.listeners:
+            if (local, port) in self.listeners or (0, port) in self.listeners or (
+                    ANY6, port) in self.listeners:
                 continue
             return port
         return None
@@ -180,7 +198,7 @@ class TCP:
         ctx = CongestionContext(
             mss=mss, initial_cwnd=self.settings.initial_cwnd,
             settings=self.cc_settings[name],
-            seed=self._hash(b"cc" + _KEY.pack(key[0], key[1], key[2], key[3])),
+            seed=self._hash(b"cc" + _key_bytes(key)),
         )
         return info.factory(ctx)
 
@@ -246,7 +264,7 @@ class TCP:
         opts = self.conn_options(options)
         if not 0 < port <= 65535:
             raise ConfigurationError(f"port {port} should be within 1..65535")
-        if host == 0 or host >> 28 == 14 or host == MASK:
+        if host in (0, ANY6) or host >> 28 == 14 or host == MASK or is_multicast6(host):
             raise os_error(errno.EINVAL, "cannot connect to an unspecified, multicast or "
                                          "broadcast address")
         laddr, lport = local_addr if local_addr is not None else (0, 0)
@@ -255,7 +273,7 @@ class TCP:
                 raise os_error(errno.EADDRNOTAVAIL)
             src = laddr
         else:
-            found = self.ip.source_for(host)
+            found = self.ip_for(host).source_for(host)
             if found is None:
                 raise os_error(errno.ENETUNREACH)
             src = found
@@ -282,10 +300,13 @@ class TCP:
         *,
         backlog: int = 128,
         accepting: bool = True,
+        v6only: bool = True,
         **options: Any,
     ) -> Listener:
+        """``host`` 0 is every IPv4 address, :data:`layers.wire.ipv6.ANY6` every IPv6 one
+        (and IPv4 too only when the caller passes ``v6only=False``: IPV6_V6ONLY off)."""
         opts = self.conn_options(options)
-        if host and not self.stack.is_local(host):
+        if host and host != ANY6 and not self.stack.is_local(host):
             raise os_error(errno.EADDRNOTAVAIL)
         if not 0 <= port <= 65535:
             raise ConfigurationError(f"port {port} should be within 0..65535")
@@ -303,14 +324,16 @@ class TCP:
             raise os_error(errno.EADDRINUSE)
         listener = Listener(self, host, port, protocol_factory, opts,
                             backlog=max(1, backlog), accepting=accepting)
+        listener.v6only = v6only or host != ANY6
         self.listeners[(host, port)] = listener
         return listener
 
     def _port_taken(self, host: int, port: int) -> bool:
-        if (host, port) in self.listeners or (0, port) in self.listeners:
+        wildcard = ANY6 if host > MASK else 0
+        if (host, port) in self.listeners or (wildcard, port) in self.listeners:
             return True
-        if host == 0:
-            return any(p == port for _, p in self.listeners)
+        if host in (0, ANY6):
+            return any(p == port and (a > MASK) == (host > MASK) for a, p in self.listeners)
         return False
 
     def unlisten(self, listener: Listener) -> None:
@@ -341,6 +364,8 @@ class TCP:
             return
         src = datagram.src
         dst = datagram.dst
+        # IPv4's pseudo-header formula holds for IPv6 addresses too: the sum is taken
+        # modulo 0xFFFF, where (a >> 16) + (a & 0xFFFF) is congruent to the sum of a's words
         if not datagram.flags & RX_CSUM_VERIFIED and ones_sum(
             seg, pseudo_header_sum(src, dst, 6, n)
         ) != 0xFFFF:
@@ -370,7 +395,12 @@ class TCP:
             else:
                 conn.segment(seq, ack, flags, wnd, mv, doff)
                 return
-        listener = self.listeners.get((dst, dport)) or self.listeners.get((0, dport))
+        listener = self.listeners.get((dst, dport)) or self.listeners.get(
+            (0 if dst <= MASK else ANY6, dport))
+        if listener is None and dst <= MASK:  # a dual-stack listener on :: takes IPv4 too
+            listener = self.listeners.get((ANY6, dport))
+            if listener is not None and listener.v6only:
+                listener = None
         if listener is not None:
             self._to_listener(listener, src, sport, dst, dport, seq, ack, flags, wnd, mv, doff)
             return
@@ -407,12 +437,12 @@ class TCP:
         seg = bytearray(20)
         TCP_HEADER.pack_into(seg, 0, lport, rport, seq & MASK, ack & MASK, (5 << 12) | flags,
                              0, 0, 0)
-        csum = checksum(seg, pseudo_header_sum(local, remote, 6, 20))
+        csum = checksum(seg, pseudo_sum(local, remote, 6, 20))
         seg[16] = csum >> 8
         seg[17] = csum & 0xFF
         self.c["OutSegs"] += 1
         self.c["OutRsts"] += 1
-        self.ip.send(remote, 6, seg, src=local)
+        self.ip_for(remote).send(remote, 6, seg, src=local)
 
     def _to_listener(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
                      seq: int, ack: int, flags: int, wnd: int, seg: memoryview,

@@ -36,7 +36,7 @@ from layers.errors import os_error
 from layers.links.base import RX_CSUM_VERIFIED, TxOffload
 from layers.protocols import IPDatagram, TransportError
 from layers.settings import read_settings
-from layers.wire.addr import IPV4_BROADCAST, ip4_str
+from layers.wire.addr import IPV4_BROADCAST
 from layers.wire.icmp import (
     ICMP_DEST_UNREACH,
     ICMP_FRAG_NEEDED,
@@ -54,6 +54,7 @@ from layers.wire.icmp import (
     ICMP_SOURCE_QUENCH,
 )
 from layers.wire.ipv4 import IPV4_MIN_HLEN
+from layers.wire.ipv6 import ANY6, ip_str
 from layers.wire.udp import UDP_CSUM_OFFSET, UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
 from layers_udp.settings import UdpSettings
 
@@ -198,9 +199,9 @@ class UDPEndpoint:
         self._udp._unbind(self)
 
     def __repr__(self) -> str:
-        remote = (f"{ip4_str(self.remote_addr)}:{self.remote_port}"
+        remote = (f"{ip_str(self.remote_addr)}:{self.remote_port}"
                   if self.remote_addr is not None else "*:*")
-        return f"<UDPEndpoint {ip4_str(self.local_addr)}:{self.local_port} -> {remote}>"
+        return f"<UDPEndpoint {ip_str(self.local_addr)}:{self.local_port} -> {remote}>"
 
 
 class UDP:
@@ -215,6 +216,9 @@ class UDP:
 
     name = "udp"
     protocol = PROTO_UDP
+    #: UDP runs over IPv4 and IPv6 (its checksum formula holds for both families' addresses:
+    #: sums are taken modulo 0xFFFF, see layers.wire.ipv6.pseudo_sum)
+    ip_versions = (4, 6)
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -277,15 +281,24 @@ class UDP:
         if group is None:
             group = self._bound.get((dst, dport))
             if group is None:
-                group = self._bound.get((0, dport))
+                group = self._bound.get((0 if dst <= 0xFFFFFFFF else ANY6, dport))
                 if group is None:
                     c = self._c
                     c["NoPorts"] += 1
                     c.drop("no_port")
-                    self.stack.errors.destination_unreachable(datagram, 3)
+                    self._port_unreachable(datagram)
                     return
         ep = group[0] if len(group) == 1 else group[hash((src, sport)) % len(group)]
         ep._deliver(bytes(payload[UDP_HLEN:]), src, sport)
+
+    def _port_unreachable(self, datagram: IPDatagram) -> None:
+        if datagram.dst <= 0xFFFFFFFF:
+            self.stack.errors.destination_unreachable(datagram, 3)
+            return
+        icmpv6 = self.stack.transports.get(58)  # ICMPv6 reports IPv6's errors
+        report = getattr(icmpv6, "destination_unreachable", None)
+        if report is not None:
+            report(datagram, 4)  # port unreachable (RFC 4443 3.1)
 
     def _receive_broadcast(
         self, payload: Buffer, src: int, dst: int, sport: int, dport: int
@@ -344,18 +357,19 @@ class UDP:
 
     def output(self, ep: UDPEndpoint, data: Buffer, dst: int, dport: int) -> None:
         stack = self.stack
-        ip = stack.ip
+        ip = stack.ip if dst <= 0xFFFFFFFF else stack.ip6
         if ip is None:
-            raise os_error(errno.ENETUNREACH, "no IPv4 layer")
+            raise os_error(errno.ENETUNREACH, "no network layer for this address family")
         src: int | None = ep.local_addr
         if not src or src not in stack.local_addresses:
-            src = ip.source_for(dst)
+            if src is None or src in (0, ANY6) or src <= 0xFFFFFFFF or not stack.is_local(src):
+                src = ip.source_for(dst)  # else: bound to one of our IPv6 addresses
             if src is None:
                 raise os_error(errno.ENETUNREACH)
         n = len(data)
         length = UDP_HLEN + n
         sport = ep.local_port
-        if self._tx_csum_links():
+        if self._tx_csum_links() and dst <= 0xFFFFFFFF:
             route = stack.routes.lookup(dst)
             if (route is not None and route.interface.capabilities.tx_checksum
                     and length + IPV4_MIN_HLEN <= route.interface.mtu
@@ -389,7 +403,7 @@ class UDP:
         return self._tx_csum_any
 
     def _send(self, segment: bytes, dst: int, src: int, offload: TxOffload | None) -> None:
-        ip = self.stack.ip
+        ip = self.stack.ip if dst <= 0xFFFFFFFF else self.stack.ip6
         assert ip is not None
         self._sending = True
         self._send_error = None
@@ -418,14 +432,13 @@ class UDP:
         paused: bool = False,
     ) -> UDPEndpoint:
         stack = self.stack
-        if local_addr and local_addr not in stack.local_addresses and not self.is_broadcast(
-            local_addr
-        ):
-            raise os_error(errno.EADDRNOTAVAIL, f"{ip4_str(local_addr)} is not an address "
+        if local_addr and local_addr != ANY6 and not stack.is_local(
+                local_addr) and not self.is_broadcast(local_addr):
+            raise os_error(errno.EADDRNOTAVAIL, f"{ip_str(local_addr)} is not an address "
                                                 f"of this stack")
         if local_port:
             if self._conflicts(local_addr, local_port, reuse_port):
-                raise os_error(errno.EADDRINUSE, f"{ip4_str(local_addr)}:{local_port}")
+                raise os_error(errno.EADDRINUSE, f"{ip_str(local_addr)}:{local_port}")
         else:
             local_port = self._ephemeral_port()
         if remote is not None:
@@ -435,11 +448,11 @@ class UDP:
             if not allow_broadcast and self.is_broadcast(raddr):
                 raise os_error(errno.EACCES, "connecting to a broadcast address needs "
                                              "allow_broadcast")
-            if not local_addr or local_addr not in stack.local_addresses:
-                ip = stack.ip
+            if local_addr in (0, ANY6) or not stack.is_local(local_addr):
+                ip = stack.ip_for(raddr)
                 src = ip.source_for(raddr) if ip is not None else None
                 if src is None:
-                    raise os_error(errno.ENETUNREACH, f"no route to {ip4_str(raddr)}")
+                    raise os_error(errno.ENETUNREACH, f"no route to {ip_str(raddr)}")
                 local_addr = src
         ep = UDPEndpoint(self, handler, local_addr, local_port, remote, allow_broadcast,
                          reuse_port, paused)
@@ -492,11 +505,11 @@ class UDP:
     def report(self) -> dict[str, Any]:
         rows = []
         for ep in self.endpoints():
-            remote = (f"{ip4_str(ep.remote_addr)}:{ep.remote_port}"
+            remote = (f"{ip_str(ep.remote_addr)}:{ep.remote_port}"
                       if ep.remote_addr is not None else "*:*")
             rows.append({
                 "proto": "udp",
-                "local": f"{ip4_str(ep.local_addr)}:{ep.local_port}",
+                "local": f"{ip_str(ep.local_addr)}:{ep.local_port}",
                 "remote": remote,
                 "state": "-",
                 "send_q": 0,
