@@ -118,8 +118,8 @@ def _address(host: str | int | None, what: str) -> int:
         return ip6(host) if isinstance(host, str) and ":" in host else ip4(host)
     except (ValueError, ConfigurationError):
         raise ConfigurationError(
-            f"{what} {host!r} is not an IPv4 or IPv6 address; this stack resolves no names, "
-            f"give a dotted quad such as 10.0.0.2 or an IPv6 address such as 2001:db8::2"
+            f"{what} {host!r} is not an IPv4 address nor an IPv6 one; this stack resolves no "
+            f"names, give a dotted quad such as 10.0.0.2 or an IPv6 address such as 2001:db8::2"
         ) from None
 
 
