@@ -143,3 +143,21 @@ def test_udp_over_ipv6_and_port_unreachable() -> None:
     net.run_for(0.5)
     assert b.counter("icmpv6")["out_errors"] == 1
     assert errors and getattr(errors[0], "errno", None) == errno.ECONNREFUSED
+
+
+def test_syn_cookies_carry_an_ipv6_connection() -> None:
+    net = VirtualNetwork()
+    s = {"ndp.dad_transmits": 0, "tcp.secret": "ab" * 16, "tcp.syncookies": 2}
+    a = net.new_stack(PLUGINS, settings=s, name="a")
+    b = net.new_stack(PLUGINS, settings=s, name="b")
+    net.link(a, b, addresses=(f"{A6}/64", f"{B6}/64"), latency=0.002)
+    a.start()
+    b.start()
+    server = Sink()
+    b.protocol("tcp").listen(lambda: server, ANY6, 80)
+    client = Sink()
+    a.protocol("tcp").connect(client, ip6(B6), 80)
+    assert net.run_until_true(lambda: client.transport is not None, 5)
+    client.transport.write(b"through a cookie")
+    assert net.run_until_true(lambda: bytes(server.data) == b"through a cookie", 5)
+    assert not a.internal_failures and not b.internal_failures

@@ -496,7 +496,9 @@ class TCP:
         """A SYN-ACK whose sequence number is a SYN cookie; no state is kept."""
         s = self.settings
         peer_mss = opts.mss if opts.mss else 536
-        mss = min(peer_mss, self.ip.path_mtu(src) - 40)
+        ip = self.ip_for(src)
+        headers = 60 if src > MASK else 40  # IP and TCP headers without options
+        mss = min(peer_mss, ip.path_mtu(src) - headers)
         if listener.options.mss:
             mss = min(mss, listener.options.mss)
         iss, _ = self.cookies.make(self.stack.now, src, dst, sport, dport, seq, mss)
@@ -513,7 +515,7 @@ class TCP:
             ts = (encode_ts(tsval, peer_ws, sack), opts.timestamp[0])
         else:
             sack = False  # without timestamps a cookie keeps neither (as Linux)
-        adv_mss = max(self.ip.path_mtu(src) - 40, 64)
+        adv_mss = max(ip.path_mtu(src) - headers, 64)
         if listener.options.mss:
             adv_mss = min(adv_mss, listener.options.mss)
         options = TCPOptions(mss=adv_mss, wscale=wscale, sack_permitted=sack, timestamp=ts)
@@ -522,7 +524,7 @@ class TCP:
             src=dst, dst=src)
         self.c["SyncookiesSent"] += 1
         self.c["OutSegs"] += 1
-        self.ip.send(src, 6, segment, src=dst)
+        ip.send(src, 6, segment, src=dst)
 
     def _cookie_ack(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
                     seq: int, ack: int, flags: int, wnd: int, seg: memoryview,

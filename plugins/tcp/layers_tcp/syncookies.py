@@ -38,7 +38,11 @@ class SynCookies:
         self._key = key
 
     def _hash(self, which: int, src: int, dst: int, sport: int, dport: int, count: int) -> int:
-        data = _ADDRS.pack(src, dst, sport, dport, count) + bytes((which,))
+        if src > 0xFFFFFFFF or dst > 0xFFFFFFFF:  # IPv6 addresses: 16 bytes each
+            data = (src.to_bytes(16, "big") + dst.to_bytes(16, "big")
+                    + _ADDRS.pack(0, 0, sport, dport, count) + bytes((which,)))
+        else:
+            data = _ADDRS.pack(src, dst, sport, dport, count) + bytes((which,))
         return int.from_bytes(hashlib.blake2s(data, key=self._key, digest_size=4).digest())
 
     @staticmethod
