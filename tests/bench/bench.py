@@ -53,8 +53,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -69,6 +70,8 @@ from layers.netns import NetNamespace, have_root_and_tun  # noqa: E402
 SCENARIOS = ("tcp_rx", "tcp_tx", "ping_rtt", "conn_rate", "conn_memory", "sim_rate")
 #: payload bytes per segment Linux sends (MSS 1460 less the 12-byte timestamp option)
 LINUX_SEGMENT = 1448
+#: what a measurement returns (``_try`` hands it back, or None when it could not be measured)
+T = TypeVar("T")
 
 
 @dataclass
@@ -595,7 +598,7 @@ QUICK = Config(runs=1, mib=1, ping_count=20, conn_most=100, conn_seconds=0.5, ho
                sim_mib=1, pytcp_kib=256)
 
 
-def _try(results: Results, what: str, fn: Callable[[], Any]) -> Any:
+def _try(results: Results, what: str, fn: Callable[[], T]) -> T | None:
     try:
         return fn()
     except (OSError, RuntimeError, AssertionError, ValueError, subprocess.SubprocessError) as exc:
@@ -617,11 +620,11 @@ def run(cfg: Config, only: set[str]) -> Results:
                 link = "offload" if offload else "plain"
                 if "tcp_rx" in only:
                     s = _try(res, "tcp_rx floor",
-                             lambda o=offload: tb.raw_sink(ns, o, next(port), size))
+                             partial(tb.raw_sink, ns, offload, next(port), size))
                     if s:
                         res.add("tcp_rx", "floor", link, "Gbit/s", gbit(size, s))
                     s = _try(res, "tcp_rx layers",
-                             lambda o=offload: tb.stack_receive(ns, o, next(port), size))
+                             partial(tb.stack_receive, ns, offload, next(port), size))
                     if s:
                         res.add("tcp_rx", "layers", link, "Gbit/s", gbit(size, s))
                         if not offload:
@@ -629,16 +632,16 @@ def run(cfg: Config, only: set[str]) -> Results:
                                     size / LINUX_SEGMENT / s)
                 if "tcp_tx" in only:
                     s = _try(res, "tcp_tx floor",
-                             lambda o=offload: raw_source(ns, o, next(port), size))
+                             partial(raw_source, ns, offload, next(port), size))
                     if s:
                         res.add("tcp_tx", "floor", link, "Gbit/s", gbit(size, s))
                     s = _try(res, "tcp_tx layers",
-                             lambda o=offload: tb.stack_send(ns, o, next(port), size))
+                             partial(tb.stack_send, ns, offload, next(port), size))
                     if s:
                         res.add("tcp_tx", "layers", link, "Gbit/s", gbit(size, s))
                 if only & {"tcp_rx", "tcp_tx"}:
                     got = _try(res, "linux veth",
-                               lambda o=offload: veth_rates(ns, o, size, next(port)))
+                               partial(veth_rates, ns, offload, size, next(port)))
                     if got:
                         if "tcp_rx" in only:
                             res.add("tcp_rx", "linux", link, "Gbit/s", gbit(size, got[0]))

@@ -38,7 +38,7 @@ def run(cc: BBR, until: float, **kw: Any) -> tuple[PathSim, list[tuple[float, st
 
 def test_state_machine_and_bandwidth_estimate() -> None:
     cc = make()
-    min_rtt_changes: list[float] = []
+    min_rtt_changes: list[tuple[float, float]] = []  # (time, new lower min_rtt)
     sim, modes = run(cc, 10.8)
     names = [m for _, m in modes]
     assert names == [STARTUP, DRAIN, PROBE_BW, PROBE_RTT, PROBE_BW]
@@ -64,6 +64,7 @@ def test_state_machine_and_bandwidth_estimate() -> None:
     assert est == pytest.approx(RATE, rel=0.02)
     assert max(bw) <= RATE * 1.001  # no sample above the bottleneck's rate
     # min_rtt is the base RTT plus one segment's serialisation
+    assert cc.min_rtt is not None
     assert cc.min_rtt == pytest.approx(RTT + MSS / RATE, rel=0.01)
     # the queue: STARTUP builds one, DRAIN empties it, PROBE_BW keeps it small
     q = sim.queue_between(t_probe_bw + 1.0, t_probe_rtt)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -17,7 +18,19 @@ from layers.experiment.output import MANIFEST_TIME_KEYS
 from layers.experiment.runner import run_scenario
 from layers.experiment.scenario import apply_overrides, parse_scenario
 
-SMALL = {
+#: a TOML value as these scenarios use them
+Value = str | int | float
+
+
+class ScenarioDoc(TypedDict):
+    """A scenario document as ``tomllib`` would return it (the tables these tests write)."""
+
+    experiment: dict[str, Value]
+    link: dict[str, Value]
+    flow: list[dict[str, Value]]
+
+
+SMALL: ScenarioDoc = {
     "experiment": {"name": "small", "duration": 2, "seed": 7, "sample_interval": "20ms"},
     "link": {"rate": "20mbit", "delay": "10ms", "loss": 0.01, "queue": "droptail",
              "queue_limit": "1bdp"},
@@ -26,8 +39,8 @@ SMALL = {
 }
 
 #: the same, lighter: the determinism test runs it three times
-REPEATED = {**SMALL, "experiment": {**SMALL["experiment"], "duration": 1},
-            "link": {**SMALL["link"], "rate": "10mbit"}}
+REPEATED: ScenarioDoc = {"experiment": {**SMALL["experiment"], "duration": 1},
+                         "link": {**SMALL["link"], "rate": "10mbit"}, "flow": SMALL["flow"]}
 
 FLOW_KEYS = {"goodput_bps", "retransmits", "rtt_mean_s", "rtt_p95_s", "bytes"}
 LINK_KEYS = {"utilization", "queue_delay_mean_s", "queue_delay_p95_s", "drops", "marks"}
@@ -115,14 +128,14 @@ def test_overridden_scenarios_hash_differently() -> None:
     assert apply_overrides(s, [("experiment.seed", 8)]).digest() != s.digest()
 
 
-def _toml(doc: dict[str, object]) -> str:
-    def value(v: object) -> str:
-        return json.dumps(v)
+def _toml(doc: ScenarioDoc) -> str:
+    def value(v: Value) -> str:
+        return json.dumps(v)  # a JSON string or number is also a TOML one
     lines = []
-    for section in ("experiment", "link"):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {value(v)}" for k, v in doc[section].items()]  # type: ignore[attr-defined]
-    for flow in doc["flow"]:  # type: ignore[attr-defined]
+    for name, table in (("experiment", doc["experiment"]), ("link", doc["link"])):
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {value(v)}" for k, v in table.items()]
+    for flow in doc["flow"]:
         lines.append("[[flow]]")
         lines += [f"{k} = {value(v)}" for k, v in flow.items()]
     return "\n".join(lines) + "\n"

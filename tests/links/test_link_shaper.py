@@ -26,7 +26,8 @@ from layers.links.shaper import (
     parse_shape,
     wire_size,
 )
-from layers.protocols import EchoService
+from layers.ping import echo_service
+from layers.protocols import EchoReply
 from layers.qdisc import ECN_CE, ECN_ECT0, CoDel, Red
 from layers.runtime import AsyncioRunner
 from layers.stack import Stack
@@ -52,6 +53,12 @@ def wired(spec: str | Shape, **kw: Any) -> tuple[VirtualClock, ShaperLink, Memor
     link.attach(clock)
     far.attach(clock)
     return clock, link, far
+
+
+def rtt_of(reply: EchoReply | OSError) -> float:
+    """The round trip of an echo that was answered (a timeout or ICMP error fails the test)."""
+    assert isinstance(reply, EchoReply), f"the echo was not answered: {reply!r}"
+    return reply.rtt
 
 
 def run_link(clock: VirtualClock, link: ShaperLink, far: MemoryLink,
@@ -97,8 +104,8 @@ def test_back_to_back_frames_leave_one_serialisation_apart() -> None:
     # an idle wire starts the next frame on arrival
     clock.advance_to(3.0)
     link.send(frame(1000))
-    got = run_link(clock, link, far, 4.0)
-    assert got[0][0] == pytest.approx(3.0 + 1024 * 8 / 8e6 + 0.005)
+    later = run_link(clock, link, far, 4.0)
+    assert later[0][0] == pytest.approx(3.0 + 1024 * 8 / 8e6 + 0.005)
 
 
 def test_the_rate_can_change_mid_run() -> None:
@@ -275,7 +282,7 @@ def bulk(spec: str, seconds: float = 3.0, *, pings: bool = False,
         Blast(a, blast)
     chunk = bytes(1 << 16)
     rtts: list[float] = []
-    echo = a.find(EchoService)
+    echo = echo_service(a)
     start = net.now
     half = start + seconds / 2
     mark: tuple[float, int, int] | None = None
@@ -285,9 +292,8 @@ def bulk(spec: str, seconds: float = 3.0, *, pings: bool = False,
             conn.write(chunk)
         if pings and net.now >= half:
             seq += 1
-            assert echo is not None
             echo.echo(ip4("10.0.0.2"), ident=7, seq=seq, payload=b"p" * 56,
-                      callback=lambda r: rtts.append(r.rtt))
+                      callback=lambda r: rtts.append(rtt_of(r)))
         net.run_for(0.05)
         if mark is None and net.now >= half:
             mark = (net.now, server.n, path.forward.delivered_bytes)
@@ -390,8 +396,7 @@ def test_report_and_netstat_statistics_show_the_queue() -> None:
                           addresses=("10.0.0.1/24", "10.0.0.2/24"), reverse="none")
     a.start()
     b.start()
-    echo = a.find(EchoService)
-    assert echo is not None
+    echo = echo_service(a)
     net.run_for(0.1)
     replies: list[Any] = []
     for seq in range(10):  # a burst: 3 fit in the queue
@@ -458,12 +463,15 @@ def test_delay_holds_in_real_time_under_asyncio() -> None:
         rb.start()
         rtts: list[float] = []
         try:
-            echo = sa.find(EchoService)
-            assert echo is not None
+            echo = echo_service(sa)
             for seq in range(3):
-                done = loop.create_future()
+                done: asyncio.Future[float] = loop.create_future()
+
+                def answered(r: EchoReply | OSError, done: asyncio.Future[float] = done) -> None:
+                    done.set_result(rtt_of(r))
+
                 echo.echo(ip4("10.0.0.2"), ident=1, seq=seq, payload=b"x" * 56,
-                          callback=lambda r, done=done: done.set_result(r.rtt))
+                          callback=answered)
                 rtts.append(await asyncio.wait_for(done, 2.0))
         finally:
             ra.stop()

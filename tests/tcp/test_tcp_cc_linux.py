@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import Any
 
 import pytest
 from linux_support import LINUX_IP, PLUGINS, blob, linux_peer, stack_on_tap
@@ -26,7 +27,8 @@ SIZE = 4 << 20
 def test_transfer_to_linux(netns: NetNamespace, cc: str, loss: float) -> None:
     async def main() -> None:
         settings = {"tcp.congestion_control": "cubic"} if cc == "cubic" else {}
-        options = {"congestion_control": "bbr"} if cc == "bbr" else {}
+        # transport options, passed through to the connection like open_connection's **options
+        options: dict[str, Any] = {"congestion_control": "bbr"} if cc == "bbr" else {}
         faults = {"loss": loss, "seed": 11} if loss else None
         # with loss, MTU-sized frames (no TSO) so that about 1 % of the segments are lost
         async with stack_on_tap(netns, plugins=[*PLUGINS, "cubic", "bbr"], settings=settings,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from layers_tcp.newreno import NewReno
-from tcp_support import PEER_I, PLAIN, A, Recorder, Wire
+from tcp_support import PEER_I, PLAIN, A, Recorder, Seg, Wire
 
 from layers.congestion import (
     CongestionContext,
@@ -95,10 +95,16 @@ def est(settings: dict[str, Any] | None = None, *, sack: bool = False, ts: bool 
     return w, conn, synack.seq + 1
 
 
-def flight(w: Wire, conn: Any, n: int) -> list[Any]:
+def flight(w: Wire, conn: Any, n: int) -> list[Seg]:
     """``n`` full segments (``conn.mss``: 988 bytes with timestamps)."""
     conn.write(b"".join(bytes([65 + i % 26]) * conn.mss for i in range(n)))
     return w.sent()
+
+
+def tsval(seg: Seg) -> int:
+    """The TSval ``seg`` carries (the connection negotiated timestamps)."""
+    assert seg.opts.timestamp is not None, "segment without a timestamp option"
+    return seg.opts.timestamp[0]
 
 
 def sack(us: int, *blocks: tuple[int, int], tsecr: int | None = None,
@@ -197,10 +203,10 @@ def test_spurious_timeout_is_undone_by_timestamps() -> None:
     cwnd = cc.cwnd
     w.advance(1.05)  # no RTT sample yet: the initial RTO of 1 s
     (rtx,) = w.sent()
-    assert rtx.seq == us and rtx.opts.timestamp[0] > segs[3].opts.timestamp[0]
+    assert rtx.seq == us and tsval(rtx) > tsval(segs[3])
     assert cc.cwnd == m
     # the ACK for the original flight arrives late: it echoes the original timestamp
-    w.inject(A, 1001, us + 4 * m, opts=TCPOptions(timestamp=(200, segs[3].opts.timestamp[0])))
+    w.inject(A, 1001, us + 4 * m, opts=TCPOptions(timestamp=(200, tsval(segs[3]))))
     assert cc.events == ["start", "timeout", "undo", "ack"]
     assert cc.cwnd == cwnd
     assert w.counters["SpuriousRTOs"] == 1 and w.counters["LossUndo"] == 1
@@ -214,7 +220,7 @@ def test_genuine_timeout_is_not_undone() -> None:
     w.advance(1.05)
     (rtx,) = w.sent()
     # the retransmission got through: the ACK echoes its timestamp
-    w.inject(A, 1001, us + m, opts=TCPOptions(timestamp=(200, rtx.opts.timestamp[0])))
+    w.inject(A, 1001, us + m, opts=TCPOptions(timestamp=(200, tsval(rtx))))
     assert cc.events == ["start", "timeout", "ack"] and cc.cwnd <= 2 * m
     assert w.counters["SpuriousRTOs"] == 0
 
@@ -224,9 +230,9 @@ def test_spurious_fast_retransmit_is_undone() -> None:
     cc = conn.cc
     m = conn.mss
     segs = flight(w, conn, 10)
-    ts1 = segs[1].opts.timestamp[0]
+    ts1 = tsval(segs[1])
     w.advance(0.01)
-    w.inject(A, 1001, us + m, opts=TCPOptions(timestamp=(200, segs[0].opts.timestamp[0])))
+    w.inject(A, 1001, us + m, opts=TCPOptions(timestamp=(200, tsval(segs[0]))))
     w.sent()
     cwnd_before = cc.cwnd
     w.advance(0.01)
@@ -281,7 +287,7 @@ def test_pacing_spaces_segments_at_the_rate() -> None:
     rate = 1_000_000.0  # bytes/s
     w, conn, _us = est({"recording.pace": rate, "recording.fixed": 100})
     conn.write(b"p" * 20 * MSS)
-    segs = []
+    segs: list[Seg] = []
     t0 = w.now
     while len(segs) < 20 and w.now < t0 + 1.0:
         w.advance(0.0001)

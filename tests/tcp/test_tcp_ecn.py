@@ -129,9 +129,16 @@ def test_bad_setting_names_the_fix() -> None:
         wire(5)
 
 
+def capabilities(ecn: int) -> dict[str, bool]:
+    """What the TCP plugin reports for a stack with ``tcp.ecn=ecn`` (it has a TCP layer)."""
+    caps = layers_tcp.layers_capabilities(wire(ecn).stack)
+    assert caps is not None, "a stack with TCP reports its capabilities"
+    return caps
+
+
 def test_capability_follows_the_setting() -> None:
-    assert layers_tcp.layers_capabilities(wire(0).stack)["tcp.ecn"] is False
-    assert layers_tcp.layers_capabilities(wire(2).stack)["tcp.ecn"] is True
+    assert capabilities(0)["tcp.ecn"] is False
+    assert capabilities(2)["tcp.ecn"] is True
 
 
 def test_retransmitted_syn_falls_back_but_a_late_agreement_is_taken() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from layers.links.base import Link, LinkWrapper, Medium, TxOffload
@@ -68,6 +69,14 @@ class Peer(asyncio.Protocol):
         self.lost = exc
 
 
+def keep(servers: list[Peer]) -> Callable[[], Peer]:
+    """A protocol factory for ``listen`` that keeps every ``Peer`` it makes in ``servers``."""
+    def factory() -> Peer:
+        servers.append(Peer())
+        return servers[-1]
+    return factory
+
+
 def test_acks_after_a_go_back_n_timeout_on_both_sides_are_accepted() -> None:
     net = VirtualNetwork()
     settings = {"tcp.secret": "ab" * 16}
@@ -84,7 +93,7 @@ def test_acks_after_a_go_back_n_timeout_on_both_sides_are_accepted() -> None:
     a.start()
     b.start()
     servers: list[Peer] = []
-    b.protocol("tcp").listen(lambda: servers.append(Peer()) or servers[-1], 0, 7)
+    b.protocol("tcp").listen(keep(servers), 0, 7)
     client = Peer()
     conn = a.protocol("tcp").connect(client, ip4("10.0.0.2"), 7)
     assert net.run_until_true(lambda: bool(servers) and servers[0].transport is not None)
@@ -150,7 +159,7 @@ def test_retransmission_carrying_never_sent_bytes_advances_snd_max() -> None:
     a.start()
     b.start()
     servers: list[Peer] = []
-    b.protocol("tcp").listen(lambda: servers.append(Peer()) or servers[-1], 0, 7)
+    b.protocol("tcp").listen(keep(servers), 0, 7)
     conn = a.protocol("tcp").connect(Peer(), ip4("10.0.0.2"), 7)
     assert net.run_until_true(lambda: bool(servers) and servers[0].transport is not None)
     conn.write(b"a" * 100)

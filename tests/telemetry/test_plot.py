@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from telemetry_support import sample
@@ -14,12 +15,29 @@ from telemetry_support import sample
 from layers.cli import main
 from layers.tracing import open_trace
 
+if TYPE_CHECKING:
+    from matplotlib.lines import Line2D
+
 pytest.importorskip("matplotlib", reason="matplotlib is in the test extra: make venv")
 
 FLOWS = ["10.0.0.1:40000->10.0.0.2:5001", "10.0.0.1:40001->10.0.0.2:5001"]
 MSS = 1448
 #: one segment delivered per millisecond: 11.584 Mbit/s
 RATE_MBPS = MSS * 8 / 1e-3 / 1e6
+
+
+def xs(line: Line2D) -> list[float]:
+    """A plotted line's x values (matplotlib types them as any array-like)."""
+    import numpy as np
+
+    return [float(v) for v in np.asarray(line.get_xdata(), dtype=float)]
+
+
+def ys(line: Line2D) -> list[float]:
+    """A plotted line's y values."""
+    import numpy as np
+
+    return [float(v) for v in np.asarray(line.get_ydata(), dtype=float)]
 
 
 def _trace(path: Path, flows: list[str], cc: str = "cubic", n: int = 300) -> Path:
@@ -90,22 +108,22 @@ def test_values_are_in_the_labelled_units(tmp_path: Path) -> None:
     cwnd_ax, rtt_ax, tput_ax, retr_ax, wmax_ax = fig.axes
     assert cwnd_ax.get_ylabel() == "window (packets)"
     cwnd = cwnd_ax.lines[0]
-    assert list(cwnd.get_xdata()[:3]) == pytest.approx([0.0, 0.001, 0.002])  # from t0 = 1.0
-    assert list(cwnd.get_ydata()[:3]) == pytest.approx([10, 11, 12])
-    assert rtt_ax.lines[0].get_ydata()[0] == pytest.approx(20.0)  # ms
+    assert xs(cwnd)[:3] == pytest.approx([0.0, 0.001, 0.002])  # from t0 = 1.0
+    assert ys(cwnd)[:3] == pytest.approx([10, 11, 12])
+    assert ys(rtt_ax.lines[0])[0] == pytest.approx(20.0)  # ms
     goodput = tput_ax.lines[0]
-    assert len(goodput.get_ydata()) == 5 + 1  # 0.299 s in bins of 50 ms, and the end point
-    assert list(goodput.get_xdata()) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.25])
+    assert len(ys(goodput)) == 5 + 1  # 0.299 s in bins of 50 ms, and the end point
+    assert xs(goodput) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.25])
     # one segment per ms; a sample falling either side of a bin edge is worth 1/50 of it
-    assert list(goodput.get_ydata()) == pytest.approx([RATE_MBPS] * 6, rel=0.021)
-    assert tput_ax.lines[1].get_ydata()[0] == pytest.approx(RATE_MBPS)
-    assert retr_ax.lines[0].get_ydata()[-1] == 2 and retr_ax.lines[1].get_ydata()[-1] == 1
+    assert ys(goodput) == pytest.approx([RATE_MBPS] * 6, rel=0.021)
+    assert ys(tput_ax.lines[1])[0] == pytest.approx(RATE_MBPS)
+    assert ys(retr_ax.lines[0])[-1] == 2 and ys(retr_ax.lines[1])[-1] == 1
     assert wmax_ax.get_ylabel() == "cc.w_max"
-    assert wmax_ax.lines[0].get_ydata()[-1] == 399.0
+    assert ys(wmax_ax.lines[0])[-1] == 399.0
     fig = plot_traces([path], metrics=["cwnd"], absolute_time=True)
-    assert fig.axes[0].lines[0].get_xdata()[0] == pytest.approx(1.0)
+    assert xs(fig.axes[0].lines[0])[0] == pytest.approx(1.0)
     assert fig.axes[0].get_ylabel() == "window (KiB)"
-    assert fig.axes[0].lines[0].get_ydata()[0] == pytest.approx(10 * MSS / 1024)
+    assert ys(fig.axes[0].lines[0])[0] == pytest.approx(10 * MSS / 1024)
 
 
 def test_flows_filter_and_pdf(traces: list[Path], tmp_path: Path) -> None:
