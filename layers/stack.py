@@ -742,9 +742,6 @@ class Stack:
             tb = tb.tb_next
         return plugin
 
-    #: the former name, kept while plugins move to :meth:`internal_error`
-    _internal_error = internal_error
-
     # --- upcalls used by plugins -----------------------------------------------------
     def neighbour_unreachable(
         self,

@@ -1393,7 +1393,7 @@ class Connection(asyncio.Transport):
         try:
             return fn(*args)
         except Exception:
-            self.stack._internal_error("tcp protocol callback", fn)
+            self.stack.internal_error("tcp protocol callback", fn)
             return None
         finally:
             self._in_callback = False
