@@ -16,7 +16,7 @@ import attrs
 
 from layers.errors import MalformedPacket
 from layers.wire.checksum import Buffer, checksum, ones_sum, pseudo_header_sum
-from layers.wire.ipv4 import PROTO_TCP
+from layers.wire.ipv4 import IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN, PROTO_TCP
 
 #: sport, dport, seq, ack, data offset (4 bits) + reserved + flags (12 bits), window,
 #: checksum, urgent pointer
@@ -51,11 +51,17 @@ TCPOPT_TIMESTAMP = 8
 TCP_MAX_WSCALE = 14
 #: RFC 9293: the MSS a sender assumes when the peer sent no MSS option
 TCP_DEFAULT_MSS = 536
-#: the smallest MSS accepted from a peer or a socket option: Linux's TCP_MIN_MSS (88); the
-#: IPv4 minimum MTU (68) would leave 8 bytes of data after 60 bytes of headers
-TCP_MIN_MSS = 88
+#: the one floor on the MSS: no segment carries less data than this (options deducted),
+#: whatever the peer's MSS option, the path MTU or the ``mss=`` option say. Linux's
+#: tcp_min_snd_mss (48): a peer announcing a tiny MSS cannot make us cut a transfer into
+#: tiny segments (CVE-2019-11479), yet any real peer's MSS (48 and up) is honoured as sent.
+#: Linux's other constant, TCP_MIN_MSS 88, only bounds its TCP_MAXSEG socket option; a
+#: floor of 88 here would send more than a peer announcing 48..87 accepts.
+TCP_MIN_MSS = 48
 #: the largest MSS over IPv4: the largest datagram less the minimal IPv4 and TCP headers
-TCP_MAX_MSS = 65535 - 20 - 20
+TCP_MAX_MSS = IPV4_MAX_TOTAL_LENGTH - IPV4_MIN_HLEN - TCP_MIN_HLEN
+#: the largest window the 16-bit header field carries (before RFC 7323 scaling)
+TCP_MAX_WINDOW = 0xFFFF
 
 _TS = struct.Struct("!II")
 _TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP TIMESTAMP(10): the layout every stack sends

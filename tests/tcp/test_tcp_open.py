@@ -25,7 +25,7 @@ from tcp_support import (
 )
 
 from layers.errors import ConfigurationError
-from layers.wire.tcp import TCPOptions
+from layers.wire.tcp import TCP_MAX_MSS, TCP_MIN_MSS, TCPOptions
 
 # --- passive open ------------------------------------------------------------------------
 
@@ -91,6 +91,26 @@ def test_no_mss_option_means_536() -> None:
     w = Wire(PLAIN)
     conn, _, _ = w.accept(syn_opts=None)
     assert conn.mss == 536
+
+
+def test_a_peer_mss_down_to_the_floor_is_honoured_and_below_it_raised() -> None:
+    # a small MSS a real peer announces bounds our segments exactly (48..87 included)
+    for announced, used in ((60, 60), (48, 48), (20, 48), (1, 48)):
+        w = Wire(PLAIN)
+        conn, _, _ = w.accept(syn_opts=TCPOptions(mss=announced))
+        assert conn.mss == used == max(announced, TCP_MIN_MSS)
+        conn.write(b"x" * 200)  # full segments go at once; Nagle holds the short remainder
+        assert [len(s.payload) for s in w.sent()] == [used] * (200 // used)
+
+
+def test_the_mss_option_is_bounded_by_the_mss_floor_and_the_largest_datagram() -> None:
+    w = Wire(PLAIN)
+    assert TCP_MIN_MSS == 48 and TCP_MAX_MSS == 65495
+    for bad in (TCP_MIN_MSS - 1, TCP_MAX_MSS + 1):
+        with pytest.raises(ConfigurationError, match=r"mss=\d+ should be within 48\.\.65495"):
+            w.tcp.connect(Recorder(), PEER_I, 80, mss=bad)
+    conn, _, syn = w.connect(mss=TCP_MIN_MSS)
+    assert syn.opts.mss == TCP_MIN_MSS and conn.mss == TCP_MIN_MSS
 
 
 def test_peer_window_scale_applies_after_the_handshake() -> None:

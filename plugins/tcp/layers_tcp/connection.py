@@ -24,7 +24,7 @@ from layers.errors import os_error
 from layers.links.base import GSO_TCPV4, TxOffload
 from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
 from layers.wire.checksum import ones_sum
-from layers.wire.ipv4 import ECN_ECT0
+from layers.wire.ipv4 import ECN_ECT0, IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN
 from layers.wire.ipv6 import ip_str, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
@@ -33,7 +33,10 @@ from layers.wire.tcp import (
     TCP_ECE,
     TCP_FIN,
     TCP_HEADER,
+    TCP_MAX_WINDOW,
     TCP_MAX_WSCALE,
+    TCP_MIN_HLEN,
+    TCP_MIN_MSS,
     TCP_PSH,
     TCP_RST,
     TCP_SYN,
@@ -287,7 +290,7 @@ class Connection(asyncio.Transport):
     def _setup_route(self) -> None:
         ip = self._ip
         pmtu = ip.path_mtu(self.remote)
-        self.adv_mss = max(pmtu - 20 - self._ip_hlen, 64)
+        self.adv_mss = max(pmtu - TCP_MIN_HLEN - self._ip_hlen, TCP_MIN_MSS)
         if self.opts.mss:
             self.adv_mss = min(self.adv_mss, self.opts.mss)
         # IPv6 segments get no offloads (the ipv6 plugin completes checksums itself)
@@ -296,12 +299,13 @@ class Connection(asyncio.Transport):
             caps = route.interface.capabilities
             self._tx_csum = bool(caps.tx_checksum)
             if caps.tx_checksum and caps.gso_max_size > 0 and self.tcp.settings.gso:
-                self._gso_max = min(caps.gso_max_size, 65535)
+                # a super-segment is one IPv4 datagram
+                self._gso_max = min(caps.gso_max_size, IPV4_MAX_TOTAL_LENGTH)
         if self._tx_csum:
             self._csum_offload = TxOffload(csum_start=20, csum_offset=16)
         # window scale: the smallest shift that lets the buffer be offered
         ws = 0
-        while (65535 << ws) < self.rcvbuf and ws < TCP_MAX_WSCALE:
+        while (TCP_MAX_WINDOW << ws) < self.rcvbuf and ws < TCP_MAX_WSCALE:
             ws += 1
         self.rcv_wscale = ws
 
@@ -410,12 +414,12 @@ class Connection(asyncio.Transport):
     def _compute_mss(self, pmtu: int | None = None) -> None:
         if pmtu is None:
             pmtu = self._ip.path_mtu(self.remote)
-        mss = min(self.peer_mss, pmtu - 20 - self._ip_hlen)
+        mss = min(self.peer_mss, pmtu - TCP_MIN_HLEN - self._ip_hlen)
         if self.opts.mss:
             mss = min(mss, self.opts.mss)
         if self.ts_ok:
             mss -= _TS_LEN
-        self.mss = max(mss, 48)
+        self.mss = max(mss, TCP_MIN_MSS)
 
     def _set_state(self, new: State) -> None:
         """Change state, keeping CurrEstab (ESTABLISHED + CLOSE-WAIT, as Linux counts it)."""
@@ -754,7 +758,7 @@ class Connection(asyncio.Transport):
                 c.drop("ack_unsent")
                 self._send_ack()
                 return
-            if ack < self.snd_una - max(self.max_snd_wnd, 65535):
+            if ack < self.snd_una - max(self.max_snd_wnd, TCP_MAX_WINDOW):
                 c.drop("ack_too_old")
                 self._challenge_ack()
                 return
@@ -1635,7 +1639,7 @@ class Connection(asyncio.Transport):
             mss -= len(self._sack_option())
         burst = mss
         if self._gso_max and mss == self.mss:
-            hdr = 20 + 20 + (_TS_LEN if self.ts_ok else 0)
+            hdr = IPV4_MIN_HLEN + TCP_MIN_HLEN + (_TS_LEN if self.ts_ok else 0)
             burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
         cc = self.cc
         pacing = cc.pacing_rate
@@ -1935,7 +1939,8 @@ class Connection(asyncio.Transport):
         if self.mss < old:
             self.c["PMTUUpdates"] += 1
             if self._gso_max:
-                self._gso_max = 0 if self.mss < 536 else self._gso_max
+                # a path below the 576-byte datagram every host accepts: no super-segments
+                self._gso_max = 0 if self.mss < TCP_DEFAULT_MSS else self._gso_max
             if self.snd_una < self.snd_max and self.state in _SENDING:
                 # resend what was too big at once (Linux tcp_simple_retransmit)
                 self.snd_nxt = self.snd_una

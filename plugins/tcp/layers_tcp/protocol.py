@@ -26,11 +26,18 @@ from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import IPDatagram, IPv4Service, TransportError
 from layers.settings import read_settings
 from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
-from layers.wire.ipv6 import ANY6, is_multicast6, pseudo_sum
+from layers.wire.ipv4 import IPV4_MIN_HLEN
+from layers.wire.ipv6 import ANY6, IPV6_HLEN, is_multicast6, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
+    TCP_DEFAULT_MSS,
     TCP_FIN,
     TCP_HEADER,
+    TCP_MAX_MSS,
+    TCP_MAX_WINDOW,
+    TCP_MAX_WSCALE,
+    TCP_MIN_HLEN,
+    TCP_MIN_MSS,
     TCP_RST,
     TCP_SYN,
     TCPHeader,
@@ -238,8 +245,9 @@ class TCP:
         self._check_algorithm(o.congestion_control, "congestion_control=")
         if o.rcvbuf < 2048 or o.sndbuf < 2048:
             raise ConfigurationError("rcvbuf and sndbuf should be at least 2048 bytes")
-        if o.mss is not None and not 88 <= o.mss <= 65495:
-            raise ConfigurationError(f"mss={o.mss} should be within 88..65495")
+        if o.mss is not None and not TCP_MIN_MSS <= o.mss <= TCP_MAX_MSS:
+            raise ConfigurationError(
+                f"mss={o.mss} should be within {TCP_MIN_MSS}..{TCP_MAX_MSS}")
         if o.ecn not in (0, 1, 2):
             raise ConfigurationError(
                 f"ecn={o.ecn} should be 0 (off), 1 (request and accept) or 2 (accept only)"
@@ -495,9 +503,10 @@ class TCP:
                      seq: int, wnd: int, opts: TCPOptions) -> None:
         """A SYN-ACK whose sequence number is a SYN cookie; no state is kept."""
         s = self.settings
-        peer_mss = opts.mss if opts.mss else 536
+        peer_mss = opts.mss if opts.mss else TCP_DEFAULT_MSS
         ip = self.ip_for(src)
-        headers = 60 if src > MASK else 40  # IP and TCP headers without options
+        # IP and TCP headers without options
+        headers = (IPV6_HLEN if src > MASK else IPV4_MIN_HLEN) + TCP_MIN_HLEN
         mss = min(peer_mss, ip.path_mtu(src) - headers)
         if listener.options.mss:
             mss = min(mss, listener.options.mss)
@@ -508,19 +517,20 @@ class TCP:
         if s.timestamps and opts.timestamp is not None:
             if s.window_scaling and opts.wscale is not None:
                 wscale = 0
-                while (65535 << wscale) < listener.options.rcvbuf and wscale < 14:
+                rcvbuf = listener.options.rcvbuf
+                while (TCP_MAX_WINDOW << wscale) < rcvbuf and wscale < TCP_MAX_WSCALE:
                     wscale += 1
             tsval = (int(self.stack.now * 1000) + self.ts_offset((dst, dport, src, sport)))
-            peer_ws = None if wscale is None else min(opts.wscale or 0, 14)
+            peer_ws = None if wscale is None else min(opts.wscale or 0, TCP_MAX_WSCALE)
             ts = (encode_ts(tsval, peer_ws, sack), opts.timestamp[0])
         else:
             sack = False  # without timestamps a cookie keeps neither (as Linux)
-        adv_mss = max(ip.path_mtu(src) - headers, 64)
+        adv_mss = max(ip.path_mtu(src) - headers, TCP_MIN_MSS)
         if listener.options.mss:
             adv_mss = min(adv_mss, listener.options.mss)
         options = TCPOptions(mss=adv_mss, wscale=wscale, sack_permitted=sack, timestamp=ts)
         segment = TCPHeader(dport, sport, iss, (seq + 1) & MASK, TCP_SYN | TCP_ACK,
-                            min(listener.options.rcvbuf, 65535), options=options).to_bytes(
+                            min(listener.options.rcvbuf, TCP_MAX_WINDOW), options=options).to_bytes(
             src=dst, dst=src)
         self.c["SyncookiesSent"] += 1
         self.c["OutSegs"] += 1
