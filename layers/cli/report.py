@@ -162,6 +162,28 @@ def format_routes(report: Mapping[str, Any]) -> str:
     return table(("Destination", "Gateway", "Netmask", "Interface"), rows)
 
 
+def format_routes6(report: Mapping[str, Any]) -> str:
+    """``routes -6``: the IPv6 table (the ipv6 plugin's ``routes6``)."""
+    if "routes6" not in report:
+        return "no IPv6 routes: this stack has no IPv6 network layer (add the ipv6 plugin)"
+    rows = [(f"{r.get('destination')}/{r.get('prefix_length')}", r.get("gateway"),
+             r.get("interface"), r.get("metric"), r.get("origin"))
+            for r in report.get("routes6", [])]
+    return table(("Destination", "Next Hop", "Interface", "Metric", "Origin"), rows)
+
+
+def format_ndp(report: Mapping[str, Any]) -> str:
+    """``layers ndp``: the IPv6 neighbour cache, as ``ip -6 neigh`` lists it."""
+    if "ndp" not in report:
+        return ("no IPv6 neighbour cache: this stack has no ndp plugin (or only TUN links)")
+    rows = [(r.get("address", "?"), r.get("mac") or "(incomplete)", r.get("state", ""),
+             "router" if r.get("router") else "", r.get("interface", ""))
+            for r in report.get("ndp", []) or []]
+    if not rows:
+        return "IPv6 neighbour cache: empty"
+    return table(("Address", "HWaddress", "State", "Flags", "Iface"), rows)
+
+
 def format_arp(report: Mapping[str, Any]) -> str:
     rows = []
     for r in report.get("arp", []) or []:
@@ -189,7 +211,14 @@ def cmd_netstat(args: argparse.Namespace) -> int:
 
 def cmd_routes(args: argparse.Namespace) -> int:
     report = query(args)["report"]
-    print(_with_plugin_errors(format_routes(report), report))
+    text = format_routes6(report) if args.ipv6 else format_routes(report)
+    print(_with_plugin_errors(text, report))
+    return 0
+
+
+def cmd_ndp(args: argparse.Namespace) -> int:
+    report = query(args)["report"]
+    print(_with_plugin_errors(format_ndp(report), report))
     return 0
 
 
@@ -204,5 +233,8 @@ def add_commands(commands: Commands) -> None:
                       help="interfaces and connections of a running stack")
     ns.add_argument("-s", "--statistics", action="store_true",
                     help="per-protocol counters and drops by reason")
-    commands.add("routes", cmd_routes, client=True, help="routing table of a running stack")
+    routes = commands.add("routes", cmd_routes, client=True,
+                          help="routing table of a running stack")
+    routes.add_argument("-6", dest="ipv6", action="store_true", help="the IPv6 table")
+    commands.add("ndp", cmd_ndp, client=True, help="IPv6 neighbour cache of a running stack")
     commands.add("arp", cmd_arp, client=True, help="ARP cache of a running stack")

@@ -4,6 +4,7 @@ our duplicate address detection, and Linux's neighbour table learns the stack's 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,13 @@ def test_ping6_from_linux_reaches_layers_up(netns: NetNamespace, layers_up: Star
     # and we resolved Linux
     rows = up.request("report")["report"]["ndp"]
     assert any(r["address"] == LINUX6 and r["mac"] for r in rows), rows
+    routes = up.layers("routes", "-6")
+    assert re.search(r"^2001:db8::/64\s+::\s+\S+\s+0\s+connected$", routes, re.M), routes
+    assert re.search(r"^fe80::/64\s", routes, re.M), routes
+    ndp = up.layers("ndp")
+    assert re.search(rf"^{re.escape(LINUX6)}\s+[0-9a-f:]{{17}}\s+(reachable|stale|delay)",
+                     ndp, re.M), ndp
+    assert "Inet addr:10.82.0.2/255.255.255.0" in up.layers("netstat")
     counters = up.request("report")["report"]["counters"]
     assert counters["ipv6"]["counters"]["ReasmOKs"] >= 2
     assert counters["icmpv6"]["counters"]["out_echo_reps"] >= 5
