@@ -140,8 +140,14 @@ class Stack:
         self.internal_failures: dict[tuple[str, str], PluginFailure] = {}
         #: per-connection telemetry subscribers (see layers.telemetry)
         self.telemetry = Telemetry()
+        #: the loopback interface ``lo`` (127.0.0.1/8), or None (no IPv4, or
+        #: ``ipv4.loopback=false``); it is not in ``interfaces``, which holds the links
+        #: runners poll: nothing crosses it but packets to ourselves, delivered on the next poll
+        self.loopback: Interface | None = None
         self._compose()
         self.settings_registry.check(self._installed_plugin_names())
+        if self.ip is not None and getattr(self.ip, "wants_loopback", False):
+            self._add_loopback()
         for watcher in list(_stack_watchers):
             watcher(self)
 
@@ -383,7 +389,9 @@ class Stack:
                 link = wrapped
         link.attach(self._clock)
         iface = Interface(self, link, name or link.name, len(self.interfaces) + 1)
-        if any(i.name == iface.name for i in self.interfaces):
+        if any(i.name == iface.name for i in self.interfaces) or (
+            self.loopback is not None and iface.name == self.loopback.name
+        ):
             raise ConfigurationError(f"an interface named {iface.name!r} exists already")
         if iface.medium is Medium.ETHERNET:
             if iface.mac is None:
@@ -423,10 +431,32 @@ class Stack:
             self._bring_up(iface)
         return iface
 
+    def _add_loopback(self) -> None:
+        """Linux's ``lo``: an IP-medium device holding 127.0.0.1/8 and the local route
+        127.0.0.0/8 (see :mod:`layers.links.loopback`)."""
+        from layers.links.loopback import LoopbackLink
+
+        link = LoopbackLink("lo")
+        link.attach(self._clock)
+        lo = Interface(self, link, "lo", 0)
+        lo.dispatch = self._rx_ip
+        link.set_wakeup(lambda: self.call_soon(self._drain_loopback))
+        self.loopback = lo
+        lo.add_address(0x7F000001, 8)
+
+    def _drain_loopback(self) -> None:
+        lo = self.loopback
+        if lo is None:
+            return
+        while (got := lo.link.recv()) is not None:
+            self.receive(lo, got[0], got[1])
+
     def interface(self, name: str) -> Interface:
         for iface in self.interfaces:
             if iface.name == name:
                 return iface
+        if self.loopback is not None and name == self.loopback.name:
+            return self.loopback
         raise ConfigurationError(f"no interface named {name!r}")
 
     def add_address(self, iface: Interface, address: str) -> None:
@@ -452,7 +482,8 @@ class Stack:
         self.local_addresses[address] = iface
         if prefix_length < 32:
             try:
-                self.routes.add(address, prefix_length, iface, origin="connected")
+                self.routes.add(address, prefix_length, iface,
+                                origin="local" if iface is self.loopback else "connected")
             except ConfigurationError:
                 pass  # a second address in the same subnet shares the connected route
         if self.running and iface.up:
@@ -503,9 +534,13 @@ class Stack:
         self.routes.add(network, plen, iface, gateway=gw, metric=metric, origin="static")
 
     def is_local(self, address: int) -> bool:
-        """One of our usable addresses, of either family (IPv6 ones once DAD is done)."""
+        """One of our usable addresses, of either family (IPv6 ones once DAD is done), or
+        any of 127/8 when the stack has ``lo`` (Linux's local route ``127.0.0.0/8 dev lo``:
+        binding 127.0.0.2 works there too)."""
         if address in self.local_addresses:
             return True
+        if address >> 24 == 127 and address <= 0xFFFFFFFF:
+            return self.loopback is not None
         return (address > 0xFFFFFFFF and self.ip6 is not None
                 and self.ip6.address_state(address) == "preferred")
 
@@ -521,6 +556,8 @@ class Stack:
         if self.running:
             return
         self.running = True
+        if self.loopback is not None:
+            self.loopback.up = True
         for iface in self.interfaces:
             self._bring_up(iface)
         self.call_plugins("layers_stack_started", stack=self)
@@ -539,6 +576,8 @@ class Stack:
                     self.plugin_failed(impl.plugin_name, "its layers_stack_stopping hook", exc)
             self.running = False
         self.timers.clear()
+        if self.loopback is not None:
+            self.loopback.up = False
         if close_links:
             for iface in self.interfaces:
                 iface.up = False
@@ -792,7 +831,8 @@ class Stack:
         """Everything ``layers netstat``/``routes``/``arp`` show, as JSON-able data."""
         tables: dict[str, Any] = {
             "name": self.name,
-            "interfaces": [i.describe() for i in self.interfaces],
+            "interfaces": [i.describe() for i in ([self.loopback] if self.loopback else [])
+                           + self.interfaces],
             "routes": [r.describe() for r in self.routes],
             "counters": {n: c.snapshot() for n, c in sorted(self.counters.items())},
             "plugins": self.plugin_names,

@@ -188,7 +188,7 @@ class Icmp:
         if to_group and self.echo_ignore_broadcasts:
             c.drop("broadcast_echo")
             return
-        if _not_one_host(dg.src):
+        if _not_one_host(dg.src) and dg.interface is not self.stack.loopback:
             c.drop("echo_bad_source")
             return
         if self.ratemask & 1 and not self._allowed(dg.src):  # not limited by default
@@ -414,7 +414,9 @@ class Icmp:
             return
         # ... nor to a source that names no single host ...
         src = dg.src
-        if _not_one_host(src) or any(src in i.broadcasts for i in stack.interfaces):
+        if (_not_one_host(src) and dg.interface is not stack.loopback) or any(
+            src in i.broadcasts for i in stack.interfaces
+        ):
             c.drop("error_to_bad_source")
             return
         # ... nor about an ICMP error (unknown types count as errors, as in Linux).

@@ -71,6 +71,8 @@ class IPv4:
         self.drop_unicast_in_l2_broadcast = cfg.drop_unicast_in_l2_broadcast
         self.pmtu_expires = cfg.pmtu_expires
         self.min_pmtu = cfg.min_pmtu
+        #: read by the stack once composed: whether to add the loopback interface ``lo``
+        self.wants_loopback = cfg.loopback
         timeout, memory = cfg.reasm_timeout, cfg.reasm_memory
         self.reassembler = Reassembler(stack, c, timeout=timeout, memory_limit=memory)
         self._ident = random.getrandbits(16)
@@ -118,7 +120,8 @@ class IPv4:
         bcasts = iface.broadcasts
         # _is_martian_source(src), inlined
         if src >= 0xE0000000 or (src >> 24) in (127, 0) or src in bcasts or src in local:
-            if not (src == 0 and dst in bcasts):  # 0.0.0.0 may broadcast (BOOTP/DHCP)
+            # 0.0.0.0 may broadcast (BOOTP/DHCP); lo carries only our own packets
+            if not (src == 0 and dst in bcasts) and iface is not stack.loopback:  # 0.0.0.0 may broadcast (BOOTP/DHCP)
                 c["InAddrErrors"] += 1
                 c.drop("martian_source")
                 return
@@ -229,15 +232,27 @@ class IPv4:
             return False
 
         owner = stack.local_addresses.get(dst)
+        lo = stack.loopback
+        if owner is None and lo is not None and dst >> 24 == 127:
+            owner = lo  # all of 127/8 is local (Linux's "local 127.0.0.0/8 dev lo" route)
         if owner is not None:  # to ourselves: loop it back outside this call
             if src is None:
-                src = dst
-            elif src != 0 and src not in stack.local_addresses:
+                src = self._loopback_source(dst)
+            elif src != 0 and not self._is_loopback(src):
                 return self._bad_source(src, dst, protocol, _joined(payload))
             flags = RX_CSUM_VERIFIED if offload is not None and offload.needs_csum else 0
             header = self._header(src, dst, protocol, ttl, tos, total, dont_fragment)
             packet = header + _joined(payload)
             c["OutLoopback"] += 1
+            if lo is not None:  # Linux routes it through lo: lo counts it both ways
+                lc = lo.counters
+                lc["tx_frames"] += 1
+                lc["tx_bytes"] += total
+                lc["rx_frames"] += 1
+                lc["rx_bytes"] += total
+                count = getattr(lo.link, "count", None)
+                if count is not None:
+                    count(total)
             stack.call_soon(self._loopback, owner, packet, flags, False)
             return True
 
@@ -410,9 +425,23 @@ class IPv4:
         )
 
     # --- IPv4Service --------------------------------------------------------------------
-    def source_for(self, dst: int) -> int | None:
+    def _is_loopback(self, dst: int) -> bool:
+        """Whether ``dst`` is ours: one of our addresses, or 127/8 when we have ``lo``."""
+        stack = self.stack
+        return dst in stack.local_addresses or (
+            dst >> 24 == 127 and stack.loopback is not None)
+
+    def _loopback_source(self, dst: int) -> int:
+        """The source toward one of our addresses: that address; toward the rest of 127/8,
+        lo's address (Linux's local route says ``src 127.0.0.1``)."""
         if dst in self.stack.local_addresses:
             return dst
+        lo = self.stack.loopback
+        return lo.address if lo is not None and lo.address is not None else dst
+
+    def source_for(self, dst: int) -> int | None:
+        if self._is_loopback(dst):
+            return self._loopback_source(dst)
         route = self._route(dst, None)
         if route is None:
             return None
@@ -423,7 +452,7 @@ class IPv4:
 
         A local destination never leaves the stack: 65535. No route: 576, the datagram size
         every host must accept (RFC 1122 3.3.3)."""
-        if dst in self.stack.local_addresses:
+        if self._is_loopback(dst):
             return MAX_DATAGRAM
         route = self._route(dst, None)
         if route is None:

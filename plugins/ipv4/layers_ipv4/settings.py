@@ -31,6 +31,9 @@ class IPv4Settings:
     pmtu_expires: float = 600.0
     #: the smallest path MTU update_path_mtu accepts
     min_pmtu: int = DEFAULT_MIN_PMTU
+    #: give the stack Linux's loopback interface ``lo`` (127.0.0.1/8); false: 127/8 is
+    #: unreachable (ENETUNREACH) and packets to our own addresses are still looped back
+    loopback: bool = True
 
     def validate(self) -> None:
         if not 1 <= self.ttl <= 255:
