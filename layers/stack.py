@@ -440,9 +440,13 @@ class Stack:
         link.attach(self._clock)
         lo = Interface(self, link, "lo", 0)
         lo.dispatch = self._rx_ip
-        link.set_wakeup(lambda: self.call_soon(self._drain_loopback))
+        link.set_wakeup(self._loopback_wakeup)
         self.loopback = lo
         lo.add_address(0x7F000001, 8)
+
+    def _loopback_wakeup(self) -> None:
+        """A frame was written on lo: receive it on the next poll, never re-entrantly."""
+        self.call_soon(self._drain_loopback)
 
     def _drain_loopback(self) -> None:
         lo = self.loopback

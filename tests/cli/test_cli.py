@@ -167,7 +167,7 @@ def test_control_socket_serves_reports(
     assert codes == [0, 0, 0, 0]
     report = response["report"]
     assert response["interface"] == "mem0"
-    assert [i["name"] for i in report["interfaces"]] == ["mem0"]
+    assert [i["name"] for i in report["interfaces"]] == ["lo", "mem0"]  # lo first, as ip link
     assert report["counters"]["icmp"]["counters"]
     out = capsys.readouterr().out
     # netstat: the interface in slitch's shape

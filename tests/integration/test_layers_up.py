@@ -90,11 +90,13 @@ def test_tun_with_only_ipv4_and_icmp(netns: NetNamespace, layers_up: Start) -> N
     report = up.request()["report"]
     assert report["plugins"] == ["icmp", "ipv4"]
     assert "arp" not in report and "arp" not in report["counters"]
-    assert report["interfaces"][0]["medium"] == "ip"
+    assert [(i["name"], i["medium"]) for i in report["interfaces"]] == [("lo", "ip"),
+                                                                        (tun, "ip")]
 
     r = layers(netns, "netstat", "--name", tun)
     assert r.returncode == 0, r.stderr
-    assert re.match(rf"{tun}\s+UP Type:TUN MTU:1500", r.stdout), r.stdout
+    assert r.stdout.startswith("lo      UP Type:IP MTU:65536"), r.stdout  # lo first, as Linux
+    assert re.search(rf"^{tun}\s+UP Type:TUN MTU:1500", r.stdout, re.M), r.stdout
     r = layers(netns, "arp", "--name", tun)
     assert r.returncode == 0 and "no ARP table" in r.stdout
     rc, _out, err = up.stop()
@@ -111,6 +113,8 @@ def test_netstat_routes_arp_against_a_running_up(netns: NetNamespace, layers_up:
     r = layers(netns, "netstat", "--link", f"tap:{tap}")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
+    assert lines[0].startswith("lo "), lines[0]  # lo comes first, as in Linux
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith(tap)):]
     assert re.match(rf"{tap} UP Type:TAP HWaddr [0-9A-F:]{{17}} MTU:1500", lines[0]), lines[0]
     assert f"Inet addr:{STACK}/255.255.255.0 Bcast:10.81.0.255" in lines[1]
     assert re.match(r"\s+inet6 addr: fe80::\S+/64 Scope:Link", lines[2]), lines[2]
@@ -259,7 +263,8 @@ def test_tun_with_packet_information_header(netns: NetNamespace, layers_up: Star
                    "--plugins", "ipv4,icmp")
     _address(netns, tun)
     ping_ok(netns, STACK)
-    assert up.request()["report"]["interfaces"][0]["link"]["pi"] is True
+    [tun_report] = [i for i in up.request()["report"]["interfaces"] if i["name"] == tun]
+    assert tun_report["link"]["pi"] is True
     rc, _out, err = up.stop()
     assert rc == 0, err
 

@@ -29,9 +29,17 @@ Receive path
     fragments no link can have verified). An unknown protocol asks ``stack.errors`` for
     destination unreachable code 2 (protocol unreachable) unless the datagram was a broadcast.
 
+Loopback
+    The stack gets Linux's ``lo`` (``stack.loopback``, :mod:`layers.links.loopback`): an IP
+    device with MTU 65536 and checksum offload, holding 127.0.0.1/8 and the local route
+    127.0.0.0/8. Every address of 127/8 is ours (``stack.is_local``), answered from the address
+    it was sent to; packets toward other 127/8 addresses get 127.0.0.1 as their source.
+
 Send path (:meth:`IPv4.send`)
-    A destination that is one of our addresses is looped back on the next poll
-    (``stack.call_soon``), never re-entering ``receive`` synchronously. Otherwise
+    A destination that is one of our addresses, or in 127/8 while we have ``lo``, is looped
+    back on the next poll (``stack.call_soon``), never re-entering ``receive`` synchronously;
+    ``lo`` counts it sent and received, and a partial checksum the transport left is trusted
+    (``RX_CSUM_VERIFIED``), as Linux's loopback does. Otherwise
     ``stack.routes`` picks the route (longest prefix, then the default gateway); without one
     the transport gets a local ``TransportError`` (ENETUNREACH) and ``send`` returns False.
     0.0.0.0 and 127/8 are never sent on a link (RFC 1122 3.2.1.3). The source is the given
@@ -81,6 +89,9 @@ Settings (``--set ipv4.KEY=VALUE``; :class:`layers_ipv4.settings.IPv4Settings`)
         Seconds a learned path MTU is kept.
     ``ipv4.min_pmtu`` (int, 552)
         The smallest path MTU ``update_path_mtu`` accepts (smaller reports are raised to it).
+    ``ipv4.loopback`` (bool, True)
+        Give the stack the loopback interface ``lo``. False: no ``lo``, 127/8 is unreachable
+        (ENETUNREACH); packets to our own addresses are still looped back.
 """
 
 from __future__ import annotations

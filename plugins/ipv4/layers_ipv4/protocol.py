@@ -121,7 +121,7 @@ class IPv4:
         # _is_martian_source(src), inlined
         if src >= 0xE0000000 or (src >> 24) in (127, 0) or src in bcasts or src in local:
             # 0.0.0.0 may broadcast (BOOTP/DHCP); lo carries only our own packets
-            if not (src == 0 and dst in bcasts) and iface is not stack.loopback:  # 0.0.0.0 may broadcast (BOOTP/DHCP)
+            if not (src == 0 and dst in bcasts) and iface is not stack.loopback:
                 c["InAddrErrors"] += 1
                 c.drop("martian_source")
                 return
