@@ -3,6 +3,7 @@ namespace made for the test, in real time. Root only."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -22,8 +23,11 @@ TAP = {
 
 
 def _namespaces() -> set[str]:
+    """This process's experiment namespaces (their names carry our pid), so another run of
+    the suite on the same machine cannot make the check below fail."""
+    mine = f"layers-exp-{os.getpid()}-"
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("layers-exp-")}
+    return {line.split()[0] for line in out.splitlines() if line.startswith(mine)}
 
 
 def test_our_stack_and_linux_share_the_bottleneck() -> None:
