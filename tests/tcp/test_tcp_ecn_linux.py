@@ -20,6 +20,7 @@ from layers.links.base import Link, LinkWrapper, TxOffload
 from layers.links.shaper import ShaperLink
 from layers.netns import NetNamespace
 from layers.streams import open_connection, start_server
+from layers.wire.checksum import checksum
 from layers.wire.tcp import TCP_ACK, TCP_CWR, TCP_ECE, TCP_SYN
 
 pytestmark = pytest.mark.root
@@ -78,12 +79,45 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+class RxCEMarker(LinkWrapper):
+    """Sets CE on every ``every``-th ECT packet the stack receives (fixing the IPv4 header
+    checksum), as a congested router on Linux's path would. In an echo both directions carry
+    the same rate, so only one of the two shaper queues reliably builds a standing queue; this
+    makes the marks toward our stack certain instead of a matter of timing."""
+
+    def __init__(self, inner: Link, every: int) -> None:
+        super().__init__(inner)
+        self.every = every
+        self.ect_seen = 0
+        self.marked = 0
+
+    def recv(self) -> tuple[bytes, int] | None:
+        got = self.inner.recv()
+        if got is None:
+            return None
+        frame, flags = got
+        if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00" or not frame[15] & 3:
+            return got
+        self.ect_seen += 1
+        if self.ect_seen % self.every:
+            return got
+        buf = bytearray(frame)
+        buf[15] |= 3  # CE
+        hlen = (buf[14] & 0xF) * 4
+        buf[24:26] = b"\0\0"
+        buf[24:26] = checksum(buf[14 : 14 + hlen]).to_bytes(2, "big")
+        self.marked += 1
+        return bytes(buf), flags
+
+
 def wrapper(marks: bool, seen: list[SynFlags]) -> Any:
     def wrap(link: Link) -> Link:
         if marks:
-            # both ways through 50 Mbit/s CoDel queues that mark ECT packets instead of drops
+            # both ways through 50 Mbit/s CoDel queues that mark ECT packets instead of drops,
+            # and a marker on the receive side (see RxCEMarker)
             link = ShaperLink(link, "rate=50mbit,delay=2ms,queue=codel,ecn=1,target=1ms,"
                                     "interval=10ms")
+            link = RxCEMarker(link, every=20)
         syns = SynFlags(link)
         seen.append(syns)
         return syns
