@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard example
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e plugins/$(p)) $(foreach e,$(wildcard examples/*/pyproject.toml),-e $(dir $(e)))
+	@# tools/ (the custom import-linter contract) on the venv's path, so a bare lint-imports works
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'layers-tools.pth').write_text(str(pathlib.Path('tools').resolve()) + '\\n')"
 	touch $(STAMP)
 
 # Installs the Linux-side tools when running as root and they are missing; never fails the build
@@ -41,7 +43,7 @@ test: venv
 # The architecture contracts in .importlinter (the core imports no plugin, plugins never import
 # each other, plugins and examples import only public names of layers).
 architecture: venv
-	PYTHONPATH=tools $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/lint-imports --no-cache
 
 # Benchmarks print figures and never assert timings; compare numbers only within one run.
 # `make bench` (root: it makes its own namespaces and deletes them) prints the table of
