@@ -230,6 +230,10 @@ class CongestionControlInfo:
     description: str = ""
     #: the distribution that provides it, for error messages (filled in by the loader)
     plugin: str = ""
+    #: ``check(given)`` validates the ``--set NAME.KEY`` values given (already converted to
+    #: their defaults' types) when the stack is composed, raising ConfigurationError that names
+    #: the fix (ranges, combinations); None when the types are all there is to check
+    check: Callable[[Mapping[str, Any]], object] | None = None
 
 
 def collect_congestion_controls(

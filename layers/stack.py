@@ -171,6 +171,18 @@ class Stack:
         for plugin, offered in self.call_plugins("layers_congestion_controls"):
             for info in collect_congestion_controls([offered]).values():
                 registry.declare(info.name, info.settings, owner=plugin)
+                if info.check is None:
+                    continue
+                given = {key: self.setting(f"{info.name}.{key}", default)
+                         for key, default in info.settings.items()
+                         if f"{info.name}.{key}" in self.settings}
+                try:
+                    info.check(given)
+                except ConfigurationError:
+                    raise
+                except Exception as exc:
+                    raise plugin_error(plugin, f"checking the {info.name} settings",
+                                       exc) from exc
 
     def call_plugins(
         self, hook_name: str, *, firstresult: bool = False, **kwargs: Any

@@ -20,42 +20,23 @@ was in flight; the rate samples spanning them are ignored).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from layers.congestion import CongestionContext, CongestionControlInfo
+from layers.congestion import CongestionControlInfo
 from layers.hookspecs import hookimpl
 from layers_bbr.bbr import BBR, DEFAULTS, bbr_settings
 
-if TYPE_CHECKING:
-    from layers.stack import Stack
-
 __all__ = ["BBR", "DEFAULTS", "INFO", "bbr_settings"]
 
-
-def _make(ctx: CongestionContext) -> BBR:
-    return BBR(ctx)
 
 
 #: what this plugin offers through ``layers_congestion_controls``
 INFO = CongestionControlInfo(
     name="bbr",
-    factory=_make,
+    factory=BBR,
     settings=dict(DEFAULTS),
+    check=bbr_settings,
     description="BBR v1: bottleneck bandwidth and min RTT model, pacing, probe-bw/probe-rtt",
 )
-
-
-@hookimpl
-def layers_settings(stack: Stack) -> None:
-    """Check the ranges of ``--set bbr.KEY=VALUE`` while the stack is composed, not at its
-    first connection (the stack itself declares the keys, from :data:`INFO`, and checks their
-    types)."""
-    given = {
-        key: stack.setting(f"bbr.{key}", default)
-        for key, default in DEFAULTS.items()
-        if f"bbr.{key}" in stack.settings
-    }
-    bbr_settings(given)
 
 
 @hookimpl

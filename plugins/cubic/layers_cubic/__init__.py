@@ -16,42 +16,23 @@ recovery), ``w_max``, ``cwnd_epoch``, ``w_est``, ``cwnd_prior`` (bytes), ``k`` (
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from layers.congestion import CongestionContext, CongestionControlInfo
+from layers.congestion import CongestionControlInfo
 from layers.hookspecs import hookimpl
 from layers_cubic.cubic import DEFAULTS, Cubic, HyStartPP, cubic_settings
 
-if TYPE_CHECKING:
-    from layers.stack import Stack
-
 __all__ = ["DEFAULTS", "INFO", "Cubic", "HyStartPP", "cubic_settings"]
 
-
-def _make(ctx: CongestionContext) -> Cubic:
-    return Cubic(ctx)
 
 
 #: what this plugin offers through ``layers_congestion_controls``
 INFO = CongestionControlInfo(
     name="cubic",
-    factory=_make,
+    factory=Cubic,
     settings=dict(DEFAULTS),
+    check=cubic_settings,
     description="CUBIC (RFC 9438), Reno-friendly region, fast convergence, HyStart++",
 )
-
-
-@hookimpl
-def layers_settings(stack: Stack) -> None:
-    """Check the ranges of ``--set cubic.KEY=VALUE`` while the stack is composed, not at its
-    first connection (the stack itself declares the keys, from :data:`INFO`, and checks their
-    types)."""
-    given = {
-        key: stack.setting(f"cubic.{key}", default)
-        for key, default in DEFAULTS.items()
-        if f"cubic.{key}" in stack.settings
-    }
-    cubic_settings(given)
 
 
 @hookimpl
