@@ -12,8 +12,9 @@ Scenarios (``system`` in brackets):
   (the receive floor ACKs every segment; the send floor pushes 64 KiB super-segments with
   virtio headers, or MTU frames, and reads cumulative ACKs, honouring the window);
   [``linux``] is Linux to Linux over a veth pair (the ceiling; ``plain`` with every offload
-  switched off by ethtool); [``pytcp``] when ``PYTCP_SRC`` names a checkout of PyTCP 2.7.10
-  (run under CPython 3.12: ``PYTCP_PYTHON``, else the newest 3.12 under ``pyenv root``).
+  switched off by ethtool); [``pytcp``] (link ``plain``: it has no offloads) when
+  ``PYTCP_SRC`` names a checkout of PyTCP 2.7.10, which tests/bench/pytcp_runner.py runs on
+  a TAP in the bench's namespace as a sink and a source, timed by Linux as for ``layers``.
 - ``ping_rtt`` (us; ``ping -i 0`` from Linux): [``floor``] a bare Python ARP+ICMP responder on
   a TAP, [``layers``] ``layers up``, pinged alternately in the same run.
 - ``conn_rate`` (connections/s): three Linux client processes keep 32 connections in flight
@@ -30,6 +31,17 @@ timing; compare figures only within one run (the host is shared).
 
     sudo .venv/bin/python tests/bench/bench.py [--quick] [--runs N] [--mib N] [--output PATH]
                                                [--only SCENARIO,...]
+
+PyTCP is not part of the repository (nor of its venv). Its 2.7.10 wheel on PyPI cannot run (it
+holds only ``pytcp/__init__.py`` and ``config.py``), so take the tag from its repository; it
+needs CPython 3.12 and nothing else (its ``pyproject.toml`` lists no dependencies)::
+
+    git clone https://github.com/ccie18643/PyTCP /tmp/PyTCP && git -C /tmp/PyTCP checkout 2.7.10
+    sudo PYTCP_SRC=/tmp/PyTCP make bench          # or: --only tcp_rx,tcp_tx
+
+The interpreter is ``PYTCP_PYTHON`` when set, else the newest ``versions/3.12*`` under
+``pyenv root``, else ``python3.12`` on the PATH. PyTCP moves a few Mbit/s, so it gets
+``pytcp_kib`` (2 MiB) per transfer, about 15 seconds a run with its start-up.
 """
 
 from __future__ import annotations
@@ -39,7 +51,6 @@ import asyncio
 import dataclasses
 import fcntl
 import gc
-import glob
 import json
 import os
 import random
@@ -51,7 +62,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -312,17 +323,29 @@ def veth_rates(ns: NetNamespace, offload: bool, size: int, port: int) -> tuple[f
 # --- PyTCP (optional) ------------------------------------------------------------------------
 
 
-def pytcp_python() -> str | None:
-    explicit = os.environ.get("PYTCP_PYTHON")
-    if explicit:
-        return explicit
-    try:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        root = os.path.expanduser("~/.pyenv")
-    found = sorted(glob.glob(os.path.join(root, "versions", "3.12*", "bin", "python3.12")))
-    return found[-1] if found else None
+def pytcp_setup() -> tuple[str, str] | None:
+    """(checkout, CPython 3.12) when ``PYTCP_SRC`` is set; None when it is not; an error naming
+    the fix when it is set but PyTCP 2.7.10 cannot run."""
+    checkout = os.environ.get("PYTCP_SRC")
+    if not checkout:
+        return None
+    python = tb.pytcp_python()
+    if python is None:
+        raise RuntimeError("no CPython 3.12 under `pyenv root` nor on the PATH: set PYTCP_PYTHON")
+    return tb.pytcp_checkout(checkout), python
+
+
+def pytcp_run(res: Results, ns: NetNamespace, pytcp: tuple[str, str], only: set[str],
+              port: Iterator[int], size: int) -> None:
+    """One run of PyTCP 2.7.10 (plain TAP: it has no offloads) in the bench's namespace: Linux
+    sends ``size`` bytes to it and it sends ``size`` bytes to Linux, timed as for ``layers``."""
+    with tb.PyTcp(ns, *pytcp) as peer:
+        if "tcp_rx" in only:
+            res.add("tcp_rx", "pytcp", "plain", "Gbit/s", gbit(size, peer.receive(next(port),
+                                                                                size)))
+        if "tcp_tx" in only:
+            res.add("tcp_tx", "pytcp", "plain", "Gbit/s", gbit(size, peer.send(next(port),
+                                                                             size)))
 
 
 # --- ping_rtt --------------------------------------------------------------------------------
@@ -612,6 +635,7 @@ def run(cfg: Config, only: set[str]) -> Results:
     res = Results()
     size = cfg.mib << 20
     port = iter(range(9000, 20000))  # below the clients' ports (20000 and up)
+    pytcp = _try(res, "pytcp", pytcp_setup) if only & {"tcp_rx", "tcp_tx"} else None
     with NetNamespace(prefix="layers-bench") as ns:
         print(f"bench: namespace {ns.name}, {cfg.runs} runs, {cfg.mib} MiB transfers",
               flush=True)
@@ -647,6 +671,9 @@ def run(cfg: Config, only: set[str]) -> Results:
                             res.add("tcp_rx", "linux", link, "Gbit/s", gbit(size, got[0]))
                         if "tcp_tx" in only:
                             res.add("tcp_tx", "linux", link, "Gbit/s", gbit(size, got[1]))
+            if pytcp is not None and only & {"tcp_rx", "tcp_tx"}:
+                _try(res, "pytcp", partial(pytcp_run, res, ns, pytcp, only, port,
+                                           cfg.pytcp_kib << 10))
             if "ping_rtt" in only:
                 us = _try(res, "ping floor", lambda: ping_floor(ns, cfg.ping_count))
                 if us:
@@ -668,18 +695,6 @@ def run(cfg: Config, only: set[str]) -> Results:
                          lambda: conn_rate(ns, cfg.conn_most, cfg.conn_seconds, cfg.runs))
             for rate in rates or []:
                 res.add("conn_rate", "layers", "offload", "connections/s", rate)
-    checkout = os.environ.get("PYTCP_SRC")
-    if checkout and only & {"tcp_rx", "tcp_tx"}:
-        python = pytcp_python()
-        if python is None:
-            res.notes.append("pytcp: no CPython 3.12 (set PYTCP_PYTHON)")
-        else:
-            for _ in range(cfg.runs):
-                got = _try(res, "pytcp",
-                           lambda: tb.pytcp_rates(checkout, python, cfg.pytcp_kib << 10))
-                if got:
-                    res.add("tcp_rx", "pytcp", "plain", "Gbit/s", got[0] / 1000)
-                    res.add("tcp_tx", "pytcp", "plain", "Gbit/s", got[1] / 1000)
     return res
 
 
@@ -730,13 +745,13 @@ def table(res: Results) -> str:
     if sim and tap:
         lines.append(f"target sim_rate: {sim:.0f} vs TAP plain rx {tap:.0f} segments/s: "
                      f"{'met' if sim >= tap else 'MISSED'}")
-    for system in ("pytcp",):
-        for scenario in ("tcp_rx", "tcp_tx"):
-            p, mine = res.median(scenario, system, "plain"), res.median(scenario, "layers",
-                                                                         "plain")
+    for scenario in ("tcp_rx", "tcp_tx"):  # PyTCP has only the plain path; ours has both
+        p = res.median(scenario, "pytcp", "plain")
+        for link in ("plain", "offload"):
+            mine = res.median(scenario, "layers", link)
             if p and mine:
-                lines.append(f"target {scenario} vs PyTCP: {mine / p:.0f}x (>= 1000): "
-                             f"{'met' if mine / p >= 1000 else 'MISSED'}")
+                lines.append(f"target {scenario} vs PyTCP (layers {link}): {mine / p:.0f}x "
+                             f"(>= 1000): {'met' if mine / p >= 1000 else 'MISSED'}")
     lines.extend(res.notes)
     return "\n".join(lines)
 

@@ -16,21 +16,28 @@ in this process. Prints a table; never asserts. Compare figures only within one 
     sudo .venv/bin/python tests/bench/tcp_bench.py [MiB] [--pytcp DIR]
 
 ``--pytcp DIR [--pytcp-python PY]`` adds PyTCP's figures: DIR is a checkout of PyTCP's 2.7.10
-tag (kept outside the repository), PY a CPython 3.12 (default ``python3.12``); see pytcp_rates.
+tag (kept outside the repository), PY a CPython 3.12 (default: see ``pytcp_python``); see
+``PyTcp`` and tests/bench/pytcp_runner.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import glob
 import os
 import random
+import re
 import secrets
+import select
+import shutil
 import statistics
 import struct
 import subprocess
 import sys
 import time
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from layers.links.tuntap import TapLink
@@ -283,82 +290,136 @@ def stack_hold(ns: NetNamespace, port: int, most: int) -> tuple[int, int, float]
 
 # --- PyTCP, side by side (optional) -----------------------------------------------------------
 #   Its 2.7.10 wheel on PyPI holds only pytcp/__init__.py and config.py (``import pytcp``
-#   fails: no pytcp.lib), so it runs from a checkout of its 2.7.10 tag, under CPython 3.12,
-#   with -O (its logging sits behind ``__debug__``), in a namespace of its own (its state is
-#   module-global: one stack per process).
-PYTCP_RUNNER = r"""
-import sys
-from pytcp import TcpIpStack, initialize_tap, config
-config.LOG_CHANEL = set()
-from pytcp.lib import socket
-mode, tap, mac, addr, port = sys.argv[1:6]
-stack = TcpIpStack(fd=initialize_tap(tap_name=tap), mac_address=mac,
-                   ip4_address=addr + "/24", ip6_address="fe80::7/64")
-config.IP6_SUPPORT = False
-stack.start()
-print("ready", flush=True)
-s = socket.socket(family=socket.AF_INET4, type=socket.SOCK_STREAM)
-if mode == "sink":
-    s.bind(("0.0.0.0", int(port)))
-    s.listen()
-    c, _ = s.accept()
-    while c.recv():
-        pass
-    c.close()
-else:
-    size = int(sys.argv[7])
-    s.connect((sys.argv[6], int(port)))
-    data = bytes(range(256)) * (size // 256)
-    for i in range(0, size, 1 << 16):
-        s.send(data[i:i + (1 << 16)])
-    s.close()
-sys.stdin.read()  # until the bench has its figure: stopping earlier would lose data
-stack.stop()
-"""
+#   fails: no pytcp.lib), so it runs from a checkout of its 2.7.10 tag (kept outside the
+#   repository), under CPython 3.12; its pyproject lists no dependencies, so the bare
+#   interpreter runs it (no venv). Its state is module-global: one stack per process.
+PYTCP_VERSION = "2.7.10"
+PYTCP_RUNNER = Path(__file__).with_name("pytcp_runner.py")
+PYTCP_MAC = "02:00:00:00:00:07"
+PYTCP_HOW = ("git clone https://github.com/ccie18643/PyTCP DIR && git -C DIR checkout "
+             f"{PYTCP_VERSION}, then PYTCP_SRC=DIR")
 
 
-def pytcp_rates(checkout: str, python: str, size: int) -> tuple[float, float]:
-    """(receive, send) Mbit/s of PyTCP against Linux, over a plain TAP in its own namespace."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(PYTCP_RUNNER)
-    env = {"PYTHONPATH": checkout, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    mac = "02:00:00:00:00:07"
-    rates = []
+def pytcp_checkout(path: str) -> str:
+    """``path`` made absolute when it is a checkout of PyTCP 2.7.10, else a ValueError naming
+    the fix."""
+    root = Path(path).expanduser().resolve()
+    if not (root / "pytcp" / "lib" / "socket.py").is_file():
+        raise ValueError(f"{root} is not a checkout of PyTCP (no pytcp/lib/socket.py); "
+                         f"{PYTCP_HOW}")
     try:
-        with NetNamespace(prefix="layers-bench-pytcp") as ns:
-            dev = "pytcp0"
-            ns.run(["ip", "tuntap", "add", dev, "mode", "tap"])
-            make_tap(ns, dev, mac)
-            for mode in ("sink", "send"):
-                port = "9100" if mode == "sink" else "9200"
-                sink = linux(ns, "sink", port) if mode == "send" else None
-                args = [mode, dev, mac, STACK_IP, port]
-                if mode == "send":
-                    args += [LINUX_IP, str(size)]
-                proc = ns.popen([python, "-O", f.name, *args], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env)
-                try:
-                    assert proc.stdout is not None
-                    if proc.stdout.readline().strip() != "ready":
-                        err = proc.stderr.read() if proc.stderr else ""
-                        raise RuntimeError(f"PyTCP did not start: {err}")
-                    if sink is None:
-                        time.sleep(2)  # its ARP/IP set-up runs in threads after start()
-                        seconds = float(output(linux(ns, "send", STACK_IP, port, str(size)))[0])
-                    else:
-                        n, secs = output(sink)
-                        seconds = float(secs)
-                        assert int(n) == size, n
-                    rates.append(mbit(size, seconds))
-                finally:
-                    if proc.poll() is None:
-                        proc.communicate("", timeout=15)
-    finally:
-        os.unlink(f.name)
-    return rates[0], rates[1]
+        meta = tomllib.loads((root / "pyproject.toml").read_text())
+        version = meta["project"]["version"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{root}/pyproject.toml names no version ({exc}); {PYTCP_HOW}") from exc
+    if version != PYTCP_VERSION:
+        raise ValueError(f"{root} is PyTCP {version}, the bench compares with "
+                         f"{PYTCP_VERSION}: {PYTCP_HOW}")
+    return str(root)
+
+
+def pytcp_python() -> str | None:
+    """A CPython 3.12 for PyTCP: ``PYTCP_PYTHON``, else the newest 3.12 under ``pyenv root``
+    (or ~/.pyenv), else ``python3.12`` on the PATH; None when there is none."""
+    explicit = os.environ.get("PYTCP_PYTHON")
+    if explicit:
+        return explicit
+    try:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        root = os.path.expanduser("~/.pyenv")
+    found = sorted(glob.glob(os.path.join(root, "versions", "3.12*", "bin", "python3.12")),
+                   key=lambda p: [int(n) for n in re.findall(r"\d+", p.split("versions")[-1])])
+    return found[-1] if found else shutil.which("python3.12")
+
+
+class PyTcp:
+    """PyTCP 2.7.10 on a TAP of its own in ``ns`` (tests/bench/pytcp_runner.py under CPython
+    3.12), measured as our stack is: :meth:`receive` is timed by Linux's sender (connect to
+    the peer's close), :meth:`send` by Linux's sink (first byte to EOF). A context manager:
+    the process is stopped (by PID) and the TAP deleted at the end."""
+
+    def __init__(self, ns: NetNamespace, checkout: str, python: str) -> None:
+        self.ns = ns
+        self.checkout = pytcp_checkout(checkout)
+        self.python = python
+        self.dev = f"py{secrets.token_hex(3)}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> PyTcp:
+        self.ns.run(["ip", "tuntap", "add", "dev", self.dev, "mode", "tap"])
+        try:
+            make_tap(self.ns, self.dev, PYTCP_MAC)
+            self.proc = self.ns.popen(
+                [self.python, "-I", "-O", str(PYTCP_RUNNER), self.checkout, self.dev, PYTCP_MAC,
+                 f"{STACK_IP}/24"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._expect("ready", 60)  # PyTCP's start() returns after its ARP probes (3-6 s)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.communicate("", timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.ns.run(["ip", "link", "del", self.dev], check=False)
+
+    def _command(self, line: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def _expect(self, word: str, timeout: float) -> list[str]:
+        """The next line of the runner's that starts with ``word``, split (lines that PyTCP
+        prints itself are passed over)."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                raise RuntimeError(f"PyTCP said no {word!r} within {timeout:g} s")
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait(timeout=10)
+                err = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"PyTCP exited ({proc.returncode}) before {word!r}: "
+                                   f"{err.strip()[-500:]}")
+            words = line.split()
+            if words and words[0] == word:
+                return words
+
+    def receive(self, port: int, size: int) -> float:
+        """Linux sends ``size`` bytes to PyTCP's sink; the sender's seconds."""
+        self._command(f"sink {port}")
+        self._expect("listening", 10)
+        seconds = float(output(linux(self.ns, "send", STACK_IP, str(port), str(size)), 600)[0])
+        got = int(self._expect("done", 30)[1])
+        if got != size:
+            raise RuntimeError(f"PyTCP received {got} of {size} bytes")
+        return seconds
+
+    def send(self, port: int, size: int) -> float:
+        """PyTCP sends ``size`` bytes to Linux's sink; the sink's seconds."""
+        sink = linux(self.ns, "sink", str(port))
+        try:
+            self._command(f"send {LINUX_IP} {port} {size}")
+            n, seconds = output(sink, 600)
+        finally:
+            if sink.poll() is None:
+                sink.kill()
+                sink.wait(timeout=10)
+        self._expect("done", 30)
+        if int(n) != size:
+            raise RuntimeError(f"Linux received {n} of {size} bytes from PyTCP")
+        return float(seconds)
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -375,8 +436,8 @@ def main(argv: list[str]) -> int:
         return 0
     mib = int(argv[0]) if argv and argv[0].isdigit() else 20
     pytcp = argv[argv.index("--pytcp") + 1] if "--pytcp" in argv else None
-    pytcp_python = (argv[argv.index("--pytcp-python") + 1] if "--pytcp-python" in argv
-                    else "python3.12")
+    pytcp_py = (argv[argv.index("--pytcp-python") + 1] if "--pytcp-python" in argv
+                else pytcp_python())
     size = mib << 20
     port = iter(range(9000, 10000))
     rows: list[tuple[str, str, float]] = []
@@ -395,14 +456,18 @@ def main(argv: list[str]) -> int:
         echo = {off: min(stack_echo(ns, off, next(port), 20 << 20) for _ in range(RUNS))
                 for off in (True, False)}
         opened, echoed, seconds = stack_hold(ns, next(port), 1000)
-    if pytcp is not None:
-        pytcp_mib = 2
-        try:
-            receive, send = pytcp_rates(pytcp, pytcp_python, pytcp_mib << 20)
-            rows.append((f"PyTCP 2.7.10 receives ({pytcp_mib} MiB)", "plain", receive))
-            rows.append((f"PyTCP 2.7.10 sends ({pytcp_mib} MiB)", "plain", send))
-        except (OSError, RuntimeError, AssertionError, subprocess.SubprocessError) as exc:
-            print(f"  PyTCP: not measured: {exc}")
+        if pytcp is not None:
+            pytcp_mib = 2
+            try:
+                if pytcp_py is None:
+                    raise RuntimeError("no CPython 3.12 (give --pytcp-python)")
+                with PyTcp(ns, pytcp, pytcp_py) as peer:
+                    receive = mbit(pytcp_mib << 20, peer.receive(next(port), pytcp_mib << 20))
+                    send = mbit(pytcp_mib << 20, peer.send(next(port), pytcp_mib << 20))
+                rows.append((f"PyTCP 2.7.10 receives ({pytcp_mib} MiB)", "plain", receive))
+                rows.append((f"PyTCP 2.7.10 sends ({pytcp_mib} MiB)", "plain", send))
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                print(f"  PyTCP: not measured: {exc}")
     floor = {label: rate for name, label, rate in rows if name.startswith("(a)")}
     print()
     print(f"{'measurement':38} {'link':8} {'Mbit/s':>9} {'x floor':>8}")

@@ -5,10 +5,14 @@ names every figure the way the issue's consumers read it, and gives sane summari
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from layers.netns import have_root_and_tun
 
@@ -48,3 +52,29 @@ def test_unknown_scenario_is_refused_naming_the_known_ones(tmp_path: Path) -> No
     assert r.returncode == 2
     assert "tcp_fast" in r.stderr and "conn_rate" in r.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def _tcp_bench() -> Any:
+    spec = importlib.util.spec_from_file_location("tcp_bench", BENCH.with_name("tcp_bench.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_pytcp(root: Path, version: str) -> Path:
+    (root / "pytcp" / "lib").mkdir(parents=True)
+    (root / "pytcp" / "lib" / "socket.py").write_text("")
+    (root / "pyproject.toml").write_text(f'[project]\nname = "PyTCP"\nversion = "{version}"\n')
+    return root
+
+
+def test_pytcp_src_must_be_a_checkout_of_2_7_10_and_the_error_says_how(tmp_path: Path) -> None:
+    tb = _tcp_bench()
+    with pytest.raises(ValueError, match=r"not a checkout of PyTCP.*checkout 2\.7\.10"):
+        tb.pytcp_checkout(str(tmp_path))
+    older = _fake_pytcp(tmp_path / "old", "2.7.9")
+    with pytest.raises(ValueError, match=r"is PyTCP 2\.7\.9, the bench compares with 2\.7\.10"):
+        tb.pytcp_checkout(str(older))
+    good = _fake_pytcp(tmp_path / "good", "2.7.10")
+    assert tb.pytcp_checkout(str(good / ".." / "good")) == str(good.resolve())
