@@ -72,16 +72,25 @@ class Interface:
             self.broadcasts.add((address & mask) | (~mask & 0xFFFFFFFF))
         self.stack._address_added(self, address, prefix_length)
 
-    def add_address6(self, address: int, prefix_length: int) -> None:
+    def add_address6(self, address: int, prefix_length: int, origin: str = "static") -> None:
         """Configure an IPv6 address; the IPv6 network layer (``stack.ip6``) is told, and
-        runs duplicate address detection before using it."""
+        runs duplicate address detection before using it. ``origin`` is what reports show
+        (``static``, ``link-local``, ``autoconf`` for SLAAC)."""
         problem = host_address6_problem(address, prefix_length)
         if problem is not None:
             raise ConfigurationError(problem)
         if any(a == address for a, _ in self.addresses6):
             raise ConfigurationError(f"{ip6_str(address)} is on {self.name} already")
         self.addresses6.append((address, prefix_length))
-        self.stack._address6_added(self, address, prefix_length)
+        self.stack._address6_added(self, address, prefix_length, origin)
+
+    def remove_address6(self, address: int) -> None:
+        """Remove an IPv6 address (an autoconfigured one whose valid lifetime ended); the
+        IPv6 network layer drops it with its groups and connected route. Absent: no-op."""
+        before = len(self.addresses6)
+        self.addresses6 = [(a, p) for a, p in self.addresses6 if a != address]
+        if len(self.addresses6) != before:
+            self.stack._address6_removed(self, address)
 
     @property
     def address(self) -> int | None:

@@ -147,7 +147,55 @@ class IPv6Service(Protocol):
         """The largest packet that reaches ``dst`` unfragmented, as far as we know."""
 
     def address_state(self, address: int) -> str | None:
-        """``"tentative"`` (DAD running), ``"preferred"``, or None when not ours."""
+        """``"tentative"`` (DAD running), ``"preferred"``, ``"deprecated"`` (an autoconfigured
+        address past its preferred lifetime: still ours, not chosen as a source), ``"duplicate"``,
+        or None when not ours."""
+
+
+@runtime_checkable
+class IPv6Configuration(Protocol):
+    """What configures the IPv6 layer beyond sending: static and learned routes (the core's
+    ``Stack.add_route`` for IPv6, router advertisements), autoconfigured addresses and their
+    lifetimes (SLAAC, RFC 4862), the link MTU a router announces, and the multicast groups an
+    interface has joined (MLD). Provided by the ipv6 plugin next to :class:`IPv6Service`;
+    the ndp plugin and the core use it. Addresses are 128-bit ints."""
+
+    def add_route6(self, network: int, prefix_length: int, interface: Interface, *,
+                   gateway: int | None = None, metric: int = 0,
+                   origin: str = "static") -> None:
+        """Add a route; ``gateway`` None means on-link. Adding one that exists is a no-op."""
+
+    def remove_route6(self, network: int, prefix_length: int, interface: Interface, *,
+                      gateway: int | None = None, origin: str = "static") -> None:
+        """Remove the route with exactly these fields, if present."""
+
+    def interface_id(self, interface: Interface, prefix: int, dad_counter: int = 0) -> int | None:
+        """The 64-bit interface identifier for an address in ``prefix`` on ``interface``, made
+        as the link-local one is (``ipv6.addr_gen_mode``); None when the mode is ``none``."""
+
+    def deprecate_address6(self, address: int, deprecated: bool = True) -> None:
+        """The preferred lifetime ended (RFC 4862 5.5.4): still received on, no longer chosen
+        as a source for new communication (``deprecated=False``: preferred again)."""
+
+    def address_removed(self, interface: Interface, address: int) -> None:
+        """Called by the core from ``Interface.remove_address6`` (a valid lifetime ended):
+        the address, its groups and its connected route go."""
+
+    def set_link_mtu6(self, interface: Interface, mtu: int) -> None:
+        """The IPv6 MTU of ``interface`` (a router's MTU option), within 1280..link MTU."""
+
+    def groups6(self, interface: Interface) -> list[int]:
+        """The multicast groups ``interface`` has joined."""
+
+
+@runtime_checkable
+class MulticastListener(Protocol):
+    """Told when an interface joins or leaves an IPv6 multicast group, so it can report the
+    membership to routers and snooping switches (MLDv2, RFC 3810: the ndp plugin)."""
+
+    def group_joined(self, interface: Interface, group: int) -> None: ...
+
+    def group_left(self, interface: Interface, group: int) -> None: ...
 
 
 @runtime_checkable

@@ -488,11 +488,18 @@ class Stack:
         else:
             iface.add_address(*ip4_network(address))
 
-    def _address6_added(self, iface: Interface, address: int, prefix_length: int) -> None:
+    def _address6_added(self, iface: Interface, address: int, prefix_length: int,
+                        origin: str = "static") -> None:
         if self.ip6 is not None:
             added = getattr(self.ip6, "address_added", None)
             if added is not None:
-                added(iface, address, prefix_length)
+                added(iface, address, prefix_length, origin)
+
+    def _address6_removed(self, iface: Interface, address: int) -> None:
+        if self.ip6 is not None:
+            removed = getattr(self.ip6, "address_removed", None)
+            if removed is not None:
+                removed(iface, address)
 
     def _address_added(self, iface: Interface, address: int, prefix_length: int) -> None:
         self.local_addresses[address] = iface
@@ -527,7 +534,15 @@ class Stack:
         interface: str | None = None,
         metric: int = 0,
     ) -> None:
-        """``add_route("default", gateway="10.0.0.1")`` or ``add_route("10.9.0.0/16", ...)``."""
+        """``add_route("default", gateway="10.0.0.1")`` or ``add_route("10.9.0.0/16", ...)``;
+        IPv6 alike (``add_route("default", gateway="2001:db8::1")``, ``"2001:db8:9::/48"``):
+        the family is the gateway's or the destination's, and ``default`` is ``::/0`` for an
+        IPv6 gateway. A link-local IPv6 gateway needs ``interface`` unless there is one."""
+        from layers.wire.ipv6 import is_ip6_text
+
+        if (gateway is not None and is_ip6_text(gateway)) or is_ip6_text(destination):
+            self._add_route6(destination, gateway, interface, metric)
+            return
         if destination == "default":
             network, plen = 0, 0
         else:
@@ -549,6 +564,46 @@ class Stack:
             raise ConfigurationError("say which interface the route uses")
         self.routes.add(network, plen, iface, gateway=gw, metric=metric, origin="static")
 
+    def _add_route6(self, destination: str, gateway: str | None, interface: str | None,
+                    metric: int) -> None:
+        from layers.protocols import IPv6Configuration
+        from layers.wire.ipv6 import ip6, ip6_network, is_ip6_text, is_link_local6, prefix_mask6
+
+        if not isinstance(self.ip6, IPv6Configuration):
+            raise ConfigurationError(
+                "an IPv6 route needs a plugin that provides IPv6 routes; add ipv6 to --plugins")
+        if destination == "default":
+            network, plen = 0, 0
+        elif not is_ip6_text(destination):
+            raise ConfigurationError(
+                f"route {destination} is IPv4 but its gateway {gateway} is IPv6; give both in "
+                f"one family")
+        else:
+            network, plen = ip6_network(destination)
+            network &= prefix_mask6(plen)
+        gw = None
+        if gateway is not None:
+            if not is_ip6_text(gateway):
+                raise ConfigurationError(
+                    f"route {destination} is IPv6 but its gateway {gateway} is IPv4; give both "
+                    f"in one family")
+            gw = ip6(gateway)
+        if interface is not None:
+            iface = self.interface(interface)
+        elif gw is not None and not is_link_local6(gw):
+            found = [i for i in self.interfaces if any(
+                (gw ^ a) & prefix_mask6(p) == 0 for a, p in i.addresses6 if p < 128)]
+            if not found:
+                raise ConfigurationError(
+                    f"gateway {gateway} is not on any connected IPv6 prefix; give the interface "
+                    f"an address in the gateway's prefix first (or use its link-local address)")
+            iface = found[0]
+        elif len(self.interfaces) == 1:
+            iface = self.interfaces[0]
+        else:
+            raise ConfigurationError(f"say which interface the route to {destination} uses")
+        self.ip6.add_route6(network, plen, iface, gateway=gw, metric=metric, origin="static")
+
     def is_local(self, address: int) -> bool:
         """One of our usable addresses, of either family (IPv6 ones once DAD is done), or
         any of 127/8 when the stack has ``lo`` (Linux's local route ``127.0.0.0/8 dev lo``:
@@ -558,7 +613,7 @@ class Stack:
         if address >> 24 == 127 and address <= 0xFFFFFFFF:
             return self.loopback is not None
         return (address > 0xFFFFFFFF and self.ip6 is not None
-                and self.ip6.address_state(address) == "preferred")
+                and self.ip6.address_state(address) in ("preferred", "deprecated"))
 
     def ip_for(self, address: int) -> IPv4Service | IPv6Service | None:
         """The network service that sends to ``address``: ``stack.ip6`` for an IPv6 address

@@ -27,7 +27,7 @@ from layers.links.base import MAX_MTU, MIN_MTU, Link
 from layers.loader import BLOCK_ENV, parse_plugin_list
 from layers.stack import Stack
 from layers.wire.addr import ip4, ip4_network
-from layers.wire.ipv6 import ip6_network, is_ip6_text
+from layers.wire.ipv6 import ip6, ip6_network, is_ip6_text
 
 PROG = "layers"
 
@@ -72,7 +72,9 @@ def stack_options() -> argparse.ArgumentParser:
     g.add_argument("--address", metavar="A/N", action="append",
                    help="the stack's address, e.g. 10.0.0.2/24 or 2001:db8::2/64 (repeatable: "
                         "IPv4 and IPv6 side by side)")
-    g.add_argument("--gateway", metavar="IP", help="default route via this neighbour")
+    g.add_argument("--gateway", metavar="IP", action="append",
+                   help="default route via this neighbour, IPv4 or IPv6 (repeatable: one of "
+                        "each family; a link-local IPv6 router such as fe80::1 works)")
     g.add_argument("--mtu", type=int, metavar="N", help="link MTU (default: the device's)")
     g.add_argument("--mac", metavar="MAC", help="the stack's MAC on a TAP (default: random)")
     g.add_argument("--plugins", metavar="LIST",
@@ -157,6 +159,26 @@ def _unwraps_to(link: Link, target: Link) -> bool:
     return False
 
 
+def gateway_list(args: argparse.Namespace) -> list[str]:
+    """The ``--gateway`` values, checked: addresses, at most one per family."""
+    given = getattr(args, "gateway", None) or []
+    if isinstance(given, str):
+        given = [given]
+    seen: dict[bool, str] = {}
+    for text in given:
+        v6 = is_ip6_text(text)
+        if v6:
+            ip6(text)
+        else:
+            ip4(text)
+        if v6 in seen:
+            raise ConfigurationError(
+                f"--gateway {seen[v6]} and --gateway {text}: give at most one default gateway "
+                f"per family (one IPv4, one IPv6)")
+        seen[v6] = text
+    return list(given)
+
+
 def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack, Interface]:
     """A stack with one interface, from the common stack options. Nothing is left open on error."""
     spec = require(args, "link")
@@ -168,8 +190,7 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
             ip6_network(text)
         else:
             ip4_network(text)
-    if args.gateway:
-        ip4(args.gateway)
+    gateways = gateway_list(args)
     shape = None
     if getattr(args, "shape", None):
         from layers.links.shaper import parse_shape
@@ -218,8 +239,8 @@ def compose(args: argparse.Namespace, clock: Callable[[], float]) -> tuple[Stack
         iface = stack.add_interface(link, address=addresses[0])
         for text in addresses[1:]:
             stack.add_address(iface, text)
-        if args.gateway:
-            stack.add_route("default", gateway=args.gateway)
+        for gateway in gateways:
+            stack.add_route("default", gateway=gateway)
     except BaseException:
         if not any(_unwraps_to(i.link, device) for i in stack.interfaces):
             link.close()

@@ -58,7 +58,7 @@ async def _up(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         addrs = ", ".join([f"{ip4_str(a)}/{p}" for a, p in iface.addresses] + [
             f"{ip6_str(a)}/{p}" for a, p in iface.addresses6 if not is_link_local6(a)])
-        gateway = f" gateway {args.gateway}" if args.gateway else ""
+        gateway = "".join(f" gateway {g}" for g in args.gateway or ())
         gateway += f" peer {peer}" if peer is not None else ""
         served = "".join(f" serving {s}" for s in args.serve)
         print(

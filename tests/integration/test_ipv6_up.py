@@ -35,8 +35,10 @@ def _wait_preferred(up: LayersUp, address: str, timeout: float = 10.0) -> dict[s
 def test_ping6_from_linux_reaches_layers_up(netns: NetNamespace, layers_up: Start) -> None:
     tap = devname()
     up = layers_up("--link", f"tap:{tap}", "--address", "10.82.0.2/24",
-                   "--address", f"{STACK6}/64")
+                   "--address", f"{STACK6}/64", "--gateway", "10.82.0.1",
+                   "--gateway", LINUX6)
     assert f"10.82.0.2/24, {STACK6}/64 on {tap}" in up.ready_line, up.ready_line
+    assert f"gateway 10.82.0.1 gateway {LINUX6}" in up.ready_line, up.ready_line
     netns.run(["ip", "-6", "addr", "add", f"{LINUX6}/64", "dev", tap, "nodad"])
     report = _wait_preferred(up, STACK6)
     link_local = [r for r in report["addresses6"] if str(r["address"]).startswith("fe80:")]
@@ -56,6 +58,8 @@ def test_ping6_from_linux_reaches_layers_up(netns: NetNamespace, layers_up: Star
     routes = up.layers("routes", "-6")
     assert re.search(r"^2001:db8::/64\s+::\s+\S+\s+0\s+connected$", routes, re.M), routes
     assert re.search(r"^fe80::/64\s", routes, re.M), routes
+    # the IPv6 default gateway given beside the IPv4 one
+    assert re.search(rf"^::/0\s+{re.escape(LINUX6)}\s+\S+\s+0\s+static$", routes, re.M), routes
     ndp = up.layers("ndp")
     assert re.search(rf"^{re.escape(LINUX6)}\s+[0-9a-f:]{{17}}\s+(reachable|stale|delay)",
                      ndp, re.M), ndp

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from layers.links.base import RX_BROADCAST, Gather, Medium, TxOffload
-from layers.protocols import DuplicateAddressDetector, IPDatagram, TransportError
+from layers.protocols import (
+    DuplicateAddressDetector,
+    IPDatagram,
+    MulticastListener,
+    TransportError,
+)
 from layers.settings import read_settings
 from layers.wire.checksum import checksum
 from layers.wire.ethernet import ETH_P_IPV6
@@ -57,6 +62,7 @@ PMTU_CACHE_SIZE = 4096
 TENTATIVE = "tentative"
 PREFERRED = "preferred"
 DUPLICATE = "duplicate"
+DEPRECATED = "deprecated"
 
 
 @attrs.define
@@ -102,11 +108,10 @@ class RoutingTable6:
             self.routes.sort(key=lambda r: (-r.prefix_length, r.metric))
             self._cache.clear()
 
-    def remove_interface_routes(self, iface: Interface, network: int, plen: int) -> None:
-        self.routes = [r for r in self.routes if not (
-            r.interface is iface and r.network == network and r.prefix_length == plen
-            and r.origin == "connected")]
-        self._cache.clear()
+    def remove(self, route: Route6) -> None:
+        if route in self.routes:
+            self.routes.remove(route)
+            self._cache.clear()
 
     def lookup(self, dst: int) -> Route6 | None:
         try:
@@ -153,6 +158,9 @@ class IPv6:
                                        on_timeout=self._reassembly_timeout)
         self._ident = random.getrandbits(32)
         self._pmtu: dict[int, tuple[int, float]] = {}
+        #: IPv6 MTU per interface below the link's (a router's MTU option)
+        self._link_mtu: dict[Interface, int] = {}
+        self._membership: MulticastListener | bool | None = False  # False: not looked up
 
     # --- addresses ------------------------------------------------------------------------
     def address_added(self, iface: Interface, address: int, prefix_length: int,
@@ -168,6 +176,72 @@ class IPv6:
         if iface.up:
             self._start_dad(entry)
 
+    def address_removed(self, iface: Interface, address: int) -> None:
+        """Called by the core from ``Interface.remove_address6``: forget the address, leave
+        its solicited-node group, drop its connected route unless another address keeps it."""
+        entry = self.addresses.pop(address, None)
+        if entry is None:
+            return
+        self.local.pop(address, None)
+        self.leave(iface, solicited_node(address))
+        plen = entry.prefix_length
+        if plen < 128:
+            network = address & prefix_mask6(plen)
+            if not any(e.interface is iface and e.prefix_length == plen
+                       and e.address & prefix_mask6(plen) == network
+                       for e in self.addresses.values()):
+                self.routes.remove(Route6(network, plen, iface, origin="connected"))
+
+    # --- IPv6Configuration ----------------------------------------------------------------
+    def add_route6(self, network: int, prefix_length: int, interface: Interface, *,
+                   gateway: int | None = None, metric: int = 0,
+                   origin: str = "static") -> None:
+        self.routes.add(Route6(network & prefix_mask6(prefix_length), prefix_length, interface,
+                               gateway, metric, origin))
+
+    def remove_route6(self, network: int, prefix_length: int, interface: Interface, *,
+                      gateway: int | None = None, origin: str = "static") -> None:
+        for r in list(self.routes):
+            if (r.network == network & prefix_mask6(prefix_length)
+                    and r.prefix_length == prefix_length and r.interface is interface
+                    and r.gateway == gateway and r.origin == origin):
+                self.routes.remove(r)
+
+    def interface_id(self, interface: Interface, prefix: int, dad_counter: int = 0) -> int | None:
+        mode = self.settings.addr_gen_mode
+        if mode == "none" or interface.mac is None:
+            return None
+        if mode == "eui64":
+            return eui64_interface_id(interface.mac)
+        return stable_interface_id(prefix, interface.name, self.settings.stable_secret.encode(),
+                                   dad_counter)
+
+    def deprecate_address6(self, address: int, deprecated: bool = True) -> None:
+        entry = self.addresses.get(address)
+        if entry is None:
+            return
+        if deprecated and entry.state == PREFERRED:
+            entry.state = DEPRECATED
+        elif not deprecated and entry.state == DEPRECATED:
+            entry.state = PREFERRED
+
+    def set_link_mtu6(self, interface: Interface, mtu: int) -> None:
+        mtu = max(IPV6_MIN_MTU, min(mtu, interface.mtu))
+        if mtu >= interface.mtu:
+            self._link_mtu.pop(interface, None)
+        else:
+            self._link_mtu[interface] = mtu
+
+    def groups6(self, interface: Interface) -> list[int]:
+        return list(self.groups.get(interface, ()))
+
+    def _listener(self) -> MulticastListener | None:
+        found = self._membership
+        if found is False:
+            found = self._membership = self.stack.find(
+                MulticastListener)  # type: ignore[type-abstract]
+        return found if isinstance(found, MulticastListener) else None
+
     def interface_up(self, iface: Interface) -> None:
         """Give an Ethernet interface its link-local address, then probe every address."""
         self.join(iface, ALL_NODES)
@@ -182,8 +256,7 @@ class IPv6:
             else:
                 iid = stable_interface_id(LINK_LOCAL_PREFIX, iface.name,
                                           self.settings.stable_secret.encode())
-            iface.add_address6(LINK_LOCAL_PREFIX | iid, 64)  # calls address_added
-            self.addresses[LINK_LOCAL_PREFIX | iid].origin = "link-local"
+            iface.add_address6(LINK_LOCAL_PREFIX | iid, 64, "link-local")  # address_added
         for entry in waiting:  # the link-local one started its own when it was added
             self._start_dad(entry)
 
@@ -215,13 +288,21 @@ class IPv6:
 
     def join(self, iface: Interface, group: int) -> None:
         groups = self.groups.setdefault(iface, {})
-        groups[group] = groups.get(group, 0) + 1
+        n = groups.get(group, 0)
+        groups[group] = n + 1
+        if not n:
+            listener = self._listener()
+            if listener is not None:
+                listener.group_joined(iface, group)
 
     def leave(self, iface: Interface, group: int) -> None:
         groups = self.groups.get(iface, {})
         n = groups.get(group, 0) - 1
         if n <= 0:
-            groups.pop(group, None)
+            if groups.pop(group, None) is not None:
+                listener = self._listener()
+                if listener is not None:
+                    listener.group_left(iface, group)
         else:
             groups[group] = n
 
@@ -500,7 +581,7 @@ class IPv6:
             self._local_error(_errno.EADDRNOTAVAIL, src, dst, protocol, payload)
             return False
 
-        mtu = self.path_mtu(dst) if self._pmtu else iface.mtu
+        mtu = self.path_mtu(dst) if self._pmtu or self._link_mtu else iface.mtu
         if IPV6_HLEN + plen <= mtu:
             self._emit(iface, dst, next_hop, _header(src, dst, protocol, plen, hop, tos)
                        + bytes(payload))
@@ -553,10 +634,13 @@ class IPv6:
         best_score = -1
         want_ll = is_link_local6(dst) or (is_multicast6(dst) and (dst >> 112) & 0xF <= 2)
         for address, entry in self.addresses.items():
-            if entry.interface is not iface or entry.state != PREFERRED:
+            if entry.interface is not iface or (entry.state != PREFERRED
+                                                and entry.state != DEPRECATED):
                 continue
             ll = is_link_local6(address)
-            score = (2 if ll == want_ll else 0) * 256 + 128 - (address ^ dst).bit_length()
+            # RFC 6724 rules 2 (scope), 3 (avoid deprecated), 8 (longest matching prefix)
+            score = ((4 if ll == want_ll else 0) + (2 if entry.state == PREFERRED else 0)
+                     ) * 256 + 128 - (address ^ dst).bit_length()
             if score > best_score:
                 best, best_score = address, score
         return best
@@ -589,7 +673,7 @@ class IPv6:
         iface, _ = self._route(dst, None)
         if iface is None:
             return IPV6_MIN_MTU
-        mtu = iface.mtu
+        mtu = self._link_mtu.get(iface, iface.mtu)
         entry = self._pmtu.get(dst)
         if entry is not None:
             if entry[1] <= self.stack.now:

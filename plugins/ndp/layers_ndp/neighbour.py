@@ -412,7 +412,7 @@ class Ndp:
             if dg.src == 0:  # someone else probes our tentative address (RFC 4862 5.4.3)
                 self._duplicate(target)
             return
-        if state != "preferred":
+        if state != "preferred" and state != "deprecated":
             c.drop("not_our_target")
             return
         if dg.src == 0:  # a DAD probe for our address: defend it to all nodes
