@@ -574,6 +574,10 @@ class TCP:
         listener.half_open(conn)
         c["PassiveOpens"] += 1
         conn.open_from_cookie(client_isn, iss, wnd, syn)
+        # the window our cookie SYN-ACK offered (_send_cookie): without it the connection
+        # knows of no window and drops the client's first data as beyond a zero one
+        conn.rcv_adv = max(conn.rcv_adv,
+                           conn.rcv_nxt + min(listener.options.rcvbuf, TCP_MAX_WINDOW))
         conn.segment(seq, ack, flags, wnd, seg, doff)
         return True
 
