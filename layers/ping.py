@@ -13,6 +13,10 @@ The echo requests go through whatever protocol implements
 :class:`~layers.protocols.EchoService` in the stack (the icmp plugin does); the core never
 imports a plugin. The stack must be driven by :class:`~layers.runtime.AsyncioRunner` (its clock
 is ``loop.time``), since ``ping`` waits on the asyncio loop.
+
+An echo service keeps its requests waiting for an answer in a :class:`PendingEchoes` (the icmp
+and icmpv6 plugins do): one result for each, a timeout on the stack's clock, callbacks that
+raise reported as internal errors.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import errno as _errno
 import math
 import os
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 import attrs
 
+from layers.counters import Counters
 from layers.errors import CompositionError, ConfigurationError, os_error
-from layers.protocols import EchoReply, EchoService
+from layers.protocols import EchoCallback, EchoReply, EchoService
 from layers.stack import Stack
+from layers.timers import Timer
 from layers.wire.ipv6 import ip_any, ip_str, is_ip6_int
 
 #: ICMP destination-unreachable codes as iputils ping words them
@@ -161,6 +167,89 @@ def summarize(results: Iterable[PingResult]) -> PingSummary:
     avg = sum(rtts) / received
     mdev = math.sqrt(max(0.0, sum(t * t for t in rtts) / received - avg * avg))
     return PingSummary(transmitted, received, errors, loss, time, min(rtts), avg, max(rtts), mdev)
+
+
+#: what an echo request is known by while it waits: (peer address, identifier, sequence)
+EchoKey = tuple[int, int, int]
+
+
+class PendingEcho:
+    """One echo request waiting for its answer."""
+
+    __slots__ = ("callback", "sent", "size", "timer")
+
+    def __init__(self, callback: EchoCallback, sent: float, size: int) -> None:
+        self.callback = callback
+        #: stack time it left
+        self.sent = sent
+        #: the echo message's length, header included
+        self.size = size
+        self.timer: Timer | None = None
+
+
+class PendingEchoes:
+    """The echo requests an :class:`~layers.protocols.EchoService` has sent and not settled,
+    by :data:`EchoKey`: the bookkeeping the icmp and icmpv6 plugins share.
+
+    Each request gets exactly one result through :meth:`deliver`: its reply or an error found
+    by the service (which takes the request out with :meth:`pop` first), ``ETIMEDOUT`` ("no
+    echo reply") after its timeout of stack time, or what :meth:`fail_all` says. A callback
+    that raises is counted (``echo_callback_errors`` in the service's ``counters``) and reported
+    through :meth:`Stack.internal_error <layers.stack.Stack.internal_error>`; the stack goes on.
+    """
+
+    def __init__(self, stack: Stack, counters: Counters) -> None:
+        self.stack = stack
+        self._c = counters
+        self._waiting: dict[EchoKey, PendingEcho] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._waiting
+
+    def __iter__(self) -> Iterator[EchoKey]:
+        return iter(self._waiting)
+
+    def get(self, key: EchoKey) -> PendingEcho | None:
+        return self._waiting.get(key)
+
+    def add(self, key: EchoKey, callback: EchoCallback, size: int, timeout: float) -> PendingEcho:
+        """Record a request sent now (``key`` must not be waiting), timed out after
+        ``timeout`` seconds of stack time."""
+        pending = PendingEcho(callback, self.stack.now, size)
+        self._waiting[key] = pending
+        pending.timer = self.stack.call_later(timeout, self._timeout, key, pending)
+        return pending
+
+    def pop(self, key: EchoKey) -> PendingEcho | None:
+        """Take the request out (its timeout cancelled), or None when none waits by ``key``."""
+        pending = self._waiting.pop(key, None)
+        if pending is not None and pending.timer is not None:
+            pending.timer.cancel()
+        return pending
+
+    def deliver(self, pending: PendingEcho, result: EchoReply | OSError) -> None:
+        """Give a request taken out by :meth:`pop` its one result."""
+        try:
+            pending.callback(result)
+        except Exception:
+            self._c["echo_callback_errors"] += 1
+            self.stack.internal_error("echo callback", pending.callback)
+
+    def fail_all(self, errno: int, detail: str) -> None:
+        """Fail every waiting request with ``OSError(errno, detail)`` (the stack is stopping)."""
+        waiting, self._waiting = self._waiting, {}
+        for pending in waiting.values():
+            if pending.timer is not None:
+                pending.timer.cancel()
+            self.deliver(pending, os_error(errno, detail))
+
+    def _timeout(self, key: EchoKey, pending: PendingEcho) -> None:
+        if self._waiting.get(key) is pending:
+            del self._waiting[key]
+            self.deliver(pending, os_error(_errno.ETIMEDOUT, "no echo reply"))
 
 
 def echo_service(stack: Stack, ip_version: int = 4) -> EchoService:

@@ -54,14 +54,13 @@ drops too: ``error_about_error``, ``error_to_broadcast``, ``error_about_fragment
 from __future__ import annotations
 
 import errno as _errno
-import logging
 from typing import TYPE_CHECKING
 
 from layers.errors import ConfigurationError, MalformedPacket, os_error
 from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED
+from layers.ping import PendingEchoes
 from layers.protocols import EchoCallback, EchoReply, IPDatagram, TransportError
 from layers.settings import read_settings
-from layers.timers import Timer
 from layers.wire.addr import ip4_str
 from layers.wire.checksum import checksum, ones_sum
 from layers.wire.icmp import (
@@ -90,8 +89,6 @@ from layers_icmp.settings import IcmpSettings
 if TYPE_CHECKING:
     from layers.stack import Stack
 
-log = logging.getLogger("layers.icmp")
-
 #: types above this are unknown; like Linux, we treat an unknown type as an error message
 #: (never answered with an error)
 _NR_ICMP_TYPES = 18
@@ -114,16 +111,6 @@ _TYPE_COUNTER = {
 }
 IN_COUNTER = tuple("in_" + _TYPE_COUNTER.get(t, f"type{t}") for t in range(256))
 OUT_COUNTER = tuple("out_" + _TYPE_COUNTER.get(t, f"type{t}") for t in range(256))
-
-
-class _PendingEcho:
-    __slots__ = ("callback", "sent", "size", "timer")
-
-    def __init__(self, callback: EchoCallback, sent: float, size: int) -> None:
-        self.callback = callback
-        self.sent = sent
-        self.size = size
-        self.timer: Timer | None = None
 
 
 def _not_one_host(address: int) -> bool:
@@ -151,7 +138,7 @@ class Icmp:
         self._global = GlobalBucket(msgs_per_sec, msgs_burst, stack.now)
         self._hosts = HostBuckets(ratelimit)
         #: (peer, ident, seq) -> the echo request waiting for its reply
-        self.pending: dict[tuple[int, int, int], _PendingEcho] = {}
+        self.pending = PendingEchoes(stack, self._c)
 
     # --- TransportProtocol: receive ---------------------------------------------------
     def receive(self, datagram: IPDatagram) -> None:
@@ -226,14 +213,12 @@ class Icmp:
 
     def _echo_reply(self, dg: IPDatagram, data: bytes | memoryview) -> None:
         _, _, _, ident, seq = ICMP_ECHO_HEADER.unpack_from(data)
-        pending = self.pending.pop((dg.src, ident, seq), None)
+        pending = self.pending.pop((dg.src, ident, seq))
         if pending is None:
             self._c.drop("unmatched_echo_reply")
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
         rtt = self.stack.now - pending.sent
-        self._deliver(pending, EchoReply(dg.src, seq, dg.ttl, len(data), rtt))
+        self.pending.deliver(pending, EchoReply(dg.src, seq, dg.ttl, len(data), rtt))
 
     def _error_received(self, dg: IPDatagram, data: bytes | memoryview) -> None:
         c = self._c
@@ -283,12 +268,10 @@ class Icmp:
             return
         ident = (q[4] << 8) | q[5]
         seq = (q[6] << 8) | q[7]
-        pending = self.pending.pop((error.dst, ident, seq), None)
+        pending = self.pending.pop((error.dst, ident, seq))
         if pending is None:
             self._c.drop("error_for_unknown_echo")
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
         if error.local:
             detail = "local"
         else:
@@ -299,7 +282,7 @@ class Icmp:
         exc.reporter = error.reporter  # type: ignore[attr-defined]
         exc.icmp_type = error.icmp_type  # type: ignore[attr-defined]
         exc.icmp_code = error.icmp_code  # type: ignore[attr-defined]
-        self._deliver(pending, exc)
+        self.pending.deliver(pending, exc)
 
     # --- EchoService ------------------------------------------------------------------
     def echo(
@@ -338,38 +321,18 @@ class Icmp:
             callback(os_error(_errno.ENETUNREACH, "no IPv4 layer"))
             return
         msg = build_icmp(ICMP_ECHO, 0, (ident << 16) | seq, payload)
-        pending = _PendingEcho(callback, self.stack.now, len(msg))
-        self.pending[key] = pending
-        pending.timer = self.stack.call_later(timeout, self._echo_timeout, key, pending)
+        pending = self.pending.add(key, callback, len(msg), timeout)
         self._c["out_msgs"] += 1
         self._c["out_echos"] += 1
         if not ip.send(dst, PROTO_ICMP, msg, ttl=ttl) and self.pending.get(key) is pending:
             # IPv4 could not send and did not report why through error()
-            del self.pending[key]
-            if pending.timer is not None:
-                pending.timer.cancel()
+            self.pending.pop(key)
             self._c["out_errors"] += 1
-            self._deliver(pending, os_error(_errno.ENETUNREACH, "no route"))
-
-    def _echo_timeout(self, key: tuple[int, int, int], pending: _PendingEcho) -> None:
-        if self.pending.get(key) is pending:
-            del self.pending[key]
-            self._deliver(pending, os_error(_errno.ETIMEDOUT, "no echo reply"))
-
-    def _deliver(self, pending: _PendingEcho, result: EchoReply | OSError) -> None:
-        try:
-            pending.callback(result)
-        except Exception:
-            self._c["echo_callback_errors"] += 1
-            log.exception("echo callback %r raised", pending.callback)
+            self.pending.deliver(pending, os_error(_errno.ENETUNREACH, "no route"))
 
     def fail_pending(self, errno: int, detail: str) -> None:
         """Fail every pending echo request (the stack is stopping)."""
-        pending, self.pending = self.pending, {}
-        for p in pending.values():
-            if p.timer is not None:
-                p.timer.cancel()
-            self._deliver(p, os_error(errno, detail))
+        self.pending.fail_all(errno, detail)
 
     # --- ErrorReporter ----------------------------------------------------------------
     def destination_unreachable(self, datagram: IPDatagram, code: int, *, mtu: int = 0) -> None:

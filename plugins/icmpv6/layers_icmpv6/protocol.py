@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno as _errno
-import logging
 import struct
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ import attrs
 
 from layers.errors import ConfigurationError, os_error
 from layers.links.base import RX_CSUM_VERIFIED
+from layers.ping import PendingEchoes
 from layers.protocols import EchoCallback, EchoReply, ICMPv6Listener, IPDatagram, TransportError
 from layers.settings import read_settings
 from layers.wire.checksum import ones_sum
@@ -35,9 +35,7 @@ from layers.wire.ipv6 import (
 
 if TYPE_CHECKING:
     from layers.stack import Stack
-    from layers.timers import Timer
 
-log = logging.getLogger("layers.icmpv6")
 _ECHO = struct.Struct("!HH")
 #: destination unreachable code -> errno (as Linux's icmpv6_err_convert)
 UNREACH_ERRNO = {0: _errno.ENETUNREACH, 1: _errno.EACCES, 2: _errno.EHOSTUNREACH,
@@ -65,16 +63,6 @@ class ICMPv6Settings:
         if self.burst < 1:
             raise ConfigurationError(f"setting icmpv6.burst={self.burst} must be >= 1 "
                                      f"(default 10)")
-
-
-class _Pending:
-    __slots__ = ("callback", "sent", "size", "timer")
-
-    def __init__(self, callback: EchoCallback, sent: float, size: int) -> None:
-        self.callback = callback
-        self.sent = sent
-        self.size = size
-        self.timer: Timer | None = None
 
 
 def upper_layer(packet: bytes | memoryview) -> tuple[int, int] | None:
@@ -112,7 +100,8 @@ class ICMPv6:
         self.settings = read_settings(stack, "icmpv6", ICMPv6Settings)
         self._tokens = float(self.settings.burst)
         self._last = stack.now
-        self.pending: dict[tuple[int, int, int], _Pending] = {}
+        #: (peer, ident, seq) -> the echo request waiting for its reply
+        self.pending = PendingEchoes(stack, self._c)
         self._listeners: dict[int, list[ICMPv6Listener]] | None = None
 
     # --- receive --------------------------------------------------------------------------
@@ -185,7 +174,7 @@ class ICMPv6:
             c.drop("truncated")
             return
         ident, seq = _ECHO.unpack_from(data, 4)
-        pending = self.pending.pop((dg.src, ident, seq), None)
+        pending = self.pending.pop((dg.src, ident, seq))
         if pending is None:  # a request to a group: the first member's reply completes it
             key = next((k for k in self.pending
                         if is_multicast6(k[0]) and k[1] == ident and k[2] == seq), None)
@@ -193,9 +182,7 @@ class ICMPv6:
         if pending is None:
             c.drop("echo_reply_unmatched")
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
-        self._deliver(pending, EchoReply(dg.src, seq, dg.ttl, len(data),
+        self.pending.deliver(pending, EchoReply(dg.src, seq, dg.ttl, len(data),
                                          self.stack.now - pending.sent))
 
     def _error_received(self, dg: IPDatagram) -> None:
@@ -232,12 +219,10 @@ class ICMPv6:
         nh, off = found
         if nh == NH_ICMPV6 and len(quote) >= off + 8 and quote[off] == ICMPV6_ECHO_REQUEST:
             ident, seq = _ECHO.unpack_from(quote, off + 4)
-            pending = self.pending.pop((qdst, ident, seq), None)
+            pending = self.pending.pop((qdst, ident, seq))
             if pending is not None:
-                if pending.timer is not None:
-                    pending.timer.cancel()
                 exc = os_error(err, f"ICMPv6 type {t} code {code} from {ip6_str(dg.src)}")
-                self._deliver(pending, exc)
+                self.pending.deliver(pending, exc)
             return
         transport = self.stack.transports.get(nh)
         if transport is None or nh == NH_ICMPV6:
@@ -250,11 +235,9 @@ class ICMPv6:
         """A local error about an echo request of ours: fail it."""
         if len(error.quote) >= 8 and error.quote[0] == ICMPV6_ECHO_REQUEST:
             ident, seq = _ECHO.unpack_from(error.quote, 4)
-            pending = self.pending.pop((error.dst, ident, seq), None)
+            pending = self.pending.pop((error.dst, ident, seq))
             if pending is not None:
-                if pending.timer is not None:
-                    pending.timer.cancel()
-                self._deliver(pending, os_error(error.errno))
+                self.pending.deliver(pending, os_error(error.errno))
 
     # --- EchoService ----------------------------------------------------------------------
     def echo(self, dst: int, *, ident: int, seq: int, payload: bytes, callback: EchoCallback,
@@ -275,36 +258,17 @@ class ICMPv6:
             callback(os_error(_errno.ENETUNREACH, "no IPv6 route or source address"))
             return
         msg = build_icmpv6(src, dst, ICMPV6_ECHO_REQUEST, 0, _ECHO.pack(ident, seq) + payload)
-        pending = _Pending(callback, self.stack.now, len(msg))
-        self.pending[key] = pending
-        pending.timer = self.stack.call_later(timeout, self._timeout, key, pending)
+        pending = self.pending.add(key, callback, len(msg), timeout)
         self._c["out_msgs"] += 1
         self._c["out_echos"] += 1
         if not ip6.send(dst, NH_ICMPV6, msg, src=src, ttl=ttl) and self.pending.get(
                 key) is pending:
-            del self.pending[key]
-            if pending.timer is not None:
-                pending.timer.cancel()
-            self._deliver(pending, os_error(_errno.ENETUNREACH, "no route"))
-
-    def _timeout(self, key: tuple[int, int, int], pending: _Pending) -> None:
-        if self.pending.get(key) is pending:
-            del self.pending[key]
-            self._deliver(pending, os_error(_errno.ETIMEDOUT, "no echo reply"))
-
-    def _deliver(self, pending: _Pending, result: EchoReply | OSError) -> None:
-        try:
-            pending.callback(result)
-        except Exception:
-            self._c["echo_callback_errors"] += 1
-            log.exception("echo callback %r raised", pending.callback)
+            self.pending.pop(key)
+            self.pending.deliver(pending, os_error(_errno.ENETUNREACH, "no route"))
 
     def fail_pending(self, errno: int, detail: str) -> None:
-        pending, self.pending = self.pending, {}
-        for p in pending.values():
-            if p.timer is not None:
-                p.timer.cancel()
-            self._deliver(p, os_error(errno, detail))
+        """Fail every pending echo request (the stack is stopping)."""
+        self.pending.fail_all(errno, detail)
 
     # --- error reporter -------------------------------------------------------------------
     def destination_unreachable(self, datagram: IPDatagram, code: int) -> None:
