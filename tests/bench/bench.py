@@ -47,7 +47,6 @@ The interpreter is ``PYTCP_PYTHON`` when set, else the newest ``versions/3.12*``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import fcntl
 import gc
@@ -72,9 +71,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # linux_tools
+sys.path.insert(0, str(HERE.parent / "tcp"))  # tcp_support
 
 import tcp_bench as tb  # noqa: E402
 from linux_tools import LayersUp  # noqa: E402
+from tcp_support import virtual_bulk  # noqa: E402
 
 from layers.netns import NetNamespace, have_root_and_tun  # noqa: E402
 
@@ -573,33 +574,8 @@ def conn_memory(ns: NetNamespace, count: int) -> float:
 
 def sim_rate(size: int) -> float:
     """Data segments a second of wall time: two stacks on the virtual clock, one bulk flow."""
-    from layers.links.base import Medium
-    from layers.virtual import VirtualNetwork
-    from layers.wire import ip4
-
-    net = VirtualNetwork()
-    a = net.new_stack(["ipv4", "tcp"])
-    b = net.new_stack(["ipv4", "tcp"])
-    net.link(a, b, addresses=("10.0.0.1/24", "10.0.0.2/24"), medium=Medium.IP,
-             latency=0.0005)
-    a.start()
-    b.start()
-    got = [0]
-
-    class Sink(asyncio.Protocol):
-        def data_received(self, d: bytes) -> None:
-            got[0] += len(d)
-
-    b.protocol("tcp").listen(Sink, 0, 9)
-    conn = a.protocol("tcp").connect(Sink(), ip4("10.0.0.2"), 9)
-    net.run_for(0.01)
-    segs0 = b.counters["tcp"]["InSegs"]
-    payload = bytes(range(256)) * (size // 256)
-    t0 = time.perf_counter()
-    conn.write(payload)
-    net.run_until_true(lambda: got[0] >= len(payload), timeout=3600)
-    dt = time.perf_counter() - t0
-    return (b.counters["tcp"]["InSegs"] - segs0) / dt
+    seconds, segments = virtual_bulk(bytes(range(256)) * (size // 256))
+    return segments / seconds
 
 
 # --- the run ---------------------------------------------------------------------------------

@@ -19,12 +19,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from linux_support import LINUX_IP, STACK_IP, blob, linux_peer, stack_on_tap
 from linux_tools import peer_output
+from tcp_support import virtual_bulk
 
-from layers.links.base import Medium
 from layers.netns import NetNamespace, have_root_and_tun
 from layers.streams import open_connection, start_server
-from layers.virtual import VirtualNetwork
-from layers.wire import ip4
 
 
 async def linux_to_us(ns: NetNamespace, size: int, offload: bool) -> float:
@@ -70,31 +68,8 @@ async def us_to_linux(ns: NetNamespace, size: int, offload: bool) -> float:
 
 def virtual_pair(size: int) -> float:
     """Two stacks in one process, one CPU for both: the engine's own cost."""
-    net = VirtualNetwork()
-    a = net.new_stack(["ipv4", "tcp"])
-    b = net.new_stack(["ipv4", "tcp"])
-    net.link(a, b, addresses=("10.0.0.1/24", "10.0.0.2/24"), medium=Medium.IP,
-             latency=0.0005)
-    a.start()
-    b.start()
-    got = [0]
-
-    class Sink(asyncio.Protocol):
-        def data_received(self, d: bytes) -> None:
-            got[0] += len(d)
-
-        def eof_received(self) -> bool:
-            return True
-
-    b.protocol("tcp").listen(Sink, 0, 9)
-    conn = a.protocol("tcp").connect(Sink(), ip4("10.0.0.2"), 9)
-    net.run_for(0.01)
-    payload = random.Random(1).randbytes(size)
-    t0 = time.perf_counter()
-    conn.write(payload)
-    net.run_until_true(lambda: got[0] >= size, timeout=3600)
-    dt = time.perf_counter() - t0
-    return size * 8 / dt / 1e6
+    seconds, _segments = virtual_bulk(random.Random(1).randbytes(size))
+    return size * 8 / seconds / 1e6
 
 
 def main() -> None:
