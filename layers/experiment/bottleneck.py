@@ -17,7 +17,7 @@ from typing import Any
 
 from layers.errors import ConfigurationError
 from layers.experiment.metrics import rounded
-from layers.experiment.scenario import Scenario, ScenarioError
+from layers.experiment.scenario import LinkSpec, Scenario, ScenarioError
 from layers.experiment.seeds import substream
 from layers.links.base import Link
 from layers.links.faults import FaultLink
@@ -102,13 +102,7 @@ class Bottleneck:
 
     def sample(self) -> dict[str, Any]:
         """The queue right now, for the link trace."""
-        d = self.direction
-        if d is None:
-            return {}
-        backlog = d.qdisc.backlog
-        return {"queue_packets": len(d.qdisc), "queue_bytes": backlog,
-                "queue_delay_s": backlog * 8.0 / d.rate, "drops": d.dropped,
-                "marks": d.marked}
+        return queue_sample(self.direction) if self.direction is not None else {}
 
     @property
     def bytes_sent(self) -> int:
@@ -119,36 +113,57 @@ class Bottleneck:
 
     def stats(self, duration: float) -> dict[str, Any]:
         """Utilization, queueing delay, drops and marks of the data direction."""
-        link = self.scenario.link
         d = self.direction
-        out: dict[str, Any] = {
-            "shaped": self.shaped,
-            "rate_bps": float(link.rate),
-            "queue": link.queue,
-            "queue_limit": f"{self.limit[1]}{'p' if self.limit[0] == 'packets' else 'B'}",
-            "random_losses": self.loss.count("loss") if self.loss is not None else 0,
-        }
+        out = link_stats(self.scenario.link, self.limit, d, duration,
+                         self.loss.count("loss") if self.loss is not None else 0)
         if d is None:
             sent = self._counted.stats.tx_bytes
             out.update({
                 "bytes": sent, "packets": self._counted.stats.tx_frames,
-                "utilization": rounded(sent * 8.0 / (float(link.rate) * duration)),
+                "utilization": rounded(sent * 8.0 / (float(self.scenario.link.rate) * duration)),
                 "drops": 0, "marks": 0, "drop_reasons": {}, "mark_reasons": {},
                 "queue_delay_mean_s": 0.0, "queue_delay_p95_s": 0.0, "queue_max_packets": 0,
             })
-            return out
-        st = d.qdisc.stats
-        series = d.series
-        out.update({
-            "bytes": d.delivered_bytes,
-            "packets": d.delivered,
-            "utilization": rounded(min(1.0, d.busy_time / duration) if duration > 0 else 0.0),
-            "drops": d.dropped,
-            "marks": d.marked,
-            "drop_reasons": dict(sorted(st.drops.items())),
-            "mark_reasons": dict(sorted(st.marks.items())),
-            "queue_delay_mean_s": rounded(st.sojourn_mean),
-            "queue_delay_p95_s": rounded(series.percentile(95) if series is not None else None),
-            "queue_max_packets": st.max_qlen,
-        })
         return out
+
+
+def queue_sample(direction: Any) -> dict[str, Any]:
+    """The queue of a shaped direction (a shaper's per-direction state) right now: one row of
+    the link trace, virtual or TAP."""
+    backlog = direction.qdisc.backlog
+    return {"queue_packets": len(direction.qdisc), "queue_bytes": backlog,
+            "queue_delay_s": backlog * 8.0 / direction.rate, "drops": direction.dropped,
+            "marks": direction.marked}
+
+
+def link_stats(link: LinkSpec, limit: tuple[str, int], direction: Any, duration: float,
+               random_losses: int) -> dict[str, Any]:
+    """The ``link`` object of a run's results, virtual or TAP: the scenario's link and the
+    queue ``limit`` it resolved to, and what the shaped data ``direction`` (a shaper's
+    per-direction state) carried, dropped, marked and queued over ``duration`` seconds. With
+    ``direction`` None (no shaper) only the link's own part."""
+    out: dict[str, Any] = {
+        "shaped": direction is not None,
+        "rate_bps": float(link.rate),
+        "queue": link.queue,
+        "queue_limit": f"{limit[1]}{'p' if limit[0] == 'packets' else 'B'}",
+        "random_losses": random_losses,
+    }
+    if direction is None:
+        return out
+    st = direction.qdisc.stats
+    series = direction.series
+    out.update({
+        "bytes": int(direction.delivered_bytes),
+        "packets": int(direction.delivered),
+        "utilization": rounded(min(1.0, direction.busy_time / duration) if duration > 0
+                               else 0.0),
+        "drops": direction.dropped,
+        "marks": direction.marked,
+        "drop_reasons": dict(sorted(st.drops.items())),
+        "mark_reasons": dict(sorted(st.marks.items())),
+        "queue_delay_mean_s": rounded(st.sojourn_mean),
+        "queue_delay_p95_s": rounded(series.percentile(95) if series is not None else None),
+        "queue_max_packets": st.max_qlen,
+    })
+    return out

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from layers.errors import ConfigurationError
-from layers.experiment.bottleneck import queue_errors, shaper_module
+from layers.experiment.bottleneck import link_stats, queue_errors, queue_sample, shaper_module
 from layers.experiment.metrics import jain, rounded
 from layers.experiment.scenario import FlowSpec, Scenario
 from layers.experiment.seeds import secret, substream
@@ -295,9 +295,7 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
             sent = int(d.delivered_bytes)
             link_trace.append({"flow": "bottleneck", "time": now, "bytes": sent,
                                "throughput_bps": (sent - prev) * 8.0 / interval,
-                               "queue_packets": len(d.qdisc), "queue_bytes": d.qdisc.backlog,
-                               "queue_delay_s": d.qdisc.backlog * 8.0 / d.rate,
-                               "drops": d.dropped, "marks": d.marked})
+                               **queue_sample(d)})
             prev = sent
             if progress is not None and k % max(1, round(0.5 / interval)) == 0:
                 progress(now)
@@ -327,25 +325,8 @@ async def _run(scenario: Scenario, ns: NetNamespace, progress: Any) -> RunOutput
                 res["errors"] = f.errors
         else:
             res["sender"] = "layers"
-    st = d.qdisc.stats
-    series = d.series
-    link_results = {
-        "shaped": True,
-        "rate_bps": float(link.rate),
-        "queue": link.queue,
-        "queue_limit": f"{limit[1]}{'p' if limit[0] == 'packets' else 'B'}",
-        "bytes": int(d.delivered_bytes),
-        "packets": int(d.delivered),
-        "utilization": rounded(min(1.0, d.busy_time / wall) if wall > 0 else 0.0),
-        "drops": d.dropped,
-        "marks": d.marked,
-        "drop_reasons": dict(sorted(st.drops.items())),
-        "mark_reasons": dict(sorted(st.marks.items())),
-        "queue_delay_mean_s": rounded(st.sojourn_mean),
-        "queue_delay_p95_s": rounded(series.percentile(95) if series is not None else None),
-        "queue_max_packets": st.max_qlen,
-        "random_losses": loss.count("loss") if loss is not None else 0,
-    }
+    link_results = link_stats(link, limit, d, wall,
+                              loss.count("loss") if loss is not None else 0)
     results: dict[str, Any] = {
         "experiment": exp.name,
         "scenario": scenario.to_dict(),
