@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from layers.errors import ConfigurationError, os_error
 from layers.wire.addr import ip4
-from layers.wire.ipv6 import ANY6, ip6, ip_str
+from layers.wire.ipv6 import ANY6, ip6, ip_str, ip_text, unmap
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -136,8 +136,11 @@ class DatagramService(Protocol):
         allow_broadcast: bool = False,
         reuse_port: bool = False,
         paused: bool = False,
+        v6only: bool | None = None,
     ) -> DatagramEndpoint:
-        """Bind (port 0: an ephemeral port) and, with ``remote``, connect.
+        """Bind (port 0: an ephemeral port) and, with ``remote``, connect. An endpoint on
+        ``::`` (:data:`layers.wire.ipv6.ANY6`) gets IPv4 datagrams too unless ``v6only``
+        (IPV6_V6ONLY; None: the stack's ``ipv6.bindv6only``, false as Linux's).
 
         Raises ``OSError``: EADDRINUSE when the address and port are taken, EADDRNOTAVAIL for
         an address this stack does not have, ENETUNREACH when ``remote`` has no route."""
@@ -167,7 +170,7 @@ def _parse_address(addr: Any, what: str) -> tuple[int, int]:
     if host == "::":
         return ANY6, port
     try:
-        return (ip6(host) if ":" in host else ip4(host)), port
+        return (unmap(ip6(host)) if ":" in host else ip4(host)), port
     except ConfigurationError as exc:
         raise ValueError(f"{what}: {exc} (names are not resolved)") from None
 
@@ -204,9 +207,12 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         self._last_src_str = ""
         self._last_dst: Any = None
         self._last_dst_parsed = (0, 0)
+        #: a dual-stack endpoint on ``::``: IPv4 addresses read ``::ffff:a.b.c.d``
+        self._mapped = False
 
     def _bind(self, endpoint: DatagramEndpoint) -> None:
         self._endpoint = endpoint
+        self._mapped = endpoint.local_addr == ANY6 and not getattr(endpoint, "v6only", True)
         self._info["sockname"] = (ip_str(endpoint.local_addr), endpoint.local_port)
         if endpoint.remote_addr is not None and endpoint.remote_port is not None:
             self._address = (endpoint.remote_addr, endpoint.remote_port)
@@ -229,7 +235,7 @@ class StackDatagramTransport(asyncio.DatagramTransport):
     def on_datagram(self, data: bytes, src: int, sport: int) -> None:
         if src != self._last_src:
             self._last_src = src
-            self._last_src_str = ip_str(src)
+            self._last_src_str = ip_text(src, self._mapped)
         try:
             self._protocol.datagram_received(data, (self._last_src_str, sport))
         except Exception as exc:
@@ -369,6 +375,7 @@ def _open(
     remote_addr: Address | None,
     allow_broadcast: bool,
     reuse_port: bool,
+    v6only: bool | None = None,
 ) -> tuple[StackDatagramTransport, asyncio.DatagramProtocol]:
     service = datagram_service(stack)
     laddr, lport = _parse_address(local_addr, "local_addr") if local_addr is not None else (0, 0)
@@ -379,6 +386,7 @@ def _open(
             raise os_error(errno.EINVAL, f"cannot connect to {remote_addr!r}")
     protocol = protocol_factory()
     transport = StackDatagramTransport(stack, protocol, call_soon, loop)
+    extra = {} if v6only is None else {"v6only": v6only}
     endpoint = service.open_datagram_endpoint(
         transport,
         local_addr=laddr,
@@ -387,6 +395,7 @@ def _open(
         allow_broadcast=allow_broadcast,
         reuse_port=reuse_port,
         paused=True,
+        **extra,
     )
     transport._bind(endpoint)
     return transport, protocol
@@ -400,6 +409,7 @@ def open_datagram_endpoint(
     remote_addr: Address | None = None,
     allow_broadcast: bool = False,
     reuse_port: bool = False,
+    v6only: bool | None = None,
 ) -> tuple[StackDatagramTransport, asyncio.DatagramProtocol]:
     """:func:`create_datagram_endpoint` without an event loop (sans-IO, virtual clock).
 
@@ -407,7 +417,7 @@ def open_datagram_endpoint(
     stack's timers (``stack.call_soon``)."""
     transport, protocol = _open(
         stack, protocol_factory, stack.call_soon, None,
-        local_addr, remote_addr, allow_broadcast, reuse_port,
+        local_addr, remote_addr, allow_broadcast, reuse_port, v6only,
     )
     try:
         transport._start()
@@ -425,6 +435,7 @@ async def create_datagram_endpoint(
     remote_addr: Address | None = None,
     allow_broadcast: bool = False,
     reuse_port: bool = False,
+    v6only: bool | None = None,
 ) -> tuple[StackDatagramTransport, asyncio.DatagramProtocol]:
     """Like ``loop.create_datagram_endpoint`` on ``stack``: returns ``(transport, protocol)``.
 
@@ -433,6 +444,9 @@ async def create_datagram_endpoint(
     go there and delivers ICMP errors); ``allow_broadcast`` permits sending to broadcast
     addresses; ``reuse_port`` lets endpoints that all set it share a port (SO_REUSEPORT), where
     the most specific binding receives (connected, then a local address, then the wildcard).
+    ``local_addr=("::", port)`` takes IPv4 datagrams too, from ``::ffff:a.b.c.d`` addresses
+    (``sendto`` takes those back), unless ``v6only`` (IPV6_V6ONLY; default the stack's
+    ``ipv6.bindv6only``, false as Linux's).
 
     Raises ``OSError`` (EADDRINUSE, EADDRNOTAVAIL, ENETUNREACH) as a socket's bind/connect do.
     The stack must be driven by this loop (``Stack(clock=loop.time)`` and an
@@ -441,7 +455,7 @@ async def create_datagram_endpoint(
     loop = asyncio.get_running_loop()
     transport, protocol = _open(
         stack, protocol_factory, loop.call_soon, loop,
-        local_addr, remote_addr, allow_broadcast, reuse_port,
+        local_addr, remote_addr, allow_broadcast, reuse_port, v6only,
     )
     waiter: asyncio.Future[None] = loop.create_future()
 

@@ -297,7 +297,8 @@ async def start_services(stack: Stack, specs: Sequence[str]) -> list[Service]:
                 started.append(await start_server(stack, handler, "0.0.0.0", port))
                 if stack.ip6 is not None and 6 in getattr(stream_service(stack),
                                                           "ip_versions", (4,)):
-                    started.append(await start_server(stack, handler, "::", port))
+                    # beside 0.0.0.0, IPv6 only (as asyncio's create_server sets IPV6_V6ONLY)
+                    started.append(await start_server(stack, handler, "::", port, v6only=True))
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise

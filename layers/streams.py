@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from layers.errors import ConfigurationError
 from layers.wire.addr import ip4
-from layers.wire.ipv6 import ANY6, ip6
+from layers.wire.ipv6 import ANY6, ip6, unmap
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -115,7 +115,7 @@ def _address(host: str | int | None, what: str) -> int:
     if host == "::":
         return ANY6
     try:
-        return ip6(host) if isinstance(host, str) and ":" in host else ip4(host)
+        return unmap(ip6(host)) if isinstance(host, str) and ":" in host else ip4(host)
     except (ValueError, ConfigurationError):
         raise ConfigurationError(
             f"{what} {host!r} is not an IPv4 address nor an IPv6 one; this stack resolves no "

@@ -252,6 +252,32 @@ def ip_str(address: int) -> str:
 ANY6 = 1 << 128
 
 
+def bind_overlap(a: int, a_v6only: bool, b: int, b_v6only: bool) -> bool:
+    """Whether sockets bound to addresses ``a`` and ``b`` share an address, as Linux's bind
+    conflicts see it: 0 is every IPv4 address, :data:`ANY6` every IPv6 one and every IPv4 one
+    too unless that socket is v6only (IPV6_V6ONLY)."""
+    if a == b:
+        return True
+    if (a == ANY6 and (b > 0xFFFFFFFF or not a_v6only)) or (
+            b == ANY6 and (a > 0xFFFFFFFF or not b_v6only)):
+        return True
+    return (a == 0 and b <= 0xFFFFFFFF) or (b == 0 and a <= 0xFFFFFFFF)
+
+
+def ip_text(address: int, mapped: bool = False) -> str:
+    """:func:`ip_str`, or an IPv4 address as ``::ffff:a.b.c.d`` when ``mapped``: how a
+    dual-stack socket on ``::`` names its IPv4 peers (RFC 4291 2.5.5.2, as Linux's)."""
+    if mapped and address <= 0xFFFFFFFF:
+        return "::ffff:" + ip_str(address)
+    return ip_str(address)
+
+
+def unmap(address: int) -> int:
+    """An IPv4-mapped IPv6 address (``::ffff:a.b.c.d``) as the IPv4 address it maps, which is
+    how the stack holds it; any other address unchanged."""
+    return address & 0xFFFFFFFF if address >> 32 == 0xFFFF else address
+
+
 def pseudo_sum(src: int, dst: int, protocol: int, length: int) -> int:
     """The pseudo-header partial sum for a transport checksum, IPv4's or IPv6's by the
     addresses' family (:func:`is_ip6_int`)."""

@@ -1,6 +1,6 @@
 """TCP over IPv6 between two stacks on the virtual clock: a transfer both ways with the IPv6
-pseudo-header, the MSS from the IPv6 header size, listeners on :: with and without
-IPV6_V6ONLY, and IPv4 beside it on the same stacks."""
+pseudo-header, the MSS from the IPv6 header size, and IPv4 beside it on the same stacks
+(listeners on :: with and without IPV6_V6ONLY: test_dualstack.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from layers.errors import ConfigurationError
 from layers.stack import Stack
 from layers.virtual import VirtualNetwork
-from layers.wire.addr import ip4
 from layers.wire.ipv6 import ANY6, ip6
 
 A6, B6, A4, B4 = "2001:db8::1", "2001:db8::2", "10.0.0.1", "10.0.0.2"
@@ -81,30 +80,6 @@ def test_tcp_transfer_over_ipv6_both_ways() -> None:
     assert any(k.startswith("2001:db8::1:") for k in rows), rows
     assert b.counter("ipv6")["InDelivers"] > 50 and b.counter("tcp")["InCsumErrors"] == 0
     assert a.counter("ipv4")["OutRequests"] == 0  # nothing went over IPv4
-
-
-def test_v6only_listener_refuses_ipv4_unless_asked() -> None:
-    net, a, b = dual_pair()
-    got: list[Sink] = []
-
-    def accept() -> Sink:
-        got.append(Sink())
-        return got[-1]
-
-    b.protocol("tcp").listen(accept, ANY6, 80)
-    refused = Sink()
-    errors: list[BaseException | None] = []
-    a.protocol("tcp").connect(refused, ip4(B4), 80, on_connected=errors.append)
-    assert net.run_until_true(lambda: bool(errors), 5)
-    assert isinstance(errors[0], OSError) and errors[0].errno == errno.ECONNREFUSED
-    # a dual-stack listener (IPV6_V6ONLY off) takes IPv4 too
-    b.protocol("tcp").listen(accept, ANY6, 81, v6only=False)
-    ok: list[BaseException | None] = []
-    a.protocol("tcp").connect(Sink(), ip4(B4), 81, on_connected=ok.append)
-    a.protocol("tcp").connect(Sink(), ip6(B6), 81, on_connected=ok.append)
-    assert net.run_until_true(lambda: len(ok) == 2, 5)
-    net.run_for(0.1)  # the servers' side completes with the last ACK of each handshake
-    assert ok == [None, None] and len(got) == 2
 
 
 def test_streams_api_takes_ipv6_text() -> None:

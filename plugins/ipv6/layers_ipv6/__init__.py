@@ -58,7 +58,9 @@ Counters (``stack.counter("ipv6")``)
 Settings (``--set ipv6.KEY=VALUE``; :class:`layers_ipv6.settings.IPv6Settings`)
     ``hop_limit`` (64), ``reasm_timeout`` (60.0 s), ``reasm_memory`` (262144 bytes; 0
     disables reassembly), ``addr_gen_mode`` (eui64, stable-privacy or none),
-    ``stable_secret``, ``pmtu_expires`` (600.0 s), ``strong_host`` (false).
+    ``stable_secret``, ``pmtu_expires`` (600.0 s), ``strong_host`` (false), ``bindv6only``
+    (false: TCP listeners and UDP endpoints on ``::`` take IPv4 too unless they ask for
+    ``v6only``, as Linux's ``net.ipv6.bindv6only``; the tcp and udp plugins read it).
 
 Reports: ``addresses6``, ``routes6`` and ``groups6`` tables.
 """

@@ -27,6 +27,9 @@ class IPv6Settings:
     pmtu_expires: float = 600.0
     #: accept unicast only for the receiving interface's own addresses
     strong_host: bool = False
+    #: IPV6_V6ONLY's default for TCP listeners and UDP endpoints bound to ``::`` (Linux's
+    #: net.ipv6.bindv6only): false, so ``::`` takes IPv4 too unless the socket says v6only
+    bindv6only: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.hop_limit <= 255:

@@ -25,7 +25,7 @@ from layers.links.base import GSO_TCPV4, TxOffload
 from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
 from layers.wire.checksum import ones_sum
 from layers.wire.ipv4 import ECN_ECT0, IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN
-from layers.wire.ipv6 import ip_str, pseudo_sum
+from layers.wire.ipv6 import ip_str, ip_text, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_CWR,
@@ -118,6 +118,9 @@ def unwrap(wire: int, ref: int) -> int:
 
 class Connection(asyncio.Transport):
     """A TCB. Also the :class:`asyncio.Transport` its protocol writes to."""
+
+    #: accepted by a dual-stack listener on :: from an IPv4 peer: names read ::ffff:a.b.c.d
+    v4mapped = False
 
     def __init__(
         self,
@@ -2037,9 +2040,9 @@ class Connection(asyncio.Transport):
     # =================================================================================
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
-            return (ip_str(self.remote), self.rport)
+            return (ip_text(self.remote, self.v4mapped), self.rport)
         if name == "sockname":
-            return (ip_str(self.local), self.lport)
+            return (ip_text(self.local, self.v4mapped), self.lport)
         if name == "socket":
             return None
         if name == "tcp":

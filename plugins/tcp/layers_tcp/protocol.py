@@ -27,7 +27,7 @@ from layers.protocols import IPDatagram, IPv4Service, TransportError
 from layers.settings import read_settings
 from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
 from layers.wire.ipv4 import IPV4_MIN_HLEN
-from layers.wire.ipv6 import ANY6, IPV6_HLEN, is_multicast6, pseudo_sum
+from layers.wire.ipv6 import ANY6, IPV6_HLEN, bind_overlap, is_multicast6, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_DEFAULT_MSS,
@@ -114,6 +114,8 @@ class TCP:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.settings = TCPSettings.from_stack(stack)
+        #: IPV6_V6ONLY's default for listeners on :: (Linux's net.ipv6.bindv6only)
+        self.bindv6only = stack.setting("ipv6.bindv6only", False)
         self.c = stack.counter("tcp")
         #: out-of-order bytes of all connections, against tcp.ooo_mem
         self.ooo_pool = ReassemblyPool(self.settings.ooo_mem)
@@ -308,11 +310,15 @@ class TCP:
         *,
         backlog: int = 128,
         accepting: bool = True,
-        v6only: bool = True,
+        v6only: bool | None = None,
         **options: Any,
     ) -> Listener:
-        """``host`` 0 is every IPv4 address, :data:`layers.wire.ipv6.ANY6` every IPv6 one
-        (and IPv4 too only when the caller passes ``v6only=False``: IPV6_V6ONLY off)."""
+        """``host`` 0 is every IPv4 address, :data:`layers.wire.ipv6.ANY6` every IPv6 one and,
+        as on Linux, every IPv4 one too unless ``v6only`` (IPV6_V6ONLY; its default is the
+        ``ipv6.bindv6only`` setting, false as Linux's ``net.ipv6.bindv6only``). A dual-stack
+        listener's IPv4 connections name their addresses ``::ffff:a.b.c.d`` (peername)."""
+        if v6only is None:
+            v6only = self.bindv6only
         opts = self.conn_options(options)
         if host and host != ANY6 and not self.stack.is_local(host):
             raise os_error(errno.EADDRNOTAVAIL)
@@ -323,12 +329,12 @@ class TCP:
             for _ in range(s.port_max - s.port_min + 1):
                 cand = s.port_min + self._next_ephemeral % (s.port_max - s.port_min + 1)
                 self._next_ephemeral += 1
-                if not self._port_taken(host, cand):
+                if not self._port_taken(host, cand, v6only):
                     port = cand
                     break
             else:
                 raise os_error(errno.EADDRINUSE, "no free port to listen on")
-        elif self._port_taken(host, port):
+        elif self._port_taken(host, port, v6only):
             raise os_error(errno.EADDRINUSE)
         listener = Listener(self, host, port, protocol_factory, opts,
                             backlog=max(1, backlog), accepting=accepting)
@@ -336,12 +342,13 @@ class TCP:
         self.listeners[(host, port)] = listener
         return listener
 
-    def _port_taken(self, host: int, port: int) -> bool:
-        wildcard = ANY6 if host > MASK else 0
-        if (host, port) in self.listeners or (wildcard, port) in self.listeners:
-            return True
-        if host in (0, ANY6):
-            return any(p == port and (a > MASK) == (host > MASK) for a, p in self.listeners)
+    def _port_taken(self, host: int, port: int, v6only: bool = True) -> bool:
+        """Whether a listener on ``host:port`` would share an address with one that exists:
+        a wildcard covers its family, a dual-stack ``::`` both (Linux's bind conflicts)."""
+        v6only = v6only or host != ANY6
+        for (addr, p), other in self.listeners.items():
+            if p == port and bind_overlap(host, v6only, addr, other.v6only):
+                return True
         return False
 
     def unlisten(self, listener: Listener) -> None:
@@ -494,6 +501,8 @@ class TCP:
             return
         conn = Connection(self, dst, dport, src, sport, listener.options, active=False,
                           listener=listener)
+        if dst <= MASK and listener.address == ANY6:
+            conn.v4mapped = True
         self.conns[conn.key] = conn
         listener.half_open(conn)
         c["PassiveOpens"] += 1
@@ -570,6 +579,8 @@ class TCP:
                          timestamp=ts)
         conn = Connection(self, dst, dport, src, sport, listener.options, active=False,
                           listener=listener)
+        if dst <= MASK and listener.address == ANY6:
+            conn.v4mapped = True
         self.conns[conn.key] = conn
         listener.half_open(conn)
         c["PassiveOpens"] += 1

@@ -54,7 +54,7 @@ from layers.wire.icmp import (
     ICMP_SOURCE_QUENCH,
 )
 from layers.wire.ipv4 import IPV4_MIN_HLEN
-from layers.wire.ipv6 import ANY6, ip_str
+from layers.wire.ipv6 import ANY6, bind_overlap, ip_str
 from layers.wire.udp import UDP_CSUM_OFFSET, UDP_HEADER, UDP_HLEN, UDP_MAX_PAYLOAD
 from layers_udp.settings import UdpSettings
 
@@ -97,6 +97,7 @@ class UDPEndpoint:
         "remote_addr",
         "remote_port",
         "reuse_port",
+        "v6only",
     )
 
     def __init__(
@@ -118,6 +119,9 @@ class UDPEndpoint:
         self.remote_port: int | None = remote[1] if remote else None
         self.allow_broadcast = allow_broadcast
         self.reuse_port = reuse_port
+        #: IPV6_V6ONLY: bound to :: and False, IPv4 datagrams arrive too (named ::ffff:a.b.c.d
+        #: by the asyncio adapter)
+        self.v6only = True
         self.closed = False
         self._paused = paused
         self._queue: deque[tuple[bytes, int, int]] = deque()
@@ -230,6 +234,8 @@ class UDP:
         self._rng = random.Random(seed if seed is not None else os.urandom(16))
         self.rcvbuf = cfg.rcvbuf
         self.report_soft_errors = cfg.report_soft_errors
+        #: IPV6_V6ONLY's default for endpoints on :: (Linux's net.ipv6.bindv6only)
+        self.bindv6only = stack.setting("ipv6.bindv6only", False)
         #: (local addr, local port, remote addr, remote port) -> connected endpoints
         self._connected: dict[tuple[int, int, int, int], list[UDPEndpoint]] = {}
         #: (local addr or 0, local port) -> unconnected endpoints
@@ -282,6 +288,9 @@ class UDP:
             group = self._bound.get((dst, dport))
             if group is None:
                 group = self._bound.get((0 if dst <= 0xFFFFFFFF else ANY6, dport))
+                if group is None and dst <= 0xFFFFFFFF:  # a dual-stack endpoint on ::
+                    dual = [e for e in self._bound.get((ANY6, dport), ()) if not e.v6only]
+                    group = dual or None
                 if group is None:
                     c = self._c
                     c["NoPorts"] += 1
@@ -430,14 +439,21 @@ class UDP:
         allow_broadcast: bool = False,
         reuse_port: bool = False,
         paused: bool = False,
+        v6only: bool | None = None,
     ) -> UDPEndpoint:
+        """As :meth:`layers.datagrams.DatagramService.open_datagram_endpoint`; ``v6only``
+        (IPV6_V6ONLY, default the ``ipv6.bindv6only`` setting, false as Linux's) keeps an
+        endpoint on ``::`` from IPv4 datagrams."""
         stack = self.stack
+        if v6only is None:
+            v6only = self.bindv6only
+        v6only = v6only or local_addr != ANY6
         if local_addr and local_addr != ANY6 and not stack.is_local(
                 local_addr) and not self.is_broadcast(local_addr):
             raise os_error(errno.EADDRNOTAVAIL, f"{ip_str(local_addr)} is not an address "
                                                 f"of this stack")
         if local_port:
-            if self._conflicts(local_addr, local_port, reuse_port):
+            if self._conflicts(local_addr, local_port, reuse_port, v6only):
                 raise os_error(errno.EADDRINUSE, f"{ip_str(local_addr)}:{local_port}")
         else:
             local_port = self._ephemeral_port()
@@ -456,6 +472,7 @@ class UDP:
                 local_addr = src
         ep = UDPEndpoint(self, handler, local_addr, local_port, remote, allow_broadcast,
                          reuse_port, paused)
+        ep.v6only = v6only
         self._ports.setdefault(local_port, []).append(ep)
         if remote is not None:
             self._connected.setdefault((local_addr, local_port, *remote), []).append(ep)
@@ -464,9 +481,9 @@ class UDP:
         self._c["endpoints_opened"] += 1
         return ep
 
-    def _conflicts(self, addr: int, port: int, reuse_port: bool) -> bool:
+    def _conflicts(self, addr: int, port: int, reuse_port: bool, v6only: bool = True) -> bool:
         for other in self._ports.get(port, ()):
-            if addr and other.local_addr and addr != other.local_addr:
+            if not bind_overlap(addr, v6only, other.local_addr, other.v6only):
                 continue
             if not (reuse_port and other.reuse_port):
                 return True
