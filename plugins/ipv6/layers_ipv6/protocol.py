@@ -72,6 +72,8 @@ class Address6:
     interface: Interface
     state: str = TENTATIVE
     origin: str = "static"
+    #: the preferred lifetime ended (maybe while DAD ran): deprecated once unique
+    deprecated: bool = False
 
 
 @attrs.frozen
@@ -220,6 +222,7 @@ class IPv6:
         entry = self.addresses.get(address)
         if entry is None:
             return
+        entry.deprecated = deprecated
         if deprecated and entry.state == PREFERRED:
             entry.state = DEPRECATED
         elif not deprecated and entry.state == DEPRECATED:
@@ -272,7 +275,7 @@ class IPv6:
         if self.addresses.get(entry.address) is not entry or entry.state != TENTATIVE:
             return
         if unique:
-            entry.state = PREFERRED
+            entry.state = DEPRECATED if entry.deprecated else PREFERRED
             self.local[entry.address] = entry.interface
             self._c["DadOKs"] += 1
         else:

@@ -23,18 +23,27 @@ A separate plugin from ipv6, so a TUN stack (no link layer) runs without it. It 
   from ``::`` ``ndp.retrans_timer`` apart; an NS probing the same tentative address or an NA
   for it marks it duplicate.
 
-Router solicitation, router advertisements (SLAAC) and redirects are received, counted
-(``rx_router_messages``) and not acted on yet.
+Router discovery and SLAAC (:mod:`layers_ndp.router`): router solicitations when an
+interface comes up, router advertisements validated (``ra_*`` drops) and acted on: default
+routers with their lifetimes, the MTU option, autoconfigured addresses from prefix
+information with valid and preferred lifetimes. Redirects are counted
+(``rx_router_messages``) and not acted on.
 
 Settings (``--set ndp.KEY=VALUE``; :class:`layers_ndp.neighbour.NdpSettings`):
 ``retrans_timer`` (1.0 s), ``max_multicast_solicit`` (3), ``max_unicast_solicit`` (3),
 ``reachable_time`` (30.0 s), ``delay_first_probe`` (5.0 s), ``queue_len`` (101),
-``queue_total`` (1024), ``max_entries`` (1024 per interface), ``dad_transmits`` (1; 0 off).
+``queue_total`` (1024), ``max_entries`` (1024 per interface), ``dad_transmits`` (1; 0 off),
+``accept_ra`` (true; false: no solicitations, advertisements dropped), ``autoconf`` (true),
+``router_solicitations`` (3), ``router_solicitation_interval`` (4.0 s),
+``router_solicitation_delay`` (1.0 s).
 
 Counters (``stack.counter("ndp")``): tx/rx_solicitations, tx/rx_advertisements,
 tx_dad_probes, dad_ok, dad_duplicates, entries_learned, resolution_failures,
-probe_failures, queue_overflows, evictions, conflicts; drops by reason. Report table ``ndp``
-(``layers ndp``).
+probe_failures, queue_overflows, evictions, conflicts, tx_router_solicitations,
+rx_router_advertisements, ra_accepted, default_routers_added/removed/expired, ra_mtu_updates,
+slaac_addresses, slaac_deprecated, slaac_expired, prefix_* (ignored prefixes by reason); drops
+by reason. Report tables ``ndp`` (``layers ndp``) and ``routers6`` (default routers and the
+seconds left of their lifetimes).
 """
 
 from __future__ import annotations
@@ -78,6 +87,13 @@ def layers_neighbour_resolvers(stack: Stack, interface: Interface) -> Mapping[in
 
 
 @hookimpl
+def layers_interface_up(stack: Stack, interface: Interface) -> None:
+    ndp = _ndp(stack)
+    if ndp is not None:
+        ndp.interface_up(interface)
+
+
+@hookimpl
 def layers_stack_stopping(stack: Stack) -> None:
     ndp = _ndp(stack)
     if ndp is not None:
@@ -87,4 +103,6 @@ def layers_stack_stopping(stack: Stack) -> None:
 @hookimpl
 def layers_report(stack: Stack) -> Mapping[str, Any] | None:
     ndp = _ndp(stack)
-    return {"ndp": ndp.entries()} if ndp is not None else None
+    if ndp is None:
+        return None
+    return {"ndp": ndp.entries(), "routers6": ndp.routers.report()}

@@ -37,16 +37,19 @@ from layers.wire.ipv6 import (
     ND_NEIGHBOR_SOLICIT,
     ND_OPT_SOURCE_LLADDR,
     ND_OPT_TARGET_LLADDR,
+    ND_ROUTER_ADVERT,
     ND_TYPES,
     NH_ICMPV6,
     build_icmpv6,
     ip6_bytes,
     ip6_str,
+    is_link_local6,
     is_multicast6,
     nd_lladdr_option,
     nd_options,
     solicited_node,
 )
+from layers_ndp.router import RouterDiscovery
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,9 +84,20 @@ class NdpSettings:
     #: solicitations duplicate address detection sends (RFC 4862 DupAddrDetectTransmits;
     #: 0 turns detection off)
     dad_transmits: int = 1
+    #: act on router advertisements and solicit them (Linux accept_ra; false: neither)
+    accept_ra: bool = True
+    #: form addresses from advertised prefixes (SLAAC, Linux autoconf)
+    autoconf: bool = True
+    #: router solicitations sent when an interface comes up (MAX_RTR_SOLICITATIONS; 0: none)
+    router_solicitations: int = 3
+    #: seconds between them (RTR_SOLICITATION_INTERVAL)
+    router_solicitation_interval: float = 4.0
+    #: the first waits a random time up to this (MAX_RTR_SOLICITATION_DELAY)
+    router_solicitation_delay: float = 1.0
 
     def validate(self) -> None:
-        for key in ("retrans_timer", "reachable_time", "delay_first_probe"):
+        for key in ("retrans_timer", "reachable_time", "delay_first_probe",
+                    "router_solicitation_interval"):
             if not getattr(self, key) > 0:
                 raise ConfigurationError(f"setting ndp.{key}={getattr(self, key)} must be > 0 "
                                          f"seconds")
@@ -91,6 +105,10 @@ class NdpSettings:
                     "queue_total", "max_entries"):
             if getattr(self, key) < 1:
                 raise ConfigurationError(f"setting ndp.{key}={getattr(self, key)} must be >= 1")
+        if self.router_solicitations < 0 or self.router_solicitation_delay < 0:
+            raise ConfigurationError(
+                f"settings ndp.router_solicitations={self.router_solicitations} and "
+                f"ndp.router_solicitation_delay={self.router_solicitation_delay} must be >= 0")
         if self.dad_transmits < 0:
             raise ConfigurationError(f"setting ndp.dad_transmits={self.dad_transmits} must be "
                                      f">= 0 (0 turns duplicate address detection off)")
@@ -274,6 +292,11 @@ class NdpResolver:
         n = self.table[address] = Neighbour(address, PERMANENT)
         n.mac = mac
 
+    def mark_router(self, address: int) -> None:
+        n = self.table.get(address)
+        if n is not None:
+            n.router = True
+
     def lookup(self, address: int) -> tuple[bytes, str] | None:
         n = self.table.get(address)
         return None if n is None else (n.mac, n.state)
@@ -319,6 +342,7 @@ class Ndp:
         self.resolvers: dict[Interface, NdpResolver] = {}
         self.queued = 0
         self.detecting: dict[int, _Detection] = {}
+        self.routers = RouterDiscovery(self)
 
     def receive(self, interface: Interface, packet: memoryview, flags: int) -> None:
         self.counters.drop("not_a_network_protocol")  # never dispatched: no ethertype
@@ -366,13 +390,13 @@ class Ndp:
     # --- receiving ------------------------------------------------------------------------
     def icmpv6_receive(self, datagram: IPDatagram, message: memoryview) -> None:
         c = self.counters
-        if datagram.ttl != 255:  # RFC 4861 7.1: only from on-link nodes
-            c.drop("bad_hop_limit")
+        t = message[0]
+        if datagram.ttl != 255:  # RFC 4861 6.1.2, 7.1: only from on-link nodes
+            c.drop("ra_bad_hop_limit" if t == ND_ROUTER_ADVERT else "bad_hop_limit")
             return
         if message[1] != 0:
-            c.drop("bad_code")
+            c.drop("ra_bad_code" if t == ND_ROUTER_ADVERT else "bad_code")
             return
-        t = message[0]
         res = self.resolvers.get(datagram.interface)
         if res is None:
             c.drop("no_resolver")
@@ -381,8 +405,10 @@ class Ndp:
             self._solicitation(res, datagram, message)
         elif t == ND_NEIGHBOR_ADVERT:
             self._advertisement(res, datagram, message)
+        elif t == ND_ROUTER_ADVERT:
+            self.routers.advertisement(res.iface, datagram, message)
         else:
-            c["rx_router_messages"] += 1  # router discovery and redirects: not acted on yet
+            c["rx_router_messages"] += 1  # solicitations (we route nothing) and redirects
             c.drop("unsupported_type")
 
     def _solicitation(self, res: NdpResolver, dg: IPDatagram, msg: memoryview) -> None:
@@ -487,8 +513,22 @@ class Ndp:
         self.counters["dad_duplicates"] += 1
         d.done(False)
 
+    def link_local(self, iface: Interface) -> int | None:
+        """The preferred link-local address of ``iface``, or None (none yet, or tentative)."""
+        ip6 = self.stack.ip6
+        if ip6 is None:
+            return None
+        for address, _ in iface.addresses6:
+            if is_link_local6(address) and ip6.address_state(address) == "preferred":
+                return address
+        return None
+
     # --- lifecycle and reports ------------------------------------------------------------
+    def interface_up(self, iface: Interface) -> None:
+        self.routers.interface_up(iface)
+
     def stop(self) -> None:
+        self.routers.stop()
         for res in self.resolvers.values():
             res.stop()
         for d in self.detecting.values():
