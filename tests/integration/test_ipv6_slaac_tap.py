@@ -2,7 +2,7 @@
 reaches a raw ICMPv6 socket in the test's own namespace (joined to all-routers), which answers
 with a crafted router advertisement (the kernel fills in the checksum); the stack forms its
 address from the prefix, takes the router as default gateway and the MTU option, and Linux
-pings the autoconfigured address."""
+pings the autoconfigured address. The same socket, joined to ff02::16, sees our MLDv2 report."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from linux_tools import LayersUp, devname, link_state, ping_ok
 
 from layers.netns import NetNamespace
-from layers.wire.ipv6 import eui64_interface_id, ip6, ip6_str
+from layers.wire.ipv6 import eui64_interface_id, ip6, ip6_str, solicited_node
 
 pytestmark = pytest.mark.root
 
@@ -34,22 +34,30 @@ def _router_socket(netns: NetNamespace, ifindex: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-    group = socket.inet_pton(socket.AF_INET6, "ff02::2") + struct.pack("@I", ifindex)
-    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+    for name in ("ff02::2", "ff02::16"):  # all-routers, all MLDv2 routers
+        group = socket.inet_pton(socket.AF_INET6, name) + struct.pack("@I", ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
     sock.bind((ROUTER_LL, 0, 0, ifindex))
     return sock
 
 
-def _wait_rs(sock: socket.socket, timeout: float) -> tuple[bytes, Any]:
+def _wait_for(sock: socket.socket, icmp_type: int, timeout: float,
+              seen: list[bytes]) -> tuple[bytes, Any]:
+    """The first ICMPv6 message of ``icmp_type`` Linux delivers to ``sock`` (the kernel has
+    checked its checksum); every message read goes to ``seen``."""
+    for data in seen:
+        if data[0] == icmp_type:
+            return data, None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             break
         data, addr = sock.recvfrom(2048)
-        if data and data[0] == 133:  # router solicitation
+        seen.append(data)
+        if data and data[0] == icmp_type:
             return data, addr
-    raise AssertionError("no router solicitation from layers up reached Linux")
+    raise AssertionError(f"no ICMPv6 type {icmp_type} from layers up reached Linux: {seen}")
 
 
 def _ra(router_mac: bytes) -> bytes:
@@ -74,7 +82,8 @@ def test_slaac_from_a_linux_side_router_advertisement(netns: NetNamespace,
     sock = _router_socket(netns, ifindex)
     try:
         up = layers_up("--link", f"tap:{tap}", "--address", "10.85.0.2/24", "--mac", STACK_MAC)
-        rs, source = _wait_rs(sock, timeout=5.0)
+        seen: list[bytes] = []
+        rs, source = _wait_for(sock, 133, 5.0, seen)  # router solicitation
         assert len(rs) >= 8
         sock.sendto(_ra(bytes.fromhex(mac_text.replace(":", ""))), ("ff02::1", 0, 0, ifindex))
         slaac = ip6_str(ip6(PREFIX) | eui64_interface_id(bytes.fromhex(
@@ -88,6 +97,15 @@ def test_slaac_from_a_linux_side_router_advertisement(netns: NetNamespace,
             time.sleep(0.1)
         assert rows.get(slaac, {}).get("state") == "preferred", (slaac, rows, source)
         assert rows[slaac]["origin"] == "autoconf" and rows[slaac]["prefix_length"] == 64
+        # MLDv2: Linux received (checksum checked) our report of the solicited-node group
+        _wait_for(sock, 143, 3.0, seen)
+        groups = set()
+        for msg in seen:
+            if msg[0] == 143:
+                for i in range(int.from_bytes(msg[6:8], "big")):
+                    groups.add((msg[8 + 20 * i], int.from_bytes(msg[12 + 20 * i:28 + 20 * i],
+                                                                 "big")))
+        assert (4, solicited_node(ip6(slaac))) in groups, groups  # CHANGE_TO_EXCLUDE
     finally:
         sock.close()
     routes = up.layers("routes", "-6")

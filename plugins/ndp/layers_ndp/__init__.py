@@ -29,19 +29,25 @@ routers with their lifetimes, the MTU option, autoconfigured addresses from pref
 information with valid and preferred lifetimes. Redirects are counted
 (``rx_router_messages``) and not acted on.
 
+MLDv2 for a host (:mod:`layers_ndp.mld`, RFC 3810): ndp is the stack's
+:class:`layers.protocols.MulticastListener`, so every group the ipv6 plugin joins or leaves on
+an Ethernet interface (solicited-node groups above all) is reported to ff02::16, twice, and
+general, group-specific and MLDv1 queries are answered.
+
 Settings (``--set ndp.KEY=VALUE``; :class:`layers_ndp.neighbour.NdpSettings`):
 ``retrans_timer`` (1.0 s), ``max_multicast_solicit`` (3), ``max_unicast_solicit`` (3),
 ``reachable_time`` (30.0 s), ``delay_first_probe`` (5.0 s), ``queue_len`` (101),
 ``queue_total`` (1024), ``max_entries`` (1024 per interface), ``dad_transmits`` (1; 0 off),
 ``accept_ra`` (true; false: no solicitations, advertisements dropped), ``autoconf`` (true),
 ``router_solicitations`` (3), ``router_solicitation_interval`` (4.0 s),
-``router_solicitation_delay`` (1.0 s).
+``router_solicitation_delay`` (1.0 s), ``mld`` (true), ``mld_unsolicited_interval`` (1.0 s).
 
 Counters (``stack.counter("ndp")``): tx/rx_solicitations, tx/rx_advertisements,
 tx_dad_probes, dad_ok, dad_duplicates, entries_learned, resolution_failures,
 probe_failures, queue_overflows, evictions, conflicts, tx_router_solicitations,
 rx_router_advertisements, ra_accepted, default_routers_added/removed/expired, ra_mtu_updates,
-slaac_addresses, slaac_deprecated, slaac_expired, prefix_* (ignored prefixes by reason); drops
+slaac_addresses, slaac_deprecated, slaac_expired, prefix_* (ignored prefixes by reason),
+tx_mld_reports, rx_mld_queries; drops
 by reason. Report tables ``ndp`` (``layers ndp``) and ``routers6`` (default routers and the
 seconds left of their lifetimes).
 """

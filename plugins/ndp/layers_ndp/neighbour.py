@@ -49,6 +49,7 @@ from layers.wire.ipv6 import (
     nd_options,
     solicited_node,
 )
+from layers_ndp.mld import MLD_QUERY, Mld
 from layers_ndp.router import RouterDiscovery
 
 if TYPE_CHECKING:
@@ -94,10 +95,14 @@ class NdpSettings:
     router_solicitation_interval: float = 4.0
     #: the first waits a random time up to this (MAX_RTR_SOLICITATION_DELAY)
     router_solicitation_delay: float = 1.0
+    #: report multicast listening (MLDv2) for the groups interfaces join
+    mld: bool = True
+    #: seconds within which a state-change report is repeated (Unsolicited Report Interval)
+    mld_unsolicited_interval: float = 1.0
 
     def validate(self) -> None:
         for key in ("retrans_timer", "reachable_time", "delay_first_probe",
-                    "router_solicitation_interval"):
+                    "router_solicitation_interval", "mld_unsolicited_interval"):
             if not getattr(self, key) > 0:
                 raise ConfigurationError(f"setting ndp.{key}={getattr(self, key)} must be > 0 "
                                          f"seconds")
@@ -333,7 +338,7 @@ class Ndp:
     ethertype = None
     ip_version = None
     needs_neighbour_resolver = False
-    icmpv6_types = ND_TYPES
+    icmpv6_types = ND_TYPES | {MLD_QUERY}
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -343,6 +348,7 @@ class Ndp:
         self.queued = 0
         self.detecting: dict[int, _Detection] = {}
         self.routers = RouterDiscovery(self)
+        self.mld = Mld(self)
 
     def receive(self, interface: Interface, packet: memoryview, flags: int) -> None:
         self.counters.drop("not_a_network_protocol")  # never dispatched: no ethertype
@@ -391,6 +397,9 @@ class Ndp:
     def icmpv6_receive(self, datagram: IPDatagram, message: memoryview) -> None:
         c = self.counters
         t = message[0]
+        if t == MLD_QUERY:
+            self.mld.query(datagram, message)
+            return
         if datagram.ttl != 255:  # RFC 4861 6.1.2, 7.1: only from on-link nodes
             c.drop("ra_bad_hop_limit" if t == ND_ROUTER_ADVERT else "bad_hop_limit")
             return
@@ -526,9 +535,18 @@ class Ndp:
     # --- lifecycle and reports ------------------------------------------------------------
     def interface_up(self, iface: Interface) -> None:
         self.routers.interface_up(iface)
+        self.mld.interface_up(iface)
+
+    # --- MulticastListener: the ipv6 plugin's joins and leaves go to MLD -------------------
+    def group_joined(self, interface: Interface, group: int) -> None:
+        self.mld.group_joined(interface, group)
+
+    def group_left(self, interface: Interface, group: int) -> None:
+        self.mld.group_left(interface, group)
 
     def stop(self) -> None:
         self.routers.stop()
+        self.mld.stop()
         for res in self.resolvers.values():
             res.stop()
         for d in self.detecting.values():
