@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -29,6 +30,36 @@ from layers.wire import (
 @given(st.binary(max_size=3000))
 def test_checksum_matches_scapy(data: bytes) -> None:
     assert checksum(data) == scapy_checksum(data)
+
+
+def reference_ones_sum(data: bytes, initial: int = 0) -> int:
+    """RFC 1071 word by word: big-endian 16-bit words (an odd last byte padded with zero),
+    end-around carries folded back in; 0 only for an all-zero sum."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = initial + sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+@given(st.binary(max_size=5000), st.integers(min_value=0, max_value=(1 << 40)))
+def test_ones_sum_matches_the_word_by_word_reference(data: bytes, initial: int) -> None:
+    assert ones_sum(data, initial) == reference_ones_sum(data, initial)
+    assert ones_sum(memoryview(data), initial) == reference_ones_sum(data, initial)
+    assert ones_sum(bytearray(data)) == reference_ones_sum(data)
+
+
+@given(st.integers(min_value=0, max_value=65536), st.integers(min_value=0, max_value=2**32),
+       st.sampled_from(["random", "zeros", "ones"]))
+def test_ones_sum_of_large_buffers_matches_the_reference(size: int, seed: int,
+                                                         kind: str) -> None:
+    """Sizes up to a 64 KiB super-segment, where the remainder is folded several times;
+    all-ones buffers sum to a non-zero multiple of 0xFFFF (0xFFFF, never 0)."""
+    data = {"random": random.Random(seed).randbytes(size), "zeros": bytes(size),
+            "ones": b"\xff" * size}[kind]
+    view = memoryview(bytes(3) + data)[3:]  # a view at an odd offset, as frames come
+    assert ones_sum(view, seed & 0xFFFF) == reference_ones_sum(data, seed & 0xFFFF)
 
 
 def test_checksum_known_vector() -> None:

@@ -37,6 +37,7 @@ from layers.links.base import RX_CSUM_VERIFIED, TxOffload
 from layers.protocols import IPDatagram, TransportError
 from layers.settings import read_settings
 from layers.wire.addr import IPV4_BROADCAST
+from layers.wire.checksum import ones_sum
 from layers.wire.icmp import (
     ICMP_DEST_UNREACH,
     ICMP_FRAG_NEEDED,
@@ -268,13 +269,10 @@ class UDP:
         src = datagram.src
         dst = datagram.dst
         if csum and not datagram.flags & RX_CSUM_VERIFIED:
-            # ones'-complement sum over pseudo-header and datagram must be all ones: the
-            # whole datagram as one integer, modulo 0xFFFF (never zero: protocol 17 is in it)
-            v = int.from_bytes(payload, "big")
-            if length & 1:
-                v <<= 8
-            v += (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_UDP + length
-            if v % 0xFFFF:
+            # ones'-complement sum over pseudo-header and datagram must be all ones (never
+            # zero: protocol 17 is in it)
+            if ones_sum(payload, (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+                        + PROTO_UDP + length) != 0xFFFF:
                 c = self._c
                 c["InErrors"] += 1
                 c["InCsumErrors"] += 1
@@ -390,18 +388,13 @@ class UDP:
                 self._send(_pack(sport, dport, length, (p & 0xFFFF) + (p >> 16)) + data,
                            dst, src, _TX_CSUM_OFFLOAD)
                 return
-        # The checksum of header + data without building the header first: the data as one
-        # integer modulo 0xFFFF (it starts at an even offset, so RFC 1071 padding is the
-        # same), plus the header's words and the pseudo-header. Never zero (protocol 17 is
-        # in the sum), so s == 0 means all ones and the checksum 0, sent as 0xFFFF.
-        v = int.from_bytes(data, "big")
-        if n & 1:
-            v <<= 8
-        v += ((src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + PROTO_UDP
-              + sport + dport + length + length)
-        s = v % 0xFFFF
-        self._send(_pack(sport, dport, length, 0xFFFF - s if s else 0xFFFF) + data, dst, src,
-                   None)
+        # The checksum of header + data without building the header first: the data's sum
+        # (it starts at an even offset, so RFC 1071 padding is the same) plus the header's
+        # words and the pseudo-header. Never zero (protocol 17 is in the sum); all ones gives
+        # the checksum 0, sent as 0xFFFF.
+        s = ones_sum(data, (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)
+                     + PROTO_UDP + sport + dport + length + length)
+        self._send(_pack(sport, dport, length, (0xFFFF - s) or 0xFFFF) + data, dst, src, None)
 
     def _tx_csum_links(self) -> bool:
         """Whether any interface completes transport checksums (re-checked as links come)."""
