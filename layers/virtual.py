@@ -81,8 +81,14 @@ class VirtualNetwork:
         medium: Medium = Medium.ETHERNET,
         wrap: Callable[[Link], Link] | None = None,
         faults: str | Mapping[str, Any] | None = None,
+        checksum_offload: bool = False,
     ) -> tuple[Interface, Interface]:
         """Join two stacks with a memory link pair; ``wrap`` wraps each end (pcap, ...).
+
+        ``checksum_offload=True`` lets transports leave checksums partial on this link and the
+        receiving stack trust them, as across a veth pair (:mod:`layers.links.memory`): the
+        simulation then does no checksum work for TCP and UDP. Off by default, so that what
+        crosses carries real checksums.
 
         ``faults`` (``"loss=2%,delay=10ms,seed=7"`` or :class:`~layers.links.faults.FaultLink`
         keywords) are faults *of this link*: every frame that crosses it, either way, meets
@@ -91,7 +97,8 @@ class VirtualNetwork:
         meet every frame twice (2% loss becoming about 4%)."""
         n = len(a.interfaces), len(b.interfaces)
         la, lb = MemoryLink.pair(
-            (f"mem{n[0]}", f"mem{n[1]}"), mtu=mtu, medium=medium, latency=latency
+            (f"mem{n[0]}", f"mem{n[1]}"), mtu=mtu, medium=medium, latency=latency,
+            checksum_offload=checksum_offload,
         )
         ends: list[Link] = [wrap(la) if wrap else la, wrap(lb) if wrap else lb]
         if faults is not None:

@@ -15,7 +15,9 @@ on one direction do not depend on how much traffic the other carried. Per frame,
   an Internet checksum). A received frame loses its ``RX_CSUM_VERIFIED`` flag (the device
   checked it before the flip). A sent frame whose transport checksum the device will fill in
   (``TxOffload.needs_csum``, TSO) gets the bit flipped in that partial checksum, since a data
-  bit flipped before the device checksums would go unseen;
+  bit flipped before the device checksums would go unseen; on a memory link with checksum
+  offload, whose far end trusts partial checksums, the checksum is completed first and the
+  frame sent without the offload, as netem does, and then any bit may flip;
 * **duplicate** with probability ``duplicate``: a second copy follows the first;
 * **delay**: the frame is held for ``delay`` seconds, plus a uniform ``±jitter`` (never below
   zero). Jitter can reorder frames, as netem's does;
@@ -49,10 +51,28 @@ from typing import Any
 
 from layers.errors import ConfigurationError
 from layers.links.base import RX_CSUM_VERIFIED, Link, LinkWrapper, Medium, TxOffload
+from layers.wire.checksum import checksum
 from layers.wire.ethernet import ETH_HLEN
 
 FAULT_KINDS = ("loss", "duplicate", "reorder", "corrupt", "delay")
 DIRECTIONS = ("rx", "tx")
+
+
+def _far_end_trusts_partial(link: Link) -> bool:
+    """True when ``link`` (under any wrappers) delivers partial checksums as verified: a
+    memory link with checksum offload (:mod:`layers.links.memory`)."""
+    while isinstance(link, LinkWrapper):
+        link = link.inner
+    return bool(getattr(link, "checksum_offload", False))
+
+
+def _complete_checksum(data: bytes, start: int, offset: int) -> bytes:
+    """``data`` with the partial checksum at ``start + offset`` (the pseudo-header sum, as a
+    transport leaves it for the device) completed over ``data[start:]``."""
+    buf = bytearray(data)
+    field = start + offset
+    buf[field:field + 2] = checksum(memoryview(buf)[start:]).to_bytes(2, "big")
+    return bytes(buf)
 
 
 class _Path:
@@ -147,7 +167,16 @@ class FaultLink(LinkWrapper):
         data = bytes(frame)
         if self.corrupt and rng.random() < self.corrupt:
             start = self._l2len
-            if isinstance(meta, TxOffload) and meta.needs_csum:
+            if (isinstance(meta, TxOffload) and meta.needs_csum and not meta.gso_size
+                    and _far_end_trusts_partial(self.inner)):
+                # A memory link with checksum offload hands this frame to the other stack as
+                # verified, partial checksum and all: nobody would ever check it. Do what
+                # netem does (skb_checksum_help): complete the checksum here and send the
+                # frame without the offload, then flip any bit, which the receiver catches.
+                data = _complete_checksum(data, start + meta.csum_start, meta.csum_offset)
+                meta = None
+                span = len(data) - start
+            elif isinstance(meta, TxOffload) and meta.needs_csum:
                 # The device computes this frame's transport checksum (and, for a TSO
                 # super-segment, each segment's) *after* us: a flipped data bit would be
                 # checksummed over and pass unseen, unlike corruption on a wire. Flip a bit
