@@ -29,9 +29,10 @@ def _device_netlink(link: Link | None) -> tuple[Netlink, str]:
 
 
 async def _up(args: argparse.Namespace) -> int:
-    from layers.runtime import AsyncioRunner
+    from layers.runtime import AsyncioRunner, check_busy_poll
 
     loop = asyncio.get_running_loop()
+    check_busy_poll(args.busy_poll / 1e6)  # before any device is touched
     name = link_name(require(args, "link"))
     control_path = parse_address(args.control) if args.control else socket_path(name)
     for spec in args.serve:
@@ -39,7 +40,7 @@ async def _up(args: argparse.Namespace) -> int:
     peer = HostSide.check(args.peer, require(args, "address")) if args.peer else None
     trace = TraceRequest.from_args(args)
     stack, iface = compose(args, loop.time)
-    runner = AsyncioRunner(stack, loop)
+    runner = AsyncioRunner(stack, loop, busy_poll=args.busy_poll / 1e6)
     control: ControlServer | None = None
     services: list[Service] = []
     tracer = None
@@ -103,4 +104,8 @@ def add_commands(commands: Commands) -> None:
     up.add_argument("--serve", action="append", default=[], metavar="SPEC",
                     help="run a service on the stack (repeatable): " + "; ".join(
                         f"{k}:PORT {v}" if k != "http" else v for k, v in SERVICES.items()))
+    up.add_argument("--busy-poll", type=float, default=0.0, metavar="USEC",
+                    help="after draining the device, keep reading it for this many "
+                         "microseconds before waiting on the event loop (like Linux's "
+                         "net.core.busy_poll): lower latency, a CPU spinning; default 0 (off)")
     add_up_options(up)

@@ -40,6 +40,10 @@ from layers.stack import Stack
          "15 characters"),
         (["ping", "--link", "tap:x0", "--address", "10.0.0.2/24", "10.0.0.300"],
          "not an IPv4 address"),
+        (["up", "--link", "tap:x0", "--address", "10.0.0.2/24", "--busy-poll", "50000"],
+         "use 0 (off) to 10000 us"),
+        (["up", "--link", "tap:x0", "--address", "10.0.0.2/24", "--busy-poll", "-1"],
+         "e.g. --busy-poll 200"),
     ],
 )
 def test_configuration_errors_exit_2_with_one_line(
