@@ -78,8 +78,34 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
+class Discard(asyncio.Protocol):
+    """RFC 863 at the protocol level, what ``--serve discard`` runs: everything received is
+    thrown away, and the connection is closed from ``eof_received``, so our FIN leaves in the
+    segment that acknowledges the client's (a stream handler would be woken a loop turn
+    later, after a bare ACK had gone: one more segment, and one more TAP write, per
+    connection)."""
+
+    transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        if self.transport is not None:
+            self.transport.close()
+        return True
+
+
+#: services that run as protocols (``layers.streams.create_server``) rather than handlers
+PROTOCOL_SERVICES: dict[str, Callable[[], asyncio.Protocol]] = {"discard": Discard}
+
+
 async def discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """RFC 863: read and throw away everything."""
+    """RFC 863 as a stream handler: read and throw away everything (``--serve`` runs
+    :class:`Discard`, the same at the protocol level)."""
     try:
         while await reader.read(CHUNK):
             pass
@@ -291,14 +317,24 @@ async def start_services(stack: Stack, specs: Sequence[str]) -> list[Service]:
                         stack, UdpEcho, local_addr=("0.0.0.0", port))
                     started.append(transport)
                     continue
-                from layers.streams import start_server, stream_service
+                from layers.streams import create_server, start_server, stream_service
 
-                handler = stream_handler(kind, arg)
-                started.append(await start_server(stack, handler, "0.0.0.0", port))
+                hosts = ["0.0.0.0"]
                 if stack.ip6 is not None and 6 in getattr(stream_service(stack),
                                                           "ip_versions", (4,)):
                     # beside 0.0.0.0, IPv6 only (as asyncio's create_server sets IPV6_V6ONLY)
-                    started.append(await start_server(stack, handler, "::", port, v6only=True))
+                    hosts.append("::")
+                protocol = PROTOCOL_SERVICES.get(kind)
+                handler = stream_handler(kind, arg) if protocol is None else None
+                for host in hosts:
+                    options = {"v6only": True} if host == "::" else {}
+                    if protocol is not None:
+                        started.append(await create_server(stack, protocol, host, port,
+                                                           **options))
+                    else:
+                        assert handler is not None
+                        started.append(await start_server(stack, handler, host, port,
+                                                          **options))
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise

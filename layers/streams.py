@@ -11,11 +11,19 @@
     async with server:
         await server.serve_forever()
 
+    server = await create_server(stack, MyProtocol, "0.0.0.0", 9)   # like loop.create_server
+
 ``reader`` and ``writer`` are the standard library's own :class:`asyncio.StreamReader` and
 :class:`asyncio.StreamWriter`: the transport plugin's connection objects implement
 :class:`asyncio.Transport` and drive an :class:`asyncio.StreamReaderProtocol`, exactly as a
 kernel socket transport would. The stack must be running on the current loop
 (``Stack(clock=loop.time)`` with :class:`layers.runtime.AsyncioRunner`).
+
+:func:`create_server` is the protocol-level server, as :meth:`asyncio.loop.create_server` is
+for sockets: each connection gets ``protocol_factory()``, called from the stack's receive path
+with no task, reader or writer in between. A protocol that answers from its callbacks (closes
+in ``eof_received``, writes in ``data_received``) has its segment leave with the
+acknowledgement of what it answers, which a stream handler, woken one loop turn later, cannot.
 
 The transport is found with ``stack.find(StreamService)``: any plugin whose protocol object
 has ``connect`` and ``listen`` with these signatures can replace the built-in TCP.
@@ -201,8 +209,42 @@ class _ServerProtocol(asyncio.StreamReaderProtocol):
         self._server._detach(self)
 
 
+class _TrackedProtocol(asyncio.Protocol):
+    """A :func:`create_server` protocol, plus telling the server which connections are
+    alive (every asyncio.Protocol callback is passed through)."""
+
+    __slots__ = ("_inner", "_server")
+
+    def __init__(self, server: Server, inner: asyncio.Protocol) -> None:
+        self._server = server
+        self._inner = inner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._server._attach(self)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._inner.connection_lost(exc)
+        finally:
+            self._server._detach(self)
+
+
 class Server:
-    """What :func:`start_server` returns, shaped like :class:`asyncio.Server`.
+    """What :func:`start_server` and :func:`create_server` return, shaped like
+    :class:`asyncio.Server`.
 
     ``close()`` stops listening (connections already accepted go on);
     ``wait_closed()`` returns once it is closed and every accepted connection has ended."""
@@ -211,7 +253,7 @@ class Server:
         self,
         loop: asyncio.AbstractEventLoop,
         service: StreamService,
-        cb: ClientConnectedCallback,
+        cb: ClientConnectedCallback | None,
         host: int,
         port: int,
         *,
@@ -219,22 +261,36 @@ class Server:
         limit: int,
         start_serving: bool,
         options: dict[str, Any],
+        protocol_factory: Callable[[], asyncio.Protocol] | None = None,
     ) -> None:
+        """``cb`` for a stream server; ``protocol_factory`` (and ``cb`` None) for a
+        protocol-level one."""
         self._loop = loop
-        self._active: set[_ServerProtocol] = set()
+        self._active: set[asyncio.BaseProtocol] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._serving_forever: asyncio.Future[None] | None = None
+        make: Callable[[], asyncio.BaseProtocol]
+        if protocol_factory is not None:
+            factory = protocol_factory
+
+            def make() -> asyncio.BaseProtocol:
+                return _TrackedProtocol(self, factory())
+        else:
+            assert cb is not None
+            callback = cb
+
+            def make() -> asyncio.BaseProtocol:
+                return _ServerProtocol(self, limit, callback)
         self._listener = service.listen(
-            lambda: _ServerProtocol(self, limit, cb), host, port, backlog=backlog,
-            accepting=start_serving, **options,
+            make, host, port, backlog=backlog, accepting=start_serving, **options,
         )
         self._serving = start_serving
 
     # --- connection bookkeeping -------------------------------------------------------
-    def _attach(self, proto: _ServerProtocol) -> None:
+    def _attach(self, proto: asyncio.BaseProtocol) -> None:
         self._active.add(proto)
 
-    def _detach(self, proto: _ServerProtocol) -> None:
+    def _detach(self, proto: asyncio.BaseProtocol) -> None:
         self._active.discard(proto)
         self._wake()
 
@@ -333,3 +389,29 @@ async def start_server(
         backlog=backlog, limit=limit, start_serving=start_serving, options=options,
     )
 
+
+async def create_server(
+    stack: Stack,
+    protocol_factory: Callable[[], asyncio.Protocol],
+    host: str | int | None = None,
+    port: int = 0,
+    *,
+    backlog: int = 128,
+    start_serving: bool = True,
+    **options: Any,
+) -> Server:
+    """Listen on ``host:port`` and give each connection ``protocol_factory()``, as
+    :meth:`asyncio.loop.create_server` does for sockets: the protocol's callbacks run from
+    the stack's receive path, with no task or stream objects per connection. Returns the
+    same :class:`Server` as :func:`start_server` (``close``, ``wait_closed`` waiting for
+    the accepted connections, ``serve_forever``). A plain :class:`asyncio.Protocol`
+    (``get_buffer`` of a BufferedProtocol is not passed through)."""
+    if backlog < 1:
+        raise ConfigurationError(f"backlog={backlog} should be at least 1")
+    service = stream_service(stack)
+    loop = asyncio.get_running_loop()
+    return Server(
+        loop, service, None, _address(host, "host"), int(port), backlog=backlog,
+        limit=DEFAULT_LIMIT, start_serving=start_serving, options=options,
+        protocol_factory=protocol_factory,
+    )
