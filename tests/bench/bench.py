@@ -16,7 +16,8 @@ Scenarios (``system`` in brackets):
   ``PYTCP_SRC`` names a checkout of PyTCP 2.7.10, which tests/bench/pytcp_runner.py runs on
   a TAP in the bench's namespace as a sink and a source, timed by Linux as for ``layers``.
 - ``ping_rtt`` (us; ``ping -i 0`` from Linux): [``floor``] a bare Python ARP+ICMP responder on
-  a TAP, [``layers``] ``layers up``, pinged alternately in the same run.
+  a TAP, [``layers``] ``layers up``, [``layers-busy-poll``] ``layers up --busy-poll 200``
+  (opt-in: it spins a CPU), pinged in turn in the same run.
 - ``conn_rate`` (connections/s): three Linux client processes keep 32 connections in flight
   each, every one connect, shutdown, wait for the server's FIN, close, against
   ``layers up --serve discard``; bounded by a count and a time.
@@ -405,10 +406,16 @@ def ping_floor(ns: NetNamespace, count: int) -> float:
         proc.wait(timeout=10)
 
 
-def ping_layers(ns: NetNamespace, count: int) -> float:
+#: ``layers up --busy-poll`` for the ``layers-busy-poll`` figure (us): it has to outlast ping's
+#: turn-around between a reply and its next request
+BUSY_POLL_US = 200
+
+
+def ping_layers(ns: NetNamespace, count: int, busy_poll_us: int = 0) -> float:
     dev = f"pl{secrets.token_hex(3)}"
+    busy = ["--busy-poll", str(busy_poll_us)] if busy_poll_us else []
     up = LayersUp(ns, ["--link", f"tap:{dev}", "--address", f"{PING_STACK}/24", "--peer",
-                       f"{PING_LINUX}/24", "--plugins", "arp,ipv4,icmp"])
+                       f"{PING_LINUX}/24", "--plugins", "arp,ipv4,icmp", *busy])
     try:
         up.wait_ready()
         return ping_median(ns, count)
@@ -662,6 +669,10 @@ def run(cfg: Config, only: set[str]) -> Results:
                 us = _try(res, "ping layers", lambda: ping_layers(ns, cfg.ping_count))
                 if us:
                     res.add("ping_rtt", "layers", "tap", "us", us)
+                us = _try(res, "ping layers busy-poll",
+                          lambda: ping_layers(ns, cfg.ping_count, BUSY_POLL_US))
+                if us:
+                    res.add("ping_rtt", "layers-busy-poll", "tap", "us", us)
             if "conn_memory" in only:
                 kib = _try(res, "conn_memory", lambda: conn_memory(ns, cfg.hold))
                 if kib is not None:
@@ -688,7 +699,7 @@ TARGETS = [
 
 
 def table(res: Results) -> str:
-    lines = [f"{'scenario':12} {'system':7} {'link':8} {'median':>12} {'min':>12} {'max':>12} "
+    lines = [f"{'scenario':12} {'system':16} {'link':8} {'median':>12} {'min':>12} {'max':>12} "
              f"{'unit':14} {'runs':>4}  ratio"]
     for f in res.figures.values():
         row = f.row()
@@ -703,7 +714,7 @@ def table(res: Results) -> str:
                 ratio = "x floor"
         if ref:
             ratio = f"{row['median'] / ref:8.3f} {ratio}"
-        lines.append(f"{f.scenario:12} {f.system:7} {f.link:8} {row['median']:12.4g} "
+        lines.append(f"{f.scenario:12} {f.system:16} {f.link:8} {row['median']:12.4g} "
                      f"{row['min']:12.4g} {row['max']:12.4g} {f.unit:14} {row['runs']:4}  {ratio}")
     lines.append("")
     for scenario, link, target, higher in TARGETS:
