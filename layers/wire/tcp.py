@@ -63,8 +63,27 @@ TCP_MAX_MSS = IPV4_MAX_TOTAL_LENGTH - IPV4_MIN_HLEN - TCP_MIN_HLEN
 #: the largest window the 16-bit header field carries (before RFC 7323 scaling)
 TCP_MAX_WINDOW = 0xFFFF
 
+#: room for options in the header (TCP_MAX_HLEN - TCP_MIN_HLEN)
+TCP_MAX_OPTIONS = TCP_MAX_HLEN - TCP_MIN_HLEN
+#: NOP NOP TIMESTAMP(10): the timestamp option as every stack sends it (RFC 7323 appendix A)
+TCP_TS_PREFIX = b"\x01\x01\x08\x0a"
+#: that option's first two 16-bit words summed, for a checksum taken without building it
+TCP_TS_PREFIX_SUM = 0x0101 + 0x080A
+#: the whole option: prefix, TSval, TSecr
+TCP_TS_OPTION = struct.Struct("!4sII")
+TCP_TS_OPTION_LEN = TCP_TS_OPTION.size
+#: the header length (data offset) of a segment whose only option is that one
+TCP_TS_HLEN = TCP_MIN_HLEN + TCP_TS_OPTION_LEN
+#: NOP NOP SACK: the SACK option as sent, before its length byte and blocks (RFC 2018)
+TCP_SACK_PREFIX = b"\x01\x01\x05"
+#: one SACK block: left and right edge
+TCP_SACK_BLOCK = struct.Struct("!II")
+#: a SACK option with no blocks (NOP NOP kind length), and the bytes of one block
+TCP_SACK_HLEN = 4
+TCP_SACK_BLOCK_LEN = TCP_SACK_BLOCK.size
+
 _TS = struct.Struct("!II")
-_TS_PREFIX = b"\x01\x01\x08\x0a"  # NOP NOP TIMESTAMP(10): the layout every stack sends
+_TS_PREFIX = TCP_TS_PREFIX
 _MSS = struct.Struct("!BBH")
 
 
@@ -100,7 +119,7 @@ def parse_timestamps(options: Buffer) -> tuple[int, int] | None:
     n = len(options)
     if n == 0:
         return None
-    if n == 12 and options[:4] == _TS_PREFIX:
+    if n == TCP_TS_OPTION_LEN and options[:4] == _TS_PREFIX:
         return _TS.unpack_from(options, 4)
     try:
         return parse_options(options).timestamp

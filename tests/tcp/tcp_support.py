@@ -265,9 +265,9 @@ class Wire:
             ts = (syn_opts.timestamp[0] + 1, synack.opts.timestamp[0])
         self.inject(A, iss + 1, synack.seq + 1, wnd=wnd, sport=sport, dport=port,
                     opts=TCPOptions(timestamp=ts) if ts else None)
-        conn = self.tcp.conns[(US_I, port, PEER_I, sport)]
-        proto = conn.protocol
-        assert proto is not None
+        conn = self.tcp.conns[(US_I, port, PEER_I, sport)].app  # the TCPTransport
+        assert conn is not None
+        proto = conn.get_protocol()
         return conn, proto, synack
 
     def connect(

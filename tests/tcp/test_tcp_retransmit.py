@@ -179,8 +179,9 @@ def test_no_second_fast_retransmit_for_the_same_window() -> None:
     for _ in range(3):
         w.inject(A, 1001, us)
     w.sent()
-    conn.in_recovery = False  # as if recovery ended by a timeout
-    conn.dupacks = 0
+    tcb = conn.get_extra_info("tcp")
+    tcb.in_recovery = False  # as if recovery ended by a timeout
+    tcb.dupacks = 0
     for _ in range(3):
         w.inject(A, 1001, us)
     assert all(s.seq != us for s in w.sent())

@@ -73,11 +73,13 @@ from typing import TYPE_CHECKING, Any
 
 from layers.congestion import CongestionControlInfo
 from layers.hookspecs import hookimpl
-from layers_tcp.connection import Connection, State
+from layers_tcp.connection import Connection, ConnectionApp
 from layers_tcp.listener import Listener
 from layers_tcp.newreno import NewReno
 from layers_tcp.protocol import TCP, ConnOptions
 from layers_tcp.settings import TCPSettings
+from layers_tcp.states import State
+from layers_tcp.transport import TCPTransport
 
 if TYPE_CHECKING:
     from layers.protocols import TransportProtocol
@@ -87,10 +89,12 @@ __all__ = [
     "TCP",
     "ConnOptions",
     "Connection",
+    "ConnectionApp",
     "Listener",
     "NewReno",
     "State",
     "TCPSettings",
+    "TCPTransport",
 ]
 
 

@@ -166,7 +166,7 @@ class SendBuffer:
     are relative to the first unacknowledged byte; :meth:`view` returns a zero-copy
     ``memoryview`` of a single chunk when the range lies within one."""
 
-    __slots__ = ("_base", "_chunks", "_end", "_first", "_size", "_starts", "_tail")
+    __slots__ = ("_base", "_chunks", "_end", "_first", "_starts", "_tail", "size")
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
@@ -178,14 +178,15 @@ class SendBuffer:
         self._base = 0
         #: absolute stream offset just past the last chunk (where the tail starts)
         self._end = 0
-        self._size = 0
+        #: bytes held (``len()``, without the call: the connection reads it per segment)
+        self.size = 0
         self._tail = bytearray()
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     def __bool__(self) -> bool:
-        return self._size > 0
+        return self.size > 0
 
     def append(self, data: Buffer) -> None:
         n = len(data)
@@ -199,7 +200,7 @@ class SendBuffer:
             tail += data
             if len(tail) >= _TAIL_MAX:
                 self._freeze_tail()
-        self._size += n
+        self.size += n
 
     def _push(self, chunk: bytes) -> None:
         self._starts.append(self._end)
@@ -215,10 +216,10 @@ class SendBuffer:
         """Forget the first ``n`` bytes (acknowledged)."""
         if n <= 0:
             return
-        if n >= self._size:
-            self.clear(base=self._base + self._size)
+        if n >= self.size:
+            self.clear(base=self._base + self.size)
             return
-        self._size -= n
+        self.size -= n
         base = self._base = self._base + n
         if base > self._end:
             self._freeze_tail()
@@ -270,10 +271,10 @@ class SendBuffer:
     def clear(self, base: int | None = None) -> None:
         """Drop everything (the stream offset continues at ``base``, default unchanged)."""
         if base is None:
-            base = self._base + self._size
+            base = self._base + self.size
         self._chunks = []
         self._starts = []
         self._first = 0
         self._base = self._end = base
-        self._size = 0
+        self.size = 0
         self._tail = bytearray()

@@ -1,123 +1,140 @@
-"""One TCP connection: the TCB state machine (RFC 9293 3.10) and its asyncio.Transport face.
+"""One TCP connection, sans-IO: the TCB and RFC 9293 3.10's event processing.
 
-Sans-IO: segments come in through :meth:`Connection.segment`, time from ``stack.now``, and
-one lazily re-armed stack timer per connection serves every deadline (retransmission,
-persist, delayed ACK, keepalive, TIME-WAIT/FIN-WAIT-2). Moving a deadline later costs an
-attribute store; the timer fires early, finds nothing due and re-arms for the new time.
+No asyncio here and no I/O: segments come in through :meth:`Connection.segment`, the
+application's calls through :meth:`Connection.write`/:meth:`~Connection.close`/...,
+time from ``stack.now``, and one lazily re-armed stack timer per connection serves every
+deadline (retransmission, persist, delayed ACK, keepalive, TIME-WAIT/FIN-WAIT-2). Moving a
+deadline later costs an attribute store; the timer fires early, finds nothing due and
+re-arms for the new time. What the application must hear goes to ``conn.app`` (a
+:class:`ConnectionApp`: :class:`layers_tcp.transport.TCPTransport` for asyncio protocols,
+any object with those five methods in a test), and never while a segment is half
+processed: events raised then wait in ``_deferred`` until the segment's effects are complete,
+so an application that calls back into the stack (and, over a synchronous link, gets the
+peer's answer back at once) always sees a consistent connection.
 
-Sequence numbers are *unwrapped*: ``iss``/``irs`` are 32-bit, everything derived from them
-(``snd_una``, ``rcv_nxt``...) grows as a plain Python int, and wire values are unwrapped
-against the nearest reference on arrival. All comparisons are then ordinary ``<``.
+Sequence numbers are unwrapped and states change only through
+:data:`layers_tcp.states.TRANSITIONS` (see :mod:`layers_tcp.states`). Segments are built
+with :mod:`layers.wire.tcp`'s layout and the checksum helpers of :mod:`layers.wire.checksum`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import errno
-import struct
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from layers.congestion import CongestionControl, RateSample
 from layers.errors import os_error
 from layers.links.base import GSO_TCPV4, TxOffload
 from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
-from layers.wire.checksum import ones_sum
-from layers.wire.ipv4 import ECN_ECT0, IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN
-from layers.wire.ipv6 import ip_str, ip_text, pseudo_sum
+from layers.wire.checksum import fold, ones_sum
+from layers.wire.ipv4 import ECN_ECT0, IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN, PROTO_TCP
+from layers.wire.ipv6 import IPV6_HLEN, ip_str, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
+    TCP_CSUM_OFFSET,
     TCP_CWR,
     TCP_DEFAULT_MSS,
     TCP_ECE,
     TCP_FIN,
+    TCP_FLAG_MASK,
     TCP_HEADER,
+    TCP_MAX_OPTIONS,
     TCP_MAX_WINDOW,
     TCP_MAX_WSCALE,
     TCP_MIN_HLEN,
     TCP_MIN_MSS,
     TCP_PSH,
     TCP_RST,
+    TCP_SACK_BLOCK,
+    TCP_SACK_BLOCK_LEN,
+    TCP_SACK_HLEN,
+    TCP_SACK_PREFIX,
     TCP_SYN,
+    TCP_TS_HLEN,
+    TCP_TS_OPTION,
+    TCP_TS_OPTION_LEN,
+    TCP_TS_PREFIX,
+    TCP_TS_PREFIX_SUM,
     TCPOptions,
     parse_options,
 )
 from layers_tcp.buffers import Reassembly, SendBuffer
 from layers_tcp.pacing import departure_after, paced_burst
 from layers_tcp.rate import RateEstimator
-from layers_tcp.recovery import DUPTHRESH, Prr, Scoreboard
+from layers_tcp.recovery import Prr
 from layers_tcp.rtt import RttEstimator
+from layers_tcp.sack import DUPTHRESH, Scoreboard
+from layers_tcp.states import (
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    CURR_ESTAB,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    HALF,
+    LAST_ACK,
+    MASK,
+    RECEIVING,
+    SENDING,
+    SYN_RECEIVED,
+    SYN_SENT,
+    SYNCHRONIZED,
+    TIME_WAIT,
+    Event,
+    State,
+    next_state,
+    unwrap,
+)
 
 if TYPE_CHECKING:
     from layers_tcp.listener import Listener
     from layers_tcp.protocol import TCP, ConnOptions
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-_TS_OPT = struct.Struct("!4sII")
-_TS_PREFIX = b"\x01\x01\x08\x0a"
-_TS_PREFIX_SUM = 0x0101 + 0x080A
-_SACK_HDR = b"\x01\x01\x05"
-_BLOCK = struct.Struct("!II")
 #: RFC 7323 5.5: a TS.Recent older than this is invalid (24 days)
 PAWS_IDLE = 24 * 24 * 3600.0
 #: out-of-window pure ACKs are answered at most this often (Linux tcp_invalid_ratelimit)
 OOW_ACK_INTERVAL = 0.5
-_TS_LEN = 12
 #: The received IP header's ECN field, carried in ``flags`` above the nine TCP flag bits
 #: (``TCP.receive`` sets them; they never reach the wire): CE, or ECT(0)/ECT(1) unmarked
 SEG_CE = 0x200
 SEG_ECT = 0x400
 #: header prediction takes segments whose flags, under this mask, are exactly ACK (so ECE,
 #: CWR and CE marks take the full path; unmarked ECT does not)
-_FAST_FLAGS = (0x1FF | SEG_CE) & ~TCP_PSH
-#: received data is handed to the protocol in pieces of about this size (or one larger
+_FAST_FLAGS = (TCP_FLAG_MASK | SEG_CE) & ~TCP_PSH
+#: received data is handed to the application in pieces of about this size (or one larger
 #: received segment)
 DELIVER_MAX = 64 * 1024
+_SENDING = SENDING
+_RECEIVING = RECEIVING
+_SYNCHRONIZED = SYNCHRONIZED
 
 
-class State(enum.IntEnum):
-    CLOSED = 0
-    LISTEN = 1
-    SYN_SENT = 2
-    SYN_RECEIVED = 3
-    ESTABLISHED = 4
-    FIN_WAIT_1 = 5
-    FIN_WAIT_2 = 6
-    CLOSE_WAIT = 7
-    CLOSING = 8
-    LAST_ACK = 9
-    TIME_WAIT = 10
+class ConnectionApp(Protocol):
+    """What a connection tells its application (:class:`layers_tcp.transport.TCPTransport`
+    turns these into asyncio protocol callbacks). Never called while a segment is half
+    processed, nor nested inside a call to ``on_data`` or ``on_eof``."""
+
+    def on_established(self) -> None:
+        """The handshake completed (or a listener accepted the connection)."""
+
+    def on_data(self, data: bytes) -> None:
+        """In-order data."""
+
+    def on_eof(self) -> None:
+        """The peer's FIN, after all its data."""
+
+    def on_closed(self, exc: Exception | None) -> None:
+        """The connection is over for the application (``exc`` None: both directions closed
+        in order), or the attempt failed before :meth:`on_established`."""
+
+    def on_writable(self) -> None:
+        """An ACK freed send buffer while ``conn.notify_writable`` was set."""
 
 
-CLOSED = State.CLOSED
-SYN_SENT = State.SYN_SENT
-SYN_RECEIVED = State.SYN_RECEIVED
-ESTABLISHED = State.ESTABLISHED
-FIN_WAIT_1 = State.FIN_WAIT_1
-FIN_WAIT_2 = State.FIN_WAIT_2
-CLOSE_WAIT = State.CLOSE_WAIT
-CLOSING = State.CLOSING
-LAST_ACK = State.LAST_ACK
-TIME_WAIT = State.TIME_WAIT
-
-#: states in which we may send data (and in which the FIN may still be pending)
-_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
-#: states in which received data is accepted
-_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
-_SYNCHRONIZED = frozenset(
-    {ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT}
-)
-
-
-def unwrap(wire: int, ref: int) -> int:
-    """The unwrapped sequence number nearest ``ref`` whose low 32 bits are ``wire``."""
-    return ref + ((wire - ref + HALF) & MASK) - HALF
-
-
-class Connection(asyncio.Transport):
-    """A TCB. Also the :class:`asyncio.Transport` its protocol writes to."""
+class Connection:
+    """A TCB and the events that drive it (sans-IO: see the module docstring)."""
 
     #: accepted by a dual-stack listener on :: from an IPv4 peer: names read ::ffff:a.b.c.d
     v4mapped = False
@@ -132,11 +149,8 @@ class Connection(asyncio.Transport):
         options: ConnOptions,
         *,
         active: bool,
-        protocol: asyncio.BaseProtocol | None = None,
-        on_connected: Callable[[BaseException | None], None] | None = None,
         listener: Listener | None = None,
     ) -> None:
-        super().__init__()
         self.tcp = tcp
         self.stack = tcp.stack
         self.c = tcp.c
@@ -148,14 +162,14 @@ class Connection(asyncio.Transport):
         self.key = (local, lport, remote, rport)
         self.opts = options
         self.active = active
-        self.protocol = protocol
-        self.on_connected = on_connected
+        #: the application (None for a passive connection not yet accepted)
+        self.app: ConnectionApp | None = None
         self.listener = listener
         self.state = CLOSED
         self.nodelay = options.nodelay
-        self._pseudo = pseudo_sum(local, remote, 6, 0)
-        #: IP header bytes in front of ours (20, or 40 over IPv6)
-        self._ip_hlen = 40 if remote > 0xFFFFFFFF else 20
+        self._pseudo = pseudo_sum(local, remote, PROTO_TCP, 0)
+        #: IP header bytes in front of ours (IPv4's 20 without options, or IPv6's 40)
+        self._ip_hlen = IPV6_HLEN if remote > MASK else IPV4_MIN_HLEN
 
         # --- send sequence space
         self.iss = 0
@@ -274,18 +288,21 @@ class Connection(asyncio.Transport):
         self._timer: Any = None
         self._timer_when = 0.0
 
-        # --- the transport/protocol side
-        self._made = False
-        self._lost = False
+        # --- the application side
+        self._made = False  # on_established was raised
+        self._lost = False  # on_closed was raised
         self._closing = False  # close() or abort() called
         self._read_closed = False  # close(): received data is unwanted
         self._eof_written = False
         self._eof_delivered = False
         self._reading = True
-        self._write_paused = False
-        self._high_water = 64 * 1024
-        self._low_water = 16 * 1024
-        self._in_callback = False
+        #: the application wants on_writable after ACKs free send buffer
+        self.notify_writable = False
+        #: a segment is being processed: events for the application wait in _deferred
+        self._busy = False
+        self._deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
+        #: _deliver is handing data over (a nested call leaves it to the running one)
+        self._delivering = False
 
     # =================================================================================
     # opening
@@ -297,7 +314,7 @@ class Connection(asyncio.Transport):
         if self.opts.mss:
             self.adv_mss = min(self.adv_mss, self.opts.mss)
         # IPv6 segments get no offloads (the ipv6 plugin completes checksums itself)
-        route = self.stack.routes.lookup(self.remote) if self._ip_hlen == 20 else None
+        route = self.stack.routes.lookup(self.remote) if self._ip_hlen == IPV4_MIN_HLEN else None
         if route is not None:
             caps = route.interface.capabilities
             self._tx_csum = bool(caps.tx_checksum)
@@ -305,7 +322,7 @@ class Connection(asyncio.Transport):
                 # a super-segment is one IPv4 datagram
                 self._gso_max = min(caps.gso_max_size, IPV4_MAX_TOTAL_LENGTH)
         if self._tx_csum:
-            self._csum_offload = TxOffload(csum_start=20, csum_offset=16)
+            self._csum_offload = TxOffload(csum_start=IPV4_MIN_HLEN, csum_offset=TCP_CSUM_OFFSET)
         # window scale: the smallest shift that lets the buffer be offered
         ws = 0
         while (TCP_MAX_WINDOW << ws) < self.rcvbuf and ws < TCP_MAX_WSCALE:
@@ -327,7 +344,7 @@ class Connection(asyncio.Transport):
         """Send the SYN (RFC 9293 3.10.1, OPEN call in CLOSED)."""
         self._setup_route()
         self._init_send(self.tcp.isn(self.key))
-        self.state = SYN_SENT
+        self._transition(Event.ACTIVE_OPEN)
         self.rtt_time = self.stack.now
         self._send_syn(ack=False)
         self.rto_at = self.stack.now + self.rtt.current()
@@ -349,7 +366,7 @@ class Connection(asyncio.Transport):
         self.snd_wl1 = self.rcv_nxt - 1
         self.snd_wl2 = self.iss
         self.max_snd_wnd = wnd
-        self.state = SYN_RECEIVED
+        self._transition(Event.PASSIVE_OPEN)
         self.rtt_time = self.stack.now
         self.last_rx = self.stack.now
         self._send_syn(ack=True)
@@ -372,7 +389,7 @@ class Connection(asyncio.Transport):
         self.snd_wl1 = self.rcv_nxt - 1
         self.snd_wl2 = self.iss
         self.max_snd_wnd = wnd
-        self.state = SYN_RECEIVED
+        self._transition(Event.PASSIVE_OPEN)
         self.rtt_time = self.stack.now
         self.retries = 1  # no RTT sample from a SYN-ACK whose sending time we did not keep
         self.last_rx = self.stack.now
@@ -411,7 +428,7 @@ class Connection(asyncio.Transport):
             self.ts_recent_age = now
         self.sack_ok = self._offer_sack and opts.sack_permitted
         self._compute_mss()
-        self._rcv_mss_cap = self.adv_mss - (_TS_LEN if self.ts_ok else 0)
+        self._rcv_mss_cap = self.adv_mss - (TCP_TS_OPTION_LEN if self.ts_ok else 0)
         self.rcv_mss = min(self._rcv_mss_cap, self.mss)
 
     def _compute_mss(self, pmtu: int | None = None) -> None:
@@ -421,16 +438,22 @@ class Connection(asyncio.Transport):
         if self.opts.mss:
             mss = min(mss, self.opts.mss)
         if self.ts_ok:
-            mss -= _TS_LEN
+            mss -= TCP_TS_OPTION_LEN
         self.mss = max(mss, TCP_MIN_MSS)
 
+    def _transition(self, event: Event) -> None:
+        """The one way a state changes (but to CLOSED): RFC 9293's diagram as
+        :data:`layers_tcp.states.TRANSITIONS` has it."""
+        self._set_state(next_state(self.state, event))
+
     def _set_state(self, new: State) -> None:
-        """Change state, keeping CurrEstab (ESTABLISHED + CLOSE-WAIT, as Linux counts it)."""
+        """Change state, keeping CurrEstab (ESTABLISHED + CLOSE-WAIT, as Linux counts it).
+        Called directly only for CLOSED; every other state comes from :meth:`_transition`."""
         old = self.state
         if old == new:
             return
-        was = old == ESTABLISHED or old == CLOSE_WAIT
-        now_in = new == ESTABLISHED or new == CLOSE_WAIT
+        was = old in CURR_ESTAB
+        now_in = new in CURR_ESTAB
         if was != now_in:
             self.c["CurrEstab"] += 1 if now_in else -1
         self.state = new
@@ -438,7 +461,7 @@ class Connection(asyncio.Transport):
     def _established(self) -> None:
         """Common work on entering ESTABLISHED."""
         now = self.stack.now
-        self._set_state(ESTABLISHED)
+        self._transition(Event.RCV_ACK_OF_SYN)
         self.retries = 0
         self.rtt.reset_backoff()
         self.last_rx = now
@@ -455,13 +478,15 @@ class Connection(asyncio.Transport):
     def segment(
         self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
     ) -> None:
-        """One segment for this connection (checksum verified, header sane)."""
-        if self._in_callback:
-            # a protocol callback re-entered the stack: handle it after the callback
-            self.stack.call_soon(
-                self.segment, seq32, ack32, flags, wnd, memoryview(bytes(seg)), doff
-            )
-            return
+        """One segment for this connection (checksum verified, header sane).
+
+        The application hears nothing until the segment's effects are complete: what it
+        must be told meanwhile waits in ``_deferred`` (:meth:`_app_later`), and
+        :meth:`_after_input` (the last step of every path that takes the segment in) or the
+        end of this method delivers it. So an application that calls back into the stack,
+        even one whose peer answers synchronously, meets a consistent connection and its
+        segments are processed at once, in order."""
+        self._busy = True
         try:
             st = self.state
             if st == ESTABLISHED and self._rx_fast(seq32, ack32, flags, wnd, seg, doff):
@@ -471,8 +496,28 @@ class Connection(asyncio.Transport):
             elif st != CLOSED:
                 self._rx(seq32, ack32, flags, wnd, seg, doff)
         finally:
+            self._busy = False
+            if self._deferred is not None:
+                self._run_deferred()
             if self.state != CLOSED:
                 self._arm()
+
+    # --- events for the application, after the segment ---------------------------------
+    def _app_later(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """While a segment is being processed, keep ``fn(*args)`` for when it is done and
+        return True; otherwise False (the caller goes on at once)."""
+        if not self._busy:
+            return False
+        if self._deferred is None:
+            self._deferred = []
+        self._deferred.append((fn, args))
+        return True
+
+    def _run_deferred(self) -> None:
+        while self._deferred:
+            fn, args = self._deferred.pop(0)
+            fn(*args)
+        self._deferred = None
 
     def _rx_fast(
         self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
@@ -489,10 +534,11 @@ class Connection(asyncio.Transport):
             return False
         tsval = -1
         tsecr = 0
-        if doff != 20:
-            if doff != 32 or not self.ts_ok or seg[20:24] != _TS_PREFIX:
+        if doff != TCP_MIN_HLEN:
+            if (doff != TCP_TS_HLEN or not self.ts_ok
+                    or seg[TCP_MIN_HLEN:TCP_MIN_HLEN + 4] != TCP_TS_PREFIX):
                 return False
-            _, tsval, tsecr = _TS_OPT.unpack_from(seg, 20)
+            _, tsval, tsecr = TCP_TS_OPTION.unpack_from(seg, TCP_MIN_HLEN)
             if ((tsval - self.ts_recent) & MASK) >= HALF:
                 return False  # PAWS has a say
         elif self.ts_ok:
@@ -514,9 +560,25 @@ class Connection(asyncio.Transport):
         if tsval >= 0 and rcv_nxt <= self.last_ack_sent:
             self.ts_recent = tsval
             self.ts_recent_age = now
-        self._rx_ack(rcv_nxt, ack, wnd, dlen, flags, tsecr, None, now)
-        if self.state != ESTABLISHED:
-            return True
+        if ack == snd_una and self.snd_max == snd_una:
+            # a receiver's usual segment: nothing of ours is outstanding, so of _rx_ack's
+            # steps only the window update applies (inline: this is the per-segment path)
+            wnd <<= self.snd_wscale
+            wl1 = self.snd_wl1
+            if wl1 < rcv_nxt or (wl1 == rcv_nxt and self.snd_wl2 <= ack):
+                snd_wnd = self.snd_wnd
+                if wnd != snd_wnd:
+                    if wnd > snd_wnd:
+                        self.persist_at = None
+                    self.snd_wnd = wnd
+                    if wnd > self.max_snd_wnd:
+                        self.max_snd_wnd = wnd
+                self.snd_wl1 = rcv_nxt
+                self.snd_wl2 = ack
+        else:
+            self._rx_ack(rcv_nxt, ack, wnd, dlen, flags, tsecr, None, now)
+            if self.state != ESTABLISHED:
+                return True
         if dlen:
             # _rx_text's in-order case, without trimming (the data fits the window)
             data = seg[doff:]
@@ -531,7 +593,7 @@ class Connection(asyncio.Transport):
                     self._ack_soon = True
                     self.stack.call_soon(self._flush_ack)
             elif self.delack_at is None:
-                self.delack_at = self.stack.now + self.tcp.settings.delack
+                self.delack_at = now + self.tcp.settings.delack
         self._after_input()
         return True
 
@@ -560,7 +622,7 @@ class Connection(asyncio.Transport):
             c.drop("no_syn")
             return
         try:
-            opts = parse_options(seg[20:doff])
+            opts = parse_options(seg[TCP_MIN_HLEN:doff])
         except ValueError:
             c.drop("bad_option")
             return
@@ -584,8 +646,6 @@ class Connection(asyncio.Transport):
             self._established()
             self._send_ack()
             self._connection_made()
-            if self.state == CLOSED:
-                return
             data = seg[doff:]
             if len(data) or flags & TCP_FIN:
                 self._rx_text(self.rcv_nxt, data, flags & TCP_FIN)
@@ -600,7 +660,7 @@ class Connection(asyncio.Transport):
             self.max_snd_wnd = wnd
             self.snd_wl1 = self.rcv_nxt - 1
             self.snd_wl2 = self.iss
-            self._set_state(SYN_RECEIVED)
+            self._transition(Event.RCV_SYN)
             self._send_syn(ack=True)
 
     def _rx(self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int) -> None:
@@ -617,10 +677,10 @@ class Connection(asyncio.Transport):
         tsval = -1
         tsecr = 0
         sack_blocks: list[tuple[int, int]] | None = None
-        if doff > 20:
-            optb = seg[20:doff]
-            if doff == 32 and optb[:4] == _TS_PREFIX:
-                _, tsval, tsecr = _TS_OPT.unpack_from(optb)
+        if doff > TCP_MIN_HLEN:
+            optb = seg[TCP_MIN_HLEN:doff]
+            if doff == TCP_TS_HLEN and optb[:4] == TCP_TS_PREFIX:
+                _, tsval, tsecr = TCP_TS_OPTION.unpack_from(optb)
             else:
                 try:
                     o = parse_options(optb)
@@ -747,11 +807,12 @@ class Connection(asyncio.Transport):
             st = ESTABLISHED
             listener = self.listener
             if listener is not None:
-                listener.established(self)
+                # the listener's accept runs the application's protocol factory: after this
+                # segment
+                if not self._app_later(listener.established, self):
+                    listener.established(self)
             else:
                 self._connection_made()
-            if self.state == CLOSED:
-                return
             if self.fin_after_open:
                 self.fin_after_open = False
                 self._queue_fin()
@@ -776,13 +837,13 @@ class Connection(asyncio.Transport):
         # --- our FIN acknowledged?
         if self.fin_queued and self.snd_una > self.fin_seq:
             if st == FIN_WAIT_1:
-                self._set_state(FIN_WAIT_2)
+                self._transition(Event.RCV_ACK_OF_FIN)
                 st = FIN_WAIT_2
                 if self._read_closed:
                     self.close_at = now + self.tcp.settings.fin_timeout
                 self._maybe_lost()
             elif st == CLOSING:
-                self._enter_time_wait()
+                self._enter_time_wait(Event.RCV_ACK_OF_FIN)
                 return
             elif st == LAST_ACK:
                 self._destroy()
@@ -825,7 +886,7 @@ class Connection(asyncio.Transport):
             prior_in_flight = self._in_flight()
             acked = ack - snd_una
             # drop acknowledged data from the send buffer
-            n = min(ack, self.buf_seq + len(self.sndbuf)) - self.buf_seq
+            n = min(ack, self.buf_seq + self.sndbuf.size) - self.buf_seq
             if n > 0:
                 self.sndbuf.consume(n)
                 self.buf_seq += n
@@ -881,8 +942,8 @@ class Connection(asyncio.Transport):
                 self.rto_at = None
             else:
                 self.rto_at = now + self._rto()
-            if self._write_paused:
-                self._maybe_resume_writing()
+            if self.notify_writable:
+                self._writable()
         elif ack == snd_una and self.snd_max > snd_una:
             if flags & TCP_ECE and self.ecn_ok:
                 self._ecn_echo(ack, now)
@@ -1080,7 +1141,7 @@ class Connection(asyncio.Transport):
         retransmission on a partial ACK without SACK)."""
         sb = self.sb
         mss = self.mss
-        end_data = self.buf_seq + len(self.sndbuf)
+        end_data = self.buf_seq + self.sndbuf.size
         room = self.cc.cwnd - self._in_flight()
         rwnd_end = self.snd_una + self.snd_wnd
         while True:
@@ -1191,20 +1252,19 @@ class Connection(asyncio.Transport):
         self.ooo_fin = None
         self._ack_now = True
         st = self.state
-        if st == ESTABLISHED or st == SYN_RECEIVED:
-            self._set_state(CLOSE_WAIT)
-        elif st == FIN_WAIT_1:
-            # our FIN not yet acknowledged (else we would be in FIN-WAIT-2): simultaneous close
-            self._set_state(CLOSING)
-        elif st == FIN_WAIT_2:
-            self._enter_time_wait(send_ack=True)
+        if st == FIN_WAIT_2:
+            self._enter_time_wait(Event.RCV_FIN, send_ack=True)
             return
+        if st == ESTABLISHED or st == SYN_RECEIVED or st == FIN_WAIT_1:
+            # (in FIN-WAIT-1 our FIN is not yet acknowledged, else we would be in FIN-WAIT-2:
+            # a simultaneous close)
+            self._transition(Event.RCV_FIN)
         self.close_at = None if self.state != TIME_WAIT else now + 2 * self.tcp.settings.msl
 
-    def _enter_time_wait(self, *, send_ack: bool = False) -> None:
+    def _enter_time_wait(self, event: Event, *, send_ack: bool = False) -> None:
         if send_ack:
             self._send_ack()
-        self._set_state(TIME_WAIT)
+        self._transition(event)
         self.rto_at = None
         self.persist_at = None
         self.delack_at = None
@@ -1334,21 +1394,34 @@ class Connection(asyncio.Transport):
             self._arm()
 
     def _after_input(self) -> None:
+        """The last step of taking a segment in: its effects are complete, so the
+        application now hears of them (events kept meanwhile, then data), and then what the
+        windows allow is sent, and the ACK if one is due."""
+        self._busy = False
+        if self._deferred is not None:
+            self._run_deferred()
         if self.state == CLOSED:
             return
         if self.rx_chunks or (self.fin_received and not self._eof_delivered):
             self._deliver()
             if self.state == CLOSED:
                 return
-        self._output()
+        # _output, unless it would find nothing to send (a receiver's usual case, per segment)
+        nxt = self.snd_nxt
+        buf_end = self.buf_seq + self.sndbuf.size
+        if nxt < buf_end or self.in_recovery or (nxt == buf_end and self.fin_queued):
+            self._output()
         if self._ack_now:
             self._ack_now = False
             self._send_ack()
 
     def _deliver(self) -> None:
-        """Hand in-order data (then EOF) to the protocol unless reading is paused."""
-        proto = self.protocol
-        if proto is None or not self._made or self._lost or self._in_callback:
+        """Hand in-order data (then EOF) to the application unless reading is paused."""
+        app = self.app
+        if app is None or not self._made or self._lost or self._delivering:
+            return  # (a nested call: the loop below takes what arrived meanwhile)
+        if self._busy:
+            self._app_later(self._deliver)
             return
         if self._read_closed:
             self.rx_chunks.clear()
@@ -1356,54 +1429,44 @@ class Connection(asyncio.Transport):
             return
         # Pieces of about DELIVER_MAX bytes, not one joined copy of everything queued: a join
         # of up to rcvbuf bytes was a fresh large allocation each time, page faults
-        # included. If the protocol pauses reading part way, the rest waits (and counts
+        # included. If the application pauses reading part way, the rest waits (and counts
         # against the window) until it resumes.
-        while self.rx_chunks and self._reading:
-            chunks = self.rx_chunks
-            self.rx_chunks = []
-            self.rx_bytes = 0
-            data_received = proto.data_received  # type: ignore[attr-defined]
-            if len(chunks) == 1:  # the usual case: one segment's data
-                self._callback(data_received, bytes(chunks[0]))
-                if self._lost or self._read_closed:
-                    return
-                continue
-            i = 0
-            n = len(chunks)
-            while i < n:
-                j = i + 1
-                size = len(chunks[i])
-                while j < n and size < DELIVER_MAX:
-                    size += len(chunks[j])
-                    j += 1
-                self._callback(
-                    data_received, bytes(chunks[i]) if j == i + 1 else b"".join(chunks[i:j])
-                )
-                if self._lost or self._read_closed:
-                    return
-                i = j
-                if not self._reading and i < n:
-                    rest = chunks[i:]
-                    self.rx_chunks[:0] = rest
-                    self.rx_bytes += sum(map(len, rest))
-                    return
-        if self.rx_chunks:
-            return
-        if self.fin_received and not self._eof_delivered and self._reading:
-            self._eof_delivered = True
-            keep = self._callback(proto.eof_received)  # type: ignore[attr-defined]
-            if not keep and not self._closing:
-                self.close()
-
-    def _callback(self, fn: Callable[..., Any], *args: Any) -> Any:
-        self._in_callback = True
+        self._delivering = True
         try:
-            return fn(*args)
-        except Exception:
-            self.stack.internal_error("tcp protocol callback", fn)
-            return None
+            on_data = app.on_data
+            while self.rx_chunks and self._reading:
+                chunks = self.rx_chunks
+                self.rx_chunks = []
+                self.rx_bytes = 0
+                if len(chunks) == 1:  # the usual case: one segment's data
+                    on_data(bytes(chunks[0]))
+                    if self._lost or self._read_closed:
+                        return
+                    continue
+                i = 0
+                n = len(chunks)
+                while i < n:
+                    j = i + 1
+                    size = len(chunks[i])
+                    while j < n and size < DELIVER_MAX:
+                        size += len(chunks[j])
+                        j += 1
+                    on_data(bytes(chunks[i]) if j == i + 1 else b"".join(chunks[i:j]))
+                    if self._lost or self._read_closed:
+                        return
+                    i = j
+                    if not self._reading and i < n:
+                        rest = chunks[i:]
+                        self.rx_chunks[:0] = rest
+                        self.rx_bytes += sum(map(len, rest))
+                        return
+            if self.rx_chunks:
+                return
+            if self.fin_received and not self._eof_delivered and self._reading:
+                self._eof_delivered = True
+                app.on_eof()
         finally:
-            self._in_callback = False
+            self._delivering = False
 
     def _window_update(self) -> None:
         """The application made room: tell the peer if the window grew usefully."""
@@ -1442,19 +1505,20 @@ class Connection(asyncio.Transport):
     def _ts_now(self) -> int:
         return (int(self.stack.now * 1000) + self.ts_offset) & MASK
 
-    def _sack_option(self, room: int = 40) -> bytes:
+    def _sack_option(self, room: int = TCP_MAX_OPTIONS) -> bytes:
         """Up to three (with timestamps) SACK blocks, the most recent first (RFC 2018), no
         more than fit in ``room`` bytes."""
         ranges = self.ooo.ranges()
-        if not ranges or room < 12:
+        if not ranges or room < TCP_SACK_HLEN + TCP_SACK_BLOCK_LEN:
             return b""
-        limit = min(3 if self.ts_ok else 4, (room - 4) // 8)
+        # four blocks fill the option space, three beside a timestamp (RFC 2018 3)
+        limit = min(3 if self.ts_ok else 4, (room - TCP_SACK_HLEN) // TCP_SACK_BLOCK_LEN)
         recent = self._last_ooo_block()
         ordered = sorted(ranges, key=lambda r: (r != recent, r[0]))[:limit]
-        out = bytearray(_SACK_HDR)
-        out.append(2 + 8 * len(ordered))
+        out = bytearray(TCP_SACK_PREFIX)
+        out.append(TCP_SACK_HLEN - 2 + TCP_SACK_BLOCK_LEN * len(ordered))  # kind, length
         for a, b in ordered:
-            out += _BLOCK.pack(a & MASK, b & MASK)
+            out += TCP_SACK_BLOCK.pack(a & MASK, b & MASK)
         return bytes(out)
 
     def _last_ooo_block(self) -> tuple[int, int] | None:
@@ -1475,22 +1539,22 @@ class Connection(asyncio.Transport):
             if self.ts_ok:
                 tsval = self._ts_now()
                 tsecr = self.ts_recent
-                opts = _TS_OPT.pack(_TS_PREFIX, tsval, tsecr)
+                opts = TCP_TS_OPTION.pack(TCP_TS_PREFIX, tsval, tsecr)
                 # the option's 16-bit words, for the checksum below
-                osum = _TS_PREFIX_SUM + (tsval >> 16) + (tsval & 0xFFFF) + (tsecr >> 16) + (
+                osum = TCP_TS_PREFIX_SUM + (tsval >> 16) + (tsval & 0xFFFF) + (tsecr >> 16) + (
                     tsecr & 0xFFFF)
             else:
                 opts = b""
                 osum = 0
             if self.sack_ok and self.ooo.blocks and flags & TCP_ACK:
                 # only the blocks that fit beside the payload within the MSS
-                sack = self._sack_option(self.mss - n if n else 40 - len(opts))
+                sack = self._sack_option(self.mss - n if n else TCP_MAX_OPTIONS - len(opts))
                 if sack:
                     opts += sack
                     osum += int.from_bytes(sack, "big")
         else:
             osum = int.from_bytes(opts, "big")  # options come padded to 32-bit words
-        hlen = 20 + len(opts)
+        hlen = TCP_MIN_HLEN + len(opts)
         total = hlen + n
         if flags & TCP_SYN:
             window = min(self._rcv_space(), 0xFFFF)
@@ -1505,16 +1569,15 @@ class Connection(asyncio.Transport):
         mss = self.mss
         if n > mss or self._csum_offload is not None:
             # the link completes the checksum: the field holds the pseudo-header sum
-            csum = self._pseudo + total
-            while csum > 0xFFFF:
-                csum = (csum & 0xFFFF) + (csum >> 16)
+            csum = fold(self._pseudo + total)
             if n > mss:
                 # one super-segment; the link cuts it into MSS-sized segments (TSO)
                 key = (mss, hlen)
                 offload = self._gso_offloads.get(key)
                 if offload is None:
-                    offload = self._gso_offloads[key] = TxOffload(20, 16, GSO_TCPV4, mss,
-                                                                   20 + hlen)
+                    offload = self._gso_offloads[key] = TxOffload(
+                        IPV4_MIN_HLEN, TCP_CSUM_OFFSET, GSO_TCPV4, mss, IPV4_MIN_HLEN + hlen
+                    )
                 nsegs = (n + mss - 1) // mss
             else:
                 offload = self._csum_offload
@@ -1544,10 +1607,10 @@ class Connection(asyncio.Transport):
         if flags & TCP_RST:
             c["OutRsts"] += 1
         if tos:
-            self._ip.send(self.remote, 6, seg, src=self.local, tos=tos, dont_fragment=True,
+            self._ip.send(self.remote, PROTO_TCP, seg, src=self.local, tos=tos, dont_fragment=True,
                           offload=offload)
         else:
-            self._ip.send(self.remote, 6, seg, src=self.local, dont_fragment=True,
+            self._ip.send(self.remote, PROTO_TCP, seg, src=self.local, dont_fragment=True,
                           offload=offload)
 
     def _send_ack(self) -> None:
@@ -1562,7 +1625,7 @@ class Connection(asyncio.Transport):
 
     def _send_range(self, seq: int, n: int, *, retransmit: bool) -> None:
         """Send ``n`` bytes from the send buffer at ``seq`` (plus our FIN if it follows)."""
-        end_data = self.buf_seq + len(self.sndbuf)
+        end_data = self.buf_seq + self.sndbuf.size
         flags = TCP_ACK
         if self.fin_queued and seq + n == end_data:
             flags |= TCP_FIN
@@ -1631,7 +1694,7 @@ class Connection(asyncio.Transport):
             return
         if self.in_recovery:
             self._retransmit_lost()
-        buf_end = self.buf_seq + len(self.sndbuf)
+        buf_end = self.buf_seq + self.sndbuf.size
         nxt = self.snd_nxt
         if nxt > buf_end or (nxt == buf_end and not self.fin_queued):
             return  # nothing to send (a receiver's usual case): skip the set-up below
@@ -1642,7 +1705,7 @@ class Connection(asyncio.Transport):
             mss -= len(self._sack_option())
         burst = mss
         if self._gso_max and mss == self.mss:
-            hdr = IPV4_MIN_HLEN + TCP_MIN_HLEN + (_TS_LEN if self.ts_ok else 0)
+            hdr = IPV4_MIN_HLEN + TCP_MIN_HLEN + (TCP_TS_OPTION_LEN if self.ts_ok else 0)
             burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
         cc = self.cc
         pacing = cc.pacing_rate
@@ -1853,18 +1916,18 @@ class Connection(asyncio.Transport):
         self.rtt.back_off()
         self.rtt_seq = None
         # go back N: resend from the first unacknowledged byte
-        n = min(self.mss, max(self.buf_seq + len(self.sndbuf) - una, 0))
+        n = min(self.mss, max(self.buf_seq + self.sndbuf.size - una, 0))
         self.snd_nxt = una  # nothing is in flight now: the retransmission starts a flight
         self._send_range(una, n, retransmit=True)
         self.snd_nxt = self.snd_una + n + (
-            1 if self.fin_queued and self.snd_una + n == self.buf_seq + len(self.sndbuf) else 0
+            1 if self.fin_queued and self.snd_una + n == self.buf_seq + self.sndbuf.size else 0
         )
         self.rto_at = now + self._rto()
         if self._telemetry.active or self._observers is not None:
             self._emit(now)
 
     def _on_persist(self, now: float) -> None:
-        unsent = self.buf_seq + len(self.sndbuf) - self.snd_nxt
+        unsent = self.buf_seq + self.sndbuf.size - self.snd_nxt
         if unsent <= 0 or self.snd_nxt != self.snd_una or self.state not in _SENDING:
             self.probes = 0
             return
@@ -1892,7 +1955,7 @@ class Connection(asyncio.Transport):
         if idle < s.keepalive_time:
             self.ka_at = self.last_rx + s.keepalive_time
             return
-        if self.snd_max > self.snd_una or self.buf_seq + len(self.sndbuf) > self.snd_nxt:
+        if self.snd_max > self.snd_una or self.buf_seq + self.sndbuf.size > self.snd_nxt:
             self.ka_at = now + s.keepalive_time  # data in flight: the RTO is watching
             return
         if self.ka_probes >= s.keepalive_probes:
@@ -1972,29 +2035,33 @@ class Connection(asyncio.Transport):
             self.c["AttemptFails"] += 1
         self._destroy()
         self.sndbuf.clear()
-        exc = os_error(err)
-        if not self._made:
-            cb = self.on_connected
-            self.on_connected = None
-            if cb is not None:
-                cb(exc)
-            return
-        self._lose(exc)
+        self._lose(os_error(err))
 
     def _lose(self, exc: Exception | None) -> None:
+        """on_closed, once: the end of the connection, or of the attempt, for the
+        application."""
         if self._lost:
             return
-        self._lost = True
-        proto = self.protocol
-        if proto is not None and self._made:
-            if self._write_paused:
-                self._write_paused = False
-            self._callback(proto.connection_lost, exc)
+        app = self.app
+        if not self._made:
+            if exc is None:
+                self._lost = True  # closed before it opened: nothing to tell
+                return
+            self.app = None  # the attempt failed: on_closed once, and nothing after it
+        else:
+            self._lost = True
+        if app is None:
+            return  # a passive connection nobody accepted: nobody to tell
+        self.notify_writable = False
+        if not self._app_later(app.on_closed, exc):
+            app.on_closed(exc)
 
     def _maybe_lost(self) -> None:
-        """connection_lost(None) once both directions are done for the application."""
+        """on_closed(None) once both directions are done for the application."""
         if self._lost or not self._made:
             return
+        if self._app_later(self._maybe_lost):
+            return  # after the segment: its data may not be delivered yet
         if not self._read_closed and (
             self.rx_chunks or (self.fin_received and not self._eof_delivered)
         ):
@@ -2015,17 +2082,13 @@ class Connection(asyncio.Transport):
 
     def _connection_made(self) -> None:
         self._made = True
-        proto = self.protocol
-        if proto is not None:
-            self._callback(proto.connection_made, self)
-        cb = self.on_connected
-        self.on_connected = None
-        if cb is not None:
-            cb(None)
+        app = self.app
+        if app is not None and not self._app_later(app.on_established):
+            app.on_established()
 
-    def attach(self, protocol: asyncio.BaseProtocol) -> None:
-        """A listener accepted this connection: give it its protocol."""
-        self.protocol = protocol
+    def attach(self, app: ConnectionApp) -> None:
+        """A listener accepted this connection: give it its application."""
+        self.app = app
         self._connection_made()
         if self.state == CLOSED:
             self._maybe_lost()
@@ -2035,29 +2098,14 @@ class Connection(asyncio.Transport):
         if self.state in (TIME_WAIT, CLOSED):
             self._maybe_lost()
 
+    def _writable(self) -> None:
+        app = self.app
+        if app is not None and not self._app_later(app.on_writable):
+            app.on_writable()
+
     # =================================================================================
-    # asyncio.Transport
+    # the application's calls (TCPTransport passes asyncio.Transport's on)
     # =================================================================================
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return (ip_text(self.remote, self.v4mapped), self.rport)
-        if name == "sockname":
-            return (ip_text(self.local, self.v4mapped), self.lport)
-        if name == "socket":
-            return None
-        if name == "tcp":
-            return self
-        return default
-
-    def is_closing(self) -> bool:
-        return self._closing or self._lost or self.state == CLOSED
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self.protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol  # type: ignore[return-value]
-
     def is_reading(self) -> bool:
         return self._reading and not self._read_closed
 
@@ -2082,42 +2130,16 @@ class Connection(asyncio.Transport):
         if self.state != CLOSED:
             self._arm()
 
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
-        self._maybe_pause_writing()
-        self._maybe_resume_writing()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
-
-    def get_write_buffer_size(self) -> int:
+    def write_buffer_size(self) -> int:
         """Bytes beyond the send buffer (``sndbuf``): what a socket transport would hold in
         user space because the kernel's buffer was full."""
-        extra = len(self.sndbuf) - self.sndbuf_limit
+        extra = self.sndbuf.size - self.sndbuf_limit
         return extra if extra > 0 else 0
 
-    def _maybe_pause_writing(self) -> None:
-        if not self._write_paused and self.get_write_buffer_size() > self._high_water:
-            self._write_paused = True
-            proto = self.protocol
-            if proto is not None:
-                self._callback(proto.pause_writing)
-
-    def _maybe_resume_writing(self) -> None:
-        if self._write_paused and self.get_write_buffer_size() <= self._low_water:
-            self._write_paused = False
-            proto = self.protocol
-            if proto is not None and not self._lost:
-                self._callback(proto.resume_writing)
+    get_write_buffer_size = write_buffer_size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` and send what the windows allow (RFC 9293 3.10.2, SEND)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"data argument must be a bytes-like object, not {type(data).__name__!r}"
@@ -2129,12 +2151,11 @@ class Connection(asyncio.Transport):
         if self._closing or self.state not in (*_SENDING, SYN_SENT, SYN_RECEIVED):
             self.c.drop("write_after_close")
             return
-        if self.buf_seq + len(self.sndbuf) - self.snd_nxt < self.mss:
+        if self.buf_seq + self.sndbuf.size - self.snd_nxt < self.mss:
             self._check_app_limited()
         self.sndbuf.append(data)
         self._output()
         self._arm()
-        self._maybe_pause_writing()
 
     def _check_app_limited(self) -> None:
         """The application writes after the sender ran (nearly) dry: if the window had room
@@ -2147,7 +2168,7 @@ class Connection(asyncio.Transport):
             self.rate.mark_app_limited(in_flight)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        if self.buf_seq + len(self.sndbuf) - self.snd_nxt < self.mss:
+        if self.buf_seq + self.sndbuf.size - self.snd_nxt < self.mss:
             self._check_app_limited()
         for data in list_of_data:
             if self._eof_written:
@@ -2157,12 +2178,9 @@ class Connection(asyncio.Transport):
             self.sndbuf.append(data)
         self._output()
         self._arm()
-        self._maybe_pause_writing()
-
-    def can_write_eof(self) -> bool:
-        return True
 
     def write_eof(self) -> None:
+        """Our FIN after the data queued (RFC 9293 3.10.4, CLOSE with reading still open)."""
         if self._eof_written or (self._closing and self.fin_queued):
             return
         self._eof_written = True
@@ -2177,21 +2195,19 @@ class Connection(asyncio.Transport):
             # resend from SND.UNA = ISS, before the first byte of the send buffer
             self.fin_after_open = True
             return
-        if st == ESTABLISHED:
-            self._set_state(FIN_WAIT_1)
-        elif st == CLOSE_WAIT:
-            self._set_state(LAST_ACK)
-        elif st == SYN_SENT:
+        if st == SYN_SENT:
             self._destroy()
             return
-        else:
+        if st != ESTABLISHED and st != CLOSE_WAIT:
             return
+        self._transition(Event.CLOSE)
         self.fin_queued = True
-        self.fin_seq = self.buf_seq + len(self.sndbuf)
+        self.fin_seq = self.buf_seq + self.sndbuf.size
         self._output()
         self._arm()
 
     def close(self) -> None:
+        """RFC 9293 3.10.4 CLOSE: our FIN after the data, and received data is unwanted."""
         if self._closing:
             return
         self._closing = True
@@ -2216,6 +2232,7 @@ class Connection(asyncio.Transport):
         self.stack.call_soon(self._maybe_lost)
 
     def abort(self) -> None:
+        """RFC 9293 3.10.5 ABORT: RST if synchronized, then forget the connection."""
         self._closing = True
         self._read_closed = True
         st = self.state
@@ -2234,17 +2251,17 @@ class Connection(asyncio.Transport):
         if self._made:
             self.stack.call_soon(self._lose, None)
         else:
-            cb = self.on_connected
-            self.on_connected = None
-            if cb is not None:
-                cb(os_error(errno.ECONNABORTED))
+            self._lose(os_error(errno.ECONNABORTED))
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost or self.state == CLOSED
 
     # =================================================================================
     # reporting
     # =================================================================================
     @property
     def send_q(self) -> int:
-        return len(self.sndbuf)
+        return self.sndbuf.size
 
     @property
     def recv_q(self) -> int:
@@ -2273,7 +2290,7 @@ class Connection(asyncio.Transport):
             rttvar=None if srtt is None else rtt.rttvar, min_rtt=self.min_rtt,
             rtt=self.last_rtt, rto=rtt.current(), delivered=self.rate.delivered,
             delivery_rate=self.delivery_rate, pacing_rate=cc.pacing_rate,
-            retransmits=self.retrans_total, lost=self.lost_total, send_q=len(self.sndbuf),
+            retransmits=self.retrans_total, lost=self.lost_total, send_q=self.sndbuf.size,
             snd_wnd=self.snd_wnd, mss=self.mss, cc_state=dict(cc.state()),
             ecn_reductions=self.ecn_reductions, ecn_ce_received=self.ecn_ce_received,
         )

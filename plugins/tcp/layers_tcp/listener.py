@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from layers.wire.ipv6 import ip_str
+from layers_tcp.transport import TCPTransport
 
 if TYPE_CHECKING:
     from layers_tcp.connection import Connection
@@ -105,7 +106,7 @@ class Listener:
             self.tcp.stack.internal_error("tcp protocol factory", self.factory)
             conn.reset_quietly()
             return
-        conn.attach(protocol)
+        conn.attach(TCPTransport(conn, protocol))
 
     def forget(self, conn: Connection) -> None:
         self.syn_queue.discard(conn)

@@ -45,15 +45,17 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp.buffers import ReassemblyPool
-from layers_tcp.connection import CLOSED, SEG_CE, SEG_ECT, TIME_WAIT, Connection, unwrap
+from layers_tcp.connection import SEG_CE, SEG_ECT, Connection
 from layers_tcp.listener import Listener
 from layers_tcp.settings import TCPSettings
+from layers_tcp.states import CLOSED, TIME_WAIT, unwrap
 from layers_tcp.syncookies import (
     VALID_AFTER_OVERFLOW,
     SynCookies,
     decode_ts,
     encode_ts,
 )
+from layers_tcp.transport import TCPTransport
 
 if TYPE_CHECKING:
     from layers.stack import Stack
@@ -270,7 +272,7 @@ class TCP:
         local_addr: tuple[int, int] | None = None,
         on_connected: Callable[[BaseException | None], None] | None = None,
         **options: Any,
-    ) -> Connection:
+    ) -> TCPTransport:
         opts = self.conn_options(options)
         if not 0 < port <= 65535:
             raise ConfigurationError(f"port {port} should be within 1..65535")
@@ -295,12 +297,13 @@ class TCP:
             if eph is None:
                 raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral port")
             lport = eph
-        conn = Connection(self, src, lport, host, port, opts, active=True, protocol=protocol,
-                          on_connected=on_connected)
+        conn = Connection(self, src, lport, host, port, opts, active=True)
+        transport = TCPTransport(conn, protocol, on_connected)
+        conn.app = transport
         self.conns[conn.key] = conn
         self.c["ActiveOpens"] += 1
         conn.open_active()
-        return conn
+        return transport
 
     def listen(
         self,
