@@ -7,8 +7,9 @@ Behaviour, as Linux:
 
 * A datagram is dropped when the IP payload is shorter than 8 bytes (``truncated``) or than
   the UDP length field, or that field is below 8 (``bad_length``); bytes after the UDP length
-  are ignored. A zero checksum means "none"; others are verified unless the link set
-  RX_CSUM_VERIFIED (``bad_checksum``). Sent checksums are never 0 (a computed 0 goes out as
+  are ignored. A zero checksum means "none" over IPv4 and is dropped over IPv6, where the
+  checksum is mandatory (RFC 8200 8.1; ``zero_checksum``); others are verified unless the
+  link set RX_CSUM_VERIFIED (``bad_checksum``). Sent checksums are never 0 (a computed 0 goes out as
   0xFFFF); on links with transmit checksum offload the link completes them.
 * Demultiplexing picks the most specific endpoint: connected (4-tuple), then bound to the
   datagram's address, then bound to 0.0.0.0; endpoints sharing a port with ``reuse_port`` are
@@ -19,7 +20,8 @@ Behaviour, as Linux:
 Counters (``stack.counter("udp")``, RFC 4113 / ``netstat -s`` names): InDatagrams,
 OutDatagrams, NoPorts, InErrors, InCsumErrors, RcvbufErrors, IgnoredMulti (broadcasts nobody
 wanted), icmp_errors_delivered / _soft / _unconnected; drops by reason: truncated,
-bad_length, bad_checksum, no_port, no_port_broadcast, rcvbuf_full, icmp_error_short_quote.
+bad_length, bad_checksum, zero_checksum, no_port, no_port_broadcast, rcvbuf_full,
+icmp_error_short_quote.
 """
 
 from __future__ import annotations
@@ -268,6 +270,14 @@ class UDP:
             payload = memoryview(payload)[:length]  # RFC 768: the length field delimits it
         src = datagram.src
         dst = datagram.dst
+        if not csum and dst > 0xFFFFFFFF:
+            # RFC 8200 8.1: over IPv6 the checksum is mandatory; a zero one is discarded (and
+            # counted as a checksum error, as Linux does), never answered with an error
+            c = self._c
+            c["InErrors"] += 1
+            c["InCsumErrors"] += 1
+            c.drop("zero_checksum")
+            return
         if csum and not datagram.flags & RX_CSUM_VERIFIED:
             # ones'-complement sum over pseudo-header and datagram must be all ones (never
             # zero: protocol 17 is in it)
