@@ -111,7 +111,52 @@ CAPABILITIES: dict[str, Capability] = _caps(
     ("tcp.out_of_order", "out-of-order and overlapping segments are queued and delivered "
      "in order", "tcp"),
     ("tcp.state", "the DUT reports connection states", "tcp"),
+    # IPv6 (the IPv6 family: a test requiring any of these runs with the DUT's IPv6 address)
+    ("ipv6", "IPv6 for a host (RFC 8200, RFC 4291)", None),
+    ("icmpv6", "ICMPv6 (RFC 4443)", None),
+    ("ndp", "Neighbor Discovery for IPv6 on Ethernet (RFC 4861)", None),
+    ("udp6", "UDP over IPv6 (RFC 8200 8.1: checksum mandatory)", None),
+    ("tcp6", "TCP over IPv6 (RFC 9293 with RFC 8200 8.1's pseudo-header)", None),
+    ("ipv6.reassembly", "fragments are reassembled, in any order (RFC 8200 4.5)", "ipv6"),
+    ("ipv6.reassembly_overlap_drop", "overlapping fragments discard the packet (RFC 5722)",
+     "ipv6"),
+    ("ipv6.atomic_fragment", "a fragment header with offset 0 and M clear is processed as "
+     "the whole packet (RFC 6946)", "ipv6"),
+    ("ipv6.fragmentation", "packets larger than the path MTU are fragmented by the source "
+     "(RFC 8200 4.5)", "ipv6"),
+    ("ipv6.extension_headers", "hop-by-hop and destination options are walked; unknown "
+     "options handled by their two high bits (RFC 8200 4.2-4.3, 4.6)", "ipv6"),
+    ("ipv6.routing_type0_refused", "a type 0 routing header with segments left gets "
+     "parameter problem (RFC 5095)", "ipv6"),
+    ("icmpv6.echo", "echo requests are answered (RFC 4443 4.1)", "icmpv6"),
+    ("icmpv6.parameter_problem", "parameter problem for an unknown next header or option "
+     "(RFC 4443 3.4)", "icmpv6"),
+    ("icmpv6.packet_too_big", "packet too big lowers the path MTU, never below 1280 "
+     "(RFC 8201); TCP's segments follow", "icmpv6"),
+    ("ndp.advertise", "solicitations for our addresses are answered with solicited, "
+     "override advertisements carrying our link-layer address (RFC 4861 7.2.4)", "ndp"),
+    ("ndp.resolve", "neighbours are resolved by multicast solicitation; an advertisement's "
+     "target link-layer address is used (RFC 4861 7.2.2, 7.2.5)", "ndp"),
+    ("ndp.validation", "neighbour discovery messages with a hop limit other than 255 are "
+     "ignored (RFC 4861 7.1)", "ndp"),
+    ("ndp.nud", "a stale entry in use is probed by unicast solicitation after the delay "
+     "(RFC 4861 7.3.3)", "ndp"),
+    ("udp6.port_unreachable", "a datagram to a closed port gets ICMPv6 port unreachable "
+     "(RFC 4443 3.1)", "udp6"),
+    ("udp6.icmp_errors", "ICMPv6 errors reach a connected endpoint as ECONNREFUSED", "udp6"),
 )
+
+#: the base capabilities of the IPv6 family: a test requiring one of them (or a feature of
+#: one) belongs to family ``ipv6`` (marker and per-family counts); every other test, ``ipv4``
+FAMILY6_BASES = frozenset({"ipv6", "icmpv6", "ndp", "udp6", "tcp6"})
+
+
+def family_of(required: Iterable[str]) -> str:
+    """``"ipv6"`` when any required capability is of the IPv6 family, else ``"ipv4"``."""
+    for name in required:
+        if name.partition(".")[0] in FAMILY6_BASES:
+            return "ipv6"
+    return "ipv4"
 
 
 def register_capability(

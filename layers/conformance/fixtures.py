@@ -16,6 +16,7 @@ import pytest
 from layers.conformance.capabilities import (
     CapabilityValue,
     Everything,
+    family_of,
     normalise,
     parse_capability_option,
     resolve,
@@ -129,6 +130,15 @@ def _stack_capabilities(
         for number, name in ((1, "icmp"), (17, "udp"), (6, "tcp")):
             if number in stack.transports:
                 base.add(name)
+        if 6 in stack.network_by_version:
+            base.add("ipv6")
+            if 58 in stack.transports:
+                base.add("icmpv6")
+            for number, name in ((17, "udp6"), (6, "tcp6")):
+                if 6 in getattr(stack.transports.get(number), "ip_versions", ()):
+                    base.add(name)
+            if any(135 in getattr(p, "icmpv6_types", ()) for p in stack.protocols.values()):
+                base.add("ndp")  # something answers neighbour solicitations
         declared: list[Mapping[str, CapabilityValue]] = []
         hook = getattr(stack.hook, "layers_capabilities", None)
         if hook is not None:
@@ -210,6 +220,12 @@ def layers_tap_env() -> Iterator[Any]:
         env.close()
 
 
+#: settings every IPv6 test's layers DUT starts with unless the test says otherwise: no
+#: duplicate address detection, so the address is usable at once (the Linux DUT's is added
+#: with accept_dad=0 for the same reason)
+IPV6_DEFAULTS: dict[str, Any] = {"ndp.dad_transmits": 0}
+
+
 @pytest.fixture
 def dut(
     request: pytest.FixtureRequest,
@@ -222,6 +238,9 @@ def dut(
     node = request.node
     assert isinstance(node, pytest.Item)
     settings = _marker_settings(node)
+    ipv6 = family_of(_required(node)) == "ipv6"
+    if ipv6 and dut_kind != "linux":
+        settings = {**IPV6_DEFAULTS, **settings}
     if dut_kind == "linux":
         caps: Mapping[str, CapabilityValue] = Everything()
     else:
@@ -243,15 +262,17 @@ def dut(
     if dut_kind == "linux":
         from layers.conformance.duts.linux import make_linux_dut
 
-        device = make_linux_dut(settings)
+        device = make_linux_dut(settings, ipv6=ipv6)
     elif dut_kind == "layers":
         from layers.conformance.duts.layers_local import make_layers_local_dut
 
         device = make_layers_local_dut(
-            conformance_plugins, {**conformance_settings, **settings}, caps)
+            conformance_plugins, {**conformance_settings, **settings}, caps, ipv6=ipv6)
     else:
         env = request.getfixturevalue("layers_tap_env")
-        device = env.dut(conformance_plugins, {**conformance_settings, **settings}, caps)
+        device = env.dut(conformance_plugins, {**conformance_settings, **settings}, caps,
+                         ipv6=ipv6)
+    device.has_ipv6 = ipv6
     device.required = frozenset(_required(node))
     if dut_kind != "linux":
         device.claimed_protocols = _composition(conformance_plugins)[1]

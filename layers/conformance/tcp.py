@@ -8,6 +8,9 @@ side's, so ``peer.expect("A", ack=1)`` means "an ACK of our SYN" whatever the IS
 Flags are written as Scapy writes them (``"S"``, ``"SA"``, ``"FA"``, ``"R"``, ``"RA"``). When
 matching, the flags given must be set and, of S, F, R and A, the ones not given must be clear;
 PSH, URG, ECE and CWR are "don't care".
+
+``TCPPeer(..., family=6)`` speaks TCP over IPv6 (the testbench's and the DUT's IPv6
+addresses; ``tos`` is then the traffic class).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from layers.conformance.duts.base import DUT
@@ -40,7 +44,12 @@ def flags_match(got: int, want: str) -> bool:
 
 def payload_of(pkt: Packet) -> bytes:
     """The TCP payload of ``pkt`` (without any Ethernet padding)."""
-    ip, tcp = pkt[IP], pkt[TCP]
+    tcp = pkt[TCP]
+    if IPv6 in pkt and IP not in pkt:
+        ip6 = pkt[IPv6]
+        n = ip6.plen - (len(bytes(ip6.payload)) - len(bytes(tcp))) - tcp.dataofs * 4
+        return bytes(tcp.payload)[: max(n, 0)]
+    ip = pkt[IP]
     n = ip.len - ip.ihl * 4 - tcp.dataofs * 4
     return bytes(tcp.payload)[: max(n, 0)]
 
@@ -71,9 +80,11 @@ class TCPPeer:
         dut_port: int | None = None,
         isn: int | None = None,
         window: int = 65535,
-        mss: int = 1460,
+        mss: int | None = None,
+        family: int = 4,
     ) -> None:
         self.tb = tb
+        self.family = family
         self.dut = dut
         self.port = port if port is not None else random.randint(40000, 60000)
         self.dut_port = dut_port
@@ -84,7 +95,7 @@ class TCPPeer:
         #: absolute: the next DUT sequence number we expect
         self.rcv_nxt: int | None = None
         self.window = window
-        self.mss = mss
+        self.mss = mss if mss is not None else (1460 if family == 4 else 1440)
         self.timestamps = False
         self.ts_recent = 0
         self._ts_base = random.getrandbits(31)
@@ -143,7 +154,8 @@ class TCPPeer:
             opts = [("NOP", None), ("NOP", None), ("Timestamp", (self.last_tsval, self.ts_recent))]
         tcp = TCP(sport=self.port, dport=self.dut_port, seq=s, ack=a, flags=flags,
                   window=self.window if window is None else window, options=opts)
-        pkt = IP(src=self.tb.ip, dst=self.dut.ip, tos=tos) / tcp
+        pkt = (IP(src=self.tb.ip, dst=self.dut.ip, tos=tos) if self.family == 4
+               else IPv6(src=self.tb.ip6, dst=self.dut.ip6, tc=tos)) / tcp
         if payload:
             pkt = pkt / Raw(payload)
         return pkt
@@ -180,12 +192,18 @@ class TCPPeer:
 
         return ok
 
+    def template(self) -> Packet:
+        """What the DUT's segments on this connection look like."""
+        if self.family == 6:
+            return IPv6(src=self.dut.ip6, dst=self.tb.ip6) / TCP(dport=self.port)
+        return IP(src=self.dut.ip, dst=self.tb.ip) / TCP(dport=self.port)
+
     def try_expect(
         self, flags: str | None = None, *, timeout: float = 1.0, seq: int | None = None,
         ack: int | None = None, payload: bytes | None = None, data: bool | None = None,
         where: Callable[[Packet], bool] | None = None,
     ) -> Packet | None:
-        template = IP(src=self.dut.ip, dst=self.tb.ip) / TCP(dport=self.port)
+        template = self.template()
         got = self.tb.try_expect(template, timeout,
                                  self._predicate(flags, seq, ack, payload, data, where))
         if got is not None:
@@ -198,7 +216,7 @@ class TCPPeer:
         where: Callable[[Packet], bool] | None = None, what: str = "",
     ) -> Packet:
         """The next segment from the DUT on this connection matching all that is given."""
-        template = IP(src=self.dut.ip, dst=self.tb.ip) / TCP(dport=self.port)
+        template = self.template()
         desc = what or f"flags={flags} seq={seq} ack={ack}"
         got = self.tb.expect(template, timeout,
                              self._predicate(flags, seq, ack, payload, data, where), what=desc)
@@ -210,7 +228,7 @@ class TCPPeer:
         ack: int | None = None, data: bool | None = None,
         where: Callable[[Packet], bool] | None = None, what: str = "",
     ) -> None:
-        template = IP(src=self.dut.ip, dst=self.tb.ip) / TCP(dport=self.port)
+        template = self.template()
         self.tb.expect_none(template, window,
                             self._predicate(flags, seq, ack, None, data, where), what=what)
 
@@ -295,24 +313,25 @@ __all__ = ["MASK", "TCPPeer", "after", "flags_match", "option", "payload_of"]
 DUT_PORT = 8080
 
 
-def listen(dut: DUT, port: int = DUT_PORT, **sockopts: int) -> int:
-    """A DUT socket listening on ``port`` (socket options set before ``listen``)."""
-    s = dut.socket("tcp")
+def listen(dut: DUT, port: int = DUT_PORT, *, family: int = 4, **sockopts: int) -> int:
+    """A DUT socket listening on ``port`` (socket options set before ``listen``); IPv6 on
+    ``::`` with ``family=6``."""
+    s = dut.socket("tcp" if family == 4 else "tcp6")
     for name, value in sockopts.items():
         dut.setsockopt(s, name, value)
-    dut.bind(s, "0.0.0.0", port)
+    dut.bind(s, "0.0.0.0" if family == 4 else "::", port)
     dut.listen(s, 16)
     return s
 
 
 def open_passive(
     dut: DUT, tb: Testbench, *, options: Options | None = None, window: int = 65535,
-    port: int = DUT_PORT, **sockopts: int,
+    port: int = DUT_PORT, family: int = 4, **sockopts: int,
 ) -> tuple[TCPPeer, int, Packet]:
     """An established connection the testbench opened to a DUT listener:
     ``(peer, accepted socket, the DUT's SYN-ACK)``."""
-    lsock = listen(dut, port, **sockopts)
-    peer = TCPPeer(tb, dut, dut_port=port, window=window)
+    lsock = listen(dut, port, family=family, **sockopts)
+    peer = TCPPeer(tb, dut, dut_port=port, window=window, family=family)
     synack = peer.connect(options)
     got = dut.accept(lsock, timeout=2.0)
     assert got is not None, f"DUT {dut.name} did not accept the connection"
@@ -321,15 +340,15 @@ def open_passive(
 
 def open_active(
     dut: DUT, tb: Testbench, *, options: Options | None = None, window: int = 65535,
-    port: int = 9090, **sockopts: int,
+    port: int = 9090, family: int = 4, **sockopts: int,
 ) -> tuple[TCPPeer, int, Packet]:
     """An established connection the DUT opened to the testbench:
     ``(peer, connected socket, the DUT's SYN)``."""
-    s = dut.socket("tcp")
+    s = dut.socket("tcp" if family == 4 else "tcp6")
     for name, value in sockopts.items():
         dut.setsockopt(s, name, value)
-    dut.connect(s, tb.ip, port)
-    peer = TCPPeer(tb, dut, port=port, window=window)
+    dut.connect(s, tb.ip if family == 4 else tb.ip6, port)
+    peer = TCPPeer(tb, dut, port=port, window=window, family=family)
     syn = peer.accept(options)
     assert dut.wait_connected(s, timeout=2.0), f"DUT {dut.name} did not complete connect()"
     return peer, s, syn

@@ -18,20 +18,33 @@ Every received packet carries ``.time``, its arrival on the testbench clock.
 
 ARP requests for the testbench's addresses are answered automatically (``tb.answer_arp =
 False`` turns that off for ARP tests), so a test about ICMP never has to care about neighbour
-resolution.
+resolution. IPv6 likewise: neighbour solicitations for the testbench's IPv6 addresses are
+answered with a solicited advertisement (``tb.answer_ndp = False`` for NDP tests), and IPv6
+templates get the testbench's and the DUT's IPv6 addresses (``tb.ip6``, ``tb.dut_ip6``) by
+default. :meth:`Testbench.fragments6` cuts a packet into IPv6 fragments and
+:meth:`Testbench.expect_datagram6` reassembles the DUT's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6NDOptDstLLAddr,
+    IPv6,
+    IPv6ExtHdrFragment,
+)
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import NoPayload, Packet, Raw
 
-from layers.conformance.duts.base import DUT, OTHER_IP, OTHER_MAC
+from layers.conformance.duts.base import DUT, OTHER_IP, OTHER_IP6, OTHER_MAC, link_local
 from layers.conformance.media import Medium
 from layers.wire.addr import ip4, ip4_str, mac_str
 from layers.wire.arp import ARPOP_REPLY, ARPOP_REQUEST, build_arp
@@ -95,6 +108,17 @@ class Testbench:
         self.answer_arp = True
         self.arp_hosts: dict[int, bytes] = {ip4(self.ip): dut.tb_mac, ip4(OTHER_IP): OTHER_MAC}
         self.arp_answered = 0
+        self.ip6 = dut.tb_ip6
+        self.dut_ip6 = dut.ip6
+        self.ll = link_local(dut.tb_mac)
+        self.dut_ll = dut.link_local
+        self.other_ip6 = OTHER_IP6
+        #: answer neighbour solicitations for the testbench's IPv6 addresses as they arrive
+        self.answer_ndp = True
+        self.ndp_hosts: dict[bytes, bytes] = {
+            _ip6b(self.ip6): dut.tb_mac, _ip6b(self.ll): dut.tb_mac,
+            _ip6b(OTHER_IP6): OTHER_MAC}
+        self.ndp_answered = 0
         self.medium.on_frame = self._on_frame
 
     # --- time ---------------------------------------------------------------------------
@@ -112,6 +136,9 @@ class Testbench:
 
     # --- ARP answering ----------------------------------------------------------------
     def _on_frame(self, raw: bytes) -> None:
+        if raw[12:14] == b"\x86\xdd":
+            self._on_ipv6(raw)
+            return
         if not self.answer_arp or len(raw) < 42 or raw[12:14] != b"\x08\x06":
             return
         if raw[14:22] != b"\x00\x01\x08\x00\x06\x04\x00\x01":
@@ -124,6 +151,26 @@ class Testbench:
         reply = build_arp(ARPOP_REPLY, hw, target, sha, int.from_bytes(spa, "big"))
         self.arp_answered += 1
         self.medium.send(ETH_HEADER.pack(sha, hw, ETH_P_ARP) + reply)
+
+    def _on_ipv6(self, raw: bytes) -> None:
+        """A neighbour solicitation (no extension headers, hop limit 255) for one of the
+        testbench's IPv6 addresses: answer with a solicited, override advertisement."""
+        if not self.answer_ndp or len(raw) < 78 or raw[20] != 58 or raw[21] != 255:
+            return
+        if raw[54] != 135:
+            return
+        hw = self.ndp_hosts.get(raw[62:78])
+        if hw is None:
+            return
+        src = raw[22:38]
+        target = str(ipaddress.IPv6Address(raw[62:78]))
+        dst = "ff02::1" if src == bytes(16) else str(ipaddress.IPv6Address(src))
+        na = (Ether(src=mac_str(hw), dst=mac_str(raw[6:12]))
+              / IPv6(src=target, dst=dst, hlim=255)
+              / ICMPv6ND_NA(tgt=target, R=0, S=int(dst != "ff02::1"), O=1)
+              / ICMPv6NDOptDstLLAddr(lladdr=mac_str(hw)))
+        self.ndp_answered += 1
+        self.medium.send(bytes(na))
 
     # --- sending ------------------------------------------------------------------------
     def frame(self, pkt: Packet) -> Packet:
@@ -141,6 +188,12 @@ class Testbench:
                 ip.src = self.ip
             if "dst" not in ip.fields:
                 ip.dst = self.dut_ip
+        ip6 = pkt.getlayer(IPv6)
+        if ip6 is not None and not isinstance(ip6.underlayer, IPv6ExtHdrFragment):
+            if "src" not in ip6.fields:
+                ip6.src = self.ip6
+            if "dst" not in ip6.fields:
+                ip6.dst = self.dut_ip6
         arp = pkt.getlayer(ARP)
         if arp is not None:
             arp.hwsrc = arp.fields.get("hwsrc", self.mac)
@@ -309,6 +362,84 @@ class Testbench:
             what="echo reply",
         )
 
+    def ping6(
+        self, payload: bytes = b"conformance", *, ident: int = 0x4C59, seq: int = 1,
+        timeout: float = 1.0, **ip_fields: Any,
+    ) -> Packet:
+        """Send an ICMPv6 echo request and expect the reply with the same identifier and
+        sequence (from the address it was sent to, when that is unicast)."""
+        self.send(IPv6(**ip_fields) / ICMPv6EchoRequest(id=ident, seq=seq, data=payload))
+        dst = ip_fields.get("dst", self.dut_ip6)
+        want = IPv6(src=None if ipaddress.IPv6Address(dst).is_multicast else dst,
+                    dst=ip_fields.get("src", self.ip6))
+        return self.expect(want / ICMPv6EchoReply(id=ident, seq=seq), timeout,
+                           what="ICMPv6 echo reply")
+
+    def fragments6(self, pkt: Packet, size: int = 1232, ident: int = 0x1A7E5,
+                   order: Iterable[int] | None = None) -> list[Packet]:
+        """``pkt`` (an IPv6 packet without extension headers, checksums computed whole) cut
+        into fragments of ``size`` data bytes (a multiple of 8), in ``order`` (indexes)."""
+        whole = IPv6(bytes(self.frame(pkt)[IPv6]))
+        body = bytes(whole.payload)
+        nh = whole.nh
+        pieces: list[Packet] = []
+        for at in range(0, len(body), size):
+            chunk = body[at:at + size]
+            more = int(at + size < len(body))
+            pieces.append(IPv6(src=whole.src, dst=whole.dst, hlim=whole.hlim)
+                          / IPv6ExtHdrFragment(nh=nh, offset=at // 8, m=more, id=ident)
+                          / Raw(chunk))
+        if order is not None:
+            pieces = [pieces[i] for i in order]
+        return pieces
+
+    def expect_datagram6(
+        self, template: Packet, timeout: float = 1.0, where: Where | None = None
+    ) -> Packet:
+        """The next IPv6 packet matching ``template`` after reassembling its fragments
+        (``Ether/IPv6/...`` without the fragment header; ``.fragments``: how many frames
+        carried it, ``.sizes``: their IPv6 lengths, header included)."""
+        partial: dict[tuple[str, str, int], list[Packet]] = {}
+        result: list[Packet] = []
+        inbox = self.medium.inbox
+
+        def scan() -> bool:
+            while self.cursor < len(inbox):
+                pkt = self._decode(self.cursor)
+                self.cursor += 1
+                ip6 = pkt.getlayer(IPv6)
+                frag = pkt.getlayer(IPv6ExtHdrFragment)
+                if ip6 is None:
+                    self.skipped.append(pkt)
+                    continue
+                whole: Packet | None
+                if frag is None:
+                    pkt.fragments = 1
+                    pkt.sizes = [40 + ip6.plen]
+                    whole = pkt
+                else:
+                    key = (ip6.src, ip6.dst, int(frag.id))
+                    frags = partial.setdefault(key, [])
+                    frags.append(pkt)
+                    whole = _reassemble6(frags)
+                    if whole is not None:
+                        del partial[key]
+                if whole is None:
+                    continue
+                if matches(template, whole) and (where is None or where(whole)):
+                    result.append(whole)
+                    return True
+                self.skipped.append(whole)
+            return False
+
+        self.medium.wait(scan, timeout)
+        if not result:
+            raise ExpectationFailed(
+                f"no IPv6 packet matching {template.summary()!r} within {timeout} s on DUT "
+                f"{self.dut.name} (partial: {len(partial)})"
+            )
+        return result[0]
+
     def udp_to(self, dport: int, payload: bytes = b"x", sport: int = 40000, **ip: Any) -> Packet:
         return IP(**ip) / UDP(sport=sport, dport=dport) / Raw(payload)
 
@@ -338,6 +469,37 @@ def _reassemble(frags: Iterable[Packet]) -> Packet | None:
     eth.remove_payload()
     whole = Ether(bytes(eth / IP(bytes(ip / Raw(data)))))
     whole.time = max(float(p[3].time) for p in pieces)
+    return whole
+
+
+def _ip6b(text: str) -> bytes:
+    return ipaddress.IPv6Address(text).packed
+
+
+def _reassemble6(frags: list[Packet]) -> Packet | None:
+    pieces: list[tuple[int, bytes, bool]] = []
+    for f in frags:
+        frag = f[IPv6ExtHdrFragment]
+        body = bytes(frag.payload)[: f[IPv6].plen - 8]
+        pieces.append((int(frag.offset) * 8, body, bool(frag.m)))
+    pieces.sort(key=lambda p: p[0])
+    if pieces[0][0] != 0 or pieces[-1][2]:
+        return None
+    data = b""
+    for off, body, _ in pieces:
+        if off != len(data):
+            return None
+        data += body
+    first = frags[0]
+    ip6 = first[IPv6]
+    rebuilt = IPv6(src=ip6.src, dst=ip6.dst, hlim=ip6.hlim, tc=ip6.tc, fl=ip6.fl,
+                   nh=first[IPv6ExtHdrFragment].nh) / Raw(data)
+    eth = first.copy()
+    eth.remove_payload()
+    whole = Ether(bytes(eth / rebuilt))
+    whole.time = max(float(f.time) for f in frags)
+    whole.fragments = len(frags)
+    whole.sizes = [40 + f[IPv6].plen for f in frags]
     return whole
 
 

@@ -6,12 +6,14 @@ distinguishes "nothing yet" from an error (which is raised as ``OSError`` with t
 socket gives: ECONNREFUSED, ECONNRESET, ETIMEDOUT...). TCP ``connect`` never blocks; the test
 drives the handshake from the testbench and then calls :meth:`DUT.wait_connected`.
 
-Addresses are ``"a.b.c.d"`` strings as in the socket module.
+Addresses are strings as in the socket module: ``"a.b.c.d"`` for IPv4, ``"2001:db8::1"``
+for IPv6 (sockets of kind ``udp6`` and ``tcp6``: AF_INET6, IPV6_V6ONLY as the DUT defaults).
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +33,19 @@ TB_MAC = bytes.fromhex("020000510002")
 #: a second testbench host on the same wire, for tests that need another peer
 OTHER_IP = "10.51.0.3"
 OTHER_MAC = bytes.fromhex("020000510003")
+#: the IPv6 addresses, given to the DUT only for tests that require an IPv6 capability (the
+#: documentation prefix, RFC 3849; never routed anywhere either)
+DUT_IP6 = "2001:db8:51::1"
+TB_IP6 = "2001:db8:51::2"
+OTHER_IP6 = "2001:db8:51::3"
+PREFIX6 = 64
+
+
+def link_local(mac: bytes) -> str:
+    """The link-local address a host forms from ``mac`` as a modified EUI-64 (RFC 4291
+    appendix A), as Linux (``addr_gen_mode`` 0) and the ipv6 plugin (``eui64``) both do."""
+    iid = bytes([mac[0] ^ 0x02]) + mac[1:3] + b"\xff\xfe" + mac[3:6]
+    return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
 
 
 class DUT(ABC):
@@ -43,6 +58,9 @@ class DUT(ABC):
     broadcast: str = BROADCAST
     prefix: int = PREFIX
     tb_mac: bytes = TB_MAC
+    ip6: str = DUT_IP6
+    tb_ip6: str = TB_IP6
+    prefix6: int = PREFIX6
 
     def __init__(self, medium: Medium, mac: bytes, capabilities: Mapping[str, CapabilityValue]):
         self.medium = medium
@@ -54,6 +72,14 @@ class DUT(ABC):
         self.required: frozenset[str] | None = None
         #: IP protocol numbers the DUT's own protocols claim (see unclaimed_protocol)
         self.claimed_protocols: frozenset[int] = frozenset()
+        #: whether the DUT has its IPv6 address (:data:`DUT_IP6`): only for tests that
+        #: require an IPv6 capability (the ``dut`` fixture sets it up)
+        self.has_ipv6 = False
+
+    @property
+    def link_local(self) -> str:
+        """The DUT's link-local address (EUI-64 from its MAC)."""
+        return link_local(self.mac)
 
     def unclaimed_protocol(self) -> int:
         """An IP protocol number nothing in the DUT claims, for "unknown protocol" probes:
@@ -75,7 +101,7 @@ class DUT(ABC):
         """Run one operation (see :mod:`layers.conformance.duts.linux_agent` for the list)."""
 
     def socket(self, kind: str) -> int:
-        """A new ``"udp"`` or ``"tcp"`` socket."""
+        """A new ``"udp"`` or ``"tcp"`` socket (IPv4), or ``"udp6"``/``"tcp6"`` (IPv6)."""
         if self.required is not None and not any(
             name == kind or name.startswith(f"{kind}.") for name in self.required
         ):
@@ -92,8 +118,8 @@ class DUT(ABC):
         self.call("bind", s=s, addr=addr, port=port)
 
     def getsockname(self, s: int) -> Address:
-        addr, port = self.call("getsockname", s=s)
-        return str(addr), int(port)
+        got = self.call("getsockname", s=s)
+        return str(got[0]), int(got[1])
 
     def connect(self, s: int, addr: str, port: int) -> None:
         """UDP: set the peer. TCP: start the handshake and return at once."""

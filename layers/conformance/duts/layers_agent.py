@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from layers.conformance.duts.base import DUT_IP, PREFIX
+from layers.conformance.duts.base import DUT_IP, DUT_IP6, PREFIX, PREFIX6
 from layers.conformance.duts.layers_sockets import LayersSockets
 from layers.links.tuntap import TapLink
 from layers.stack import Stack
@@ -67,7 +67,8 @@ class Agent:
             select.select([self.fd], [], [], self._timeout(left))
 
     # --- requests ---------------------------------------------------------------------
-    def reset(self, plugins: list[str] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    def reset(self, plugins: list[str] | None, settings: dict[str, Any],
+              ipv6: bool = False) -> dict[str, Any]:
         if self.sockets is not None:
             self.sockets.close_all()
         if self.stack is not None:
@@ -76,7 +77,9 @@ class Agent:
         while self.link.recv() is not None:
             pass
         stack = Stack(plugins, clock=time.monotonic, settings=settings, name="layers-tap-dut")
-        stack.add_interface(self.link, address=f"{DUT_IP}/{PREFIX}")
+        iface = stack.add_interface(self.link, address=f"{DUT_IP}/{PREFIX}")
+        if ipv6:
+            stack.add_address(iface, f"{DUT_IP6}/{PREFIX6}")
         stack.start()
         self.stack = stack
         self.sockets = LayersSockets(stack, self.wait)
@@ -86,7 +89,8 @@ class Agent:
         op = req.pop("op")
         try:
             if op == "reset":
-                return {"ok": self.reset(req.get("plugins"), req.get("settings") or {})}
+                return {"ok": self.reset(req.get("plugins"), req.get("settings") or {},
+                                         bool(req.get("ipv6")))}
             if self.sockets is None:
                 raise RuntimeError("no stack yet: send reset first")
             for key in ("data",):

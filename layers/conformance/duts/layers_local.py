@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from layers.conformance.capabilities import CapabilityValue
-from layers.conformance.duts.base import DUT, DUT_IP, PREFIX, TB_MAC
+from layers.conformance.duts.base import DUT, DUT_IP, DUT_IP6, PREFIX, PREFIX6, TB_MAC
 from layers.conformance.duts.layers_sockets import LayersSockets
 from layers.conformance.media import VirtualMedium
 from layers.links.memory import MemoryLink
@@ -54,6 +54,8 @@ def make_layers_local_dut(
     plugins: Sequence[str | ModuleType | object] | None,
     settings: Mapping[str, Any],
     capabilities: Mapping[str, CapabilityValue],
+    *,
+    ipv6: bool = False,
 ) -> LayersLocalDUT:
     clock = VirtualClock(START)
     dut_link = MemoryLink("dut0")
@@ -61,7 +63,9 @@ def make_layers_local_dut(
     dut_link.peer, tb_link.peer = tb_link, dut_link
     stack = Stack(plugins, clock=clock, settings=dict(settings), name="layers-dut")
     try:
-        stack.add_interface(dut_link, address=f"{DUT_IP}/{PREFIX}")
+        iface = stack.add_interface(dut_link, address=f"{DUT_IP}/{PREFIX}")
+        if ipv6:
+            stack.add_address(iface, f"{DUT_IP6}/{PREFIX6}")
         medium = VirtualMedium(clock, tb_link)
         medium.stacks.append(stack)
         stack.start()

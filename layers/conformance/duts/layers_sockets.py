@@ -9,6 +9,9 @@ Sans-IO like the stack: whoever runs the stack supplies ``wait(condition, timeou
 drives a virtual clock or waits on a real one. A TCP connection is read the way a socket is:
 the transport stays paused (data waits in TCP's own buffer, so the advertised window shrinks
 as it does in a kernel whose application is not reading) and a ``recv`` lets data through.
+
+Sockets of kind ``udp6`` and ``tcp6`` are IPv6 ones: their wildcard ``::`` is
+:data:`layers.wire.ipv6.ANY6` (addresses are ints of either family, told apart by size).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from layers.datagrams import DatagramEndpoint, datagram_service
 from layers.errors import os_error
 from layers.stack import Stack
 from layers.streams import stream_service
-from layers.wire.addr import ip4, ip4_str
+from layers.wire.ipv6 import ANY6, ip_any, ip_str
 
 Wait = Callable[[Callable[[], bool], float], bool]
 
@@ -32,8 +35,20 @@ _STREAM_OPTIONS = {"nodelay": "nodelay", "mss": "mss", "rcvbuf": "rcvbuf", "sndb
                    "keepalive": "keepalive"}
 
 
+def _addr(text: str) -> int:
+    """A socket-module address as the services take it (``::`` is ANY6, not 0.0.0.0)."""
+    return ANY6 if text == "::" else ip_any(text)
+
+
+def _text(addr: int, family: int) -> str:
+    if addr in (0, ANY6):
+        return "::" if family == 6 else "0.0.0.0"
+    return ip_str(addr)
+
+
 class _Udp:
-    def __init__(self) -> None:
+    def __init__(self, family: int = 4) -> None:
+        self.family = family
         self.endpoint: DatagramEndpoint | None = None
         self.queue: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.error: OSError | None = None
@@ -42,7 +57,7 @@ class _Udp:
 
     # DatagramHandler
     def on_datagram(self, data: bytes, src: int, sport: int) -> None:
-        self.queue.append((bytes(data), (ip4_str(src), sport)))
+        self.queue.append((bytes(data), (ip_str(src), sport)))
 
     def on_error(self, exc: OSError) -> None:
         self.error = exc
@@ -89,7 +104,8 @@ class _Stream(asyncio.Protocol):
 
 
 class _Tcp:
-    def __init__(self) -> None:
+    def __init__(self, family: int = 4) -> None:
+        self.family = family
         self.options: dict[str, Any] = {}
         self.local: tuple[int, int] | None = None
         self.stream: _Stream | None = None
@@ -146,12 +162,13 @@ class LayersSockets:
         return "pong"
 
     def op_socket(self, kind: str) -> int:
-        if kind == "udp":
+        family = 6 if kind.endswith("6") else 4
+        if kind in ("udp", "udp6"):
             datagram_service(self.stack)
-            return self._new(_Udp())
-        if kind == "tcp":
+            return self._new(_Udp(family))
+        if kind in ("tcp", "tcp6"):
             stream_service(self.stack)
-            return self._new(_Tcp())
+            return self._new(_Tcp(family))
         raise ValueError(f"socket kind {kind!r}")
 
     def op_bind(self, s: int, addr: str, port: int) -> None:
@@ -159,9 +176,9 @@ class LayersSockets:
         if isinstance(obj, _Udp):
             if obj.endpoint is not None:
                 raise os_error(errno.EINVAL, "already bound")
-            self._open_udp(obj, ip4(addr), port, None)
+            self._open_udp(obj, _addr(addr), port, None)
         elif isinstance(obj, _Tcp):
-            obj.local = (ip4(addr), port)
+            obj.local = (_addr(addr), port)
         else:
             raise os_error(errno.EINVAL)
 
@@ -169,15 +186,17 @@ class LayersSockets:
         obj = self._get(s)
         if isinstance(obj, _Udp):
             ep = obj.endpoint
-            return [ip4_str(ep.local_addr), ep.local_port] if ep else ["0.0.0.0", 0]
+            if ep is None:
+                return [_text(0, obj.family), 0]
+            return [_text(ep.local_addr, obj.family), ep.local_port]
         if isinstance(obj, _Tcp):
             if obj.listener is not None:
                 return list(obj.listener.sockname())
             if obj.stream is not None and obj.stream.transport is not None:
                 return list(obj.stream.transport.get_extra_info("sockname"))
             if obj.local is not None:
-                return [ip4_str(obj.local[0]), obj.local[1]]
-            return ["0.0.0.0", 0]
+                return [_text(obj.local[0], obj.family), obj.local[1]]
+            return [_text(0, obj.family), 0]
         assert obj.transport is not None
         return list(obj.transport.get_extra_info("sockname"))
 
@@ -237,8 +256,10 @@ class LayersSockets:
         obj = self._get(s)
         if isinstance(obj, _Udp):
             ep = obj.endpoint
-            local: tuple[int, int] = (ep.local_addr, ep.local_port) if ep is not None else (0, 0)
-            self._reopen_udp(obj, local[0], local[1], (ip4(addr), port))
+            any_addr = ANY6 if obj.family == 6 else 0
+            local: tuple[int, int] = (
+                (ep.local_addr, ep.local_port) if ep is not None else (any_addr, 0))
+            self._reopen_udp(obj, local[0], local[1], (_addr(addr), port))
             return
         if not isinstance(obj, _Tcp):
             raise os_error(errno.EISCONN)
@@ -251,9 +272,10 @@ class LayersSockets:
                 stream.connect_error = exc
 
         service = stream_service(self.stack)
-        bound = obj.local if obj.local is not None and obj.local != (0, 0) else None
+        bound = obj.local if obj.local is not None and obj.local not in (
+            (0, 0), (ANY6, 0)) else None
         stream.transport = service.connect(
-            stream, ip4(addr), port, local_addr=bound, on_connected=on_connected, **obj.options)
+            stream, _addr(addr), port, local_addr=bound, on_connected=on_connected, **obj.options)
         obj.stream = stream
 
     def op_sendto(self, s: int, data: bytes, addr: str, port: int) -> int:
@@ -261,9 +283,9 @@ class LayersSockets:
         if not isinstance(obj, _Udp):
             raise os_error(errno.EISCONN)
         if obj.endpoint is None:
-            self._open_udp(obj, 0, 0, None)
+            self._open_udp(obj, ANY6 if obj.family == 6 else 0, 0, None)
         assert obj.endpoint is not None
-        obj.endpoint.sendto(data, ip4(addr), port)
+        obj.endpoint.sendto(data, _addr(addr), port)
         return len(data)
 
     def op_recvfrom(self, s: int, n: int, timeout: float) -> list[Any] | None:
@@ -308,7 +330,8 @@ class LayersSockets:
         obj = self._get(s)
         if not isinstance(obj, _Tcp) or obj.stream is not None:
             raise os_error(errno.EINVAL)
-        addr, port = obj.local if obj.local is not None else (0, 0)
+        addr, port = obj.local if obj.local is not None else (
+            ANY6 if obj.family == 6 else 0, 0)
         service = stream_service(self.stack)
         obj.listener = service.listen(
             lambda: _Stream(obj.accepted.append), addr, port, backlog=backlog, **obj.options)

@@ -72,7 +72,9 @@ class LayersTapEnv:
 
         with IPRoute(netns=self.ns.name, flags=0, groups=0) as ipr:
             if step == "add":
-                ipr.link("add", ifname=BRIDGE, kind="bridge")
+                # no multicast snooping: IPv6 neighbour discovery goes to solicited-node
+                # groups the stack may not report with MLD
+                ipr.link("add", ifname=BRIDGE, kind="bridge", br_mcast_snooping=0)
                 ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], state="up")
                 return
             bridge = ipr.link_lookup(ifname=BRIDGE)[0]
@@ -84,9 +86,12 @@ class LayersTapEnv:
         plugins: list[str] | None,
         settings: Mapping[str, Any],
         capabilities: Mapping[str, CapabilityValue],
+        *,
+        ipv6: bool = False,
     ) -> LayersTapDUT:
         assert self.agent is not None and self.medium is not None
-        self.agent.request("reset", {"plugins": plugins, "settings": dict(settings)})
+        self.agent.request("reset", {"plugins": plugins, "settings": dict(settings),
+                                     "ipv6": ipv6})
         self.medium.reset()
         return LayersTapDUT(self.medium, self.mac, capabilities, self.agent)
 

@@ -64,13 +64,18 @@ def op_sysctl(name: str, value: str) -> None:
         f.write(str(value))
 
 
+KINDS = {
+    "udp": (socket.AF_INET, socket.SOCK_DGRAM),
+    "tcp": (socket.AF_INET, socket.SOCK_STREAM),
+    "udp6": (socket.AF_INET6, socket.SOCK_DGRAM),
+    "tcp6": (socket.AF_INET6, socket.SOCK_STREAM),
+}
+
+
 def op_socket(kind: str) -> int:
-    if kind == "udp":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    elif kind == "tcp":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    else:
+    if kind not in KINDS:
         raise ValueError(f"kind {kind!r}")
+    sock = socket.socket(*KINDS[kind])
     sock.setblocking(False)
     return _new(sock)
 
@@ -80,11 +85,11 @@ def op_bind(s: int, addr: str, port: int) -> None:
 
 
 def op_getsockname(s: int) -> list[Any]:
-    return list(socks[s].getsockname())
+    return list(socks[s].getsockname())[:2]  # an IPv6 address has flow info and scope too
 
 
 def op_getpeername(s: int) -> list[Any]:
-    return list(socks[s].getpeername())
+    return list(socks[s].getpeername())[:2]
 
 
 def op_connect(s: int, addr: str, port: int) -> None:
@@ -102,7 +107,7 @@ def op_wait_connected(s: int, timeout: float) -> bool:
     code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if code:
         raise OSError(code, os.strerror(code))
-    tuples[s] = (*sock.getsockname(), *sock.getpeername())
+    tuples[s] = (*sock.getsockname()[:2], *sock.getpeername()[:2])
     return True
 
 
@@ -117,8 +122,8 @@ def op_accept(s: int, timeout: float) -> list[Any] | None:
     conn, peer = sock.accept()
     conn.setblocking(False)
     sid = _new(conn)
-    tuples[sid] = (*conn.getsockname(), *peer)
-    return [sid, list(peer)]
+    tuples[sid] = (*conn.getsockname()[:2], *peer[:2])
+    return [sid, list(peer)[:2]]
 
 
 def op_send(s: int, data: str, timeout: float) -> int:
@@ -154,7 +159,7 @@ def op_recvfrom(s: int, n: int, timeout: float) -> list[Any] | None:
         data, peer = sock.recvfrom(n)
     except BlockingIOError:
         return None
-    return [base64.b64encode(data).decode(), list(peer)]
+    return [base64.b64encode(data).decode(), list(peer)[:2]]
 
 
 def op_shutdown(s: int, how: str) -> None:
@@ -184,12 +189,16 @@ def op_getsockopt(s: int, name: str) -> int:
 
 
 def _hex_endpoint(addr: str, port: int) -> str:
+    if ":" in addr:  # /proc/net/tcp6: four host-order 32-bit words
+        raw = socket.inet_pton(socket.AF_INET6, addr)
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+        return words.hex().upper() + f":{port:04X}"
     return socket.inet_aton(addr)[::-1].hex().upper() + f":{port:04X}"
 
 
 def _proc_state(four: tuple[str, int, str, int]) -> int | None:
     local, remote = _hex_endpoint(four[0], four[1]), _hex_endpoint(four[2], four[3])
-    with open("/proc/net/tcp") as f:
+    with open("/proc/net/tcp6" if ":" in four[0] else "/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
