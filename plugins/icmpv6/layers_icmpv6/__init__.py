@@ -9,7 +9,8 @@ lists ``ip_versions = (6,)``, so IPv4 never hands it anything):
 * hands destination unreachable, packet too big, time exceeded and parameter problem to the
   transport whose packet they quote, as a :class:`~layers.protocols.TransportError` with an
   errno as Linux's (``EHOSTUNREACH``, ``ECONNREFUSED`` for port unreachable, ``EMSGSIZE`` with
-  the MTU for packet too big, which also lowers ``stack.ip6``'s path MTU);
+  the MTU for packet too big, which also lowers ``stack.ip6``'s path MTU; a packet too big
+  below 1280 bytes is ignored, as Linux does: ``too_big_below_minimum``);
 * hands neighbour discovery messages (types 133..137) to every protocol that is an
   :class:`~layers.protocols.ICMPv6Listener` for them (the ndp plugin);
 * sends errors for the ipv6 plugin and transports: destination unreachable, packet too big,

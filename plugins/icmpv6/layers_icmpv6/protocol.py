@@ -203,8 +203,13 @@ class ICMPv6:
         if t == ICMPV6_DEST_UNREACH:
             err = UNREACH_ERRNO.get(code, _errno.EHOSTUNREACH)
         elif t == ICMPV6_PACKET_TOO_BIG:
+            if rest < IPV6_MIN_MTU:
+                # RFC 8201 4: never below the IPv6 minimum; Linux ignores such a message
+                # altogether (no path MTU change, nothing for the transport), and so do we
+                c.drop("too_big_below_minimum")
+                return
             err = _errno.EMSGSIZE
-            mtu = max(rest, IPV6_MIN_MTU)
+            mtu = rest
             update = getattr(self.stack.ip6, "update_path_mtu", None)
             if update is not None:
                 update(qdst, rest)
