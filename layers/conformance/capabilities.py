@@ -120,6 +120,8 @@ CAPABILITIES: dict[str, Capability] = _caps(
     ("ipv6.reassembly", "fragments are reassembled, in any order (RFC 8200 4.5)", "ipv6"),
     ("ipv6.reassembly_overlap_drop", "overlapping fragments discard the packet (RFC 5722)",
      "ipv6"),
+    ("ipv6.reassembly_timeout", "a partial packet expires and ICMPv6 time exceeded code 1 is "
+     "sent when its first fragment had arrived (RFC 8200 4.5)", "ipv6"),
     ("ipv6.atomic_fragment", "a fragment header with offset 0 and M clear is processed as "
      "the whole packet (RFC 6946)", "ipv6"),
     ("ipv6.fragmentation", "packets larger than the path MTU are fragmented by the source "

@@ -12,6 +12,7 @@ from scapy.layers.inet6 import (
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
     ICMPv6ParamProblem,
+    ICMPv6TimeExceeded,
     IPerror6,
     IPv6,
     IPv6ExtHdrDestOpt,
@@ -22,9 +23,9 @@ from scapy.layers.inet6 import (
 )
 from scapy.packet import Raw
 
-from layers.conformance import requires
+from layers.conformance import requires, settings
 from layers.conformance.duts.base import DUT
-from layers.conformance.testbench import Testbench
+from layers.conformance.testbench import Testbench, arrival
 
 pytestmark = requires("ipv6", "icmpv6")
 
@@ -108,6 +109,20 @@ def test_atomic_fragment_is_processed_as_a_whole_packet(dut: DUT, tb: Testbench)
     got = tb.expect(_reply(tb, seq=5), timeout=1.0, what="reply to an atomic fragment")
     assert got[ICMPv6EchoReply].data == b"atomic"
     assert IPv6ExtHdrFragment not in got, "the reply needs no fragment header"
+
+
+@requires("ipv6.reassembly_timeout")
+@settings({"ipv6.reasm_timeout": 1})
+def test_incomplete_packet_times_out_with_time_exceeded(dut: DUT, tb: Testbench) -> None:
+    first, _ = tb.fragments6(IPv6() / _echo(b"never whole " * 60, seq=14), size=512,
+                             ident=0x7E7E)
+    start = tb.now
+    tb.send(first)
+    got = tb.expect(IPv6(src=tb.dut_ip6, dst=tb.ip6) / ICMPv6TimeExceeded(code=1)
+                    / IPerror6(src=tb.ip6, dst=tb.dut_ip6), timeout=3.0,
+                    what="time exceeded code 1 (fragment reassembly time exceeded)")
+    assert arrival(got) - start >= 0.9, "not before the reassembly timeout"
+    tb.expect_none(IPv6(src=tb.dut_ip6) / ICMPv6EchoReply(seq=14), QUIET)
 
 
 # --- extension headers -------------------------------------------------------------------
