@@ -27,7 +27,10 @@ Supported: all eleven states with simultaneous open and close and half-close; TI
 2*MSL with reuse by a newer SYN (RFC 6191); RST generation and acceptance (RFC 9293 3.10.7)
 with RFC 5961 challenge ACKs (rate limited); listen backlog (SYN and accept queues); RFC 6528
 ISNs and RFC 6056 ephemeral ports; MSS both ways, window scaling, timestamps with RTTM and
-PAWS (RFC 7323), SACK (RFC 2018 blocks out, used in recovery); Nagle/TCP_NODELAY, delayed
+PAWS (RFC 7323; a reordered pure duplicate ACK a little older than TS.Recent passes, as
+Linux's tcp_disordered_ack, counted ``PAWSDisorderedAck``), SACK (RFC 2018 blocks out, used
+in recovery) with D-SACK blocks for duplicate data (RFC 2883, ``tcp.dsack``; counters
+``DSACKOldSent``, ``DSACKOfoSent``); Nagle/TCP_NODELAY, delayed
 ACK (40 ms, every second full segment, coalesced per received batch), sender and receiver
 silly-window avoidance, zero-window probes with backoff; RFC 6298 RTO (200 ms floor like
 Linux, 120 s cap) with Karn; fast retransmit, SACK recovery with PRR, NewReno (RFC 6582)
@@ -57,8 +60,7 @@ SYN-ACK did not agree), ``ECNCEReceived`` (data segments marked CE, on ECN conne
 ``InCEPkts``...). ``describe()`` (``layers netstat``) shows ``ecn``.
 
 Not supported: urgent data (the pointer is ignored; data stays inline, as SO_OOBINLINE),
-Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, SYN cookies, MD5/AO signatures, D-SACK
-generation, RACK/TLP, IPv6.
+Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, MD5/AO signatures, RACK/TLP.
 
 Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets, the algorithm
 registry), ``connection`` (the TCB state machine and transport), ``listener``, ``buffers``

@@ -60,6 +60,7 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp.buffers import Reassembly, SendBuffer
+from layers_tcp.dsack import dsack_for
 from layers_tcp.pacing import departure_after, paced_burst
 from layers_tcp.rate import RateEstimator
 from layers_tcp.recovery import Prr
@@ -94,6 +95,8 @@ if TYPE_CHECKING:
 
 #: RFC 7323 5.5: a TS.Recent older than this is invalid (24 days)
 PAWS_IDLE = 24 * 24 * 3600.0
+#: PAWS lets a timestamp this many ticks behind TS.Recent through (Linux's TCP_PAWS_WINDOW)
+PAWS_WINDOW = 1
 #: out-of-window pure ACKs are answered at most this often (Linux tcp_invalid_ratelimit)
 OOW_ACK_INTERVAL = 0.5
 #: The received IP header's ECN field, carried in ``flags`` above the nine TCP flag bits
@@ -427,6 +430,8 @@ class Connection:
             self.ts_recent = opts.timestamp[0]
             self.ts_recent_age = now
         self.sack_ok = self._offer_sack and opts.sack_permitted
+        if self.sack_ok and self.tcp.settings.dsack:
+            self._dsack_ok = True
         self._compute_mss()
         self._rcv_mss_cap = self.adv_mss - (TCP_TS_OPTION_LEN if self.ts_ok else 0)
         self.rcv_mss = min(self._rcv_mss_cap, self.mss)
@@ -724,7 +729,7 @@ class Connection:
             if now - self.ts_recent_age > PAWS_IDLE:
                 self.ts_recent = tsval
                 self.ts_recent_age = now
-            else:
+            elif not self._paws_passes(seq, ack32, wnd, flags, seglen, tsval):
                 c.drop("paws")
                 c["PAWSEstab"] += 1
                 if seglen or now - self._last_oow_ack >= OOW_ACK_INTERVAL:
@@ -758,6 +763,10 @@ class Connection:
                 self._ack_now = True
             else:
                 c.drop("out_of_window")
+                if dlen and seq < rcv_nxt and self._dsack_ok:
+                    # all of it is old: the peer resent what we have (RFC 2883 4.1.1)
+                    self._dsack = (seq, min(seq + dlen, rcv_nxt))
+                    c["DSACKOldSent"] += 1
                 if st == TIME_WAIT and flags & TCP_FIN:
                     # the peer retransmitted its FIN: our ACK was lost; restart 2*MSL
                     self.close_at = now + 2 * self.tcp.settings.msl
@@ -860,6 +869,28 @@ class Connection:
         if dlen or flags & TCP_FIN:
             self._rx_text(seq, data, flags & TCP_FIN)
         self._after_input()
+
+    def _paws_passes(self, seq: int, ack32: int, wnd: int, flags: int, seglen: int,
+                     tsval: int) -> bool:
+        """A segment whose timestamp is older than TS.Recent that PAWS still lets through, as
+        Linux's tcp_paws_discard does: one tick behind (TCP_PAWS_WINDOW), or a reordered pure
+        duplicate ACK (tcp_disordered_ack: the next sequence number, SND.UNA acknowledged, no
+        window update, and a timestamp at most an RTO behind). A reordered SACK-carrying ACK
+        thus still counts as the duplicate ACK it is."""
+        behind = (self.ts_recent - tsval) & MASK
+        if behind <= PAWS_WINDOW:
+            return True
+        if not flags & TCP_ACK or seglen or seq != self.rcv_nxt:
+            return False
+        if unwrap(ack32, self.snd_una) != self.snd_una:
+            return False
+        wl1 = self.snd_wl1
+        if seq > wl1 or (seq == wl1 and (wnd << self.snd_wscale) > self.snd_wnd):
+            return False  # it would update the window
+        if behind > self.rtt.current() * 1024:
+            return False
+        self.c["PAWSDisorderedAck"] += 1
+        return True
 
     # ---------------------------------------------------------------------------------
     def _rx_ack(
@@ -1187,6 +1218,11 @@ class Connection:
             return
         # trim what we have already
         if seq < rcv_nxt:
+            if dlen and self._dsack_ok:
+                # its head is old: report the duplicate part (RFC 2883 4.1.1), at once
+                self._dsack = (seq, min(seq + dlen, rcv_nxt))
+                c["DSACKOldSent"] += 1
+                self._ack_now = True
             cut = rcv_nxt - seq
             if cut >= dlen:
                 data = data[:0]
@@ -1238,6 +1274,12 @@ class Connection:
             self._ack_now = True
             c["OfoQueue"] += 1
             if dlen:
+                if self._dsack_ok:
+                    dup = dsack_for(seq, seq + dlen, rcv_nxt, self.ooo.ranges())
+                    if dup is not None:
+                        # held already out of order (RFC 2883 4.1.2)
+                        self._dsack = dup
+                        c["DSACKOfoSent"] += 1
                 self._sack_recent = seq
                 budget = max(self.rcvbuf - self.rx_bytes, 0)
                 if not self.ooo.add(seq, data, budget):
@@ -1319,6 +1361,10 @@ class Connection:
     _cwr_pending = False
     #: sender: no new reduction for ECE until SND.UNA passes this (once per window)
     _ecn_high = -1
+    #: D-SACK (RFC 2883): we report duplicates (SACK agreed and tcp.dsack), and the block the
+    #: next ACK carries first
+    _dsack_ok = False
+    _dsack: tuple[int, int] | None = None
     #: this connection's share of ECNReductions and ECNCEReceived (for telemetry)
     ecn_reductions = 0
     ecn_ce_received = 0
@@ -1509,12 +1555,22 @@ class Connection:
         """Up to three (with timestamps) SACK blocks, the most recent first (RFC 2018), no
         more than fit in ``room`` bytes."""
         ranges = self.ooo.ranges()
-        if not ranges or room < TCP_SACK_HLEN + TCP_SACK_BLOCK_LEN:
+        dsack = self._dsack
+        if (not ranges and dsack is None) or room < TCP_SACK_HLEN + TCP_SACK_BLOCK_LEN:
             return b""
         # four blocks fill the option space, three beside a timestamp (RFC 2018 3)
         limit = min(3 if self.ts_ok else 4, (room - TCP_SACK_HLEN) // TCP_SACK_BLOCK_LEN)
         recent = self._last_ooo_block()
-        ordered = sorted(ranges, key=lambda r: (r != recent, r[0]))[:limit]
+        if dsack is not None:
+            # the D-SACK block first, then the block that holds it if one does (RFC 2883 4)
+            for r in ranges:
+                if r[0] <= dsack[0] and dsack[1] <= r[1]:
+                    recent = r
+                    break
+        ordered = sorted(ranges, key=lambda r: (r != recent, r[0]))
+        if dsack is not None:
+            ordered.insert(0, dsack)
+        ordered = ordered[:limit]
         out = bytearray(TCP_SACK_PREFIX)
         out.append(TCP_SACK_HLEN - 2 + TCP_SACK_BLOCK_LEN * len(ordered))  # kind, length
         for a, b in ordered:
@@ -1546,9 +1602,10 @@ class Connection:
             else:
                 opts = b""
                 osum = 0
-            if self.sack_ok and self.ooo.blocks and flags & TCP_ACK:
+            if self.sack_ok and (self.ooo.blocks or self._dsack) and flags & TCP_ACK:
                 # only the blocks that fit beside the payload within the MSS
                 sack = self._sack_option(self.mss - n if n else TCP_MAX_OPTIONS - len(opts))
+                self._dsack = None  # a D-SACK block is reported once (RFC 2883 4)
                 if sack:
                     opts += sack
                     osum += int.from_bytes(sack, "big")

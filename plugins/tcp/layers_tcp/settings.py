@@ -44,6 +44,8 @@ tcp.ecn                    0            ECN (RFC 3168), as Linux's net.ipv4.tcp_
 tcp.ecn_fallback           true         retransmitted SYNs go without the ECN request, in
                                         case a middlebox drops them (Linux's
                                         tcp_ecn_fallback, RFC 3168 6.1.1.1)
+tcp.dsack                  true         send D-SACK blocks for duplicate data (RFC 2883,
+                                        Linux's tcp_dsack); D-SACKs received always count
 =========================  ===========  ===================================================
 """
 
@@ -91,6 +93,7 @@ class TCPSettings:
     gso: bool = True
     ecn: int = 0
     ecn_fallback: bool = True
+    dsack: bool = True
     # derived (not settings)
     port_min: int = attrs.field(default=32768, init=False)
     port_max: int = attrs.field(default=60999, init=False)
