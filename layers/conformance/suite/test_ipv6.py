@@ -6,6 +6,8 @@ Every test here requires an IPv6 capability, so the DUT gets its IPv6 address
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from scapy.layers.inet6 import (
     HBHOptUnknown,
@@ -13,6 +15,7 @@ from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
     ICMPv6ParamProblem,
     ICMPv6TimeExceeded,
+    ICMPv6Unknown,
     IPerror6,
     IPv6,
     IPv6ExtHdrDestOpt,
@@ -59,6 +62,29 @@ def test_echo_request_is_answered(dut: DUT, tb: Testbench) -> None:
 def test_echo_to_link_local_is_answered_from_it(dut: DUT, tb: Testbench) -> None:
     got = tb.ping6(b"link-local", src=tb.ll, dst=tb.dut_ll)
     assert got[IPv6].src == tb.dut_ll
+
+
+@requires("icmpv6.echo")
+def test_echo_to_all_nodes_is_answered_from_a_unicast_address(dut: DUT, tb: Testbench) -> None:
+    tb.send(IPv6(dst="ff02::1") / _echo(b"all nodes", seq=20))
+    got = tb.expect(IPv6(dst=tb.ip6) / ICMPv6EchoReply(id=0x6C6C, seq=20),
+                    what="echo reply to all-nodes (Linux answers: echo_ignore_multicast=0)")
+    assert not ipaddress.IPv6Address(got[IPv6].src).is_multicast
+
+
+@requires("icmpv6.echo")
+def test_echo_to_a_group_not_joined_is_ignored(dut: DUT, tb: Testbench) -> None:
+    tb.send(IPv6(dst="ff02::1:2345") / _echo(b"not a member", seq=21))
+    tb.expect_none(IPv6() / ICMPv6EchoReply(seq=21), QUIET,
+                   what="a reply to a multicast group the DUT never joined")
+
+
+@requires("icmpv6.echo")
+def test_unknown_informational_message_is_ignored(dut: DUT, tb: Testbench) -> None:
+    tb.send(IPv6() / ICMPv6Unknown(type=200, code=0, msgbody=b"\x00" * 8))
+    tb.expect_none(IPv6(src=tb.dut_ip6), QUIET, what="an answer to type 200 (RFC 4443 2.4 b)",
+                   where=lambda p: ICMPv6ParamProblem in p or ICMPv6EchoReply in p)
+    tb.ping6(b"still here", ident=0x6C6C, seq=22)
 
 
 @requires("icmpv6.echo")
@@ -109,6 +135,24 @@ def test_atomic_fragment_is_processed_as_a_whole_packet(dut: DUT, tb: Testbench)
     got = tb.expect(_reply(tb, seq=5), timeout=1.0, what="reply to an atomic fragment")
     assert got[ICMPv6EchoReply].data == b"atomic"
     assert IPv6ExtHdrFragment not in got, "the reply needs no fragment header"
+
+
+@requires("icmpv6.echo", "ipv6.reassembly")
+def test_duplicate_fragment_does_not_spoil_reassembly(dut: DUT, tb: Testbench) -> None:
+    payload = b"twice " * 150
+    first, rest = tb.fragments6(IPv6() / _echo(payload, seq=15), size=512, ident=0xD0D0)
+    tb.send(first, first, rest)
+    got = tb.expect_datagram6(_reply(tb, seq=15), timeout=2.0)
+    assert got[ICMPv6EchoReply].data == payload
+
+
+@requires("ipv6.reassembly", "icmpv6.parameter_problem")
+def test_fragment_not_a_multiple_of_8_gets_parameter_problem(dut: DUT, tb: Testbench) -> None:
+    tb.send(IPv6() / IPv6ExtHdrFragment(nh=58, offset=0, m=1, id=0xBAD8)
+            / Raw(bytes(_echo(b"odd", seq=16))[:8] + b"x" * 13))
+    got = tb.expect(IPv6(src=tb.dut_ip6, dst=tb.ip6) / ICMPv6ParamProblem(code=0),
+                    what="parameter problem about a fragment of 21 bytes with M set")
+    assert got[ICMPv6ParamProblem].ptr == 4, "RFC 8200 4.5: pointing at the payload length"
 
 
 @requires("ipv6.reassembly_timeout")
@@ -177,6 +221,17 @@ def test_unknown_option_11_to_multicast_is_not_reported(dut: DUT, tb: Testbench)
     tb.send(IPv6(dst="ff02::1") / _unknown_option(0xDE) / _echo(b"mcast", 11))
     tb.expect_none(IPv6(src=None), QUIET, what="a reply or error for a multicast packet",
                    where=lambda p: ICMPv6EchoReply in p or ICMPv6ParamProblem in p)
+
+
+@requires("ipv6.extension_headers", "icmpv6.parameter_problem")
+def test_hop_by_hop_not_first_gets_parameter_problem(dut: DUT, tb: Testbench) -> None:
+    tb.send(IPv6() / IPv6ExtHdrDestOpt(nh=0, options=[PadN(optdata=b"\x00" * 4)])
+            / IPv6ExtHdrHopByHop(nh=58, options=[PadN(optdata=b"\x00" * 4)])
+            / _echo(b"late hbh", 17))
+    got = tb.expect(IPv6(src=tb.dut_ip6, dst=tb.ip6) / ICMPv6ParamProblem(code=1),
+                    what="parameter problem code 1: hop-by-hop only right after the header")
+    assert got[ICMPv6ParamProblem].ptr == 40, "the next header byte that names it"
+    tb.expect_none(IPv6(src=tb.dut_ip6) / ICMPv6EchoReply(seq=17), QUIET)
 
 
 @requires("icmpv6.echo", "ipv6.routing_type0_refused", "icmpv6.parameter_problem")

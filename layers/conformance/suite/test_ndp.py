@@ -162,3 +162,23 @@ def test_stale_entry_in_use_is_probed_by_unicast(dut: DUT, tb: Testbench) -> Non
                       what="unicast probe after the delay (RFC 4861 7.3.3)")
     assert probe[Ether].dst == tb.mac, "the probe is unicast to the cached address"
     assert arrival(probe) - sent >= 0.5, "not before the delay"
+
+
+@requires("ndp.validation", "icmpv6.echo")
+def test_solicited_advertisement_to_multicast_is_ignored(dut: DUT, tb: Testbench) -> None:
+    tb.ping6(b"first", ident=9, seq=1)
+    na = (Ether(src=tb.other_mac, dst="33:33:00:00:00:01")
+          / IPv6(src=tb.ip6, dst="ff02::1", hlim=255)
+          / ICMPv6ND_NA(tgt=tb.ip6, R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr=tb.other_mac))
+    tb.send(na)
+    got = tb.ping6(b"second", ident=9, seq=2)
+    assert got[Ether].dst == tb.mac, (
+        "RFC 4861 7.1.2: an advertisement to a multicast address with S set is invalid")
+
+
+@requires("ndp.validation")
+def test_solicitation_with_nonzero_code_is_ignored(dut: DUT, tb: Testbench) -> None:
+    ns = _ns(tb, tb.dut_ip6)
+    ns[ICMPv6ND_NS].code = 1
+    tb.send(ns)
+    tb.expect_none(IPv6() / ICMPv6ND_NA(), QUIET, what="advertisement to an NS with code 1")

@@ -67,6 +67,13 @@ def test_syn_to_closed_port_gets_a_reset(dut: DUT, tb: Testbench) -> None:
     assert _checksum_ok(rst)
 
 
+def test_ack_to_closed_port_gets_a_reset_from_its_ack(dut: DUT, tb: Testbench) -> None:
+    peer = TCPPeer(tb, dut, dut_port=9, family=6)
+    tb.send(IPv6() / TCP(sport=peer.port, dport=9, flags="A", seq=1000, ack=123456))
+    rst = peer.expect("R", what="RST for an ACK to a closed port (RFC 9293 3.10.7.1)")
+    assert rst[TCP].seq == 123456, "a reset takes its sequence number from the ACK field"
+
+
 def test_syn_with_bad_checksum_is_dropped(dut: DUT, tb: Testbench) -> None:
     listen(dut, PORT, family=6)
     peer = TCPPeer(tb, dut, dut_port=PORT, family=6)
