@@ -187,6 +187,9 @@ class IPv6Configuration(Protocol):
     def groups6(self, interface: Interface) -> list[int]:
         """The multicast groups ``interface`` has joined."""
 
+    def set_hop_limit6(self, hop_limit: int) -> None:
+        """The hop limit of packets sent without one (a router's Cur Hop Limit)."""
+
 
 @runtime_checkable
 class MulticastListener(Protocol):

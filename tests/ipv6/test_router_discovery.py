@@ -74,9 +74,11 @@ def link_local(stack: Stack, iface: Interface) -> int:
 def ra_message(r: Stack, ir: Interface, *, src: int | None = None, lifetime: int = 1800,
                prefixes: tuple[tuple[int, int, int, int, int], ...] = (
                    (PREFIX, 64, A_FLAG | L_FLAG, 7200, 3600),),
-               mtu: int | None = None, sll: bool = True, raw_options: bytes = b"") -> bytes:
+               mtu: int | None = None, sll: bool = True, raw_options: bytes = b"",
+               cur_hop: int = 0, reachable_ms: int = 0, retrans_ms: int = 0) -> bytes:
     src = link_local(r, ir) if src is None else src
-    body = bytes((64, 0)) + lifetime.to_bytes(2, "big") + bytes(8)
+    body = (bytes((cur_hop, 0)) + lifetime.to_bytes(2, "big") + reachable_ms.to_bytes(4, "big")
+            + retrans_ms.to_bytes(4, "big"))
     if sll:
         assert ir.mac is not None
         body += bytes((ND_OPT_SOURCE_LLADDR, 1)) + ir.mac
@@ -294,3 +296,20 @@ def test_a_flood_of_prefixes_and_routers_is_bounded() -> None:
     assert len(default_routes(h)) == 16
     assert h.counter("ndp")["ra_too_many_routers"] == 5  # r's own router was the first
     assert ih.name in {row["interface"] for row in h.report()["routers6"]}
+
+
+def test_hop_limit_reachable_time_and_retrans_timer_from_the_router() -> None:
+    net, h, r, ih, ir = setup()
+    res = h.protocol("ndp").resolvers[ih]
+    assert (res.reachable_time, res.retrans_timer) == (30.0, 1.0)  # the settings
+    send_ra(net, r, ir, cur_hop=200, reachable_ms=10_000, retrans_ms=2_500)
+    assert 5.0 <= res.reachable_time <= 15.0 and res.retrans_timer == 2.5
+    net.run_for(1.5)
+    got: list[EchoReply | OSError] = []
+    r.protocol("icmpv6").echo(link_local(h, ih), ident=1, seq=1, payload=b"x",
+                              callback=got.append)
+    net.run_for(0.5)
+    assert isinstance(got[0], EchoReply) and got[0].ttl == 200  # our reply's hop limit
+    # zero fields leave them as they are
+    send_ra(net, r, ir)
+    assert res.retrans_timer == 2.5 and h.protocol("ipv6").hop_limit == 200

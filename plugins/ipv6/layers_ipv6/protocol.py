@@ -238,6 +238,10 @@ class IPv6:
     def groups6(self, interface: Interface) -> list[int]:
         return list(self.groups.get(interface, ()))
 
+    def set_hop_limit6(self, hop_limit: int) -> None:
+        if 1 <= hop_limit <= 255:
+            self.hop_limit = hop_limit
+
     def _listener(self) -> MulticastListener | None:
         found = self._membership
         if found is False:

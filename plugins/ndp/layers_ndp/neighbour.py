@@ -145,6 +145,9 @@ class NdpResolver:
         self.cfg = ndp.cfg
         self._c = ndp.counters
         self.table: dict[int, Neighbour] = {}
+        #: RetransTimer and ReachableTime: the settings until a router advertises its own
+        self.retrans_timer = self.cfg.retrans_timer
+        self.reachable_time = self.cfg.reachable_time
 
     # --- output ---------------------------------------------------------------------------
     def output(self, next_hop: int, ethertype: int, payload: bytes | bytearray | memoryview,
@@ -190,7 +193,7 @@ class NdpResolver:
             return
         n.probes += 1
         self.ndp.send_ns(self.iface, n.address, solicited_node(n.address), with_source=True)
-        n.timer = self.stack.call_later(self.cfg.retrans_timer, self._solicit, n)
+        n.timer = self.stack.call_later(self.retrans_timer, self._solicit, n)
 
     def _probe(self, n: Neighbour) -> None:
         if self.table.get(n.address) is not n:
@@ -201,7 +204,7 @@ class NdpResolver:
             return
         n.probes += 1
         self.ndp.send_ns(self.iface, n.address, n.address, with_source=True, link_dst=n.mac)
-        n.timer = self.stack.call_later(self.cfg.retrans_timer, self._probe, n)
+        n.timer = self.stack.call_later(self.retrans_timer, self._probe, n)
 
     def _fail(self, n: Neighbour) -> None:
         self._c["resolution_failures"] += 1
@@ -241,7 +244,7 @@ class NdpResolver:
 
     def _resolved(self, n: Neighbour, mac: bytes, state: str) -> None:
         n.mac = mac
-        self._set(n, state, self.cfg.reachable_time if state == REACHABLE else None)
+        self._set(n, state, self.reachable_time if state == REACHABLE else None)
         queue, n.queue = n.queue, deque()
         self.ndp.queued -= len(queue)
         for payload, offload in queue:
@@ -285,7 +288,7 @@ class NdpResolver:
         if different and mac is not None:
             n.mac = mac
         if solicited:
-            self._set(n, REACHABLE, self.cfg.reachable_time)
+            self._set(n, REACHABLE, self.reachable_time)
         elif different:
             self._set(n, STALE, None)
 

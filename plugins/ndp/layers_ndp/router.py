@@ -11,6 +11,9 @@ A router advertisement is accepted (RFC 4861 6.1.2) with hop limit 255, a link-l
 code 0, at least 16 bytes and well-formed options (the checksum is checked by icmpv6 first:
 its ``bad_checksum``); anything else is dropped and counted by reason (``ra_*``). Then:
 
+* non-zero Cur Hop Limit, Reachable Time and Retrans Timer (RFC 4861 6.3.4): the hop limit
+  of our packets, the neighbour cache's ReachableTime (times a random 0.5..1.5) and
+  RetransTimer on that interface;
 * router lifetime > 0: the router becomes a default router, the route ``::/0`` through it
   (origin ``ra``, metric 1024, so a static default route wins) until the lifetime ends;
   lifetime 0 removes it;
@@ -182,6 +185,17 @@ class RouterDiscovery:
         c["ra_accepted"] += 1
         self._stop_soliciting(iface)
         lifetime = int.from_bytes(msg[6:8], "big")
+        # RFC 4861 6.3.4: non-zero Cur Hop Limit, Reachable Time and Retrans Timer are taken
+        if msg[4]:
+            config.set_hop_limit6(msg[4])
+        res = self.ndp.resolvers.get(iface)
+        reachable_ms = int.from_bytes(msg[8:12], "big")
+        retrans_ms = int.from_bytes(msg[12:16], "big")
+        if res is not None and reachable_ms and reachable_ms <= 3_600_000:  # MAX_REACHABLE_TIME
+            # ReachableTime: a random factor of 0.5..1.5 on the router's BaseReachableTime
+            res.reachable_time = reachable_ms / 1000.0 * self._rng.uniform(0.5, 1.5)
+        if res is not None and retrans_ms:
+            res.retrans_timer = retrans_ms / 1000.0
         router = dg.src
         for kind, body in options:
             if kind == ND_OPT_SOURCE_LLADDR and len(body) >= 6:
