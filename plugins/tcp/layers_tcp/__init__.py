@@ -63,9 +63,12 @@ Not supported: urgent data (the pointer is ignored; data stays inline, as SO_OOB
 Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, MD5/AO signatures, RACK/TLP.
 
 Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets, the algorithm
-registry), ``connection`` (the TCB state machine and transport), ``listener``, ``buffers``
-(out-of-order queue), ``rtt`` (RFC 6298), ``recovery`` (SACK scoreboard, pipe, PRR), ``rate``
-(delivery-rate samples), ``pacing``, ``newreno``, ``settings``.
+registry), ``states`` (sequence-number arithmetic, the states and the one table of their
+transitions), ``connection`` (the sans-IO TCB: segments, timers and the application's calls
+in, events for the application out; no asyncio), ``transport`` (``TCPTransport``, the
+asyncio.Transport over a connection), ``listener``, ``buffers`` (send buffer, out-of-order
+queue), ``sack`` (SACK scoreboard and pipe), ``recovery`` (PRR), ``rtt`` (RFC 6298),
+``rate`` (delivery-rate samples), ``pacing``, ``newreno``, ``syncookies``, ``settings``.
 """
 
 from __future__ import annotations

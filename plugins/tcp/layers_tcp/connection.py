@@ -2193,8 +2193,6 @@ class Connection:
         extra = self.sndbuf.size - self.sndbuf_limit
         return extra if extra > 0 else 0
 
-    get_write_buffer_size = write_buffer_size
-
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` and send what the windows allow (RFC 9293 3.10.2, SEND)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):

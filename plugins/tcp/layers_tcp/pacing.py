@@ -7,10 +7,13 @@ instead of sending. The same timer machinery serves the virtual clock and asynci
 
 from __future__ import annotations
 
+from layers.wire.ipv4 import IPV4_MIN_HLEN
+from layers.wire.tcp import TCP_MIN_HLEN, TCP_TS_OPTION_LEN
+
 #: IPv4 and TCP headers without options, per segment on the wire
-_HEADERS = 40
+_HEADERS = IPV4_MIN_HLEN + TCP_MIN_HLEN
 #: the timestamp option, when in use
-_TS_LEN = 12
+_TS_LEN = TCP_TS_OPTION_LEN
 #: a paced TSO super-segment carries about this much time's worth of data (Linux's
 #: tcp_tso_autosize uses 1 ms), and at least two segments
 BURST_TIME = 0.001

@@ -26,10 +26,11 @@ from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import IPDatagram, IPv4Service, TransportError
 from layers.settings import read_settings
 from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
-from layers.wire.ipv4 import IPV4_MIN_HLEN
+from layers.wire.ipv4 import IPV4_MIN_HLEN, PROTO_TCP
 from layers.wire.ipv6 import ANY6, IPV6_HLEN, bind_overlap, is_multicast6, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
+    TCP_CSUM_OFFSET,
     TCP_DEFAULT_MSS,
     TCP_FIN,
     TCP_HEADER,
@@ -106,7 +107,7 @@ class TCP:
     """TCP for one stack (RFC 9293)."""
 
     name = "tcp"
-    protocol = 6
+    protocol = PROTO_TCP
     #: TCP runs over IPv4 and IPv6 alike (the checksum follows the addresses' family)
     ip_versions = (4, 6)
     #: ICMP leaves "fragmentation needed" to us: the path MTU is recorded only for an error
@@ -370,13 +371,13 @@ class TCP:
         c["InSegs"] += 1
         seg = datagram.payload
         n = len(seg)
-        if n < 20:
+        if n < TCP_MIN_HLEN:
             c["InErrs"] += 1
             c.drop("truncated")
             return
         sport, dport, seq, ack, off_flags, wnd, _, _ = TCP_HEADER.unpack_from(seg)
         doff = (off_flags >> 12) << 2
-        if doff < 20 or doff > n:
+        if doff < TCP_MIN_HLEN or doff > n:
             c["InErrs"] += 1
             c.drop("bad_offset")
             return
@@ -385,7 +386,7 @@ class TCP:
         # IPv4's pseudo-header formula holds for IPv6 addresses too: the sum is taken
         # modulo 0xFFFF, where (a >> 16) + (a & 0xFFFF) is congruent to the sum of a's words
         if not datagram.flags & RX_CSUM_VERIFIED and ones_sum(
-            seg, pseudo_header_sum(src, dst, 6, n)
+            seg, pseudo_header_sum(src, dst, PROTO_TCP, n)
         ) != 0xFFFF:
             c["InErrs"] += 1
             c["InCsumErrors"] += 1
@@ -431,9 +432,9 @@ class TCP:
                             doff: int) -> bool:
         """RFC 6191 / RFC 1122 4.2.2.13: a new SYN may reopen a TIME-WAIT connection when
         its sequence number (or timestamp) is beyond the old incarnation's."""
-        if conn.ts_ok and doff > 20:
+        if conn.ts_ok and doff > TCP_MIN_HLEN:
             try:
-                ts = parse_options(seg[20:doff]).timestamp
+                ts = parse_options(seg[TCP_MIN_HLEN:doff]).timestamp
             except ValueError:
                 ts = None
             if ts is not None:
@@ -452,15 +453,14 @@ class TCP:
     def send_reset(self, local: int, lport: int, remote: int, rport: int, seq: int, ack: int,
                    flags: int) -> None:
         """A bare RST (or RST+ACK) with no connection state behind it."""
-        seg = bytearray(20)
-        TCP_HEADER.pack_into(seg, 0, lport, rport, seq & MASK, ack & MASK, (5 << 12) | flags,
-                             0, 0, 0)
-        csum = checksum(seg, pseudo_sum(local, remote, 6, 20))
-        seg[16] = csum >> 8
-        seg[17] = csum & 0xFF
+        seg = bytearray(TCP_MIN_HLEN)
+        TCP_HEADER.pack_into(seg, 0, lport, rport, seq & MASK, ack & MASK,
+                             (TCP_MIN_HLEN << 10) | flags, 0, 0, 0)  # data offset in words
+        csum = checksum(seg, pseudo_sum(local, remote, PROTO_TCP, TCP_MIN_HLEN))
+        seg[TCP_CSUM_OFFSET:TCP_CSUM_OFFSET + 2] = csum.to_bytes(2, "big")
         self.c["OutSegs"] += 1
         self.c["OutRsts"] += 1
-        self.ip_for(remote).send(remote, 6, seg, src=local)
+        self.ip_for(remote).send(remote, PROTO_TCP, seg, src=local)
 
     def _to_listener(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
                      seq: int, ack: int, flags: int, wnd: int, seg: memoryview,
@@ -490,7 +490,7 @@ class TCP:
             c["ListenDrops"] += 1
             return
         try:
-            opts = parse_options(seg[20:doff])
+            opts = parse_options(seg[TCP_MIN_HLEN:doff])
         except ValueError:
             c.drop("bad_option")
             return
@@ -546,7 +546,7 @@ class TCP:
             src=dst, dst=src)
         self.c["SyncookiesSent"] += 1
         self.c["OutSegs"] += 1
-        ip.send(src, 6, segment, src=dst)
+        ip.send(src, PROTO_TCP, segment, src=dst)
 
     def _cookie_ack(self, listener: Listener, src: int, sport: int, dst: int, dport: int,
                     seq: int, ack: int, flags: int, wnd: int, seg: memoryview,
@@ -565,7 +565,7 @@ class TCP:
             c["ListenOverflows"] += 1
             return True  # dropped: the client retransmits its ACK (as Linux)
         try:
-            opts = parse_options(seg[20:doff])
+            opts = parse_options(seg[TCP_MIN_HLEN:doff])
         except ValueError:
             c.drop("bad_option")
             return True

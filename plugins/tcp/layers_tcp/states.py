@@ -3,8 +3,8 @@
 Sequence numbers are *unwrapped*: ``iss``/``irs`` are 32-bit, everything derived from them
 (``snd_una``, ``rcv_nxt``...) grows as a plain Python int, and wire values are unwrapped
 against the nearest reference on arrival (:func:`unwrap`). All comparisons are then ordinary
-``<``; only :func:`seq_lt` style modular comparisons remain for values that stay 32-bit on
-the wire (timestamps).
+``<``; only timestamps, which stay 32-bit, are compared modulo 2**32 (``(a - b) & MASK``
+against :data:`HALF`).
 
 :data:`TRANSITIONS` is RFC 9293's state diagram (figure 5, with the simultaneous open and
 close of 3.5 and 3.6) as ``(state, event) -> state``; the connection changes state only
@@ -25,11 +25,6 @@ HALF = 0x80000000
 def unwrap(wire: int, ref: int) -> int:
     """The unwrapped sequence number nearest ``ref`` whose low 32 bits are ``wire``."""
     return ref + ((wire - ref + HALF) & MASK) - HALF
-
-
-def seq_lt(a: int, b: int) -> bool:
-    """``a`` before ``b`` in 32-bit modular order (RFC 1982; timestamps, RFC 7323 PAWS)."""
-    return ((a - b) & MASK) >= HALF
 
 
 class State(enum.IntEnum):
