@@ -118,3 +118,125 @@ def test_paws_still_drops_old_acks_that_move_snd_una_or_the_window() -> None:
     w.inject(A, 1001, us + 2 * m, opts=TCPOptions(timestamp=(499, ours)))
     assert w.counters.drops["paws"] == 2
     assert conn.get_extra_info("tcp").snd_una == us + 2 * m
+
+
+# --- D-SACK undo of spurious retransmissions (RFC 3708, as Linux) ---------------------------
+
+
+def sacks(us: int, m: int, *spans: tuple[int, int]) -> TCPOptions:
+    return TCPOptions(sack=tuple((us + a * m, us + b * m) for a, b in spans))
+
+
+def reorder_segment_one(w: Wire, conn: Any, us: int) -> tuple[int, int]:
+    """Ten segments; the peer gets 0, then 2..9 (SACKed), and segment 1 late: the fast
+    retransmission of 1 is spurious. Returns (cwnd before, cwnd after recovery)."""
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    flight(w, conn, 10)
+    w.advance(0.05)
+    w.inject(A, 1001, us + m)
+    cwnd = tcb.cc.cwnd
+    for k in range(3, 11):
+        w.inject(A, 1001, us + m, opts=sacks(us, m, (2, k)))
+    rtx = [s for s in w.sent() if s.payload]
+    assert [s.seq for s in rtx] == [us + m]  # the fast retransmission of segment 1
+    assert tcb.in_recovery
+    w.advance(0.01)
+    w.inject(A, 1001, us + 10 * m)  # the original of segment 1 arrived: all acknowledged
+    assert not tcb.in_recovery and tcb.cc.cwnd < cwnd
+    return cwnd, tcb.cc.cwnd
+
+
+def test_dsack_for_the_only_retransmission_undoes_the_reduction() -> None:
+    w, conn, us = est()
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    cwnd, _reduced = reorder_segment_one(w, conn, us)
+    # then the retransmission: the peer reports it with a D-SACK below its ACK
+    w.inject(A, 1001, us + 10 * m, opts=sacks(us, m, (1, 2)))
+    assert w.counters["DSACKRecv"] == 1 and w.counters["DSACKUndo"] == 1
+    assert tcb.cc.cwnd == cwnd  # NewReno's window from before the fast retransmit
+    assert w.counters["DupAcksIn"] == 8  # the D-SACK was not taken for a duplicate ACK
+
+
+def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:
+    w, conn, us = est()
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    _cwnd, reduced = reorder_segment_one(w, conn, us)
+    # the network duplicated segment 5, which we sent once: no proof about segment 1
+    w.inject(A, 1001, us + 10 * m, opts=sacks(us, m, (5, 6)))
+    assert w.counters["DSACKRecv"] == 1 and w.counters["DSACKUndo"] == 0
+    assert tcb.cc.cwnd == reduced
+
+
+# --- F-RTO (RFC 5682) --------------------------------------------------------------------
+
+
+def rto_with_late_acks(settings: dict[str, Any] | None = None, *,
+                       sack: bool = True) -> tuple[Wire, Any, int, int]:
+    """Ten segments, no ACK until the timeout (200 ms: the handshake measured no RTT)
+    resends the first."""
+    w, conn, us = est(settings, sack=sack)
+    tcb = conn.get_extra_info("tcp")
+    flight(w, conn, 10)
+    cwnd = tcb.cc.cwnd
+    w.advance(0.25)
+    (rtx,) = w.sent()
+    assert rtx.seq == us and tcb.cc.cwnd == tcb.mss and w.counters["RTOs"] == 1
+    return w, conn, us, cwnd
+
+
+def test_frto_undoes_a_timeout_caused_by_a_delayed_ack_burst() -> None:
+    for sack in (True, False):
+        w, conn, us, cwnd = rto_with_late_acks(sack=sack)
+        tcb = conn.get_extra_info("tcp")
+        m = tcb.mss
+        # the ACKs were only late: the first covers segments 0 and 1, never resent
+        for k in range(2, 11, 2):
+            w.inject(A, 1001, us + k * m)
+        assert w.counters["SpuriousRTOs"] == 1 and w.counters["LossUndo"] == 1, sack
+        assert tcb.cc.cwnd >= cwnd and not tcb.in_loss
+        w.advance(1.0)
+        assert w.counters["RetransSegs"] == 1  # nothing of the flight was sent again
+
+
+def test_without_frto_the_same_acks_resend_the_flight() -> None:
+    w, conn, us, _cwnd = rto_with_late_acks({"tcp.frto": False})
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    for k in range(2, 11, 2):
+        w.inject(A, 1001, us + k * m)
+    assert w.counters["SpuriousRTOs"] == 0 and tcb.cc.cwnd < 10 * m
+    assert w.counters["RetransSegs"] > 1  # go-back-N resent segments that had arrived
+
+
+def test_frto_sends_new_data_then_undoes_when_originals_are_acknowledged() -> None:
+    w, conn, us = est()
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    flight(w, conn, 14)  # ten leave (the initial window), four wait
+    w.advance(0.25)
+    assert [s.seq for s in w.sent()] == [us]
+    w.inject(A, 1001, us + m)  # the retransmission (or the original) of segment 0 only
+    new = w.sent()
+    # step 2b: two segments of new data rather than segments 1 and 2 again
+    assert [s.seq for s in new] == [us + 10 * m, us + 11 * m]
+    w.inject(A, 1001, us + 3 * m)  # segments 1 and 2, sent once, arrived
+    assert w.counters["SpuriousRTOs"] == 1 and w.counters["RetransSegs"] == 1
+
+
+def test_frto_finds_a_real_loss_and_goes_back() -> None:
+    w, conn, us = est()
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    flight(w, conn, 14)
+    w.advance(0.25)
+    w.sent()
+    w.inject(A, 1001, us + m)
+    w.sent()  # the two new segments
+    # segment 1 was lost too: the peer SACKs the new data and no more
+    w.inject(A, 1001, us + m, opts=sacks(us, m, (10, 12)))
+    assert w.counters["SpuriousRTOs"] == 0 and tcb.in_loss
+    resent = [s.seq for s in w.sent() if s.payload]
+    assert resent and resent[0] == us + m  # go-back-N from the first unacknowledged byte

@@ -12,8 +12,15 @@ for the algorithm's own settings). The engine keeps what is common to every algo
 detection (three duplicate ACKs, or RFC 6675's IsLost on the SACK scoreboard), RFC 6582's
 ``recover`` point and partial ACKs, in flight as RFC 6675's pipe, proportional rate reduction
 (RFC 6937) towards the algorithm's ssthresh during fast recovery (no window inflation),
-timeouts with go-back-N, and undo of a spurious timeout or fast retransmit found by timestamps
-(Eifel, RFC 3522; counters ``SpuriousRTOs``, ``LossUndo``, ``FullUndo``, ``PartialUndo``).
+timeouts with go-back-N, and undo of a spurious timeout or fast retransmit (the congestion
+control's ``on_undo``) found by timestamps (Eifel, RFC 3522), by F-RTO without them (RFC 5682,
+the SACK-enhanced variant as Linux's ``tcp_process_loss``: after a timeout, an ACK or SACK of
+data sent before it and never retransmitted shows the originals arrived; an ACK of only the
+retransmitted head sends two new segments and lets the next ACK decide; ``tcp.frto``), or by
+D-SACKs (RFC 2883/3708: every retransmission of the episode reported received twice, as
+Linux's ``undo_retrans``, also after the recovery ended); counters ``SpuriousRTOs``,
+``LossUndo``, ``FullUndo``, ``PartialUndo``, ``DSACKUndo``, ``DSACKRecv``. An ACK whose only
+news is a D-SACK is not a duplicate ACK.
 Every ACK that delivers data gives the algorithm a rate sample
 (draft-cheng-iccrg-delivery-rate-estimation: delivered bytes, delivery rate, app-limited,
 RTT and min RTT). When the algorithm sets ``pacing_rate``, segments leave no earlier than the

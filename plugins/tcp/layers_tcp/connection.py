@@ -60,7 +60,7 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp.buffers import Reassembly, SendBuffer
-from layers_tcp.dsack import dsack_for
+from layers_tcp.dsack import UndoLedger, dsack_for, find_dsack
 from layers_tcp.pacing import departure_after, paced_burst
 from layers_tcp.rate import RateEstimator
 from layers_tcp.recovery import Prr
@@ -268,6 +268,9 @@ class Connection:
         #: the timestamp value of the first retransmission of the current loss episode;
         #: an ACK echoing an older one shows the episode was spurious (Eifel, RFC 3522)
         self.undo_ts: int | None = None
+        #: the retransmissions of the current loss episode no D-SACK has reported yet: when
+        #: all have been, the episode was spurious (RFC 3708, Linux's undo_retrans)
+        self.undo = UndoLedger()
         #: pacing (when the algorithm sets ``pacing_rate``): the earliest departure time of
         #: the next segment and the timer deadline that sends it
         self.pace_next = 0.0
@@ -911,8 +914,24 @@ class Connection:
         wnd <<= self.snd_wscale
         sb = self.sb
         newly_sacked = 0
+        dsack: tuple[int, int] | None = None
+        frto = self._frto
+        orig = False
+        if frto and ack > snd_una:
+            # cumulatively acknowledged data never retransmitted and not SACKed before:
+            # the originals arrived (F-RTO's sign, RFC 5682 3.1)
+            lo = max(snd_una, self._frto_rexmit_end)
+            hi = min(ack, self.recover)
+            orig = hi > lo and hi - lo > sb.sacked_below(hi) - sb.sacked_below(lo)
         if sack_blocks:
+            dsack = find_dsack(sack_blocks, ack if ack > snd_una else snd_una)
+            if frto and not orig:
+                lo = self._frto_rexmit_end
+                pre = sb.sacked_below(self.recover) - sb.sacked_below(lo)
             newly_sacked = sb.add(sack_blocks, ack if ack > snd_una else snd_una, self.snd_max)
+            if frto and not orig and newly_sacked:
+                # or SACKed
+                orig = sb.sacked_below(self.recover) - sb.sacked_below(lo) > pre
         if ack > snd_una:
             prior_in_flight = self._in_flight()
             acked = ack - snd_una
@@ -963,6 +982,8 @@ class Connection:
                 # Eifel (RFC 3522): this ACK echoes a timestamp older than our first
                 # retransmission, so the original arrived: the retransmissions were spurious
                 self._undo(ack, now)
+            if self._frto and self.in_loss:
+                self._frto_ack(ack, True, orig, newly_sacked > 0, now)
             if flags & TCP_ECE and self.ecn_ok:
                 # ECN echo (RFC 3168 6.1.2): cc.on_ecn at most once per window; on_ack then
                 # sees rs.ece and does not grow the window on this ACK
@@ -973,17 +994,26 @@ class Connection:
                 self.rto_at = None
             else:
                 self.rto_at = now + self._rto()
+            if self._frto_send:
+                self._frto_send = False
+                self._frto_new_data()
             if self.notify_writable:
                 self._writable()
         elif ack == snd_una and self.snd_max > snd_una:
             if flags & TCP_ECE and self.ecn_ok:
                 self._ecn_echo(ack, now)
+            if self._frto and self.in_loss:
+                self._frto_ack(ack, False, orig, True, now)
             # RFC 5681's duplicate ACK, or (RFC 6675) any ACK that SACKs new data, even one
-            # riding on data the peer sends
+            # riding on data the peer sends; an ACK whose only news is a D-SACK is not one
+            # (RFC 6675 2: it reports nothing newly held)
             if newly_sacked or (
                 dlen == 0 and not flags & (TCP_SYN | TCP_FIN) and wnd == self.snd_wnd
+                and dsack is None
             ):
                 self._on_dupack(now, newly_sacked, flags)
+        if dsack is not None:
+            self._on_dsack(dsack[0], dsack[1], now)
         # window update (RFC 9293 3.10.7.4, with the SND.WL1/WL2 rule)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             if wnd != self.snd_wnd:
@@ -1056,6 +1086,7 @@ class Connection:
         elif self.in_loss and self.snd_una >= self.recover:
             self.in_loss = False
             self.undo_ts = None
+            self._frto = 0
         in_flight = self._in_flight()
         newly_lost = self._newly_lost
         self._newly_lost = 0
@@ -1115,6 +1146,7 @@ class Connection:
             # (retransmissions of the last episode still in flight are not sent again, and
             # their stamp stays the one an undo must predate, as Linux's retrans_stamp)
             self.undo_ts = None
+        self.undo.start(una)
         # the first un-SACKed segment is lost (the fast retransmit), and RFC 6675's rule
         if sb.lost_end < una + self.mss:
             sb.lost_end = una + self.mss
@@ -1147,24 +1179,88 @@ class Connection:
             cc.cwnd = cc.ssthresh
         cc.on_exit_recovery(self.snd_max - self.snd_una, now)
 
-    def _undo(self, ack: int, now: float) -> None:
-        """The last congestion response was spurious (RFC 3522 detection): restore the
+    def _undo(self, ack: int, now: float, *, dsack: bool = False) -> None:
+        """The last congestion response was spurious (found by timestamps, RFC 3522; by
+        F-RTO, RFC 5682; or by D-SACKs for every retransmission, RFC 3708): restore the
         window (RFC 4015's response: carry on with new data)."""
         c = self.c
         self.undo_ts = None
+        self.undo.clear()
         if self.in_loss:
             c["SpuriousRTOs"] += 1
             c["LossUndo"] += 1
             self.in_loss = False
+            self._frto = 0
             # resume after the highest byte sent rather than resend what arrived
             self.snd_nxt = self.snd_max
             self.rtt.reset_backoff()
         elif self.in_recovery:
-            c["FullUndo" if ack >= self.recover else "PartialUndo"] += 1
+            c["DSACKUndo" if dsack else "FullUndo" if ack >= self.recover else "PartialUndo"] += 1
             self._exit_recovery(now)
+        elif dsack:
+            # the D-SACKs came after the recovery ended (Linux's tcp_try_undo_dsack)
+            c["DSACKUndo"] += 1
         else:
             return
         self.cc.on_undo(now)
+
+    def _on_dsack(self, a: int, b: int, now: float) -> None:
+        """The peer reported [a, b) received twice (RFC 2883)."""
+        self.c["DSACKRecv"] += 1
+        if self.undo.dsack(a, b):
+            # every retransmission of the episode arrived twice: none was needed
+            self._undo(self.snd_una, now, dsack=True)
+
+    # --- F-RTO (RFC 5682, SACK-enhanced as Linux's tcp_process_loss) ---------------------
+    #: 0 off; 1 the first ACK after a timeout is awaited (step 2); 2 new data went out after
+    #: it, the next ACK decides (step 3)
+    _frto = 0
+    #: the end of what the timeout's go-back-N retransmitted: data above it (and below
+    #: ``recover``) acknowledged or SACKed was never retransmitted, so the originals arrived
+    _frto_rexmit_end = 0
+    _frto_send = False
+
+    def _frto_ack(self, ack: int, advanced: bool, orig: bool, dup_or_sacked: bool,
+                  now: float) -> None:
+        """An ACK during a timeout's recovery with F-RTO under way."""
+        if orig and not (not self.sack_ok and self._frto == 1 and ack >= self.recover):
+            # data sent before the timeout and never retransmitted was (S)ACKed: it was not
+            # lost, the timeout was spurious (step 3b; Linux takes it from any such ACK).
+            # Without SACK, a first ACK that covers everything is ambiguous (step 2a).
+            self._undo(ack, now)
+            return
+        if self._frto == 2:
+            if dup_or_sacked:
+                # step 3a: a duplicate ACK or SACK after the new data: the loss was real,
+                # go back to the first unacknowledged byte
+                self._frto = 0
+                self.snd_nxt = self.snd_una
+            return
+        if advanced and ack < self.recover:
+            # step 2b: only retransmitted data acknowledged; send new data, not the rest
+            # of the flight, and let the next ACK tell
+            buf_end = self.buf_seq + self.sndbuf.size
+            if buf_end > self.snd_max and self.snd_una + self.snd_wnd > self.snd_max:
+                self._frto = 2
+                self._frto_send = True  # _frto_new_data, once this ACK is processed
+                self.snd_nxt = self.snd_max
+                return
+        self._frto = 0  # step 2a: conventional recovery
+
+    def _frto_new_data(self) -> None:
+        """F-RTO step 2b: up to two segments of new data, whatever the window (RFC 5682)."""
+        mss = self.mss
+        buf_end = self.buf_seq + self.sndbuf.size
+        for _ in range(2):
+            nxt = self.snd_max
+            n = min(mss, buf_end - nxt, self.snd_una + self.snd_wnd - nxt)
+            if n <= 0:
+                break
+            self._send_range(nxt, n, retransmit=False)
+            end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
+            self.snd_nxt = end
+            if end > self.snd_max:
+                self.snd_max = end
 
     def _retransmit_lost(self) -> None:
         """Fast recovery's retransmissions (RFC 6675 NextSeg rules 1 and 3), as far as PRR
@@ -1694,8 +1790,12 @@ class Connection:
             self.retrans_total += segs
             if self.rtt_seq is not None and seq < self.rtt_seq:
                 self.rtt_seq = None  # Karn: the timed segment is ambiguous now
-            if self.undo_ts is None and (self.in_recovery or self.in_loss):
-                self.undo_ts = self._ts_now()  # Eifel: the first retransmission's stamp
+            if self.in_recovery or self.in_loss:
+                if self.undo_ts is None:
+                    self.undo_ts = self._ts_now()  # Eifel: the first retransmission's stamp
+                self.undo.add(seq, seq + n, segs)
+                if seq + n > self._frto_rexmit_end:
+                    self._frto_rexmit_end = seq + n
         off = seq - self.buf_seq
         now = self.stack.now
         if n:
@@ -1947,8 +2047,10 @@ class Connection:
         c["RTOs"] += 1
         una = self.snd_una
         flight = self.snd_max - una
-        if not self.in_recovery and not self.in_loss:
+        new_episode = not self.in_recovery and not self.in_loss
+        if new_episode:
             self.undo_ts = None  # a new episode (else the first retransmission stays)
+            self.undo.start(una)
         # everything outstanding and not SACKed is deemed lost
         self.lost_total += max(1, (flight - self.sb.sacked_bytes + self.mss - 1) // self.mss)
         # a timeout ends fast recovery without on_exit_recovery: on_timeout says it all
@@ -1979,6 +2081,9 @@ class Connection:
         self.snd_nxt = self.snd_una + n + (
             1 if self.fin_queued and self.snd_una + n == self.buf_seq + self.sndbuf.size else 0
         )
+        # F-RTO for the first timeout of an episode (RFC 5682 2.1 step 1)
+        self._frto = 1 if new_episode and s.frto and self.snd_nxt < self.snd_max else 0
+        self._frto_rexmit_end = una + n
         self.rto_at = now + self._rto()
         if self._telemetry.active or self._observers is not None:
             self._emit(now)

@@ -69,9 +69,12 @@ class UndoLedger:
         self.retransmitted = 0
 
     def start(self, una: int) -> None:
+        """A new episode at SND.UNA ``una``; retransmissions of the last one still
+        outstanding stay pending (Linux starts undo_retrans at retrans_out)."""
+        keep = [(a if a > una else una, b) for a, b in self.pending if b > una]
         self.marker = una
-        self.pending = []
-        self.retransmitted = 0
+        self.pending = keep
+        self.retransmitted = len(keep)
 
     def clear(self) -> None:
         self.marker = None

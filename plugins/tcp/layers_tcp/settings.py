@@ -46,6 +46,8 @@ tcp.ecn_fallback           true         retransmitted SYNs go without the ECN re
                                         tcp_ecn_fallback, RFC 3168 6.1.1.1)
 tcp.dsack                  true         send D-SACK blocks for duplicate data (RFC 2883,
                                         Linux's tcp_dsack); D-SACKs received always count
+tcp.frto                   true         F-RTO (RFC 5682, Linux's tcp_frto): find spurious
+                                        timeouts without timestamps and undo them
 =========================  ===========  ===================================================
 """
 
@@ -94,6 +96,7 @@ class TCPSettings:
     ecn: int = 0
     ecn_fallback: bool = True
     dsack: bool = True
+    frto: bool = True
     # derived (not settings)
     port_min: int = attrs.field(default=32768, init=False)
     port_max: int = attrs.field(default=60999, init=False)
