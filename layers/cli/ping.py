@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import threading
 from typing import Any
 
 from layers.cli.common import Commands, compose
@@ -55,6 +57,10 @@ async def _ping(args: argparse.Namespace) -> int:
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
+    # Like iputils ping, take SIGINT even when started with it ignored (a shell's background
+    # job): Ctrl-C or `kill -INT` ends the run with statistics instead of being lost.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(_ping(args))
     except KeyboardInterrupt:
