@@ -146,6 +146,11 @@ class IPv6Service(Protocol):
     def path_mtu(self, dst: int) -> int:
         """The largest packet that reaches ``dst`` unfragmented, as far as we know."""
 
+    def interface_for(self, dst: int) -> Interface | None:
+        """The interface a datagram to ``dst`` leaves through, or None (our own address, no
+        route): a transport reads its capabilities to leave checksums and segmentation to the
+        link. ``offload`` offsets given to :meth:`send` count from the IPv6 header."""
+
     def address_state(self, address: int) -> str | None:
         """``"tentative"`` (DAD running), ``"preferred"``, ``"deprecated"`` (an autoconfigured
         address past its preferred lifetime: still ours, not chosen as a source), ``"duplicate"``,

@@ -3,6 +3,7 @@
 from layers.links.base import (
     GSO_NONE,
     GSO_TCPV4,
+    GSO_TCPV6,
     RX_BROADCAST,
     RX_CSUM_VERIFIED,
     Link,
@@ -20,6 +21,7 @@ from layers.links.tuntap import TapLink, TunLink
 __all__ = [
     "GSO_NONE",
     "GSO_TCPV4",
+    "GSO_TCPV6",
     "RX_BROADCAST",
     "RX_CSUM_VERIFIED",
     "FaultLink",

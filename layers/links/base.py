@@ -34,6 +34,7 @@ RX_BROADCAST = 2  # set by the stack: link-layer broadcast or multicast destinat
 
 GSO_NONE = 0
 GSO_TCPV4 = 1
+GSO_TCPV6 = 4  # virtio's numbers (VIRTIO_NET_HDR_GSO_TCPV4/TCPV6)
 
 
 class Medium(enum.Enum):

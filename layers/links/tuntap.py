@@ -26,10 +26,11 @@ device's state only where asked to (changing it needs CAP_NET_ADMIN).
 **Offloads.** With ``offload=True`` (the default) the driver asks for ``IFF_VNET_HDR``, sets the
 header size with ``TUNSETVNETHDRSZ`` to the 10-byte legacy ``struct virtio_net_hdr`` (flags,
 gso_type, hdr_len, gso_size, csum_start, csum_offset, in host byte order; the 12-byte v1 header
-only adds ``num_buffers``, which a tap ignores), and enables ``TUN_F_CSUM | TUN_F_TSO4`` with
-``TUNSETOFFLOAD``. Linux then hands over TCP segments of up to 64 KiB at once and accepts them
-from us, and marks received packets whose checksum it vouches for (or has left partial, since the
-packet never touched a wire). If any of these ioctls fails the device is reopened without the
+only adds ``num_buffers``, which a tap ignores), and enables ``TUN_F_CSUM | TUN_F_TSO4 |
+TUN_F_TSO6`` with ``TUNSETOFFLOAD``. Linux then hands over TCP segments of up to 64 KiB at once,
+over IPv4 and IPv6, and accepts them from us (gso_type TCPV4 or TCPV6), and marks received
+packets whose checksum it vouches for (or has left partial, since the packet never touched a
+wire). If any of these ioctls fails the device is reopened without the
 header and :attr:`capabilities` say there is no offload.
 
 The kernel's end of a TAP has its own MAC (:attr:`TapLink.device_mac`); the stack is another host
@@ -50,6 +51,7 @@ import attrs
 from layers.errors import ConfigurationError
 from layers.links.base import (
     GSO_TCPV4,
+    GSO_TCPV6,
     MAX_MTU,
     MIN_MTU,
     RX_CSUM_VERIFIED,
@@ -83,6 +85,7 @@ IFF_VNET_HDR = 0x4000
 
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
 
 TUN_PKT_STRIP = 0x0001  # packet-information flag: the packet did not fit the read buffer
 
@@ -90,6 +93,9 @@ VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
 VIRTIO_NET_HDR_F_DATA_VALID = 2
 VIRTIO_NET_HDR_GSO_NONE = 0
 VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+#: our GSO types (layers.links.base) as the virtio header spells them
+_VIRTIO_GSO = {GSO_TCPV4: VIRTIO_NET_HDR_GSO_TCPV4, GSO_TCPV6: VIRTIO_NET_HDR_GSO_TCPV6}
 
 #: legacy struct virtio_net_hdr, host byte order (the tap's default, not TUNSETVNETBE)
 VNET_HDR = struct.Struct("=BBHHHH")
@@ -312,7 +318,7 @@ class _TunTapLink(Link):
         """Header size and offload flags; False (after logging why) if the kernel refuses."""
         try:
             _ioctl(self._fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
-            _ioctl(self._fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+            _ioctl(self._fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
         except OSError as exc:
             log.info("%s: no offloads (%s); continuing without the virtio header", self.name, exc)
             return False
@@ -453,7 +459,7 @@ class _TunTapLink(Link):
         l2 = self._l2len
         vnet = VNET_HDR.pack(
             VIRTIO_NET_HDR_F_NEEDS_CSUM if offload.csum_offset else 0,
-            VIRTIO_NET_HDR_GSO_TCPV4 if offload.gso_type == GSO_TCPV4 else 0,
+            _VIRTIO_GSO.get(offload.gso_type, VIRTIO_NET_HDR_GSO_NONE),
             offload.hdr_len + l2 if offload.hdr_len else 0,
             offload.gso_size,
             offload.csum_start + l2 if offload.csum_offset else 0,

@@ -46,7 +46,11 @@ Send path (:meth:`IPv6.send`)
     (ndp). Packets over the path MTU are fragmented by us, the source (8-byte multiples, a
     random 32-bit identification counter), unless ``dont_fragment`` (local EMSGSIZE).
     :meth:`IPv6.update_path_mtu` (packet too big, RFC 8201) lowers the path MTU, never below
-    1280; entries expire after ``ipv6.pmtu_expires``.
+    1280; entries expire after ``ipv6.pmtu_expires``. A payload in pieces stays in pieces
+    (the header goes in front, the link writes them at once); a ``TxOffload`` (offsets from
+    the IPv6 header) goes to a link with checksum offload, and a super-segment (GSO_TCPV6)
+    to a link with GSO; otherwise the checksum is completed here (:meth:`IPv6.interface_for`
+    tells a transport which link that is).
 
 Counters (``stack.counter("ipv6")``)
     InReceives, InHdrErrors, InAddrErrors, InMcastPkts, InExtHeaders, InAtomicFragments,

@@ -541,23 +541,24 @@ class IPv6:
         interface: Interface | None = None,
     ) -> bool:
         """Route and send; ``interface`` picks the link for link-local and multicast
-        destinations (required with more than one interface). A payload in pieces is joined
-        (the header goes in front of one buffer)."""
+        destinations (required with more than one interface). A payload in pieces stays in
+        pieces (our header goes in front and the link writes them at once); ``offload``
+        offsets count from the IPv6 header and go to a link that completes checksums and
+        cuts super-segments (TSO), else the checksum is completed here."""
         if isinstance(payload, tuple):
-            payload = b"".join(payload)
+            parts: Gather = payload
+            plen = sum(map(len, parts))
+        else:
+            parts = (payload,)
+            plen = len(payload)
         c = self._c
         c["OutRequests"] += 1
         stack = self.stack
         hop = self.hop_limit if ttl is None else ttl
-        if offload is not None:
-            if offload.needs_csum:
-                payload = _complete_checksum(payload, offload)
-            offload = None
-        plen = len(payload)
         if plen > MAX_PAYLOAD:
             c["OutDiscards"] += 1
             c.drop("too_big")
-            self._local_error(_errno.EMSGSIZE, src or 0, dst, protocol, payload)
+            self._local_error(_errno.EMSGSIZE, src or 0, dst, protocol, _joined(parts))
             return False
 
         owner = self.local.get(dst)
@@ -566,57 +567,68 @@ class IPv6:
                 src = dst
             header = _header(src, dst, protocol, plen, hop, tos)
             c["OutLoopback"] += 1
-            stack.call_soon(self._loopback, owner, header + bytes(payload))
+            stack.call_soon(self._loopback, owner, header + _finished(parts, offload))
             return True
 
         iface, next_hop = self._route(dst, interface)
         if iface is None:
             c["OutNoRoutes"] += 1
             c.drop("no_route")
-            self._local_error(_errno.ENETUNREACH, src or 0, dst, protocol, payload)
+            self._local_error(_errno.ENETUNREACH, src or 0, dst, protocol, _joined(parts))
             return False
         if src is None:
             src = self._source(iface, dst)
             if src is None:
                 c["OutDiscards"] += 1
                 c.drop("no_source_address")
-                self._local_error(_errno.EADDRNOTAVAIL, 0, dst, protocol, payload)
+                self._local_error(_errno.EADDRNOTAVAIL, 0, dst, protocol, _joined(parts))
                 return False
         elif src != 0 and src not in self.local:
             c["OutDiscards"] += 1
             c.drop("bad_source_address")
-            self._local_error(_errno.EADDRNOTAVAIL, src, dst, protocol, payload)
+            self._local_error(_errno.EADDRNOTAVAIL, src, dst, protocol, _joined(parts))
             return False
 
         mtu = self.path_mtu(dst) if self._pmtu or self._link_mtu else iface.mtu
-        if IPV6_HLEN + plen <= mtu:
-            self._emit(iface, dst, next_hop, _header(src, dst, protocol, plen, hop, tos)
-                       + bytes(payload))
+        if offload is not None:
+            caps = iface.capabilities
+            if not caps.tx_checksum or (offload.gso_size and not caps.gso_max_size):
+                # a link that cannot finish it: the checksum is done here, in one buffer
+                parts = (_finished(parts, offload),)
+                offload = None
+        if IPV6_HLEN + plen <= mtu or (
+            offload is not None and offload.gso_size
+            and IPV6_HLEN + plen <= iface.capabilities.gso_max_size
+        ):
+            self._emit(iface, dst, next_hop,
+                       (_header(src, dst, protocol, plen, hop, tos), *parts), offload)
             return True
+        payload = _finished(parts, offload)
         if dont_fragment:
             c["FragFails"] += 1
             c.drop("fragmentation_needed")
             self._local_error(_errno.EMSGSIZE, src, dst, protocol, payload, mtu=mtu)
             return False
-        pieces = fragment6(src, dst, protocol, bytes(payload), mtu, hop, tos, self._next_ident())
+        pieces = fragment6(src, dst, protocol, payload, mtu, hop, tos, self._next_ident())
         c["FragOKs"] += 1
         c["FragCreates"] += len(pieces)
         for piece in pieces:
-            self._emit(iface, dst, next_hop, piece)
+            self._emit(iface, dst, next_hop, piece, None)
         return True
 
     def _next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFFFFFF
         return self._ident
 
-    def _emit(self, iface: Interface, dst: int, next_hop: int, packet: bytes) -> None:
+    def _emit(self, iface: Interface, dst: int, next_hop: int, packet: bytes | Gather,
+              offload: TxOffload | None) -> None:
         if iface.medium is not Medium.ETHERNET:
-            iface.transmit(packet)
+            iface.transmit(packet, offload)
         elif is_multicast6(dst):
             self._c["OutMcastPkts"] += 1
-            iface.send_ethernet(multicast_mac6(dst), ETH_P_IPV6, packet)
+            iface.send_ethernet(multicast_mac6(dst), ETH_P_IPV6, packet, offload)
         else:
-            iface.output(next_hop, ETH_P_IPV6, packet)
+            iface.output(next_hop, ETH_P_IPV6, packet, offload)
 
     def _route(self, dst: int, interface: Interface | None) -> tuple[Interface | None, int]:
         if interface is not None:
@@ -668,6 +680,13 @@ class IPv6:
                                        mtu=mtu))
 
     # --- IPv6Service ----------------------------------------------------------------------
+    def interface_for(self, dst: int) -> Interface | None:
+        """The interface a datagram to ``dst`` leaves through (None: our own address, or no
+        route); transports read its capabilities (checksum offload, GSO)."""
+        if dst in self.local:
+            return None
+        return self._route(dst, None)[0]
+
     def source_for(self, dst: int) -> int | None:
         if dst in self.local:
             return dst
@@ -763,11 +782,18 @@ def fragment6(src: int, dst: int, nh: int, payload: bytes, mtu: int, hop: int, t
     return out
 
 
-def _complete_checksum(payload: bytes | bytearray | memoryview, offload: TxOffload) -> bytes:
-    """Finish a partial transport checksum in software; offsets count from an IP header the
-    transport assumed to be 20 bytes (IPv4's), so they are taken relative to the payload."""
-    data = bytearray(payload)
-    start = offload.csum_start - 20
+def _joined(parts: Gather) -> bytes:
+    return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+
+
+def _finished(parts: Gather, offload: TxOffload | None) -> bytes:
+    """The payload in one buffer with any partial transport checksum completed in software
+    (virtio NEEDS_CSUM semantics: the field holds the pseudo-header sum; checksum from
+    ``csum_start``, counted from the IPv6 header, and store it at ``csum_offset`` further)."""
+    if offload is None or not offload.needs_csum:
+        return _joined(parts)
+    data = bytearray(b"".join(parts))
+    start = offload.csum_start - IPV6_HLEN
     at = start + offload.csum_offset
     if start < 0 or at + 2 > len(data):
         return bytes(data)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from layers.errors import ConfigurationError
-from layers.links.base import TxOffload
+from layers.links.base import Gather, TxOffload
 from layers.protocols import IPDatagram
 from layers.settings import read_settings
 from layers.wire.addr import mac_str
@@ -136,6 +136,10 @@ class NdpResolver:
     """The IPv6 neighbour cache of one Ethernet interface (a
     :class:`layers.protocols.NeighbourResolver` for ethertype 0x86DD)."""
 
+    #: packets may come in pieces (a header beside a view of the payload) and go to the
+    #: link unjoined; only a packet waiting for its neighbour is joined
+    accepts_gather = True
+
     def __init__(self, ndp: Ndp, iface: Interface) -> None:
         assert iface.mac is not None
         self.ndp = ndp
@@ -150,7 +154,8 @@ class NdpResolver:
         self.reachable_time = self.cfg.reachable_time
 
     # --- output ---------------------------------------------------------------------------
-    def output(self, next_hop: int, ethertype: int, payload: bytes | bytearray | memoryview,
+    def output(self, next_hop: int, ethertype: int,
+               payload: bytes | bytearray | memoryview | Gather,
                offload: TxOffload | None = None) -> None:
         n = self.table.get(next_hop)
         if n is not None and n.state != INCOMPLETE:
@@ -162,20 +167,20 @@ class NdpResolver:
         if n is None:
             if len(self.table) >= self.cfg.max_entries and not self._evict():
                 c.drop("table_full")
-                self.stack.neighbour_unreachable(self.iface, ethertype, payload)
+                self.stack.neighbour_unreachable(self.iface, ethertype, _joined(payload))
                 return
             n = self.table[next_hop] = Neighbour(next_hop, INCOMPLETE)
             self._solicit(n)
         if len(n.queue) >= self.cfg.queue_len or self.ndp.queued >= self.cfg.queue_total:
             if not n.queue:
                 c.drop("queue_overflow")
-                self.stack.neighbour_unreachable(self.iface, ethertype, payload)
+                self.stack.neighbour_unreachable(self.iface, ethertype, _joined(payload))
                 return
             n.queue.popleft()
             self.ndp.queued -= 1
             c["queue_overflows"] += 1
             c.drop("queue_overflow")
-        n.queue.append((bytes(payload), offload))
+        n.queue.append((_joined(payload), offload))
         self.ndp.queued += 1
 
     def _evict(self) -> bool:
@@ -571,3 +576,7 @@ def _source(ip6: Any, iface: Interface, target: int) -> int | None:
 def _send(ip6: Any, dst: int, msg: bytes, src: int, iface: Interface) -> None:
     """Send an NDP message with hop limit 255 out of ``iface``."""
     ip6.send(dst, NH_ICMPV6, msg, src=src, ttl=255, interface=iface)
+
+
+def _joined(payload: bytes | bytearray | memoryview | Gather) -> bytes:
+    return b"".join(payload) if isinstance(payload, tuple) else bytes(payload)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from layers.congestion import CongestionControl, RateSample
 from layers.errors import os_error
-from layers.links.base import GSO_TCPV4, TxOffload
+from layers.links.base import GSO_TCPV4, GSO_TCPV6, TxOffload
 from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
 from layers.wire.checksum import fold, ones_sum
 from layers.wire.ipv4 import ECN_ECT0, IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN, PROTO_TCP
@@ -90,6 +90,7 @@ from layers_tcp.states import (
 )
 
 if TYPE_CHECKING:
+    from layers.interface import Interface
     from layers_tcp.listener import Listener
     from layers_tcp.protocol import TCP, ConnOptions
 
@@ -319,16 +320,25 @@ class Connection:
         self.adv_mss = max(pmtu - TCP_MIN_HLEN - self._ip_hlen, TCP_MIN_MSS)
         if self.opts.mss:
             self.adv_mss = min(self.adv_mss, self.opts.mss)
-        # IPv6 segments get no offloads (the ipv6 plugin completes checksums itself)
-        route = self.stack.routes.lookup(self.remote) if self._ip_hlen == IPV4_MIN_HLEN else None
-        if route is not None:
-            caps = route.interface.capabilities
+        # the outgoing interface's offloads, for either family: checksums left to the link,
+        # and super-segments it cuts (TSO; gso_type TCPV4 or TCPV6)
+        ip_hlen = self._ip_hlen
+        iface: Interface | None
+        if ip_hlen == IPV4_MIN_HLEN:
+            route = self.stack.routes.lookup(self.remote)
+            iface = route.interface if route is not None else None
+        else:
+            ip6 = self.stack.ip6
+            iface = ip6.interface_for(self.remote) if ip6 is not None else None
+        if iface is not None:
+            caps = iface.capabilities
             self._tx_csum = bool(caps.tx_checksum)
             if caps.tx_checksum and caps.gso_max_size > 0 and self.tcp.settings.gso:
-                # a super-segment is one IPv4 datagram
+                # a super-segment is one datagram: 65535 bytes in all for IPv4, and IPv6's
+                # payload length field allows no more either within this bound
                 self._gso_max = min(caps.gso_max_size, IPV4_MAX_TOTAL_LENGTH)
         if self._tx_csum:
-            self._csum_offload = TxOffload(csum_start=IPV4_MIN_HLEN, csum_offset=TCP_CSUM_OFFSET)
+            self._csum_offload = TxOffload(csum_start=ip_hlen, csum_offset=TCP_CSUM_OFFSET)
         # window scale: the smallest shift that lets the buffer be offered
         ws = 0
         while (TCP_MAX_WINDOW << ws) < self.rcvbuf and ws < TCP_MAX_WSCALE:
@@ -1728,8 +1738,10 @@ class Connection:
                 key = (mss, hlen)
                 offload = self._gso_offloads.get(key)
                 if offload is None:
+                    ip_hlen = self._ip_hlen
                     offload = self._gso_offloads[key] = TxOffload(
-                        IPV4_MIN_HLEN, TCP_CSUM_OFFSET, GSO_TCPV4, mss, IPV4_MIN_HLEN + hlen
+                        ip_hlen, TCP_CSUM_OFFSET,
+                        GSO_TCPV4 if ip_hlen == IPV4_MIN_HLEN else GSO_TCPV6, mss, ip_hlen + hlen
                     )
                 nsegs = (n + mss - 1) // mss
             else:
@@ -1862,7 +1874,7 @@ class Connection:
             mss -= len(self._sack_option())
         burst = mss
         if self._gso_max and mss == self.mss:
-            hdr = IPV4_MIN_HLEN + TCP_MIN_HLEN + (TCP_TS_OPTION_LEN if self.ts_ok else 0)
+            hdr = self._ip_hlen + TCP_MIN_HLEN + (TCP_TS_OPTION_LEN if self.ts_ok else 0)
             burst = max(mss, ((self._gso_max - hdr) // mss) * mss)
         cc = self.cc
         pacing = cc.pacing_rate
