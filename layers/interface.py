@@ -46,6 +46,8 @@ class Interface:
         self.addresses6: list[tuple[int, int]] = []
         #: IPv4's neighbour resolver (ARP)
         self.resolver: NeighbourResolver | None = None
+        #: ``resolver`` once it was seen to take payloads in pieces (``accepts_gather``)
+        self._gather_resolver: NeighbourResolver | None = None
         #: the resolvers of other network protocols by ethertype (NDP for IPv6); other
         #: ethertypes use ``resolver``
         self.resolvers: dict[int, NeighbourResolver] = {}
@@ -156,10 +158,18 @@ class Interface:
         if self.medium is Medium.IP:
             self.transmit(payload, offload)
             return
-        resolver = (self.resolver if ethertype == ETH_P_IP
-                    else self.resolvers.get(ethertype, self.resolver))
+        if ethertype == ETH_P_IP:
+            resolver = self.resolver
+            if resolver is not None and resolver is self._gather_resolver:
+                resolver.output(next_hop, ethertype, payload, offload)  # IPv4's usual path
+                return
+        else:
+            resolver = self.resolvers.get(ethertype, self.resolver)
         if resolver is not None:
-            if isinstance(payload, tuple) and not getattr(resolver, "accepts_gather", False):
+            if getattr(resolver, "accepts_gather", False):
+                if ethertype == ETH_P_IP:
+                    self._gather_resolver = resolver  # asked once, not per packet
+            elif isinstance(payload, tuple):
                 payload = b"".join(payload)  # a resolver written for one buffer gets one
             resolver.output(next_hop, ethertype, payload, offload)
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno as _errno
 import logging
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -48,6 +49,8 @@ from layers.wire.addr import ip4, ip4_network, ip4_str
 log = logging.getLogger("layers")
 T = TypeVar("T")
 _MAX_TIMERS_PER_POLL = 100_000
+#: an Ethernet header's destination MAC and ethertype (the source skipped)
+_ETH_DST_TYPE = struct.Struct("!6s6xH").unpack_from
 
 #: called with every :class:`Stack` as it is created (see :func:`watch_stacks`)
 _stack_watchers: list[Callable[[Stack], None]] = []
@@ -741,17 +744,19 @@ class Stack:
         if len(frame) < 14:
             iface.counters.drop("truncated")
             return
-        dst = frame[0:6]
+        dst, ethertype = _ETH_DST_TYPE(frame)  # one C call: bytes to compare, an int
         if dst != iface.mac:
             if not dst[0] & 1:
                 iface.counters.drop("other_host")
                 return
             flags |= RX_BROADCAST
-        proto = self.network_by_ethertype.get((frame[12] << 8) | frame[13])
+        proto = self.network_by_ethertype.get(ethertype)
         if proto is None:
             iface.counters.drop("unknown_ethertype")
             return
-        proto.receive(iface, memoryview(frame)[14:], flags)
+        # a TAP hands over a view already (of its read buffer): slice it, no second view
+        proto.receive(iface, (frame if type(frame) is memoryview else memoryview(frame))[14:],
+                      flags)
 
     def _rx_ip(self, iface: Interface, frame: bytes | bytearray | memoryview, flags: int) -> None:
         if not frame:

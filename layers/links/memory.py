@@ -82,17 +82,23 @@ class MemoryLink(Link):
         if peer is None or n > self._max_frame or len(peer._inbox) >= peer.queue_limit:
             self.stats.tx_dropped += 1
             return
-        self.stats.tx_frames += 1
-        self.stats.tx_bytes += n
+        stats = self.stats
+        stats.tx_frames += 1
+        stats.tx_bytes += n
         flags = (RX_CSUM_VERIFIED if offload is not None and offload.csum_offset
                  and self.checksum_offload else 0)
-        peer._inbox.append((self._now() + self.latency, bytes(frame), flags))
+        clock = self._clock
+        peer._inbox.append(((clock() if clock is not None else 0.0) + self.latency,
+                            bytes(frame), flags))
         if peer._wakeup is not None:
             peer._wakeup()
 
     def recv(self) -> tuple[bytes, int] | None:
         inbox = self._inbox
-        if not inbox or inbox[0][0] > self._now():
+        if not inbox:
+            return None
+        clock = self._clock
+        if inbox[0][0] > (clock() if clock is not None else 0.0):
             return None
         _, frame, flags = inbox.popleft()
         stats = self.stats

@@ -256,7 +256,12 @@ class IPv4:
             stack.call_soon(self._loopback, owner, packet, flags, False)
             return True
 
-        route = self._route(dst, src)
+        if dst == IPV4_BROADCAST:
+            route = self._route(dst, src)
+        else:  # _route(), inlined for the usual unicast
+            route = stack.routes.lookup(dst)
+            if dst == 0 or dst >> 24 == 127:
+                route = None  # RFC 1122 3.2.1.3: never sent to 0.0.0.0 or 127/8 on a link
         if route is None:
             c["OutNoRoutes"] += 1
             c.drop("no_route")
@@ -305,7 +310,10 @@ class IPv4:
             offload is not None and offload.gso_size and total <= caps.gso_max_size
         ):
             header = self._header(src, dst, protocol, ttl, tos, total, dont_fragment)
-            self._emit(iface, route, dst, link_dst, (header, *parts), offload)
+            if link_dst is None:  # _emit(), inlined for the usual unicast
+                iface.output(route.next_hop(dst), ETH_P_IP, (header, *parts), offload)
+            else:
+                self._emit(iface, route, dst, link_dst, (header, *parts), offload)
             return True
 
         payload = _joined(payload)
