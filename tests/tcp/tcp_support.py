@@ -252,14 +252,18 @@ class Wire:
         syn_opts: TCPOptions | None = None,
         wnd: int = 65535,
         sport: int = PEER_PORT,
+        rtt: float = 0.0,
         **options: Any,
     ) -> tuple[Any, Recorder, Seg]:
-        """Passive open: SYN in, SYN-ACK out, ACK in. Returns (connection, protocol, SYN-ACK)."""
+        """Passive open: SYN in, SYN-ACK out, ACK in (``rtt`` seconds later: the stack's first
+        RTT sample). Returns (connection, protocol, SYN-ACK)."""
         if (0, port) not in self.tcp.listeners:
             self.listen(port, **options)
         self.inject(S, iss, opts=syn_opts, wnd=wnd, sport=sport, dport=port)
         synack = self.one()
         assert synack.flags == SA, synack
+        if rtt:
+            self.advance(rtt)
         ts = None
         if synack.opts.timestamp is not None and syn_opts is not None and syn_opts.timestamp:
             ts = (syn_opts.timestamp[0] + 1, synack.opts.timestamp[0])

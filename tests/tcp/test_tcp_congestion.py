@@ -140,7 +140,8 @@ def test_events_in_order_under_duplicate_ack_loss() -> None:
 
 
 def test_events_in_order_under_sack_loss() -> None:
-    w, conn, us = est(sack=True)
+    # loss by RFC 6675's DupThresh (tcp.recovery=dupack): RACK's timing is its own test
+    w, conn, us = est({"tcp.recovery": "dupack"}, sack=True)
     cc = conn.cc
     segs = flight(w, conn, 10)
     w.inject(A, 1001, us + 2 * MSS)
@@ -164,7 +165,8 @@ def test_events_in_order_under_sack_loss() -> None:
 
 
 def test_prr_converges_on_ssthresh_without_a_burst() -> None:
-    w, conn, us = est(sack=True)
+    # loss by RFC 6675's DupThresh (tcp.recovery=dupack): RACK's timing is its own test
+    w, conn, us = est({"tcp.recovery": "dupack"}, sack=True)
     cc = conn.cc
     flight(w, conn, 40)  # ten go (the initial window), thirty wait
     # segment 0 lost; the nine after it SACKed one ACK at a time

@@ -203,7 +203,8 @@ def test_rto_resets_to_one_segment_and_goes_back() -> None:
 
 
 def test_sack_recovery_retransmits_only_the_holes() -> None:
-    w = Wire({"tcp.sack": True, "tcp.timestamps": False})
+    # RFC 6675's DupThresh rules (tcp.recovery=dupack); RACK's own: tests/tcp/test_tcp_rack.py
+    w = Wire({"tcp.sack": True, "tcp.timestamps": False, "tcp.recovery": "dupack"})
     conn, _proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=MSS, sack_permitted=True))
     us = synack.seq + 1
     segs = flight(w, conn, 10)

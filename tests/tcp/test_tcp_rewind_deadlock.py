@@ -144,8 +144,10 @@ def test_retransmission_carrying_never_sent_bytes_advances_snd_max() -> None:
     # go-back-N then sends all 600 from SND.UNA. Those 500 bytes are new: SND.MAX must cover
     # them, or the peer's ACK of 600 looks like an ACK of unsent data and is dropped forever
     # (found by the fault transfers: a seeded virtual-clock echo stalled at 447304 bytes).
+    # Duplicate-ACK counting: RACK-TLP would repair this tail loss with a probe before the
+    # timeout whose go-back-N is under test.
     net = VirtualNetwork()
-    settings = {"tcp.secret": "ef" * 16}
+    settings = {"tcp.secret": "ef" * 16, "tcp.recovery": "dupack"}
     a = net.new_stack(["ipv4", "tcp"], settings=settings, name="a")
     b = net.new_stack(["ipv4", "tcp"], settings=settings, name="b")
     droppers: list[DropFirstData] = []

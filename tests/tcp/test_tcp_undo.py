@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from tcp_support import PA, A, Seg, Wire
 
 from layers.wire.tcp import TCPOptions
@@ -14,12 +15,14 @@ from layers.wire.tcp import TCPOptions
 MSS = 1000
 
 
-def est(settings: dict[str, Any] | None = None, *, sack: bool = True,
-        ts: bool = False) -> tuple[Wire, Any, int]:
+def est(settings: dict[str, Any] | None = None, *, sack: bool = True, ts: bool = False,
+        rtt: float = 0.05) -> tuple[Wire, Any, int]:
+    """An accepted connection whose handshake took ``rtt`` (so SRTT, and with it RACK's and
+    TLP's timers, are those of a real path rather than of an instant one)."""
     base = {"tcp.window_scaling": False, "tcp.sack": sack, "tcp.timestamps": ts}
     w = Wire(base | (settings or {}))
     syn = TCPOptions(mss=MSS, sack_permitted=sack, timestamp=(100, 0) if ts else None)
-    conn, _proto, synack = w.accept(iss=1000, syn_opts=syn)
+    conn, _proto, synack = w.accept(iss=1000, syn_opts=syn, rtt=rtt)
     return w, conn, synack.seq + 1
 
 
@@ -147,8 +150,9 @@ def reorder_segment_one(w: Wire, conn: Any, us: int) -> tuple[int, int]:
     return cwnd, tcb.cc.cwnd
 
 
-def test_dsack_for_the_only_retransmission_undoes_the_reduction() -> None:
-    w, conn, us = est()
+@pytest.mark.parametrize("recovery", ["rack", "dupack"])
+def test_dsack_for_the_only_retransmission_undoes_the_reduction(recovery: str) -> None:
+    w, conn, us = est({"tcp.recovery": recovery})
     tcb = conn.get_extra_info("tcp")
     m = tcb.mss
     cwnd, _reduced = reorder_segment_one(w, conn, us)
@@ -159,8 +163,9 @@ def test_dsack_for_the_only_retransmission_undoes_the_reduction() -> None:
     assert w.counters["DupAcksIn"] == 8  # the D-SACK was not taken for a duplicate ACK
 
 
-def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:
-    w, conn, us = est()
+@pytest.mark.parametrize("recovery", ["rack", "dupack"])
+def test_dsack_of_data_never_retransmitted_undoes_nothing(recovery: str) -> None:
+    w, conn, us = est({"tcp.recovery": recovery})
     tcb = conn.get_extra_info("tcp")
     m = tcb.mss
     _cwnd, reduced = reorder_segment_one(w, conn, us)
@@ -173,11 +178,15 @@ def test_dsack_of_data_never_retransmitted_undoes_nothing() -> None:
 # --- F-RTO (RFC 5682) --------------------------------------------------------------------
 
 
+#: F-RTO is about what follows a timeout: the tail loss probe (RACK-TLP, the default) would
+#: probe first, so these tests count duplicate ACKs and probe nothing
+NO_TLP = {"tcp.recovery": "dupack"}
+
+
 def rto_with_late_acks(settings: dict[str, Any] | None = None, *,
                        sack: bool = True) -> tuple[Wire, Any, int, int]:
-    """Ten segments, no ACK until the timeout (200 ms: the handshake measured no RTT)
-    resends the first."""
-    w, conn, us = est(settings, sack=sack)
+    """Ten segments, no ACK until the timeout (200 ms, the floor) resends the first."""
+    w, conn, us = est(NO_TLP | (settings or {}), sack=sack)
     tcb = conn.get_extra_info("tcp")
     flight(w, conn, 10)
     cwnd = tcb.cc.cwnd
@@ -212,7 +221,7 @@ def test_without_frto_the_same_acks_resend_the_flight() -> None:
 
 
 def test_frto_sends_new_data_then_undoes_when_originals_are_acknowledged() -> None:
-    w, conn, us = est()
+    w, conn, us = est(NO_TLP)
     tcb = conn.get_extra_info("tcp")
     m = tcb.mss
     flight(w, conn, 14)  # ten leave (the initial window), four wait
@@ -227,7 +236,7 @@ def test_frto_sends_new_data_then_undoes_when_originals_are_acknowledged() -> No
 
 
 def test_frto_finds_a_real_loss_and_goes_back() -> None:
-    w, conn, us = est()
+    w, conn, us = est(NO_TLP)
     tcb = conn.get_extra_info("tcp")
     m = tcb.mss
     flight(w, conn, 14)

@@ -9,8 +9,14 @@ listed in :mod:`layers_tcp.settings`.
 Congestion control is a plugin on the :mod:`layers.congestion` contract, NewReno included
 (``tcp.congestion_control``, or ``congestion_control=`` per connection; ``--set NAME.KEY=V``
 for the algorithm's own settings). The engine keeps what is common to every algorithm: loss
-detection (three duplicate ACKs, or RFC 6675's IsLost on the SACK scoreboard), RFC 6582's
-``recover`` point and partial ACKs, in flight as RFC 6675's pipe, proportional rate reduction
+detection (``tcp.recovery``: on SACK connections RACK-TLP by default, RFC 8985 in
+:mod:`layers_tcp.rack`: a segment is lost once one sent after it was delivered and
+RACK.rtt plus a reordering window have passed, the window min_rtt/4 once reordering was seen
+and widened by D-SACKs, a reordering timer for what is not yet due, a tail loss probe 2 SRTT
+after the last transmission or ACK; ``dupack``, and every connection without SACK: three
+duplicate ACKs or RFC 6675's IsLost on the SACK scoreboard; counters ``LossProbes``,
+``LossProbeRecovery``, ``SACKReorder``, ``LostRetransmits``), RFC 6582's ``recover`` point
+and partial ACKs, in flight as RFC 6675's pipe, proportional rate reduction
 (RFC 6937) towards the algorithm's ssthresh during fast recovery (no window inflation),
 timeouts with go-back-N, and undo of a spurious timeout or fast retransmit (the congestion
 control's ``on_undo``) found by timestamps (Eifel, RFC 3522), by F-RTO without them (RFC 5682,
@@ -67,7 +73,7 @@ SYN-ACK did not agree), ``ECNCEReceived`` (data segments marked CE, on ECN conne
 ``InCEPkts``...). ``describe()`` (``layers netstat``) shows ``ecn``.
 
 Not supported: urgent data (the pointer is ignored; data stays inline, as SO_OOBINLINE),
-Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, MD5/AO signatures, RACK/TLP.
+Accurate ECN and ECT(1)/L4S feedback, TCP Fast Open, MD5/AO signatures.
 
 Modules: ``protocol`` (demultiplexing, listeners, ports, ISNs, resets, the algorithm
 registry), ``states`` (sequence-number arithmetic, the states and the one table of their
@@ -75,7 +81,8 @@ transitions), ``connection`` (the sans-IO TCB: segments, timers and the applicat
 in, events for the application out; no asyncio), ``transport`` (``TCPTransport``, the
 asyncio.Transport over a connection), ``listener``, ``buffers`` (send buffer, out-of-order
 queue), ``sack`` (SACK scoreboard and pipe), ``recovery`` (PRR), ``rtt`` (RFC 6298),
-``rate`` (delivery-rate samples), ``pacing``, ``newreno``, ``syncookies``, ``settings``.
+``rate`` (delivery-rate samples and RACK's transmit times), ``rack`` (RACK-TLP), ``dsack``
+(D-SACK blocks and the undo ledger), ``pacing``, ``newreno``, ``syncookies``, ``settings``.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ from layers.wire.tcp import (
 from layers_tcp.buffers import Reassembly, SendBuffer
 from layers_tcp.dsack import UndoLedger, dsack_for, find_dsack
 from layers_tcp.pacing import departure_after, paced_burst
-from layers_tcp.rate import RateEstimator
+from layers_tcp.rack import Rack, TailLossProbe
+from layers_tcp.rate import END, RETRANS, START, RateEstimator
 from layers_tcp.recovery import Prr
 from layers_tcp.rtt import RttEstimator
 from layers_tcp.sack import DUPTHRESH, Scoreboard
@@ -289,6 +290,9 @@ class Connection:
         self.delack_at: float | None = None
         self.ka_at: float | None = None
         self.close_at: float | None = None
+        #: RACK's reordering timer and the tail loss probe's timeout (RFC 8985)
+        self.reo_at: float | None = None
+        self.pto_at: float | None = None
         self.probes = 0
         self.ka_probes = 0
         self.last_rx = 0.0
@@ -489,6 +493,11 @@ class Connection:
         self.cc.on_start(self.mss, now)
         if self.opts.keepalive:
             self.ka_at = now + self.tcp.settings.keepalive_time
+        if self.sack_ok and self.tcp.settings.recovery == "rack":
+            # RACK-TLP (RFC 8985) needs SACK; without it duplicate ACKs are counted
+            self.rack = Rack()
+            self.tlp = TailLossProbe()
+            self.rate.collect = True
 
     # =================================================================================
     # segment arrival (RFC 9293 3.10.7)
@@ -1007,6 +1016,8 @@ class Connection:
             if self._frto_send:
                 self._frto_send = False
                 self._frto_new_data()
+            if self.tlp is not None:
+                self._schedule_tlp(now)
             if self.notify_writable:
                 self._writable()
         elif ack == snd_una and self.snd_max > snd_una:
@@ -1024,6 +1035,14 @@ class Connection:
                 self._on_dupack(now, newly_sacked, flags)
         if dsack is not None:
             self._on_dsack(dsack[0], dsack[1], now)
+        tlp = self.tlp
+        if tlp is not None and tlp.end_seq is not None:
+            probe = tlp.end_seq
+            outcome = tlp.on_ack(
+                ack, ack > snd_una, dsack is not None and dsack[0] < probe <= dsack[1] + 1,
+                newly_sacked > 0 or dlen > 0)
+            if outcome == TailLossProbe.RECOVERED:
+                self._tlp_recovered(now)
         # window update (RFC 9293 3.10.7.4, with the SND.WL1/WL2 rule)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             if wnd != self.snd_wnd:
@@ -1071,13 +1090,19 @@ class Connection:
                 valid = False
             else:
                 self.delivery_rate = rate.rate
+        rack = self.rack
+        if rack is not None and not self.in_loss:
+            # RACK (RFC 8985 6.2): what this ACK delivered, then what is now deemed lost
+            if rack.on_delivered(rate.newly_delivered, now, self.min_rtt):
+                self.c["SACKReorder"] += 1
+            self._rack_mark(now)
         in_recovery = self.in_recovery
         exiting = False
         if in_recovery:
             if self.snd_una >= self.recover:
                 exiting = True
             else:
-                if newly_acked:
+                if newly_acked and rack is None:
                     # a partial ACK (RFC 6582 3.2 step 5): the next unacknowledged segment
                     # is lost too; without SACK it goes at once
                     sb = self.sb
@@ -1097,6 +1122,8 @@ class Connection:
             self.in_loss = False
             self.undo_ts = None
             self._frto = 0
+            if rack is not None:
+                rack.on_recovery_end()
         in_flight = self._in_flight()
         newly_lost = self._newly_lost
         self._newly_lost = 0
@@ -1125,13 +1152,15 @@ class Connection:
             delivered = mss if mss < room else max(room, 0)
             sb.dup_bytes += delivered
         lost = False
-        if self.sack_ok and sb.ranges:
+        if self.rack is not None:
+            pass  # RACK decides, from the records this ACK delivered (in _ack_event)
+        elif self.sack_ok and sb.ranges:
             sb.update_lost(self.snd_una, mss)
             lost = sb.lost_end > self.snd_una
             if sb.rexmit and sb.lost_retransmits(mss):
                 self.c["LostRetransmits"] += 1
         if (
-            not self.in_recovery and not self.in_loss
+            self.rack is None and not self.in_recovery and not self.in_loss
             and (self.dupacks >= DUPTHRESH or lost)
             # RFC 6582 3.2 step 2: not again for losses in the window already recovered
             and self.snd_una >= self.recover
@@ -1162,6 +1191,10 @@ class Connection:
             sb.lost_end = una + self.mss
         self.prr.start(flight)
         self._force_rexmit = True
+        if self.tlp is not None:
+            # the reduction covers a probe's loss too (Linux clears tlp_high_seq here)
+            self.tlp.clear()
+            self.pto_at = None
         self.cc.on_enter_recovery(flight, now)
         self.rto_at = now + self._rto()
 
@@ -1188,6 +1221,8 @@ class Connection:
         if cc.ssthresh < (1 << 30):
             cc.cwnd = cc.ssthresh
         cc.on_exit_recovery(self.snd_max - self.snd_una, now)
+        if self.rack is not None:
+            self.rack.on_recovery_end()
 
     def _undo(self, ack: int, now: float, *, dsack: bool = False) -> None:
         """The last congestion response was spurious (found by timestamps, RFC 3522; by
@@ -1217,6 +1252,14 @@ class Connection:
     def _on_dsack(self, a: int, b: int, now: float) -> None:
         """The peer reported [a, b) received twice (RFC 2883)."""
         self.c["DSACKRecv"] += 1
+        rack = self.rack
+        if rack is not None:
+            rack.on_dsack(self.snd_una, self.snd_nxt)
+            if not rack.reordering_seen and self.undo.overlaps(a, b):
+                # a retransmission both of whose copies arrived: the original was reordered,
+                # not lost (Linux takes a D-SACK below the highest SACK as reordering)
+                rack.reordering_seen = True
+                self.c["SACKReorder"] += 1
         if self.undo.dsack(a, b):
             # every retransmission of the episode arrived twice: none was needed
             self._undo(self.snd_una, now, dsack=True)
@@ -1272,6 +1315,105 @@ class Connection:
             if end > self.snd_max:
                 self.snd_max = end
 
+    # --- RACK-TLP (RFC 8985; layers_tcp.rack) ---------------------------------------------
+    #: the RACK state and the tail loss probe's, on SACK connections with tcp.recovery=rack
+    rack: Rack | None = None
+    tlp: TailLossProbe | None = None
+
+    def _rack_mark(self, now: float) -> None:
+        """RACK_detect_loss_and_arm_timer: mark what RACK deems lost on the scoreboard, enter
+        recovery for it, and arm the reordering timer for what is not yet due."""
+        sb = self.sb
+        rack = self.rack
+        if rack is None or not (sb.ranges or self.in_recovery or sb.rexmit):
+            self.reo_at = None  # nothing delivered out of order: nothing RACK can call lost
+            return
+        mss = self.mss
+        reo = rack.reo_wnd(self.in_recovery, sb.sacked_bytes // mss, self.min_rtt,
+                           self.rtt.srtt)
+        lost, wait = rack.detect_loss(self.rate.records, now, reo)
+        self.reo_at = now + wait if wait > 0.0 else None
+        if not lost:
+            return
+        before = sb.lost_bytes(self.snd_una)
+        for r in lost:
+            a = r[START]
+            b = r[END]
+            if r[RETRANS] and sb.rexmit:
+                # the retransmission is lost too: its range may go again
+                kept = [x for x in sb.rexmit if x[1] <= a or x[0] >= b]
+                if len(kept) != len(sb.rexmit):
+                    sb.rexmit = kept
+                    self.c["LostRetransmits"] += 1
+            if b > sb.lost_end:
+                sb.lost_end = b
+        self._lost_marked(before)
+        if not self.in_recovery:
+            # (no RFC 6582 "recover" test: RACK's losses are proven, as Linux's lost_out)
+            self._enter_recovery(now)
+
+    def _schedule_tlp(self, now: float) -> None:
+        """Arm the probe timeout after new data or an ACK (RFC 8985 7.2): outside recovery,
+        nothing SACKed, something in flight, no probe outstanding."""
+        tlp = self.tlp
+        rto_at = self.rto_at
+        if (
+            tlp is None or tlp.end_seq is not None or rto_at is None or self.in_recovery
+            or self.in_loss or self.sb.ranges or self.snd_una >= self.snd_max
+        ):
+            self.pto_at = None
+            return
+        self.pto_at = now + TailLossProbe.pto(
+            self.rtt.srtt, self.snd_max - self.snd_una <= self.mss,
+            self.tcp.settings.rto_min, rto_at - now)
+
+    def _on_pto(self, now: float) -> None:
+        """The probe timeout (RFC 8985 7.3): one segment of new data if the peer's window
+        takes it (whatever cwnd says, as Linux), else the last segment again; then the RTO
+        runs from now."""
+        self.pto_at = None
+        tlp = self.tlp
+        if (
+            tlp is None or tlp.end_seq is not None or self.in_recovery or self.in_loss
+            or self.snd_una >= self.snd_max or self.state not in _SENDING
+        ):
+            return
+        mss = self.mss
+        buf_end = self.buf_seq + self.sndbuf.size
+        nxt = self.snd_nxt
+        n = min(mss, buf_end - nxt, self.snd_una + self.snd_wnd - nxt)
+        if n > 0 and nxt == self.snd_max:
+            self._send_range(nxt, n, retransmit=False)
+            end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
+            self.snd_nxt = end
+            if end > self.snd_max:
+                self.snd_max = end
+            tlp.sent(self.snd_max, False)
+        else:
+            data_end = min(self.snd_max, buf_end)
+            start = max(self.snd_una, data_end - mss)
+            if data_end > start:
+                self._send_range(start, data_end - start, retransmit=True)
+            elif self.fin_queued:
+                self._send_range(buf_end, 0, retransmit=True)  # the FIN alone
+            else:
+                return
+            tlp.sent(self.snd_max, True)
+        self.c["LossProbes"] += 1
+        self.pto_at = None
+        self.rto_at = now + self._rto()
+
+    def _tlp_recovered(self, now: float) -> None:
+        """The probe retransmitted a segment that was lost (RFC 8985 7.4.2): the loss was
+        repaired without recovery, but the window is reduced as for one (as Linux does with
+        a CWR episode)."""
+        self.c["LossProbeRecovery"] += 1
+        cc = self.cc
+        cc.on_enter_recovery(self._in_flight(), now)
+        if cc.ssthresh < (1 << 30):
+            cc.cwnd = max(cc.ssthresh, self.mss)
+        cc.on_exit_recovery(self._in_flight(), now)
+
     def _retransmit_lost(self) -> None:
         """Fast recovery's retransmissions (RFC 6675 NextSeg rules 1 and 3), as far as PRR
         allows; the first one goes regardless (the fast retransmit, or RFC 6582's
@@ -1287,8 +1429,10 @@ class Connection:
             if hole is None:
                 if not self.sack_ok or self.snd_nxt < end_data or (
                     self.fin_queued and self.snd_nxt == end_data
-                ):
-                    return  # new data first (rule 2), via _output
+                ) or self.rack is not None:
+                    # new data first (rule 2), via _output; RACK retransmits only what it
+                    # deemed lost (a hole may be reordering still in its window)
+                    return
                 hole = sb.next_hole(una, False)  # rule 3
                 if hole is None:
                     return
@@ -1844,6 +1988,8 @@ class Connection:
             self.snd_max = end
         if self.rto_at is None:
             self.rto_at = now + self._rto()
+        if self.tlp is not None and not retransmit:
+            self._schedule_tlp(now)
 
     def _rto(self) -> float:
         rto = self.rtt.current()
@@ -1980,6 +2126,12 @@ class Connection:
         d = self.pace_at
         if d is not None and (when is None or d < when):
             when = d
+        d = self.reo_at
+        if d is not None and (when is None or d < when):
+            when = d
+        d = self.pto_at
+        if d is not None and (when is None or d < when):
+            when = d
         if when is None:
             return
         t = self._timer
@@ -2000,6 +2152,11 @@ class Connection:
             self._destroy()
             self._maybe_lost()
             return
+        if self.pto_at is not None and now >= self.pto_at:
+            # before the RTO: a probe due with it goes instead of it (as Linux's one timer)
+            self._on_pto(now)
+            if self.state == CLOSED:
+                return
         if self.rto_at is not None and now >= self.rto_at:
             self.rto_at = None
             self._on_rto(now)
@@ -2025,6 +2182,11 @@ class Connection:
             self._output()
             if self.state == CLOSED:
                 return
+        if self.reo_at is not None and now >= self.reo_at:
+            self.reo_at = None
+            if self.rack is not None and not self.in_loss and self.state in _SENDING:
+                self._rack_mark(now)
+                self._output()
         self._arm()
 
     def _give_up(self) -> None:
@@ -2058,6 +2220,10 @@ class Connection:
         self.retries += 1
         c["RTOs"] += 1
         una = self.snd_una
+        self.reo_at = None
+        self.pto_at = None
+        if self.tlp is not None:
+            self.tlp.clear()
         flight = self.snd_max - una
         new_episode = not self.in_recovery and not self.in_loss
         if new_episode:
@@ -2199,7 +2365,7 @@ class Connection:
             self._timer.cancel()
             self._timer = None
         self.rto_at = self.persist_at = self.delack_at = self.ka_at = self.close_at = None
-        self.pace_at = None
+        self.pace_at = self.reo_at = self.pto_at = None
         if self.listener is not None:
             self.listener.forget(self)
 

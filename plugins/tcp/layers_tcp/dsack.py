@@ -105,6 +105,10 @@ class UndoLedger:
                 merged.append((a, b))
         self.pending = merged
 
+    def overlaps(self, a: int, b: int) -> bool:
+        """[a, b) covers data of this episode's retransmissions not yet reported."""
+        return any(s < b and e > a for s, e in self.pending)
+
     def dsack(self, a: int, b: int) -> bool:
         """A D-SACK reported [a, b): forget the retransmitted data it covers. True when the
         episode retransmitted something and all of it has now been reported twice received:

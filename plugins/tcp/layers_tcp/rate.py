@@ -9,7 +9,9 @@ SACK), the most recently sent of the delivered records gives the sample: the byt
 since it left over the longer of its send interval and its ACK interval.
 
 Only records for data in flight are kept, in a list ordered by sequence number; the common
-cumulative ACK pops them from the front.
+cumulative ACK pops them from the front. The records are also RACK's per-segment transmit
+times (RFC 8985, :mod:`layers_tcp.rack`): with ``collect`` set, each ACK leaves the records it
+newly delivered in ``newly_delivered``, and RACK marks records ``LOST``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from __future__ import annotations
 from collections import deque
 
 #: record fields (a list per transmission)
-START, END, SENT, DELIVERED, DELIVERED_TIME, FIRST_SENT, APP_LIMITED, RETRANS, SACKED = range(9)
+(START, END, SENT, DELIVERED, DELIVERED_TIME, FIRST_SENT, APP_LIMITED, RETRANS, SACKED,
+ LOST) = range(10)
 
 
 class RateEstimator:
     """One connection's delivery state (the draft's ``C.*``) and its in-flight records."""
 
     __slots__ = (
-        "app_limited", "delivered", "delivered_time", "first_sent_time", "interval",
-        "last_rtt", "prior_delivered", "rate", "rate_app_limited", "records",
+        "app_limited", "collect", "delivered", "delivered_time", "first_sent_time", "interval",
+        "last_rtt", "newly_delivered", "prior_delivered", "rate", "rate_app_limited", "records",
     )
 
     def __init__(self) -> None:
@@ -46,6 +49,9 @@ class RateEstimator:
         self.rate_app_limited = False
         #: the RTT of the most recently sent record this ACK delivered (never retransmitted)
         self.last_rtt: float | None = None
+        #: keep the records each ACK delivers in ``newly_delivered`` (RACK reads them)
+        self.collect = False
+        self.newly_delivered: list[list] = []
 
     def on_sent(self, start: int, end: int, now: float, in_flight_before: int,
                 retrans: bool) -> None:
@@ -55,7 +61,7 @@ class RateEstimator:
             self.first_sent_time = now
             self.delivered_time = now
         rec = [start, end, now, self.delivered, self.delivered_time, self.first_sent_time,
-               self.app_limited != 0, retrans, False]
+               self.app_limited != 0, retrans, False, False]
         records = self.records
         if not retrans or not records or records[-1][START] < start:
             records.append(rec)
@@ -99,11 +105,17 @@ class RateEstimator:
         self.delivered_time = now
         records = self.records
         newest: list | None = None
+        collect = self.collect
+        if collect:
+            got = self.newly_delivered = []
         # cumulatively acknowledged records leave
         while records and records[0][END] <= una:
             r = records.popleft()
-            if not r[SACKED] and (newest is None or r[SENT] >= newest[SENT]):
-                newest = r
+            if not r[SACKED]:
+                if newest is None or r[SENT] >= newest[SENT]:
+                    newest = r
+                if collect:
+                    got.append(r)
         if sacked:
             # records entirely inside a SACKed range are delivered (once)
             i = 0
@@ -121,6 +133,8 @@ class RateEstimator:
                     r[SACKED] = True
                     if newest is None or r[SENT] >= newest[SENT]:
                         newest = r
+                    if collect:
+                        got.append(r)
         if self.app_limited and self.delivered > self.app_limited:
             self.app_limited = 0
         self.last_rtt = None
@@ -146,6 +160,7 @@ class RateEstimator:
         """A timeout: what was in flight is retransmitted as new records (SACK reneging)."""
         for r in self.records:
             r[SACKED] = False
+            r[LOST] = False
 
     def clear(self) -> None:
         self.records.clear()

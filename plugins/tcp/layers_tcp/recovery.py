@@ -1,10 +1,11 @@
 """Loss recovery bookkeeping shared by every congestion control: proportional rate reduction
 (RFC 6937). The SACK scoreboard and RFC 6675's pipe are in :mod:`layers_tcp.sack`.
 
-The engine (:mod:`layers_tcp.connection`) detects loss (three duplicate ACKs, or SACKed data
-three segments above a hole), keeps RFC 6582's ``recover`` point and the partial-ACK rule,
-and during fast recovery lets PRR decide how much may be sent per ACK so that what is in
-flight converges on the algorithm's ``ssthresh`` without bursts and without window inflation.
+The engine (:mod:`layers_tcp.connection`) detects loss (RACK-TLP, :mod:`layers_tcp.rack`; or
+three duplicate ACKs, or SACKed data three segments above a hole), keeps RFC 6582's
+``recover`` point and the partial-ACK rule, and during fast recovery lets PRR decide how much
+may be sent per ACK so that what is in flight converges on the algorithm's ``ssthresh``
+without bursts and without window inflation.
 Without SACK, each duplicate ACK stands for one segment that left the network (RFC 6675 and
 RFC 6937 both say so), counted in :attr:`Scoreboard.dup_bytes`.
 """

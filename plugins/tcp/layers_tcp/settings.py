@@ -44,6 +44,12 @@ tcp.ecn                    0            ECN (RFC 3168), as Linux's net.ipv4.tcp_
 tcp.ecn_fallback           true         retransmitted SYNs go without the ECN request, in
                                         case a middlebox drops them (Linux's
                                         tcp_ecn_fallback, RFC 3168 6.1.1.1)
+tcp.recovery               rack         the loss detector of SACK connections: ``rack``
+                                        (RACK-TLP, RFC 8985: time-based, with tail loss
+                                        probes, as Linux's default tcp_recovery=1) or
+                                        ``dupack`` (three duplicate ACKs or RFC 6675's
+                                        DupThresh SACKed segments); connections without
+                                        SACK always count duplicate ACKs (NewReno)
 tcp.dsack                  true         send D-SACK blocks for duplicate data (RFC 2883,
                                         Linux's tcp_dsack); D-SACKs received always count
 tcp.frto                   true         F-RTO (RFC 5682, Linux's tcp_frto): find spurious
@@ -95,6 +101,7 @@ class TCPSettings:
     gso: bool = True
     ecn: int = 0
     ecn_fallback: bool = True
+    recovery: str = "rack"
     dsack: bool = True
     frto: bool = True
     # derived (not settings)
@@ -135,6 +142,11 @@ class TCPSettings:
             raise ConfigurationError("tcp.ooo_mem should be a number of bytes (0 or more)")
         if self.initial_cwnd < 1:
             raise ConfigurationError("tcp.initial_cwnd should be at least 1 segment")
+        if self.recovery not in ("rack", "dupack"):
+            raise ConfigurationError(
+                f"tcp.recovery={self.recovery!r} should be rack (RACK-TLP, RFC 8985) or dupack "
+                f"(duplicate-ACK counting, RFC 5681/6675)"
+            )
         if self.ecn not in (0, 1, 2):
             raise ConfigurationError(
                 f"tcp.ecn={self.ecn!r} should be 0 (off), 1 (request and accept ECN) or 2 "
