@@ -249,3 +249,15 @@ def test_frto_finds_a_real_loss_and_goes_back() -> None:
     assert w.counters["SpuriousRTOs"] == 0 and tcb.in_loss
     resent = [s.seq for s in w.sent() if s.payload]
     assert resent and resent[0] == us + m  # go-back-N from the first unacknowledged byte
+
+
+def test_a_reordered_old_ack_is_no_dsack() -> None:
+    w, conn, us = est()
+    m = conn.get_extra_info("tcp").mss
+    flight(w, conn, 6)
+    w.advance(0.05)
+    w.inject(A, 1001, us + 5 * m)
+    # an older ACK overtaken on the way: its SACK block is below SND.UNA now, but above the
+    # ACK it carries, so it reports nothing received twice (RFC 2883 4.1)
+    w.inject(A, 1001, us + 2 * m, opts=sacks(us, m, (3, 4)))
+    assert w.counters["DSACKRecv"] == 0

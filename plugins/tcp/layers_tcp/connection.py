@@ -943,7 +943,7 @@ class Connection:
             hi = min(ack, self.recover)
             orig = hi > lo and hi - lo > sb.sacked_below(hi) - sb.sacked_below(lo)
         if sack_blocks:
-            dsack = find_dsack(sack_blocks, ack if ack > snd_una else snd_una)
+            dsack = find_dsack(sack_blocks, ack)  # below this segment's own ACK (RFC 2883)
             if frto and not orig:
                 lo = self._frto_rexmit_end
                 pre = sb.sacked_below(self.recover) - sb.sacked_below(lo)
@@ -1448,6 +1448,11 @@ class Connection:
                     return
             self._force_rexmit = False
             self._send_range(start, n, retransmit=True)
+            if start == una:
+                # the head went again: the timer restarts from it (RFC 6298 5.1, as Linux's
+                # tcp_xmit_retransmit_queue), or a retransmission lost once leaves the
+                # RTO to fire before the second try had an RTT to arrive
+                self.rto_at = self.stack.now + self._rto()
             room -= n
 
     # ---------------------------------------------------------------------------------
