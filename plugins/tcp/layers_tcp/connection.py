@@ -135,7 +135,8 @@ class ConnectionApp(Protocol):
         in order), or the attempt failed before :meth:`on_established`."""
 
     def on_writable(self) -> None:
-        """An ACK freed send buffer while ``conn.notify_writable`` was set."""
+        """ACKs brought the bytes beyond the send buffer (:meth:`Connection.write_buffer_size`)
+        down to ``conn.writable_at`` (which the application sets, and -1 turns off)."""
 
 
 class Connection:
@@ -307,8 +308,9 @@ class Connection:
         self._eof_written = False
         self._eof_delivered = False
         self._reading = True
-        #: the application wants on_writable after ACKs free send buffer
-        self.notify_writable = False
+        #: on_writable once the bytes beyond the send buffer fall to this (-1: not wanted);
+        #: a threshold, so that a paused writer costs no call per ACK until it is reached
+        self.writable_at = -1
         #: a segment is being processed: events for the application wait in _deferred
         self._busy = False
         self._deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
@@ -1018,7 +1020,9 @@ class Connection:
                 self._frto_new_data()
             if self.tlp is not None:
                 self._schedule_tlp(now)
-            if self.notify_writable:
+            at = self.writable_at
+            if at >= 0 and self.sndbuf.size - self.sndbuf_limit <= at:
+                self.writable_at = -1
                 self._writable()
         elif ack == snd_una and self.snd_max > snd_una:
             if flags & TCP_ECE and self.ecn_ok:
@@ -2397,7 +2401,7 @@ class Connection:
             self._lost = True
         if app is None:
             return  # a passive connection nobody accepted: nobody to tell
-        self.notify_writable = False
+        self.writable_at = -1
         if not self._app_later(app.on_closed, exc):
             app.on_closed(exc)
 

@@ -95,6 +95,8 @@ class TCPTransport(asyncio.Transport):
 
     def on_writable(self) -> None:
         self._maybe_resume_writing()
+        if self._write_paused:  # written to again before this came: wait for the next drain
+            self.conn.writable_at = self._low_water
 
     def _callback(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._in_callback:
@@ -161,6 +163,8 @@ class TCPTransport(asyncio.Transport):
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._high_water = high
         self._low_water = low
+        if self._write_paused:
+            self.conn.writable_at = low
         self._maybe_pause_writing()
         self._maybe_resume_writing()
 
@@ -173,7 +177,7 @@ class TCPTransport(asyncio.Transport):
     def _maybe_pause_writing(self) -> None:
         if not self._write_paused and self.conn.write_buffer_size() > self._high_water:
             self._write_paused = True
-            self.conn.notify_writable = True
+            self.conn.writable_at = self._low_water  # on_writable when it drains to there
             proto = self._protocol
             if proto is not None:
                 self._callback(proto.pause_writing)
@@ -182,7 +186,7 @@ class TCPTransport(asyncio.Transport):
         conn = self.conn
         if self._write_paused and conn.write_buffer_size() <= self._low_water:
             self._write_paused = False
-            conn.notify_writable = False
+            conn.writable_at = -1
             proto = self._protocol
             if proto is not None and not conn._lost:
                 self._callback(proto.resume_writing)
