@@ -999,6 +999,10 @@ class Connection:
             if (
                 self.undo_ts is not None and tsecr and self.ts_ok
                 and ((tsecr - self.undo_ts) & MASK) >= HALF
+                # a partial ACK proves one hole was reordering, not that the others were:
+                # with retransmissions still out it undoes nothing (Linux's
+                # tcp_try_undo_partial)
+                and not (self.in_recovery and ack < self.recover and sb.rexmit)
             ):
                 # Eifel (RFC 3522): this ACK echoes a timestamp older than our first
                 # retransmission, so the original arrived: the retransmissions were spurious
