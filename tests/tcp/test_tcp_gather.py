@@ -89,3 +89,42 @@ def test_a_per_frame_hook_sees_one_contiguous_frame() -> None:
     assert net.run_until_true(lambda: len(got) >= 5000, timeout=30)
     assert bytes(got) == b"x" * 5000
     assert any(f.endswith(b"x" * 100) and f[12:14] == b"\x08\x00" for f in seen)
+
+
+def test_a_segment_across_two_written_buffers_leaves_as_views_of_both() -> None:
+    """With checksum offload nothing needs the payload contiguous: a segment whose bytes lie
+    in two of the application's buffers goes to the link as a view of each (no join)."""
+    net = VirtualNetwork()
+    a = net.new_stack(["arp", "ipv4", "tcp"], name="a")
+    b = net.new_stack(["arp", "ipv4", "tcp"], name="b")
+    links: list[Recording] = []
+
+    def wrap(link: Link) -> Link:
+        links.append(Recording(link))
+        return links[-1]
+
+    net.link(a, b, addresses=("10.0.0.1/24", "10.0.0.2/24"), wrap=wrap, checksum_offload=True)
+    a.start()
+    b.start()
+    got = bytearray()
+
+    class Sink(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            got.extend(data)
+
+    b.protocol("tcp").listen(Sink, 0, 9)
+    conn = a.protocol("tcp").connect(Sink(), ip4("10.0.0.2"), 9)
+    net.run_for(0.1)
+    chunks = [bytes([i]) * 20000 for i in range(6)]  # 20 kB each: queued by reference
+    for chunk in chunks:
+        conn.write(chunk)
+    assert net.run_until_true(lambda: len(got) >= 120000, timeout=30)
+    assert bytes(got) == b"".join(chunks)
+    ids = {id(c) for c in chunks}
+    straddling = [parts for parts in links[0].gathered
+                  if sum(isinstance(p, memoryview) and id(p.obj) in ids for p in parts) >= 2]
+    assert straddling, "no segment went out as views of two buffers"
+    for parts in links[0].gathered:
+        # the payload is only ever views of the written buffers: no joined copy
+        assert all(len(p) <= 60 or (isinstance(p, memoryview) and id(p.obj) in ids)
+                   for p in parts), [type(p) for p in parts]

@@ -69,3 +69,16 @@ def test_large_bytes_writes_are_queued_by_reference() -> None:
     assert isinstance(part, memoryview) and part.obj is big
     buf.consume(len(big) - 10)
     assert bytes(buf.view(0, 10)) == big[-10:]
+
+
+def test_pieces_across_chunks_are_views_without_a_copy() -> None:
+    buf = SendBuffer()
+    first, second = b"a" * 20000, b"b" * 30000
+    buf.append(first)
+    buf.append(second)
+    got = buf.pieces(19000, 2000)
+    assert isinstance(got, tuple) and len(got) == 2
+    assert all(isinstance(p, memoryview) for p in got)
+    assert got[0].obj is first and got[1].obj is second  # type: ignore[union-attr]
+    assert b"".join(got) == bytes(buf.view(19000, 2000)) == b"a" * 1000 + b"b" * 1000
+    assert isinstance(buf.pieces(0, 1448), memoryview)  # within one chunk: one view

@@ -238,6 +238,12 @@ class SendBuffer:
     def view(self, off: int, n: int) -> bytes | memoryview:
         """``n`` bytes from ``off`` (0 is the first unacknowledged byte); a memoryview of one
         chunk when possible, else a joined copy."""
+        got = self.pieces(off, n)
+        return b"".join(got) if type(got) is tuple else got  # type: ignore[return-value]
+
+    def pieces(self, off: int, n: int) -> bytes | memoryview | tuple[bytes | memoryview, ...]:
+        """:meth:`view` without the copy: a range over several chunks comes back as a tuple of
+        views of them (a gather list for a scatter-gather write)."""
         if off < 0:
             raise ValueError(f"send buffer offset {off} is negative (before SND.UNA's byte)")
         if n <= 0:
@@ -266,7 +272,7 @@ class SendBuffer:
             else:
                 parts.append(memoryview(chunk)[:left])
                 left = 0
-        return b"".join(parts)
+        return tuple(parts)
 
     def clear(self, base: int | None = None) -> None:
         """Drop everything (the stream offset continues at ``base``, default unchanged)."""

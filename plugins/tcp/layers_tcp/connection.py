@@ -1850,8 +1850,10 @@ class Connection:
     def _send(self, seq: int, flags: int, data: Any = b"", opts: bytes | None = None,
               tos: int = 0) -> None:
         """Build and send one segment (or one GSO super-segment when ``data`` exceeds the
-        MSS) with the current ACK, window and timestamps; ``tos`` is the IP ToS byte."""
-        n = len(data)
+        MSS) with the current ACK, window and timestamps; ``tos`` is the IP ToS byte.
+        ``data`` in pieces (a tuple, from send-buffer chunks) goes out in pieces: only with
+        an offload, since the software checksum below takes one buffer."""
+        n = sum(map(len, data)) if type(data) is tuple else len(data)
         if self._ece_pending and not flags & (TCP_SYN | TCP_RST):
             flags |= TCP_ECE  # RFC 3168 6.1.3: until the peer's CWR
         if opts is None:
@@ -1917,9 +1919,14 @@ class Connection:
         # data leaves as a view beside the headers (IPv4 and the link add theirs in front
         # and the device writes the pieces at once): the payload is never copied here
         if opts:
-            seg: bytes | tuple[bytes, Any] = (header + opts, data) if n else header + opts
+            header += opts
+        seg: bytes | tuple[Any, ...]
+        if not n:
+            seg = header
+        elif type(data) is tuple:
+            seg = (header, *data)
         else:
-            seg = (header, data) if n else header
+            seg = (header, data)
         c = self.c
         c["OutSegs"] += nsegs
         if flags & TCP_ACK:
@@ -1987,7 +1994,10 @@ class Connection:
             if pacing:
                 self.pace_next = departure_after(self.pace_next, now, n, self.mss,
                                                  self.ts_ok, pacing)
-            self._send(seq, flags, self.sndbuf.view(off, n), tos=tos)
+            data = self.sndbuf.pieces(off, n)
+            if type(data) is tuple and n <= self.mss and self._csum_offload is None:
+                data = b"".join(data)  # the software checksum takes one buffer (< one MSS)
+            self._send(seq, flags, data, tos=tos)
             cc.on_packet_sent(n, self._in_flight() + (n if seq + n > self.snd_nxt else 0), now,
                               self.rate.app_limited != 0)
         else:
