@@ -180,3 +180,16 @@ def test_data_right_after_a_cookie_handshake_is_taken_at_once() -> None:
     assert b.counters["tcp"]["SyncookiesRecv"] == 1
     assert not b.counters["tcp"].drops.get("zero_window")
     assert not a.counters["tcp"]["RetransSegs"]
+
+
+def test_cookies_stay_valid_after_256_minutes() -> None:
+    """The cookie keeps the minute's low 8 bits only; on a host up for more than 256 minutes
+    (the clock is monotonic: uptime) every cookie was refused until check hashed with the
+    whole minute again."""
+    jar = SynCookies(b"k" * 16)
+    src, dst = ip4("192.0.2.1"), ip4("10.0.0.2")
+    for start in (300 * 60.0 + 5, 1000 * 60.0 + 59):
+        cookie, mss = jar.make(start, src, dst, 5555, 80, 777, 1460)
+        assert jar.check(start + 1, src, dst, 5555, 80, 777, cookie) == mss
+        assert jar.check(start + 61, src, dst, 5555, 80, 777, cookie) == mss
+        assert jar.check(start + 3 * 60, src, dst, 5555, 80, 777, cookie) is None

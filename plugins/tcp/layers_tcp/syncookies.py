@@ -67,10 +67,13 @@ class SynCookies:
         connection whose client ISN was ``client_isn``; None if forged or too old."""
         diff = (cookie - self._hash(1, src, dst, sport, dport, 0) - client_isn) & MASK
         count = self.minute(now)
-        made = diff >> COOKIE_BITS
-        if (count - made) & (MASK >> COOKIE_BITS) > MAX_AGE:
+        # the cookie keeps the minute's low 8 bits: its age is taken modulo 256, and the
+        # hash is checked with the whole minute it was made in (as Linux's
+        # check_tcp_syn_cookie), not those 8 bits, which differ from it after 256 minutes
+        age = (count - (diff >> COOKIE_BITS)) & (MASK >> COOKIE_BITS)
+        if age > MAX_AGE or age > count:  # too old, or made before the clock began
             return None
-        index = (diff - self._hash(2, src, dst, sport, dport, made)) & COOKIE_MASK
+        index = (diff - self._hash(2, src, dst, sport, dport, count - age)) & COOKIE_MASK
         return MSS_TABLE[index] if index < len(MSS_TABLE) else None
 
 
