@@ -127,3 +127,27 @@ def test_connections_without_sack_count_duplicate_acks() -> None:
     w = Wire({"tcp.window_scaling": False, "tcp.timestamps": False, "tcp.sack": False})
     conn, _proto, _synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=MSS), rtt=RTT)
     assert conn.get_extra_info("tcp").rack is None
+
+
+def test_a_lost_retransmission_is_resent_and_restarts_the_timer() -> None:
+    w, conn, tcb, us = est()
+    flight(w, conn, 14)  # ten leave, four wait
+    t0 = w.now
+    w.advance(RTT)
+    w.inject(A, 1001, us + MSS)  # segment 0; segments 10 and 11 follow
+    for k in range(3, 6):
+        w.inject(A, 1001, us + MSS, opts=sack(us, (2, k)))
+    sent = data(w.sent())
+    assert [s.seq for s in sent][-1] == us + MSS  # the fast retransmission of segment 1
+    # segments 10 and 11, sent with it, are SACKed an RTT later and the retransmission is
+    # not: it was lost too, and goes again
+    w.advance(RTT)
+    w.inject(A, 1001, us + MSS, opts=sack(us, (2, 5), (10, 12)))
+    again = [s for s in data(w.sent()) if s.seq == us + MSS]
+    assert again and w.counters["LostRetransmits"] == 1
+    # the timer restarted with it: 200 ms after segment 0's ACK nothing has timed out
+    w.run_until(t0 + RTT + 0.21)
+    assert w.counters["RTOs"] == 0
+    w.inject(A, 1001, us + 14 * MSS)
+    w.advance(1.0)
+    assert w.counters["RTOs"] == 0 and not tcb.in_recovery
