@@ -54,7 +54,7 @@ class LinkCapabilities:
     gso_max_size: int = 0
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, cache_hash=True)
 class TxOffload:
     """Work a sender leaves to the link (virtio_net_hdr semantics).
 
