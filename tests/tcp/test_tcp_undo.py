@@ -261,3 +261,29 @@ def test_a_reordered_old_ack_is_no_dsack() -> None:
     # ACK it carries, so it reports nothing received twice (RFC 2883 4.1)
     w.inject(A, 1001, us + 2 * m, opts=sacks(us, m, (3, 4)))
     assert w.counters["DSACKRecv"] == 0
+
+
+def test_a_partial_ack_of_a_reordered_hole_undoes_nothing_while_others_are_resent() -> None:
+    w, conn, us = est({"tcp.recovery": "dupack"}, ts=True)
+    tcb = conn.get_extra_info("tcp")
+    m = tcb.mss
+    segs = flight(w, conn, 10)
+    old = segs[0].opts.timestamp[0]  # type: ignore[index]
+    w.advance(0.05)
+
+    def ack(n: int, *spans: tuple[int, int]) -> None:
+        w.inject(A, 1001, us + n * m, opts=TCPOptions(
+            timestamp=(500, old), sack=tuple((us + a * m, us + b * m) for a, b in spans)))
+
+    ack(1)
+    # segments 1 and 3 missing: 1 was only late, 3 was lost
+    for k in range(5, 10):
+        ack(1, (2, 3), (4, k))
+    resent = sorted({s.seq for s in w.sent() if s.payload})
+    assert resent == [us + m, us + 3 * m] and tcb.in_recovery
+    reduced = tcb.cc.cwnd
+    # the late original of segment 1 arrives: a partial ACK echoing a timestamp from before
+    # the retransmissions. Segment 3's retransmission is still out: nothing is undone
+    ack(3, (4, 9))
+    assert w.counters["PartialUndo"] == 0 and tcb.in_recovery
+    assert tcb.cc.cwnd <= reduced + m
