@@ -68,7 +68,7 @@ typecheck: venv
 clean:
 	rm -rf $(VENV) build dist *.egg-info */*.egg-info plugins/*/*.egg-info
 
-# Coverage-guided fuzzing (atheris) of the wire parsers, IPv4 reassembly and a two-stack
+# Coverage-guided fuzzing (atheris) of the wire parsers, IPv4 and IPv6 reassembly and a dual-stack
 # receive path, seeded with frames our own stacks make; prints libFuzzer's totals. A crash
 # leaves its input as crash-* here. `make test` runs a bounded few seconds of it.
 FUZZ_RUNS ?= 1000000

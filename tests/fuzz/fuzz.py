@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the wire parsers, IPv4 reassembly and a two-stack receive path.
+"""Coverage-guided fuzzing of the wire parsers, IPv4 and IPv6 reassembly, a dual-stack receive path.
 
     python tests/fuzz/fuzz.py --runs 1000000          # what `make fuzz` runs
     python tests/fuzz/fuzz.py --seconds 5             # the bounded run `make test` makes
@@ -34,7 +34,8 @@ def write_corpus(directory: str) -> int:
 
 
 #: the packages whose code is instrumented for coverage (only ours: quicker to set up)
-PACKAGES = ["layers", "layers_arp", "layers_ipv4", "layers_icmp", "layers_udp", "layers_tcp"]
+PACKAGES = ["layers", "layers_arp", "layers_ipv4", "layers_icmp", "layers_udp", "layers_tcp",
+            "layers_ipv6", "layers_icmpv6", "layers_ndp"]
 
 
 def run_atheris(args: argparse.Namespace, corpus_dir: str) -> int:
@@ -44,7 +45,10 @@ def run_atheris(args: argparse.Namespace, corpus_dir: str) -> int:
         import fuzz_targets
         import layers_arp  # noqa: F401  (the plugins are imported here to be instrumented)
         import layers_icmp  # noqa: F401
+        import layers_icmpv6  # noqa: F401
         import layers_ipv4  # noqa: F401
+        import layers_ipv6  # noqa: F401
+        import layers_ndp  # noqa: F401
         import layers_tcp  # noqa: F401
         import layers_udp  # noqa: F401
         fuzz_targets.Pair()  # compose once: every module the receive path needs is loaded

@@ -8,9 +8,12 @@ One input is a selector byte and a body:
 * ``1`` **reassembly**: the body cut into IPv4 fragments of one datagram (offsets, lengths,
   more-fragments flags and IDs taken from the body) fed to a stack's IPv4 receive path; the
   reassembler's accounting must stay within its limit and equal the sum of its queues;
-* ``2`` **two stacks**: the body is one Ethernet frame to stack ``b`` of a pair with a live
-  TCP connection, a UDP socket and ARP entries, then both stacks run for 10 ms of virtual
-  time; nothing may escape ``receive`` and neither stack may catch an internal error.
+* ``2`` **two stacks**: the body is one Ethernet frame to stack ``b`` of a dual-stack pair
+  with live TCP connections over IPv4 and IPv6, ARP and NDP entries, then both stacks run for
+  10 ms of virtual time; nothing may escape ``receive`` and neither stack may catch an
+  internal error;
+* ``3`` **IPv6 reassembly**: as ``1``, with IPv6 fragment headers (RFC 8200 4.5) to the
+  ipv6 plugin's reassembler, whose accounting must stay within its limit.
 
 A crash is any exception out of :func:`run_one`.
 """
@@ -36,13 +39,22 @@ from layers.wire import (
     build_ipv4_header,
     ip4,
 )
+from layers.wire.ipv6 import (
+    ANY6,
+    NH_FRAGMENT,
+    build_fragment_header,
+    build_ipv6_header,
+    ip6,
+)
 from layers.wire.tcp import parse_options, parse_timestamps
 
-TARGETS = ("wire", "reassembly", "two_stacks")
+TARGETS = ("wire", "reassembly", "two_stacks", "reassembly6")
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 A, B = ip4("10.0.0.1"), ip4("10.0.0.2")
-SETTINGS = {"tcp.secret": "5a" * 16, "ipv4.reasm_memory": 64 * 1024}
-PLUGINS = ["arp", "ipv4", "icmp", "udp", "tcp"]
+A6, B6 = ip6("2001:db8::1"), ip6("2001:db8::2")
+SETTINGS: dict[str, object] = {"tcp.secret": "5a" * 16, "ipv4.reasm_memory": 64 * 1024,
+                               "ipv6.reasm_memory": 64 * 1024, "ndp.dad_transmits": 0}
+PLUGINS = ["arp", "ipv4", "icmp", "udp", "tcp", "ipv6", "icmpv6", "ndp"]
 
 
 class FuzzFailure(AssertionError):
@@ -119,6 +131,8 @@ class Pair:
         self.la, self.lb = la, lb
         self.ia = self.a.add_interface(la, address="10.0.0.1/24")
         self.ib = self.b.add_interface(lb, address="10.0.0.2/24")
+        self.a.add_address(self.ia, "2001:db8::1/64")
+        self.b.add_address(self.ib, "2001:db8::2/64")
         self.a.start()
         self.b.start()
         self.frames: list[bytes] = []  # what b received, when recording
@@ -127,8 +141,13 @@ class Pair:
         self.b.protocol("tcp").listen(lambda: self.server, 0, 5001)
         self.client = _Sink()
         self.conn = self.a.protocol("tcp").connect(self.client, B, 5001)
+        self.server6 = _Sink()
+        self.b.protocol("tcp").listen(lambda: self.server6, ANY6, 5002, v6only=True)
+        self.client6 = _Sink()
+        self.conn6 = self.a.protocol("tcp").connect(self.client6, B6, 5002)
         self.run(0.05)
         self.conn.write(b"hello " * 50)
+        self.conn6.write(b"hello6 " * 50)
         self.run(0.05)
 
     def run(self, seconds: float) -> None:
@@ -205,6 +224,36 @@ def reassembly(body: bytes) -> None:
     p.check()
 
 
+_reasm6_pair: Pair | None = None
+
+
+def reassembly6(body: bytes) -> None:
+    """As :func:`reassembly`, the fragments in IPv6 fragment headers (the identification from
+    the ID byte and each record's flags; next header UDP, TCP, ICMPv6 or unknown)."""
+    global _reasm6_pair
+    if _reasm6_pair is None:
+        _reasm6_pair = Pair()
+    p = _reasm6_pair
+    ip = p.b.protocol("ipv6")
+    i = 1
+    ident = body[0] if body else 0
+    while i + 4 <= len(body):
+        off, flags, n = struct.unpack_from("!HBB", body, i)
+        i += 4
+        data = body[i:i + n]
+        i += n
+        nxt = (17, 6, 58, 253)[(flags >> 2) & 3]
+        frag = build_fragment_header(nxt, (off & 0x1FFF) * 8, bool(flags & 1),
+                                     ident + (flags >> 6))
+        head = build_ipv6_header(A6, B6, NH_FRAGMENT, len(frag) + len(data))
+        p.b.receive(p.ib, MAC_B + MAC_A + b"\x86\xdd" + head + frag + data)
+        r = ip.reassembler
+        if r.memory > r.memory_limit or r.memory != sum(q.cost for q in r.queues.values()):
+            raise FuzzFailure(f"IPv6 reassembly accounting {r.memory} of {r.memory_limit}")
+    p.run(0.01)
+    p.check()
+
+
 def run_one(data: bytes) -> None:
     """One fuzz input: its first byte selects the target."""
     if not data:
@@ -215,8 +264,10 @@ def run_one(data: bytes) -> None:
         wire(body)
     elif target == 1:
         reassembly(body)
-    else:
+    elif target == 2:
         two_stacks(body)
+    else:
+        reassembly6(body)
 
 
 # --- the seed corpus -------------------------------------------------------------------
@@ -237,6 +288,14 @@ def corpus() -> list[bytes]:
                 more = 1 if k < len(cuts) - 1 else 0
                 rec += struct.pack("!HBB", k * 25, more, len(piece)) + piece
             seeds.append(b"\x01" + bytes([len(seeds) & 0xFF]) + bytes(rec))
+        elif len(frame) > 54 and frame[12:14] == b"\x86\xdd":
+            payload = frame[54:]
+            cuts = [payload[k:k + 200] for k in range(0, min(len(payload), 600), 200)]
+            rec = bytearray()
+            for k, piece in enumerate(cuts):
+                more = 1 if k < len(cuts) - 1 else 0
+                rec += struct.pack("!HBB", k * 25, more, len(piece)) + piece
+            seeds.append(b"\x03" + bytes([len(seeds) & 0xFF]) + bytes(rec))
     return seeds
 
 
@@ -248,9 +307,15 @@ def recorded_frames() -> list[bytes]:
                               callback=got.append)
     p.run(0.1)
     p.b.protocol("icmp").echo(A, ident=8, seq=1, payload=b"ping", callback=got.append)
+    p.a.protocol("icmpv6").echo(B6, ident=9, seq=1, payload=bytes(range(256)) * 12,
+                                callback=got.append)
+    p.run(0.1)
     p.conn.write(bytes(20_000))
+    p.conn6.write(bytes(20_000))
     p.run(0.5)
     p.server.transport.write(b"reply" * 100)
+    p.server6.transport.write(b"reply6" * 100)
     p.conn.write_eof()
+    p.conn6.write_eof()
     p.run(1.0)
     return p.frames
