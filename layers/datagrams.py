@@ -51,6 +51,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from layers.errors import ConfigurationError, os_error
+from layers.streams import write_buffer_limits
 from layers.wire.addr import ip4
 from layers.wire.ipv6 import ANY6, ip6, ip_str, ip_text, unmap
 
@@ -349,12 +350,7 @@ class StackDatagramTransport(asyncio.DatagramTransport):
         return self._write_limits
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        high, low = write_buffer_limits(high, low)
         self._write_limits = (low, high)
 
     def __repr__(self) -> str:

@@ -47,6 +47,19 @@ if TYPE_CHECKING:
 #: the StreamReader buffer limit asyncio uses (64 KiB)
 DEFAULT_LIMIT = 2**16
 
+
+def write_buffer_limits(high: int | None = None, low: int | None = None) -> tuple[int, int]:
+    """``(high, low)`` for a transport's ``set_write_buffer_limits``, defaulted and checked as
+    asyncio's own transports do (64 KiB high, a quarter of it low), for stream and datagram
+    transports alike."""
+    if high is None:
+        high = 64 * 1024 if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
+
 ConnectCallback = Callable[[BaseException | None], None]
 ClientConnectedCallback = Callable[
     [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None

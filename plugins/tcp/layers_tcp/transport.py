@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
+from layers.streams import write_buffer_limits
 from layers.telemetry import Observer, Subscription
 from layers.wire.ipv6 import ip_text
 from layers_tcp.connection import Connection
@@ -155,16 +156,9 @@ class TCPTransport(asyncio.Transport):
 
     # --- asyncio.WriteTransport --------------------------------------------------------
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
+        self._high_water, self._low_water = write_buffer_limits(high, low)
         if self._write_paused:
-            self.conn.writable_at = low
+            self.conn.writable_at = self._low_water
         self._maybe_pause_writing()
         self._maybe_resume_writing()
 
