@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from layers.errors import MalformedPacket
@@ -197,59 +198,56 @@ def two_stacks(body: bytes) -> None:
 _reasm_pair: Pair | None = None
 
 
-def reassembly(body: bytes) -> None:
+def _fragment_records(body: bytes) -> Iterator[tuple[int, int, int, bytes]]:
     """An ID byte, then records of (offset in 8-byte units: 2 bytes, flags: 1 byte, length:
-    1 byte) and the data, until the body runs out."""
-    global _reasm_pair
-    if _reasm_pair is None:
-        _reasm_pair = Pair()
-    p = _reasm_pair
-    ip = p.b.protocol("ipv4")
+    1 byte) and the data, until the body runs out: ``(ident, offset, flags, data)`` each."""
     i = 1
     ident = body[0] if body else 0
     while i + 4 <= len(body):
         off, flags, n = struct.unpack_from("!HBB", body, i)
         i += 4
-        data = body[i:i + n]
+        yield ident + (flags >> 6), off & 0x1FFF, flags, body[i:i + n]
         i += n
-        frag = (off & 0x1FFF) | (0x2000 if flags & 1 else 0) | (0x4000 if flags & 2 else 0)
+
+
+def _check_accounting(reassembler: Any, family: str) -> None:
+    r = reassembler
+    if r.memory > r.memory_limit or r.memory != sum(q.cost for q in r.queues.values()):
+        raise FuzzFailure(f"{family} reassembly accounting {r.memory} of {r.memory_limit}")
+
+
+def _reassembly_pair() -> Pair:
+    global _reasm_pair
+    if _reasm_pair is None:
+        _reasm_pair = Pair()
+    return _reasm_pair
+
+
+def reassembly(body: bytes) -> None:
+    """The records of :func:`_fragment_records` as IPv4 fragments (flags: more fragments,
+    don't fragment, and the protocol: UDP, TCP, ICMP or unknown)."""
+    p = _reassembly_pair()
+    ip = p.b.protocol("ipv4")
+    for ident, off, flags, data in _fragment_records(body):
+        frag = off | (0x2000 if flags & 1 else 0) | (0x4000 if flags & 2 else 0)
         proto = (17, 6, 1, 253)[(flags >> 2) & 3]
-        head = build_ipv4_header(A, B, proto, len(data), ident=ident + (flags >> 6),
-                                 flags_frag=frag)
+        head = build_ipv4_header(A, B, proto, len(data), ident=ident, flags_frag=frag)
         p.b.receive(p.ib, MAC_B + MAC_A + b"\x08\x00" + head + data)
-        r = ip.reassembler
-        if r.memory > r.memory_limit or r.memory != sum(q.cost for q in r.queues.values()):
-            raise FuzzFailure(f"reassembly accounting {r.memory} of {r.memory_limit}")
+        _check_accounting(ip.reassembler, "IPv4")
     p.run(0.01)
     p.check()
 
 
-_reasm6_pair: Pair | None = None
-
-
 def reassembly6(body: bytes) -> None:
-    """As :func:`reassembly`, the fragments in IPv6 fragment headers (the identification from
-    the ID byte and each record's flags; next header UDP, TCP, ICMPv6 or unknown)."""
-    global _reasm6_pair
-    if _reasm6_pair is None:
-        _reasm6_pair = Pair()
-    p = _reasm6_pair
+    """The same records in IPv6 fragment headers (next header UDP, TCP, ICMPv6 or unknown)."""
+    p = _reassembly_pair()
     ip = p.b.protocol("ipv6")
-    i = 1
-    ident = body[0] if body else 0
-    while i + 4 <= len(body):
-        off, flags, n = struct.unpack_from("!HBB", body, i)
-        i += 4
-        data = body[i:i + n]
-        i += n
+    for ident, off, flags, data in _fragment_records(body):
         nxt = (17, 6, 58, 253)[(flags >> 2) & 3]
-        frag = build_fragment_header(nxt, (off & 0x1FFF) * 8, bool(flags & 1),
-                                     ident + (flags >> 6))
+        frag = build_fragment_header(nxt, off * 8, bool(flags & 1), ident)
         head = build_ipv6_header(A6, B6, NH_FRAGMENT, len(frag) + len(data))
         p.b.receive(p.ib, MAC_B + MAC_A + b"\x86\xdd" + head + frag + data)
-        r = ip.reassembler
-        if r.memory > r.memory_limit or r.memory != sum(q.cost for q in r.queues.values()):
-            raise FuzzFailure(f"IPv6 reassembly accounting {r.memory} of {r.memory_limit}")
+        _check_accounting(ip.reassembler, "IPv6")
     p.run(0.01)
     p.check()
 
@@ -281,22 +279,20 @@ def corpus() -> list[bytes]:
         seeds.append(b"\x00" + frame)
         seeds.append(b"\x02" + frame)
         if len(frame) > 34 and frame[12:14] == b"\x08\x00":
-            payload = frame[34:]
-            cuts = [payload[k:k + 200] for k in range(0, min(len(payload), 600), 200)]
-            rec = bytearray()
-            for k, piece in enumerate(cuts):
-                more = 1 if k < len(cuts) - 1 else 0
-                rec += struct.pack("!HBB", k * 25, more, len(piece)) + piece
-            seeds.append(b"\x01" + bytes([len(seeds) & 0xFF]) + bytes(rec))
+            seeds.append(b"\x01" + bytes([len(seeds) & 0xFF]) + _as_records(frame[34:]))
         elif len(frame) > 54 and frame[12:14] == b"\x86\xdd":
-            payload = frame[54:]
-            cuts = [payload[k:k + 200] for k in range(0, min(len(payload), 600), 200)]
-            rec = bytearray()
-            for k, piece in enumerate(cuts):
-                more = 1 if k < len(cuts) - 1 else 0
-                rec += struct.pack("!HBB", k * 25, more, len(piece)) + piece
-            seeds.append(b"\x03" + bytes([len(seeds) & 0xFF]) + bytes(rec))
+            seeds.append(b"\x03" + bytes([len(seeds) & 0xFF]) + _as_records(frame[54:]))
     return seeds
+
+
+def _as_records(payload: bytes) -> bytes:
+    """The first 600 bytes of ``payload`` as :func:`_fragment_records` records of 200 bytes."""
+    cuts = [payload[k:k + 200] for k in range(0, min(len(payload), 600), 200)]
+    rec = bytearray()
+    for k, piece in enumerate(cuts):
+        more = 1 if k < len(cuts) - 1 else 0
+        rec += struct.pack("!HBB", k * 25, more, len(piece)) + piece
+    return bytes(rec)
 
 
 def recorded_frames() -> list[bytes]:
