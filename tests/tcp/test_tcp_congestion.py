@@ -130,7 +130,7 @@ def test_events_in_order_under_duplicate_ack_loss() -> None:
     assert rtx[0].seq == us + MSS and rtx[0].payload == segs[1].payload
     w.inject(A, 1001, us + 10 * MSS)  # the retransmission filled the hole
     assert cc.events == ["start", "ack", "enter", "ack/rec", "exit"]
-    assert not conn.in_recovery
+    assert not conn.recovery.in_recovery
     # without SACK each duplicate ACK stood for one segment delivered (RFC 6937)
     dup = cc.samples[1]
     assert dup.delivered == MSS and dup.newly_acked == 0 and dup.in_recovery is False
@@ -149,11 +149,12 @@ def test_events_in_order_under_sack_loss() -> None:
         w.inject(A, 1001, us + 2 * MSS, opts=sack(us, (3, 4 + k)))
     (rtx,) = w.sent()
     assert rtx.seq == us + 2 * MSS and rtx.payload == segs[2].payload
-    assert conn.in_recovery
+    assert conn.recovery.in_recovery
     # a SACK that delivers data gives a sample marked in recovery; pipe per RFC 6675
     rs = cc.samples[-1]
     assert rs.delivered == MSS and rs.newly_acked == 0
-    assert rs.newly_lost == MSS and conn.lost_total == 1  # segment 2, by three SACKed above
+    # segment 2, by three SACKed above
+    assert rs.newly_lost == MSS and conn.recovery.lost_total == 1
     # 10 sent, 2 acknowledged, 3 SACKed, 1 lost (before its retransmission left)
     assert rs.in_flight == 4 * MSS and conn.in_flight() == 5 * MSS
     w.inject(A, 1001, us + 10 * MSS)
@@ -175,7 +176,7 @@ def test_prr_converges_on_ssthresh_without_a_burst() -> None:
         w.inject(A, 1001, us, opts=sack(us, (1, k)))
         per_ack.append(len(w.sent()))
     # limited transmit (RFC 3042) sent two more before recovery: the flight was 12
-    assert conn.in_recovery and cc.ssthresh == 6 * MSS
+    assert conn.recovery.in_recovery and cc.ssthresh == 6 * MSS
     # two limited transmissions, the fast retransmit at the third duplicate; then (RFC 6937)
     # ssthresh/RecoverFS = 1/2 segment per segment delivered while the pipe (9, 8, 7) is
     # above ssthresh: nothing more, since the retransmission used the first share; at the
@@ -241,7 +242,7 @@ def test_spurious_fast_retransmit_is_undone() -> None:
     for k in range(3):  # segment 1 was reordered, not lost
         w.inject(A, 1001, us + m, opts=sack(us, (2, 3 + k), tsecr=ts1, mss=m))
     rtx = w.sent()
-    assert rtx[0].seq == us + m and conn.in_recovery
+    assert rtx[0].seq == us + m and conn.recovery.in_recovery
     assert cc.ssthresh < cwnd_before
     # the original segment 1 arrives: the ACK echoes its (older) timestamp
     w.inject(A, 1001, us + 10 * m, opts=TCPOptions(timestamp=(600, ts1)))

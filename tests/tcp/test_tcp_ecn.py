@@ -342,7 +342,7 @@ def test_ece_is_ignored_in_loss_recovery() -> None:
     w.sent()
     for _ in range(3):  # three duplicate ACKs: fast retransmit, recovery
         w.inject(A, 5001, base, sport=80, dport=conn.lport)
-    assert conn.in_recovery
+    assert conn.recovery.in_recovery
     w.inject(A | ECE, 5001, base, sport=80, dport=conn.lport)
     w.inject(A | ECE, 5001, base + 1460, sport=80, dport=conn.lport)  # a partial ACK
     assert calls == [] and w.counters["ECNReductions"] == 0
@@ -621,12 +621,13 @@ def test_ecn_events_in_order_among_loss_and_timeout() -> None:
     assert key_events() == ["start", "ecn", "enter"]
     ack(3, A | ECE)  # an echo during recovery: the loss response covers it
     assert key_events() == ["start", "ecn", "enter"]
-    ack(int((conn.recover - us) // mss))  # everything outstanding at the loss: recovery ends
+    # everything outstanding at the loss: recovery ends
+    ack(int((conn.recovery.recover - us) // mss))
     assert key_events() == ["start", "ecn", "enter", "exit"]
     w.sent()
     w.run_until(conn.rto_at)  # nothing more acknowledged: the retransmission timer, once
     assert key_events() == ["start", "ecn", "enter", "exit", "timeout"]
-    recover = int((conn.recover - us) // mss)
+    recover = int((conn.recovery.recover - us) // mss)
     ack(recover - 1, A | ECE)  # an echo for the window the timeout already answered
     assert key_events() == ["start", "ecn", "enter", "exit", "timeout"]
     ack(recover)

@@ -54,10 +54,10 @@ def test_tail_loss_of_two_segments_is_repaired_by_a_probe_without_timeout() -> N
     w.advance(RTT)
     w.inject(A, 1001, us + 8 * MSS, opts=sack(us, (9, 10)))
     (rtx,) = data(w.sent())
-    assert rtx.seq == us + 8 * MSS and tcb.in_recovery
+    assert rtx.seq == us + 8 * MSS and tcb.recovery.in_recovery
     w.advance(RTT)
     w.inject(A, 1001, us + 10 * MSS)
-    assert not tcb.in_recovery
+    assert not tcb.recovery.in_recovery
     w.advance(1.0)
     assert w.counters["RTOs"] == 0 and w.counters["RetransSegs"] == 2
 
@@ -115,7 +115,7 @@ def test_rack_takes_deep_reordering_for_reordering_once_seen() -> None:
     w, tcb = reorder_once_then_deep("rack")
     assert w.counters["SACKReorder"] == 1
     assert w.counters["RetransSegs"] == 0 and w.counters["FastRetransmits"] == 0
-    assert not tcb.in_recovery
+    assert not tcb.recovery.in_recovery
 
 
 def test_duplicate_ack_counting_retransmits_the_reordered_segment() -> None:
@@ -126,7 +126,7 @@ def test_duplicate_ack_counting_retransmits_the_reordered_segment() -> None:
 def test_connections_without_sack_count_duplicate_acks() -> None:
     w = Wire({"tcp.window_scaling": False, "tcp.timestamps": False, "tcp.sack": False})
     conn, _proto, _synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=MSS), rtt=RTT)
-    assert conn.get_extra_info("tcp").rack is None
+    assert conn.get_extra_info("tcp").recovery.rack is None
 
 
 def test_a_lost_retransmission_is_resent_and_restarts_the_timer() -> None:
@@ -150,4 +150,4 @@ def test_a_lost_retransmission_is_resent_and_restarts_the_timer() -> None:
     assert w.counters["RTOs"] == 0
     w.inject(A, 1001, us + 14 * MSS)
     w.advance(1.0)
-    assert w.counters["RTOs"] == 0 and not tcb.in_recovery
+    assert w.counters["RTOs"] == 0 and not tcb.recovery.in_recovery

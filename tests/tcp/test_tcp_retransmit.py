@@ -141,7 +141,7 @@ def test_three_duplicate_acks_trigger_fast_retransmit() -> None:
     w.inject(A, 1001, us)
     (rtx,) = w.sent()
     assert rtx.seq == us and rtx.payload == segs[0].payload
-    assert conn.in_recovery
+    assert conn.recovery.in_recovery
     assert conn.cc.ssthresh == 5 * MSS  # half the flight
     # PRR (RFC 6937), not window inflation: three segments left, one is lost and resent
     assert conn.in_flight() == 7 * MSS
@@ -166,10 +166,10 @@ def test_newreno_partial_ack_retransmits_next_hole_then_full_ack_exits() -> None
     w.inject(A, 1001, us + 4 * MSS)
     out = w.sent()
     assert out[0].seq == us + 4 * MSS and out[0].payload == segs[4].payload
-    assert conn.in_recovery
+    assert conn.recovery.in_recovery
     # the second retransmission fills it: a full ACK ends recovery
-    w.inject(A, 1001, conn.recover)
-    assert not conn.in_recovery
+    w.inject(A, 1001, conn.recovery.recover)
+    assert not conn.recovery.in_recovery
     assert conn.cc.cwnd <= conn.cc.ssthresh
 
 
@@ -180,8 +180,8 @@ def test_no_second_fast_retransmit_for_the_same_window() -> None:
         w.inject(A, 1001, us)
     w.sent()
     tcb = conn.get_extra_info("tcp")
-    tcb.in_recovery = False  # as if recovery ended by a timeout
-    tcb.dupacks = 0
+    tcb.recovery.in_recovery = False  # as if recovery ended by a timeout
+    tcb.recovery.dupacks = 0
     for _ in range(3):
         w.inject(A, 1001, us)
     assert all(s.seq != us for s in w.sent())
@@ -228,7 +228,7 @@ def test_sack_recovery_retransmits_only_the_holes() -> None:
     w.inject(A, 1001, us + 2 * MSS, opts=sack((6, 10), (3, 5)))
     w.nothing()  # no hole left below the SACKed data and nothing new to send
     w.inject(A, 1001, us + 10 * MSS)
-    assert not conn.in_recovery
+    assert not conn.recovery.in_recovery
 
 
 # --- ICMP errors ------------------------------------------------------------------------------
@@ -409,4 +409,4 @@ def test_ack_with_new_sack_counts_as_duplicate_even_with_data() -> None:
         seq += 10
     segs = w.sent()
     assert any(s.seq == us and len(s.payload) == MSS for s in segs)
-    assert conn.in_recovery
+    assert conn.recovery.in_recovery

@@ -143,10 +143,10 @@ def reorder_segment_one(w: Wire, conn: Any, us: int) -> tuple[int, int]:
         w.inject(A, 1001, us + m, opts=sacks(us, m, (2, k)))
     rtx = [s for s in w.sent() if s.payload]
     assert [s.seq for s in rtx] == [us + m]  # the fast retransmission of segment 1
-    assert tcb.in_recovery
+    assert tcb.recovery.in_recovery
     w.advance(0.01)
     w.inject(A, 1001, us + 10 * m)  # the original of segment 1 arrived: all acknowledged
-    assert not tcb.in_recovery and tcb.cc.cwnd < cwnd
+    assert not tcb.recovery.in_recovery and tcb.cc.cwnd < cwnd
     return cwnd, tcb.cc.cwnd
 
 
@@ -205,7 +205,7 @@ def test_frto_undoes_a_timeout_caused_by_a_delayed_ack_burst() -> None:
         for k in range(2, 11, 2):
             w.inject(A, 1001, us + k * m)
         assert w.counters["SpuriousRTOs"] == 1 and w.counters["LossUndo"] == 1, sack
-        assert tcb.cc.cwnd >= cwnd and not tcb.in_loss
+        assert tcb.cc.cwnd >= cwnd and not tcb.recovery.in_loss
         w.advance(1.0)
         assert w.counters["RetransSegs"] == 1  # nothing of the flight was sent again
 
@@ -246,7 +246,7 @@ def test_frto_finds_a_real_loss_and_goes_back() -> None:
     w.sent()  # the two new segments
     # segment 1 was lost too: the peer SACKs the new data and no more
     w.inject(A, 1001, us + m, opts=sacks(us, m, (10, 12)))
-    assert w.counters["SpuriousRTOs"] == 0 and tcb.in_loss
+    assert w.counters["SpuriousRTOs"] == 0 and tcb.recovery.in_loss
     resent = [s.seq for s in w.sent() if s.payload]
     assert resent and resent[0] == us + m  # go-back-N from the first unacknowledged byte
 
@@ -280,10 +280,10 @@ def test_a_partial_ack_of_a_reordered_hole_undoes_nothing_while_others_are_resen
     for k in range(5, 10):
         ack(1, (2, 3), (4, k))
     resent = sorted({s.seq for s in w.sent() if s.payload})
-    assert resent == [us + m, us + 3 * m] and tcb.in_recovery
+    assert resent == [us + m, us + 3 * m] and tcb.recovery.in_recovery
     reduced = tcb.cc.cwnd
     # the late original of segment 1 arrives: a partial ACK echoing a timestamp from before
     # the retransmissions. Segment 3's retransmission is still out: nothing is undone
     ack(3, (4, 9))
-    assert w.counters["PartialUndo"] == 0 and tcb.in_recovery
+    assert w.counters["PartialUndo"] == 0 and tcb.recovery.in_recovery
     assert tcb.cc.cwnd <= reduced + m

@@ -60,13 +60,12 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp.buffers import Reassembly, SendBuffer
-from layers_tcp.dsack import UndoLedger, dsack_for, find_dsack
+from layers_tcp.dsack import dsack_for, find_dsack
 from layers_tcp.pacing import departure_after, paced_burst
-from layers_tcp.rack import Rack, TailLossProbe
-from layers_tcp.rate import END, RETRANS, START, RateEstimator
-from layers_tcp.recovery import Prr
+from layers_tcp.rate import RateEstimator
+from layers_tcp.recovery import LossRecovery
 from layers_tcp.rtt import RttEstimator
-from layers_tcp.sack import DUPTHRESH, Scoreboard
+from layers_tcp.sack import Scoreboard
 from layers_tcp.states import (
     CLOSE_WAIT,
     CLOSED,
@@ -241,39 +240,22 @@ class Connection:
             options.congestion_control, TCP_DEFAULT_MSS, self.key
         )
         self.retries = 0
-        self.dupacks = 0
-        #: fast recovery (RFC 6582/6675) is under way, until SND.UNA reaches ``recover``
-        self.in_recovery = False
-        #: a retransmission timeout's go-back-N is under way, until SND.UNA reaches ``recover``
-        self.in_loss = False
-        self.recover = 0
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
         self.una_since = 0.0
         self.soft_error: int | None = None
         #: SACK scoreboard, lost and retransmitted ranges, the pipe (RFC 6675)
         self.sb = Scoreboard()
-        #: proportional rate reduction during fast recovery (RFC 6937)
-        self.prr = Prr()
-        #: the first retransmission of fast recovery must go whatever PRR allows
-        self._force_rexmit = False
         #: delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation)
         self.rate = RateEstimator()
         self.delivery_rate = 0.0
         self.min_rtt: float | None = None
         #: the last RTT sample (rate records, else timestamps or the timed segment)
         self.last_rtt: float | None = None
-        #: retransmitted segments and segments deemed lost, this connection
+        #: retransmitted segments, this connection
         self.retrans_total = 0
-        self.lost_total = 0
-        #: bytes marked lost since the last rate sample (its ``newly_lost``)
-        self._newly_lost = 0
-        #: the timestamp value of the first retransmission of the current loss episode;
-        #: an ACK echoing an older one shows the episode was spurious (Eifel, RFC 3522)
-        self.undo_ts: int | None = None
-        #: the retransmissions of the current loss episode no D-SACK has reported yet: when
-        #: all have been, the episode was spurious (RFC 3708, Linux's undo_retrans)
-        self.undo = UndoLedger()
+        #: loss recovery: fast recovery, the timeout's go-back-N, undo, F-RTO, RACK-TLP
+        self.recovery = LossRecovery(self)
         #: pacing (when the algorithm sets ``pacing_rate``): the earliest departure time of
         #: the next segment and the timer deadline that sends it
         self.pace_next = 0.0
@@ -358,7 +340,7 @@ class Connection:
         self.snd_nxt = iss + 1
         self.snd_max = iss + 1
         self.buf_seq = iss + 1
-        self.recover = iss
+        self.recovery.recover = iss
         self.una_since = now
         self.ts_offset = self.tcp.ts_offset(self.key)
 
@@ -497,8 +479,7 @@ class Connection:
             self.ka_at = now + self.tcp.settings.keepalive_time
         if self.sack_ok and self.tcp.settings.recovery == "rack":
             # RACK-TLP (RFC 8985) needs SACK; without it duplicate ACKs are counted
-            self.rack = Rack()
-            self.tlp = TailLossProbe()
+            self.recovery.use_rack()
             self.rate.collect = True
 
     # =================================================================================
@@ -578,7 +559,7 @@ class Connection:
         snd_una = self.snd_una
         ack = unwrap(ack32, snd_una)
         if (
-            ack < snd_una or ack > self.snd_max or self.in_recovery or self.sb.ranges
+            ack < snd_una or ack > self.snd_max or self.recovery.in_recovery or self.sb.ranges
             or self.ooo.blocks or self.ooo_fin is not None
         ):
             return False
@@ -934,25 +915,20 @@ class Connection:
         snd_una = self.snd_una
         wnd <<= self.snd_wscale
         sb = self.sb
+        rec = self.recovery
         newly_sacked = 0
         dsack: tuple[int, int] | None = None
-        frto = self._frto
+        frto = rec.frto
         orig = False
         if frto and ack > snd_una:
-            # cumulatively acknowledged data never retransmitted and not SACKed before:
-            # the originals arrived (F-RTO's sign, RFC 5682 3.1)
-            lo = max(snd_una, self._frto_rexmit_end)
-            hi = min(ack, self.recover)
-            orig = hi > lo and hi - lo > sb.sacked_below(hi) - sb.sacked_below(lo)
+            # F-RTO's sign (RFC 5682 3.1): data never retransmitted acknowledged...
+            orig = rec.frto_acked_originals(snd_una, ack)
         if sack_blocks:
             dsack = find_dsack(sack_blocks, ack)  # below this segment's own ACK (RFC 2883)
-            if frto and not orig:
-                lo = self._frto_rexmit_end
-                pre = sb.sacked_below(self.recover) - sb.sacked_below(lo)
+            pre = rec.frto_sacked() if frto and not orig else 0
             newly_sacked = sb.add(sack_blocks, ack if ack > snd_una else snd_una, self.snd_max)
             if frto and not orig and newly_sacked:
-                # or SACKed
-                orig = sb.sacked_below(self.recover) - sb.sacked_below(lo) > pre
+                orig = rec.frto_sacked() > pre  # ... or SACKed
         if ack > snd_una:
             prior_in_flight = self._in_flight()
             acked = ack - snd_una
@@ -978,7 +954,7 @@ class Connection:
                 if used > 0:
                     delivered -= used
                     sb.dup_bytes -= used
-                if not self.in_recovery:
+                if not rec.in_recovery:
                     sb.dup_bytes = 0
             self.una_since = now
             self.retries = 0
@@ -996,19 +972,10 @@ class Connection:
                 self.rtt.sample(rtt)
             else:
                 self.rtt.reset_backoff()
-            if (
-                self.undo_ts is not None and tsecr and self.ts_ok
-                and ((tsecr - self.undo_ts) & MASK) >= HALF
-                # a partial ACK proves one hole was reordering, not that the others were:
-                # with retransmissions still out it undoes nothing (Linux's
-                # tcp_try_undo_partial)
-                and not (self.in_recovery and ack < self.recover and sb.rexmit)
-            ):
-                # Eifel (RFC 3522): this ACK echoes a timestamp older than our first
-                # retransmission, so the original arrived: the retransmissions were spurious
-                self._undo(ack, now)
-            if self._frto and self.in_loss:
-                self._frto_ack(ack, True, orig, newly_sacked > 0, now)
+            if rec.undo_ts is not None and tsecr and self.ts_ok:
+                rec.eifel(ack, tsecr, now)  # an echo older than our first retransmission?
+            if rec.frto and rec.in_loss:
+                rec.frto_ack(ack, True, orig, newly_sacked > 0, now)
             if flags & TCP_ECE and self.ecn_ok:
                 # ECN echo (RFC 3168 6.1.2): cc.on_ecn at most once per window; on_ack then
                 # sees rs.ece and does not grow the window on this ACK
@@ -1019,11 +986,10 @@ class Connection:
                 self.rto_at = None
             else:
                 self.rto_at = now + self._rto()
-            if self._frto_send:
-                self._frto_send = False
-                self._frto_new_data()
-            if self.tlp is not None:
-                self._schedule_tlp(now)
+            if rec.frto_send:
+                rec.frto_new_data()
+            if rec.tlp is not None:
+                rec.schedule_tlp(now)
             at = self.writable_at
             if at >= 0 and self.sndbuf.size - self.sndbuf_limit <= at:
                 self.writable_at = -1
@@ -1031,8 +997,8 @@ class Connection:
         elif ack == snd_una and self.snd_max > snd_una:
             if flags & TCP_ECE and self.ecn_ok:
                 self._ecn_echo(ack, now)
-            if self._frto and self.in_loss:
-                self._frto_ack(ack, False, orig, True, now)
+            if rec.frto and rec.in_loss:
+                rec.frto_ack(ack, False, orig, True, now)
             # RFC 5681's duplicate ACK, or (RFC 6675) any ACK that SACKs new data, even one
             # riding on data the peer sends; an ACK whose only news is a D-SACK is not one
             # (RFC 6675 2: it reports nothing newly held)
@@ -1040,17 +1006,18 @@ class Connection:
                 dlen == 0 and not flags & (TCP_SYN | TCP_FIN) and wnd == self.snd_wnd
                 and dsack is None
             ):
-                self._on_dupack(now, newly_sacked, flags)
+                prior_in_flight = self._in_flight()
+                delivered = rec.on_dupack(now, newly_sacked)
+                if delivered:
+                    self._ack_event(prior_in_flight, delivered, 0, newly_sacked, None, flags,
+                                    now)
+                elif self._telemetry.active or self._observers is not None:
+                    self._emit(now)
         if dsack is not None:
-            self._on_dsack(dsack[0], dsack[1], now)
-        tlp = self.tlp
+            rec.on_dsack(dsack[0], dsack[1], now)
+        tlp = rec.tlp
         if tlp is not None and tlp.end_seq is not None:
-            probe = tlp.end_seq
-            outcome = tlp.on_ack(
-                ack, ack > snd_una, dsack is not None and dsack[0] < probe <= dsack[1] + 1,
-                newly_sacked > 0 or dlen > 0)
-            if outcome == TailLossProbe.RECOVERED:
-                self._tlp_recovered(now)
+            rec.on_probe_ack(ack, ack > snd_una, dsack, newly_sacked > 0 or dlen > 0, now)
         # window update (RFC 9293 3.10.7.4, with the SND.WL1/WL2 rule)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             if wnd != self.snd_wnd:
@@ -1068,10 +1035,11 @@ class Connection:
         say, else (also during a timeout's go-back-N, less what the peer SACKed below SND.NXT)
         SND.NXT - SND.UNA."""
         sb = self.sb
-        if self.in_loss:
+        rec = self.recovery
+        if rec.in_loss:
             if sb.ranges:
                 return self.snd_nxt - self.snd_una - sb.sacked_below(self.snd_nxt)
-        elif self.in_recovery or sb.ranges or sb.dup_bytes:
+        elif rec.in_recovery or sb.ranges or sb.dup_bytes:
             return sb.pipe(self.snd_una, self.snd_max)
         return self.snd_nxt - self.snd_una
 
@@ -1098,43 +1066,25 @@ class Connection:
                 valid = False
             else:
                 self.delivery_rate = rate.rate
-        rack = self.rack
-        if rack is not None and not self.in_loss:
+        rec = self.recovery
+        rack = rec.rack
+        if rack is not None and not rec.in_loss:
             # RACK (RFC 8985 6.2): what this ACK delivered, then what is now deemed lost
             if rack.on_delivered(rate.newly_delivered, now, self.min_rtt):
                 self.c["SACKReorder"] += 1
-            self._rack_mark(now)
-        in_recovery = self.in_recovery
+            rec.rack_mark(now)
+        in_recovery = rec.in_recovery
         exiting = False
         if in_recovery:
-            if self.snd_una >= self.recover:
+            if self.snd_una >= rec.recover:
                 exiting = True
             else:
-                if newly_acked and rack is None:
-                    # a partial ACK (RFC 6582 3.2 step 5): the next unacknowledged segment
-                    # is lost too; without SACK it goes at once
-                    sb = self.sb
-                    head = self.snd_una + mss
-                    if head > sb.lost_end:
-                        before = sb.lost_bytes(self.snd_una)
-                        sb.lost_end = head
-                        self._lost_marked(before)
-                    if not self.sack_ok:
-                        self._force_rexmit = True
-                in_flight = self._in_flight()
-                sndcnt = self.prr.sndcnt(delivered, in_flight, cc.ssthresh, mss)
-                if self._force_rexmit and sndcnt < mss:
-                    sndcnt = mss  # room for the retransmission that must go (as Linux)
-                cc.cwnd = in_flight + sndcnt
-        elif self.in_loss and self.snd_una >= self.recover:
-            self.in_loss = False
-            self.undo_ts = None
-            self._frto = 0
-            if rack is not None:
-                rack.on_recovery_end()
+                rec.partial_ack(newly_acked, delivered)  # RFC 6582's partial ACK; PRR
+        elif rec.in_loss and self.snd_una >= rec.recover:
+            rec.end_loss()
         in_flight = self._in_flight()
-        newly_lost = self._newly_lost
-        self._newly_lost = 0
+        newly_lost = rec.newly_lost
+        rec.newly_lost = 0
         cc.on_ack(RateSample(
             now, delivered, newly_acked, newly_lost, rate.prior_delivered, rate.delivered,
             rate.interval if valid else 0.0, rate.rate if valid else 0.0,
@@ -1142,326 +1092,9 @@ class Connection:
             in_flight, bool(flags & TCP_ECE) and self.ecn_ok, in_recovery, mss,
         ))
         if exiting:
-            self._exit_recovery(now)
+            rec.exit_recovery(now)
         if self._telemetry.active or self._observers is not None:
             self._emit(now)
-
-    def _on_dupack(self, now: float, newly_sacked: int, flags: int) -> None:
-        self.dupacks += 1
-        self.c["DupAcksIn"] += 1
-        sb = self.sb
-        mss = self.mss
-        prior_in_flight = self._in_flight()
-        lost_before = sb.lost_bytes(self.snd_una)
-        delivered = newly_sacked
-        if not self.sack_ok and not self.in_loss:
-            # one segment has left the network (RFC 5681 3.2 step 4; RFC 6675 for Reno)
-            room = self.snd_max - self.snd_una - mss - sb.dup_bytes
-            delivered = mss if mss < room else max(room, 0)
-            sb.dup_bytes += delivered
-        lost = False
-        if self.rack is not None:
-            pass  # RACK decides, from the records this ACK delivered (in _ack_event)
-        elif self.sack_ok and sb.ranges:
-            sb.update_lost(self.snd_una, mss)
-            lost = sb.lost_end > self.snd_una
-            if sb.rexmit and sb.lost_retransmits(mss):
-                self.c["LostRetransmits"] += 1
-        if (
-            self.rack is None and not self.in_recovery and not self.in_loss
-            and (self.dupacks >= DUPTHRESH or lost)
-            # RFC 6582 3.2 step 2: not again for losses in the window already recovered
-            and self.snd_una >= self.recover
-        ):
-            self._enter_recovery(now)
-        self._lost_marked(lost_before)
-        if delivered:
-            self._ack_event(prior_in_flight, delivered, 0, newly_sacked, None, flags, now)
-        elif self._telemetry.active or self._observers is not None:
-            self._emit(now)
-
-    def _enter_recovery(self, now: float) -> None:
-        """Loss detected by duplicate ACKs or SACK (RFC 5681 3.2, RFC 6675 5): the algorithm
-        chooses ``ssthresh``; PRR brings what is in flight down to it."""
-        una = self.snd_una
-        flight = self.snd_max - una
-        sb = self.sb
-        self.in_recovery = True
-        self.recover = self.snd_max
-        self.c["FastRetransmits"] += 1
-        if not sb.rexmit:
-            # (retransmissions of the last episode still in flight are not sent again, and
-            # their stamp stays the one an undo must predate, as Linux's retrans_stamp)
-            self.undo_ts = None
-        self.undo.start(una)
-        # the first un-SACKed segment is lost (the fast retransmit), and RFC 6675's rule
-        if sb.lost_end < una + self.mss:
-            sb.lost_end = una + self.mss
-        self.prr.start(flight)
-        self._force_rexmit = True
-        if self.tlp is not None:
-            # the reduction covers a probe's loss too (Linux clears tlp_high_seq here)
-            self.tlp.clear()
-            self.pto_at = None
-        self.cc.on_enter_recovery(flight, now)
-        self.rto_at = now + self._rto()
-
-    def _lost_marked(self, before: int) -> None:
-        """Count what the scoreboard newly deems lost (it had ``before`` lost bytes)."""
-        newly = self.sb.lost_bytes(self.snd_una) - before
-        if newly > 0:
-            self._newly_lost += newly
-            self.lost_total += -(-newly // self.mss)
-
-    def _exit_recovery(self, now: float) -> None:
-        """Everything outstanding when recovery began is acknowledged (RFC 6582 3.2 step 3):
-        the window ends at ``ssthresh`` (RFC 6937), the algorithm may then set its own."""
-        cc = self.cc
-        sb = self.sb
-        self.in_recovery = False
-        self.dupacks = 0
-        # the scoreboard stays: SACKed ranges, losses and retransmissions above the new
-        # SND.UNA belong to the next episode (clearing it would count them again)
-        sb.dup_bytes = 0
-        if not sb.rexmit:
-            self.undo_ts = None
-        self._force_rexmit = False
-        if cc.ssthresh < (1 << 30):
-            cc.cwnd = cc.ssthresh
-        cc.on_exit_recovery(self.snd_max - self.snd_una, now)
-        if self.rack is not None:
-            self.rack.on_recovery_end()
-
-    def _undo(self, ack: int, now: float, *, dsack: bool = False) -> None:
-        """The last congestion response was spurious (found by timestamps, RFC 3522; by
-        F-RTO, RFC 5682; or by D-SACKs for every retransmission, RFC 3708): restore the
-        window (RFC 4015's response: carry on with new data)."""
-        c = self.c
-        self.undo_ts = None
-        self.undo.clear()
-        if self.in_loss:
-            c["SpuriousRTOs"] += 1
-            c["LossUndo"] += 1
-            self.in_loss = False
-            self._frto = 0
-            # resume after the highest byte sent rather than resend what arrived
-            self.snd_nxt = self.snd_max
-            self.rtt.reset_backoff()
-        elif self.in_recovery:
-            c["DSACKUndo" if dsack else "FullUndo" if ack >= self.recover else "PartialUndo"] += 1
-            self._exit_recovery(now)
-        elif dsack:
-            # the D-SACKs came after the recovery ended (Linux's tcp_try_undo_dsack)
-            c["DSACKUndo"] += 1
-        else:
-            return
-        self.cc.on_undo(now)
-
-    def _on_dsack(self, a: int, b: int, now: float) -> None:
-        """The peer reported [a, b) received twice (RFC 2883)."""
-        self.c["DSACKRecv"] += 1
-        rack = self.rack
-        if rack is not None:
-            rack.on_dsack(self.snd_una, self.snd_nxt)
-            if not rack.reordering_seen and self.undo.overlaps(a, b):
-                # a retransmission both of whose copies arrived: the original was reordered,
-                # not lost (Linux takes a D-SACK below the highest SACK as reordering)
-                rack.reordering_seen = True
-                self.c["SACKReorder"] += 1
-        if self.undo.dsack(a, b):
-            # every retransmission of the episode arrived twice: none was needed
-            self._undo(self.snd_una, now, dsack=True)
-
-    # --- F-RTO (RFC 5682, SACK-enhanced as Linux's tcp_process_loss) ---------------------
-    #: 0 off; 1 the first ACK after a timeout is awaited (step 2); 2 new data went out after
-    #: it, the next ACK decides (step 3)
-    _frto = 0
-    #: the end of what the timeout's go-back-N retransmitted: data above it (and below
-    #: ``recover``) acknowledged or SACKed was never retransmitted, so the originals arrived
-    _frto_rexmit_end = 0
-    _frto_send = False
-
-    def _frto_ack(self, ack: int, advanced: bool, orig: bool, dup_or_sacked: bool,
-                  now: float) -> None:
-        """An ACK during a timeout's recovery with F-RTO under way."""
-        if orig and not (not self.sack_ok and self._frto == 1 and ack >= self.recover):
-            # data sent before the timeout and never retransmitted was (S)ACKed: it was not
-            # lost, the timeout was spurious (step 3b; Linux takes it from any such ACK).
-            # Without SACK, a first ACK that covers everything is ambiguous (step 2a).
-            self._undo(ack, now)
-            return
-        if self._frto == 2:
-            if dup_or_sacked:
-                # step 3a: a duplicate ACK or SACK after the new data: the loss was real,
-                # go back to the first unacknowledged byte
-                self._frto = 0
-                self.snd_nxt = self.snd_una
-            return
-        if advanced and ack < self.recover:
-            # step 2b: only retransmitted data acknowledged; send new data, not the rest
-            # of the flight, and let the next ACK tell
-            buf_end = self.buf_seq + self.sndbuf.size
-            if buf_end > self.snd_max and self.snd_una + self.snd_wnd > self.snd_max:
-                self._frto = 2
-                self._frto_send = True  # _frto_new_data, once this ACK is processed
-                self.snd_nxt = self.snd_max
-                return
-        self._frto = 0  # step 2a: conventional recovery
-
-    def _frto_new_data(self) -> None:
-        """F-RTO step 2b: up to two segments of new data, whatever the window (RFC 5682)."""
-        mss = self.mss
-        buf_end = self.buf_seq + self.sndbuf.size
-        for _ in range(2):
-            nxt = self.snd_max
-            n = min(mss, buf_end - nxt, self.snd_una + self.snd_wnd - nxt)
-            if n <= 0:
-                break
-            self._send_range(nxt, n, retransmit=False)
-            end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
-            self.snd_nxt = end
-            if end > self.snd_max:
-                self.snd_max = end
-
-    # --- RACK-TLP (RFC 8985; layers_tcp.rack) ---------------------------------------------
-    #: the RACK state and the tail loss probe's, on SACK connections with tcp.recovery=rack
-    rack: Rack | None = None
-    tlp: TailLossProbe | None = None
-
-    def _rack_mark(self, now: float) -> None:
-        """RACK_detect_loss_and_arm_timer: mark what RACK deems lost on the scoreboard, enter
-        recovery for it, and arm the reordering timer for what is not yet due."""
-        sb = self.sb
-        rack = self.rack
-        if rack is None or not (sb.ranges or self.in_recovery or sb.rexmit):
-            self.reo_at = None  # nothing delivered out of order: nothing RACK can call lost
-            return
-        mss = self.mss
-        reo = rack.reo_wnd(self.in_recovery, sb.sacked_bytes // mss, self.min_rtt,
-                           self.rtt.srtt)
-        lost, wait = rack.detect_loss(self.rate.records, now, reo)
-        self.reo_at = now + wait if wait > 0.0 else None
-        if not lost:
-            return
-        before = sb.lost_bytes(self.snd_una)
-        for r in lost:
-            a = r[START]
-            b = r[END]
-            if r[RETRANS] and sb.rexmit:
-                # the retransmission is lost too: its range may go again
-                kept = [x for x in sb.rexmit if x[1] <= a or x[0] >= b]
-                if len(kept) != len(sb.rexmit):
-                    sb.rexmit = kept
-                    self.c["LostRetransmits"] += 1
-            if b > sb.lost_end:
-                sb.lost_end = b
-        self._lost_marked(before)
-        if not self.in_recovery:
-            # (no RFC 6582 "recover" test: RACK's losses are proven, as Linux's lost_out)
-            self._enter_recovery(now)
-
-    def _schedule_tlp(self, now: float) -> None:
-        """Arm the probe timeout after new data or an ACK (RFC 8985 7.2): outside recovery,
-        nothing SACKed, something in flight, no probe outstanding."""
-        tlp = self.tlp
-        rto_at = self.rto_at
-        if (
-            tlp is None or tlp.end_seq is not None or rto_at is None or self.in_recovery
-            or self.in_loss or self.sb.ranges or self.snd_una >= self.snd_max
-        ):
-            self.pto_at = None
-            return
-        self.pto_at = now + TailLossProbe.pto(
-            self.rtt.srtt, self.snd_max - self.snd_una <= self.mss,
-            self.tcp.settings.rto_min, rto_at - now)
-
-    def _on_pto(self, now: float) -> None:
-        """The probe timeout (RFC 8985 7.3): one segment of new data if the peer's window
-        takes it (whatever cwnd says, as Linux), else the last segment again; then the RTO
-        runs from now."""
-        self.pto_at = None
-        tlp = self.tlp
-        if (
-            tlp is None or tlp.end_seq is not None or self.in_recovery or self.in_loss
-            or self.snd_una >= self.snd_max or self.state not in _SENDING
-        ):
-            return
-        mss = self.mss
-        buf_end = self.buf_seq + self.sndbuf.size
-        nxt = self.snd_nxt
-        n = min(mss, buf_end - nxt, self.snd_una + self.snd_wnd - nxt)
-        if n > 0 and nxt == self.snd_max:
-            self._send_range(nxt, n, retransmit=False)
-            end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
-            self.snd_nxt = end
-            if end > self.snd_max:
-                self.snd_max = end
-            tlp.sent(self.snd_max, False)
-        else:
-            data_end = min(self.snd_max, buf_end)
-            start = max(self.snd_una, data_end - mss)
-            if data_end > start:
-                self._send_range(start, data_end - start, retransmit=True)
-            elif self.fin_queued:
-                self._send_range(buf_end, 0, retransmit=True)  # the FIN alone
-            else:
-                return
-            tlp.sent(self.snd_max, True)
-        self.c["LossProbes"] += 1
-        self.pto_at = None
-        self.rto_at = now + self._rto()
-
-    def _tlp_recovered(self, now: float) -> None:
-        """The probe retransmitted a segment that was lost (RFC 8985 7.4.2): the loss was
-        repaired without recovery, but the window is reduced as for one (as Linux does with
-        a CWR episode)."""
-        self.c["LossProbeRecovery"] += 1
-        cc = self.cc
-        cc.on_enter_recovery(self._in_flight(), now)
-        if cc.ssthresh < (1 << 30):
-            cc.cwnd = max(cc.ssthresh, self.mss)
-        cc.on_exit_recovery(self._in_flight(), now)
-
-    def _retransmit_lost(self) -> None:
-        """Fast recovery's retransmissions (RFC 6675 NextSeg rules 1 and 3), as far as PRR
-        allows; the first one goes regardless (the fast retransmit, or RFC 6582's
-        retransmission on a partial ACK without SACK)."""
-        sb = self.sb
-        mss = self.mss
-        end_data = self.buf_seq + self.sndbuf.size
-        room = self.cc.cwnd - self._in_flight()
-        rwnd_end = self.snd_una + self.snd_wnd
-        while True:
-            una = self.snd_una
-            hole = sb.next_hole(una, True)
-            if hole is None:
-                if not self.sack_ok or self.snd_nxt < end_data or (
-                    self.fin_queued and self.snd_nxt == end_data
-                ) or self.rack is not None:
-                    # new data first (rule 2), via _output; RACK retransmits only what it
-                    # deemed lost (a hole may be reordering still in its window)
-                    return
-                hole = sb.next_hole(una, False)  # rule 3
-                if hole is None:
-                    return
-            start, end = hole
-            n = min(mss, end - start, end_data - start)
-            if n <= 0:
-                return
-            if not self._force_rexmit:
-                if room < n or start + n > max(rwnd_end, una + mss):
-                    return
-                if self.cc.pacing_rate and self.pace_next > self.stack.now:
-                    self._pace_later()
-                    return
-            self._force_rexmit = False
-            self._send_range(start, n, retransmit=True)
-            if start == una:
-                # the head went again: the timer restarts from it (RFC 6298 5.1, as Linux's
-                # tcp_xmit_retransmit_queue), or a retransmission lost once leaves the
-                # RTO to fire before the second try had an RTT to arrive
-                self.rto_at = self.stack.now + self._rto()
-            room -= n
 
     # ---------------------------------------------------------------------------------
     def _rx_text(self, seq: int, data: memoryview, fin: int) -> None:
@@ -1681,7 +1314,8 @@ class Connection:
         una = ack if ack > self.snd_una else self.snd_una
         # the last reduction's window ends when something above its SND.MAX is acknowledged:
         # only then has the peer seen our CWR (which went on the first byte after it)
-        if self.in_recovery or una <= self._ecn_high or una < self.recover:
+        rec = self.recovery
+        if rec.in_recovery or una <= self._ecn_high or una < rec.recover:
             return False
         self._ecn_high = self.snd_max
         self._cwr_pending = True
@@ -1718,7 +1352,7 @@ class Connection:
         # _output, unless it would find nothing to send (a receiver's usual case, per segment)
         nxt = self.snd_nxt
         buf_end = self.buf_seq + self.sndbuf.size
-        if nxt < buf_end or self.in_recovery or (nxt == buf_end and self.fin_queued):
+        if nxt < buf_end or self.recovery.in_recovery or (nxt == buf_end and self.fin_queued):
             self._output()
         if self._ack_now:
             self._ack_now = False
@@ -1966,12 +1600,9 @@ class Connection:
             self.retrans_total += segs
             if self.rtt_seq is not None and seq < self.rtt_seq:
                 self.rtt_seq = None  # Karn: the timed segment is ambiguous now
-            if self.in_recovery or self.in_loss:
-                if self.undo_ts is None:
-                    self.undo_ts = self._ts_now()  # Eifel: the first retransmission's stamp
-                self.undo.add(seq, seq + n, segs)
-                if seq + n > self._frto_rexmit_end:
-                    self._frto_rexmit_end = seq + n
+            rec = self.recovery
+            if rec.in_recovery or rec.in_loss:
+                rec.on_retransmit(seq, seq + n, segs)  # what an undo must account for
         off = seq - self.buf_seq
         now = self.stack.now
         if n:
@@ -1985,8 +1616,9 @@ class Connection:
                     self.c["ECNCWRSent"] += 1
             # the delivery-rate record; a send into an empty pipe starts a new flight
             self.rate.on_sent(seq, seq + n, now, self.snd_nxt - self.snd_una, retransmit)
-            if self.in_recovery:
-                self.prr.out += n
+            rec = self.recovery
+            if rec.in_recovery:
+                rec.prr.out += n
                 if retransmit:
                     self.sb.retransmitted(seq, seq + n, self.snd_max)
             cc = self.cc
@@ -2011,8 +1643,8 @@ class Connection:
             self.snd_max = end
         if self.rto_at is None:
             self.rto_at = now + self._rto()
-        if self.tlp is not None and not retransmit:
-            self._schedule_tlp(now)
+        if not retransmit and self.recovery.tlp is not None:
+            self.recovery.schedule_tlp(now)
 
     def _rto(self) -> float:
         rto = self.rtt.current()
@@ -2030,8 +1662,9 @@ class Connection:
         st = self.state
         if st not in _SENDING:
             return
-        if self.in_recovery:
-            self._retransmit_lost()
+        rec = self.recovery
+        if rec.in_recovery:
+            rec.retransmit_lost()
         buf_end = self.buf_seq + self.sndbuf.size
         nxt = self.snd_nxt
         if nxt > buf_end or (nxt == buf_end and not self.fin_queued):
@@ -2059,7 +1692,7 @@ class Connection:
             unsent = buf_end - nxt
             if unsent > 0:
                 hole = False
-                if nxt < self.snd_max and self.in_loss and self.sb.ranges:
+                if nxt < self.snd_max and rec.in_loss and self.sb.ranges:
                     # go-back-N after a timeout skips what the peer holds
                     skip, limit = self.sb.skip(nxt)
                     if skip > nxt:
@@ -2177,7 +1810,7 @@ class Connection:
             return
         if self.pto_at is not None and now >= self.pto_at:
             # before the RTO: a probe due with it goes instead of it (as Linux's one timer)
-            self._on_pto(now)
+            self.recovery.on_pto(now)
             if self.state == CLOSED:
                 return
         if self.rto_at is not None and now >= self.rto_at:
@@ -2207,8 +1840,9 @@ class Connection:
                 return
         if self.reo_at is not None and now >= self.reo_at:
             self.reo_at = None
-            if self.rack is not None and not self.in_loss and self.state in _SENDING:
-                self._rack_mark(now)
+            rec = self.recovery
+            if rec.rack is not None and not rec.in_loss and self.state in _SENDING:
+                rec.rack_mark(now)
                 self._output()
         self._arm()
 
@@ -2242,49 +1876,7 @@ class Connection:
             return
         self.retries += 1
         c["RTOs"] += 1
-        una = self.snd_una
-        self.reo_at = None
-        self.pto_at = None
-        if self.tlp is not None:
-            self.tlp.clear()
-        flight = self.snd_max - una
-        new_episode = not self.in_recovery and not self.in_loss
-        if new_episode:
-            self.undo_ts = None  # a new episode (else the first retransmission stays)
-            self.undo.start(una)
-        # everything outstanding and not SACKed is deemed lost
-        self.lost_total += max(1, (flight - self.sb.sacked_bytes + self.mss - 1) // self.mss)
-        # a timeout ends fast recovery without on_exit_recovery: on_timeout says it all
-        self.in_recovery = False
-        self._force_rexmit = False
-        self.in_loss = True
-        self.recover = self.snd_max
-        self.dupacks = 0
-        sb = self.sb
-        if self.retries > 1 or (sb.ranges and sb.ranges[0][0] <= una):
-            # SACKed data the receiver has not acknowledged at a timeout, or a second timeout:
-            # it may have reneged (RFC 2018 8); forget the scoreboard and resend everything
-            sb.clear()
-            self.rate.forget()
-        else:
-            # keep what the peer holds (as Linux does): go-back-N skips it, and it is not
-            # counted as delivered twice
-            sb.rexmit = []
-            sb.dup_bytes = 0
-            sb.lost_end = self.snd_max
-        self.cc.on_timeout(flight, now)
-        self.rtt.back_off()
-        self.rtt_seq = None
-        # go back N: resend from the first unacknowledged byte
-        n = min(self.mss, max(self.buf_seq + self.sndbuf.size - una, 0))
-        self.snd_nxt = una  # nothing is in flight now: the retransmission starts a flight
-        self._send_range(una, n, retransmit=True)
-        self.snd_nxt = self.snd_una + n + (
-            1 if self.fin_queued and self.snd_una + n == self.buf_seq + self.sndbuf.size else 0
-        )
-        # F-RTO for the first timeout of an episode (RFC 5682 2.1 step 1)
-        self._frto = 1 if new_episode and s.frto and self.snd_nxt < self.snd_max else 0
-        self._frto_rexmit_end = una + n
+        self.recovery.on_rto(now, self.retries, s.frto)  # go-back-N, F-RTO
         self.rto_at = now + self._rto()
         if self._telemetry.active or self._observers is not None:
             self._emit(now)
@@ -2522,7 +2114,8 @@ class Connection:
         """The application writes after the sender ran (nearly) dry: if the window had room
         and no loss is being repaired, the rate samples until now's flight is delivered
         measure the application, not the path (draft 3.4)."""
-        if self.in_recovery or self.in_loss:
+        rec = self.recovery
+        if rec.in_recovery or rec.in_loss:
             return
         in_flight = self._in_flight()
         if in_flight < self.cc.cwnd:
@@ -2651,7 +2244,7 @@ class Connection:
             rttvar=None if srtt is None else rtt.rttvar, min_rtt=self.min_rtt,
             rtt=self.last_rtt, rto=rtt.current(), delivered=self.rate.delivered,
             delivery_rate=self.delivery_rate, pacing_rate=cc.pacing_rate,
-            retransmits=self.retrans_total, lost=self.lost_total, send_q=self.sndbuf.size,
+            retransmits=self.retrans_total, lost=self.recovery.lost_total, send_q=self.sndbuf.size,
             snd_wnd=self.snd_wnd, mss=self.mss, cc_state=dict(cc.state()),
             ecn_reductions=self.ecn_reductions, ecn_ce_received=self.ecn_ce_received,
         )
@@ -2702,7 +2295,7 @@ class Connection:
             "delivery_rate": round(self.delivery_rate, 1),
             "pacing_rate": cc.pacing_rate,
             "retransmits": self.retrans_total,
-            "lost": self.lost_total,
+            "lost": self.recovery.lost_total,
             "in_flight": self.in_flight(),
             "snd_wnd": self.snd_wnd,
             "cc_state": dict(cc.state()),

@@ -9,10 +9,13 @@ grow the window by two segments per 64 KiB); the reductions are RFC 5681/6582's:
 on loss (at least two segments), one segment after a retransmission timeout, and on leaving
 fast recovery RFC 6582's ``min(ssthresh, FlightSize + SMSS)`` (3.2 step 3, option 1).
 
-The loss-recovery bookkeeping NewReno needs (the ``recover`` point, partial ACKs, duplicate
-ACK counting, the pipe and PRR during recovery) is the engine's, in :mod:`layers_tcp.recovery`:
-it is the same for every algorithm. During fast recovery the engine sets ``cwnd`` by PRR
-(RFC 6937) towards the ``ssthresh`` chosen here, so NewReno does not grow in recovery.
+The loss-recovery bookkeeping NewReno needs is beside this module, in
+:class:`layers_tcp.recovery.LossRecovery`, because it is the same for every algorithm:
+duplicate ACK counting, RFC 6582's ``recover`` point (no second reduction for the window
+being recovered) and partial-ACK rule (the next unacknowledged segment is lost too and,
+without SACK, resent at once), the pipe (:mod:`layers_tcp.sack`) and PRR (RFC 6937), which
+sets ``cwnd`` during fast recovery towards the ``ssthresh`` chosen here, so NewReno does not
+grow in recovery. This class only chooses the numbers.
 """
 
 from __future__ import annotations
