@@ -25,6 +25,9 @@ from layers.links.memory import MemoryLink
 from layers.stack import Stack
 from layers.timers import VirtualClock
 
+#: no deadline: later than any
+_NEVER = float("inf")
+
 #: ``on_frame(now, frame)`` for the frames arriving at a link end the test holds itself
 EndpointHandler = Callable[[float, bytes], None]
 
@@ -146,20 +149,20 @@ class VirtualNetwork:
     # --- running ----------------------------------------------------------------------
     def next_event(self) -> float | None:
         """When something is next due: a timer of a stack, or a frame on one of the links."""
-        best: float | None = None
+        best = _NEVER
         for link, _ in self.endpoints:
             d = link.next_deadline()
-            if d is not None and (best is None or d < best):
+            if d is not None and d < best:
                 best = d
         for stack in self.stacks:
             d = stack.next_deadline()
-            if d is not None and (best is None or d < best):
+            if d is not None and d < best:
                 best = d
             for iface in stack.interfaces:
                 d = iface.link.next_deadline()
-                if d is not None and (best is None or d < best):
+                if d is not None and d < best:
                     best = d
-        return best
+        return None if best is _NEVER else best
 
     def _pass(self, now: float, *, poll_all: bool) -> bool:
         """Deliver the frames due at ``now`` and run the due timers, once; True if anything
@@ -174,13 +177,13 @@ class VirtualNetwork:
                     while (got := link.recv()) is not None:
                         moved = True
                         stack.receive(iface, got[0], got[1])
-            if poll_all:
-                stack.poll()
-            else:
-                d = stack.next_deadline()
-                if d is not None and d <= now:
+            # a stack with nothing due is not polled: that would only find its first timer
+            # later than now (``poll_all`` polls stacks without counting it as a move)
+            d = stack.next_deadline()
+            if d is not None and d <= now:
+                if not poll_all:
                     moved = True
-                    stack.poll()
+                stack.poll()
         for link, on_frame in self.endpoints:
             d = link.next_deadline()
             if d is not None and d <= now:
@@ -195,10 +198,15 @@ class VirtualNetwork:
         when = self.next_event()
         if when is None:
             return False
+        self._step_at(when)
+        return True
+
+    def _step_at(self, when: float) -> None:
+        """:meth:`step` to ``when``, the :meth:`next_event` the caller has just read (the
+        loops below read it once per step, not twice)."""
         self.clock.advance_to(when)
         self.steps += 1
         self._pass(self.clock.time, poll_all=True)
-        return True
 
     def settle(self, max_passes: int = 10_000) -> None:
         """Process everything due at the current time, including what that sets off at the
@@ -214,7 +222,7 @@ class VirtualNetwork:
             nxt = self.next_event()
             if nxt is None or nxt > when:
                 break
-            self.step()
+            self._step_at(nxt)
         self.clock.advance_to(when)
 
     def run_for(self, seconds: float) -> None:
@@ -232,7 +240,7 @@ class VirtualNetwork:
             if nxt is None or nxt > deadline:
                 self.clock.advance_to(deadline)
                 return condition()
-            self.step()
+            self._step_at(nxt)
         return condition()
 
     def run_until_idle(self, timeout: float = 3600.0) -> None:
