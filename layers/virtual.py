@@ -28,6 +28,9 @@ from layers.timers import VirtualClock
 #: no deadline: later than any
 _NEVER = float("inf")
 
+#: (a stack or a node like one, its timers' next deadline, its interfaces)
+_Node = tuple[Any, Callable[[], float | None], list[Interface]]
+
 #: ``on_frame(now, frame)`` for the frames arriving at a link end the test holds itself
 EndpointHandler = Callable[[float, bytes], None]
 
@@ -44,6 +47,9 @@ class VirtualNetwork:
         #: link ends no stack owns, and who gets their frames
         self.endpoints: list[tuple[Link, EndpointHandler]] = []
         self._pending_link: MemoryLink | None = None
+        #: what :meth:`_nodes` was built from, and what it built
+        self._nodes_of: list[Stack] = []
+        self._node_list: list[_Node] = []
         self.steps = 0
 
     def add_endpoint(self, link: Link, on_frame: EndpointHandler) -> None:
@@ -147,6 +153,20 @@ class VirtualNetwork:
         return a, b
 
     # --- running ----------------------------------------------------------------------
+    def _nodes(self) -> list[_Node]:
+        """The stacks (and duck-typed nodes such as an experiment's wires) as the loop reads
+        them: (node, its timers' next deadline, its interfaces). Rebuilt when ``stacks`` was
+        changed (a list compared by identity first, in C)."""
+        stacks = self.stacks
+        if self._nodes_of != stacks:
+            self._nodes_of = list(stacks)
+            self._node_list = [
+                (s, s.timers.next_deadline if type(s).next_deadline is Stack.next_deadline
+                 else s.next_deadline, s.interfaces)
+                for s in stacks
+            ]
+        return self._node_list
+
     def next_event(self) -> float | None:
         """When something is next due: a timer of a stack, or a frame on one of the links."""
         best = _NEVER
@@ -154,12 +174,18 @@ class VirtualNetwork:
             d = link.next_deadline()
             if d is not None and d < best:
                 best = d
-        for stack in self.stacks:
-            d = stack.next_deadline()
+        for _, deadline, interfaces in self._nodes():
+            d = deadline()
             if d is not None and d < best:
                 best = d
-            for iface in stack.interfaces:
-                d = iface.link.next_deadline()
+            for iface in interfaces:
+                link = iface.link
+                if type(link) is MemoryLink:  # next_deadline(), inlined: most links are
+                    inbox = link._inbox
+                    if inbox and inbox[0][0] < best:
+                        best = inbox[0][0]
+                    continue
+                d = link.next_deadline()
                 if d is not None and d < best:
                     best = d
         return None if best is _NEVER else best
@@ -168,18 +194,25 @@ class VirtualNetwork:
         """Deliver the frames due at ``now`` and run the due timers, once; True if anything
         happened."""
         moved = False
-        for stack in self.stacks:
-            for iface in stack.interfaces:
+        for stack, deadline, interfaces in self._nodes():
+            for iface in interfaces:
                 link = iface.link
-                d = link.next_deadline()
-                if d is not None and d <= now:
+                if type(link) is MemoryLink:  # nothing to poll; next_deadline(), inlined
+                    inbox = link._inbox
+                    if not inbox or inbox[0][0] > now:
+                        continue
+                else:
+                    d = link.next_deadline()
+                    if d is None or d > now:
+                        continue
                     link.poll(now)
-                    while (got := link.recv()) is not None:
-                        moved = True
-                        stack.receive(iface, got[0], got[1])
+                receive = stack.receive
+                while (got := link.recv()) is not None:
+                    moved = True
+                    receive(iface, got[0], got[1])
             # a stack with nothing due is not polled: that would only find its first timer
             # later than now (``poll_all`` polls stacks without counting it as a move)
-            d = stack.next_deadline()
+            d = deadline()
             if d is not None and d <= now:
                 if not poll_all:
                     moved = True
