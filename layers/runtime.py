@@ -1,6 +1,8 @@
 """Runners: the asyncio driver for real links, and helpers to run a stack from a script.
 
-The runner owns the I/O: it reads each link until EAGAIN on one wake-up, hands frames to the
+The runner owns the I/O: it reads each link until EAGAIN on one wake-up (a TAP or TUN reads
+its frames itself, ``recv_burst``, and after a lone frame a ``poll`` tells it nothing more is
+waiting, cheaper than a read that fails), hands frames to the
 stack (whose answers, an echo reply or an ACK, are written from the same call), and keeps one
 loop timer armed for the stack's next deadline.
 
@@ -28,6 +30,7 @@ from typing import Any
 
 from layers.errors import ConfigurationError
 from layers.interface import Interface
+from layers.links.base import Link
 from layers.stack import Stack
 
 #: frames read per link per wake-up before yielding to other work
@@ -65,6 +68,13 @@ class AsyncioRunner:
         #: (no copy after the virtio header); the stack copes with views, other links return
         #: bytes from recv()
         self._recv: dict[Interface, Any] = {}
+        #: each interface's burst reader, where its link reads and delivers frames itself
+        #: (``recv_burst(deliver, iface, budget)``: a TAP/TUN link; one Python call per
+        #: wake-up instead of one per frame, and no failed read after a lone frame)
+        self._burst: dict[Interface, Any] = {}
+        #: the links that may hold frames for later (a link's own ``next_deadline``): a TAP
+        #: never does, so the runner does not ask it after every burst
+        self._timed_links: list[Link] = []
         self.running = False
 
     def start(self) -> None:
@@ -81,6 +91,11 @@ class AsyncioRunner:
     def _attach(self, iface: Interface) -> None:
         link = iface.link
         self._recv[iface] = getattr(link, "recv_view", None) or link.recv
+        if type(link).next_deadline is not Link.next_deadline and link not in self._timed_links:
+            self._timed_links.append(link)
+        burst = getattr(link, "recv_burst", None)
+        if burst is not None:
+            self._burst[iface] = burst
         fd = link.fileno()
         if fd is not None:
             self.loop.add_reader(fd, self._busy_drain if self.busy_poll else self._drain, iface)
@@ -99,15 +114,20 @@ class AsyncioRunner:
     def _drain(self, iface: Interface) -> None:
         self._pending_drain.discard(iface)
         stack = self.stack
-        recv = self._recv.get(iface) or iface.link.recv
-        receive = stack.receive
-        for _ in range(RX_BUDGET):
-            got = recv()
-            if got is None:
-                break
-            receive(iface, got[0], got[1])
+        burst = self._burst.get(iface)
+        if burst is not None:
+            if burst(stack.receive, iface, RX_BUDGET) == RX_BUDGET:
+                self._wake(iface)  # more waiting: come back after others had a turn
         else:
-            self._wake(iface)  # more waiting: come back after others had a turn
+            recv = self._recv.get(iface) or iface.link.recv
+            receive = stack.receive
+            for _ in range(RX_BUDGET):
+                got = recv()
+                if got is None:
+                    break
+                receive(iface, got[0], got[1])
+            else:
+                self._wake(iface)  # more waiting: come back after others had a turn
         stack.poll()
         self._rearm()
 
@@ -154,10 +174,9 @@ class AsyncioRunner:
         self._timer = self.loop.call_at(when, self._on_timer)
 
     def _rearm(self) -> None:
-        stack = self.stack
-        when = stack.next_deadline()
-        for iface in stack.interfaces:
-            d = iface.link.next_deadline()
+        when = self.stack.timers.next_deadline()
+        for link in self._timed_links:
+            d = link.next_deadline()
             if d is not None and (when is None or d < when):
                 when = d
         if when is None:

@@ -694,7 +694,12 @@ class Stack:
 
     def poll(self) -> None:
         """Run every timer due at the current time."""
+        heap = self.timers._heap
+        if not heap:
+            return
         now = self._clock()
+        if heap[0][0] > now:
+            return  # nothing due (a runner polls after every burst: this is the usual answer)
         pop = self.timers.pop_due
         for _ in range(_MAX_TIMERS_PER_POLL):
             timer = pop(now)

@@ -219,6 +219,45 @@ def test_frame_we_send_arrives_in_linux(netns: NetNamespace, offload: bool) -> N
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("offload", [True, False])
+def test_recv_burst_reads_what_is_waiting_within_the_budget(
+    netns: NetNamespace, offload: bool
+) -> None:
+    link = open_in(netns, TapLink, TAP, offload=offload)
+    try:
+        sock = packet_socket(netns, TAP, PROBE_ETHERTYPE)
+        got: list[tuple[str, bytes, int]] = []
+
+        def deliver(arg: str, frame: bytes | memoryview, flags: int) -> None:
+            got.append((arg, bytes(frame), flags))
+
+        def probe(i: int) -> bytes:
+            eth = link.mac + link.device_mac + struct.pack("!H", PROBE_ETHERTYPE)
+            return eth + bytes([i]) * 50
+
+        while link.recv() is not None:  # whatever Linux sent on its own (IPv6 ND, MLD)
+            pass
+        before = link.stats.rx_frames
+        for i in range(3):  # queued on the device when send returns
+            sock.send(probe(i))
+        assert link.recv_burst(deliver, "if", 2) == 2  # the budget: more may be waiting
+        assert link.recv_burst(deliver, "if", 8) >= 1  # the rest, until EAGAIN
+        while link.recv_burst(deliver, "if", 8):
+            pass
+        mine = [(a, f) for a, f, _ in got if f[12:14] == struct.pack("!H", PROBE_ETHERTYPE)]
+        assert mine == [("if", probe(i)) for i in range(3)]
+        assert link.stats.rx_frames - before == len(got)
+        got.clear()
+        sock.send(probe(7))  # a lone frame: read, and a poll says nothing more is waiting
+        assert link.recv_burst(deliver, "if", 8) >= 1
+        assert probe(7) in [f for _, f, _ in got]
+        sock.close()
+    finally:
+        link.close()
+    assert link.recv_burst(deliver, "if", 8) == 0  # closed: nothing, no error
+
+
+@pytest.mark.root
 def test_vnet_header_negotiation_result(netns: NetNamespace) -> None:
     on = open_in(netns, TapLink, TAP)
     off = open_in(netns, TapLink, "ltap1", offload=False)
