@@ -49,7 +49,8 @@ architecture: venv
 # `make bench` (root: it makes its own namespaces and deletes them) prints the table of
 # tests/bench/bench.py and writes bench-results.json; `make bench-more` runs the older,
 # narrower benches.
-BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py tests/tcp/bench_tcp_rx_cost.py
+BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py tests/tcp/bench_tcp_rx_cost.py \
+	tests/tcp/bench_tcp_conn_cost.py
 bench: venv
 	$(PY) tests/bench/bench.py
 
