@@ -227,3 +227,12 @@ def test_every_transition_is_in_the_table() -> None:
     # no transition leads out of TIME-WAIT or into LISTEN: those are not the TCB's to take
     assert all(s != TIME_WAIT for s, _ in TRANSITIONS)
     assert State.LISTEN not in TRANSITIONS.values()
+
+
+def test_a_new_connection_keeps_its_state_in_slots() -> None:
+    """Everything ``__init__`` sets has a slot (an instance dict of a hundred attributes made
+    accepting a connection markedly slower): a new attribute set there belongs in
+    ``Connection.__slots__`` too."""
+    tcp = Wire().tcp
+    conn = Connection(tcp, US_I, 50000, PEER_I, 80, tcp.conn_options({}), active=True)
+    assert vars(conn) == {}

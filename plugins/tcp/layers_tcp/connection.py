@@ -133,6 +133,28 @@ class Connection(Output):
 
     #: accepted by a dual-stack listener on :: from an IPv4 peer: names read ::ffff:a.b.c.d
     v4mapped = False
+    #: The state set up by ``__init__`` lives in slots: a connection has about a hundred
+    #: attributes, and in an instance dict that size every store in ``__init__`` took the
+    #: generic path (and the dict several resizes), about a tenth of the cost of accepting
+    #: and closing a connection (tests/tcp/bench_tcp_conn_cost.py). Attributes with a class
+    #: default (``v4mapped``, the ECN state...) and anything a test sets go to ``__dict__``.
+    __slots__ = (
+        "__dict__", "__weakref__", "_busy", "_closing", "_csum_offload", "_deferred",
+        "_delivering", "_eof_delivered", "_eof_written", "_gso_max", "_gso_offloads", "_ip",
+        "_ip_hlen", "_last_oow_ack", "_lost", "_made", "_observers", "_offer_sack", "_offer_ts",
+        "_offer_ws", "_pseudo", "_rcv_mss_cap", "_read_closed", "_reading", "_sack_recent",
+        "_telemetry", "_timer", "_timer_when", "_tx_csum", "active", "adv_mss", "app",
+        "buf_seq", "c", "cc", "close_at", "delack_at", "delivery_rate", "fin_after_open",
+        "fin_queued", "fin_received", "fin_seq", "irs", "iss", "ka_at", "ka_probes", "key",
+        "last_ack_sent", "last_rtt", "last_rx", "listener", "local", "lport", "max_snd_wnd",
+        "min_rtt", "mss", "nodelay", "ooo", "ooo_fin", "opts", "pace_at", "pace_next",
+        "peer_mss", "persist_at", "probes", "pto_at", "rate", "rcv_adv", "rcv_mss", "rcv_nxt",
+        "rcv_wscale", "rcvbuf", "recovery", "remote", "reo_at", "retrans_total", "retries",
+        "rport", "rto_at", "rtt", "rtt_seq", "rtt_time", "rx_bytes", "rx_chunks", "sack_ok",
+        "sb", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale",
+        "sndbuf", "sndbuf_limit", "soft_error", "stack", "state", "tcp", "ts_offset", "ts_ok",
+        "ts_recent", "ts_recent_age", "una_since", "writable_at",
+    )
 
     def __init__(
         self,
