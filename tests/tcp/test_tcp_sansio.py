@@ -235,4 +235,4 @@ def test_a_new_connection_keeps_its_state_in_slots() -> None:
     ``Connection.__slots__`` too."""
     tcp = Wire().tcp
     conn = Connection(tcp, US_I, 50000, PEER_I, 80, tcp.conn_options({}), active=True)
-    assert vars(conn) == {}
+    assert getattr(conn, "__dict__", {}) == {}

@@ -137,9 +137,10 @@ class Connection(Output):
     #: attributes, and in an instance dict that size every store in ``__init__`` took the
     #: generic path (and the dict several resizes), about a tenth of the cost of accepting
     #: and closing a connection (tests/tcp/bench_tcp_conn_cost.py). Attributes with a class
-    #: default (``v4mapped``, the ECN state...) and anything a test sets go to ``__dict__``.
+    #: default (``v4mapped``, the ECN state...) and anything a test sets go to the
+    #: ``__dict__`` the mixins without slots (:class:`~layers_tcp.output.Output`) give.
     __slots__ = (
-        "__dict__", "__weakref__", "_busy", "_closing", "_csum_offload", "_deferred",
+        "_busy", "_closing", "_csum_base", "_csum_offload", "_deferred",
         "_delivering", "_eof_delivered", "_eof_written", "_gso_max", "_gso_offloads", "_ip",
         "_ip_hlen", "_last_oow_ack", "_lost", "_made", "_observers", "_offer_sack", "_offer_ts",
         "_offer_ws", "_pseudo", "_rcv_mss_cap", "_read_closed", "_reading", "_sack_recent",
