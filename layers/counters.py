@@ -12,6 +12,13 @@ class Counters(Counter[str]):
     ``c["dropped"]``.
     """
 
+    # collections.Counter defines __delitem__ in Python, which makes every ``c[k] = v`` (and so
+    # every ``c[k] += 1``) go through a Python-level slot lookup to reach dict.__setitem__:
+    # about 1.9k instructions per increment instead of 1.1k. Naming dict's own methods gives
+    # the type back dict's C slot; ``del c[k]`` raises KeyError for a missing key, as a dict's.
+    __setitem__ = dict.__setitem__
+    __delitem__ = dict.__delitem__  # type: ignore[assignment]
+
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
