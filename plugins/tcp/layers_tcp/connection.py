@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from layers.congestion import CongestionControl, RateSample
 from layers.errors import os_error
 from layers.links.base import TxOffload
-from layers.telemetry import ConnectionSample, Observer, Subscription, Telemetry
-from layers.wire.ipv4 import ECN_ECT0, IPV4_MIN_HLEN, PROTO_TCP
-from layers.wire.ipv6 import IPV6_HLEN, ip_str, pseudo_sum
+from layers.telemetry import Telemetry
+from layers.wire.ipv4 import IPV4_MIN_HLEN, PROTO_TCP
+from layers.wire.ipv6 import IPV6_HLEN, pseudo_sum
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_CWR,
@@ -52,9 +52,11 @@ from layers.wire.tcp import (
 )
 from layers_tcp.buffers import Reassembly, SendBuffer
 from layers_tcp.dsack import dsack_for, find_dsack
+from layers_tcp.ecn import SEG_CE, Ecn
 from layers_tcp.output import Output
 from layers_tcp.rate import RateEstimator
 from layers_tcp.recovery import LossRecovery
+from layers_tcp.reporting import Reporting
 from layers_tcp.rtt import RttEstimator
 from layers_tcp.sack import Scoreboard
 from layers_tcp.states import (
@@ -90,10 +92,6 @@ PAWS_IDLE = 24 * 24 * 3600.0
 PAWS_WINDOW = 1
 #: out-of-window pure ACKs are answered at most this often (Linux tcp_invalid_ratelimit)
 OOW_ACK_INTERVAL = 0.5
-#: The received IP header's ECN field, carried in ``flags`` above the nine TCP flag bits
-#: (``TCP.receive`` sets them; they never reach the wire): CE, or ECT(0)/ECT(1) unmarked
-SEG_CE = 0x200
-SEG_ECT = 0x400
 #: header prediction takes segments whose flags, under this mask, are exactly ACK (so ECE,
 #: CWR and CE marks take the full path; unmarked ECT does not)
 _FAST_FLAGS = (TCP_FLAG_MASK | SEG_CE) & ~TCP_PSH
@@ -128,7 +126,7 @@ class ConnectionApp(Protocol):
         down to ``conn.writable_at`` (which the application sets, and -1 turns off)."""
 
 
-class Connection(Output):
+class Connection(Output, Ecn, Reporting):
     """A TCB and the events that drive it (sans-IO: see the module docstring)."""
 
     #: accepted by a dual-stack listener on :: from an IPv4 peer: names read ::ffff:a.b.c.d
@@ -1190,89 +1188,6 @@ class Connection(Output):
             self._send_ack()
 
     # =================================================================================
-    # ECN (RFC 3168): negotiation on the SYN and SYN-ACK, the receiver's echo of CE marks,
-    # the sender's reduction
-    # =================================================================================
-    # Defaults at class level: a connection without ECN never stores them, which keeps its
-    # attribute dict (and so every attribute access on the receive path) as it was.
-    #: 0 off, 1 request and accept, 2 accept only (tcp.ecn, the ecn= option)
-    _ecn_mode = 0
-    #: both ends agreed to ECN on the SYN and SYN-ACK
-    ecn_ok = False
-    #: our SYN asked for ECN (ECE|CWR)
-    _ecn_requested = False
-    #: the ToS byte of new data segments: ECT(0) once ECN is agreed, else 0
-    _ect = 0
-    #: receiver: a CE mark arrived, ECE goes on every segment until the peer sends CWR
-    _ece_pending = False
-    #: sender: the next new data segment carries CWR (we reduced for an ECE)
-    _cwr_pending = False
-    #: sender: no new reduction for ECE until SND.UNA passes this (once per window)
-    _ecn_high = -1
-    #: this connection's share of ECNReductions and ECNCEReceived (for telemetry)
-    ecn_reductions = 0
-    ecn_ce_received = 0
-
-    def _ecn_syn_flags(self, ack: bool) -> int:
-        """The ECN-setup flags of our SYN (ECE|CWR) or SYN-ACK (ECE) (RFC 3168 6.1.1)."""
-        if ack:
-            return TCP_ECE if self.ecn_ok else 0
-        if self._ecn_mode != 1:
-            return 0
-        if self.retries and self.tcp.settings.ecn_fallback:
-            # RFC 3168 6.1.1.1: a SYN that may have been dropped for its ECN flags goes
-            # again without them (a SYN-ACK that agrees is still taken, as Linux does)
-            return 0
-        self._ecn_requested = True
-        return TCP_ECE | TCP_CWR
-
-    def _ecn_accept_syn(self, flags: int) -> None:
-        """A SYN asks for ECN with ECE and CWR both set; one that itself arrived ECT or CE
-        is refused, as Linux does (a SYN must be Not-ECT: the path rewrites the field)."""
-        want = TCP_ECE | TCP_CWR
-        self._ecn_agreed(flags & want == want and not flags & (SEG_ECT | SEG_CE))
-
-    def _ecn_agreed(self, ok: bool) -> None:
-        if ok:
-            self.ecn_ok = True
-            self._ect = ECN_ECT0
-        elif self._ecn_requested:
-            self.c["ECNRefusedByPeer"] += 1
-
-    def _ecn_received(self, flags: int, dlen: int) -> None:
-        """An acceptable segment with CWR or a CE mark on an ECN connection."""
-        c = self.c
-        if flags & TCP_CWR:
-            # the sender reduced: stop echoing (a CE on this same segment starts it again)
-            c["ECNCWRReceived"] += 1
-            self._ece_pending = False
-            if dlen:
-                self._ack_now = True  # Linux acknowledges CWR data at once
-        if flags & SEG_CE and dlen:
-            c["ECNCEReceived"] += 1
-            self.ecn_ce_received += 1
-            if not self._ece_pending:
-                self._ece_pending = True
-                self._ack_now = True  # the sender learns of the mark without the delay
-
-    def _ecn_echo(self, ack: int, now: float) -> bool:
-        """An ACK with ECE: tell the congestion control at most once per window of data
-        (RFC 3168 6.1.2), never during loss recovery or the window after a timeout (they
-        reduced already), and put CWR on the next new data. True when it reduced."""
-        una = ack if ack > self.snd_una else self.snd_una
-        # the last reduction's window ends when something above its SND.MAX is acknowledged:
-        # only then has the peer seen our CWR (which went on the first byte after it)
-        rec = self.recovery
-        if rec.in_recovery or una <= self._ecn_high or una < rec.recover:
-            return False
-        self._ecn_high = self.snd_max
-        self._cwr_pending = True
-        self.c["ECNReductions"] += 1
-        self.ecn_reductions += 1
-        self.cc.on_ecn(self.snd_max - self.snd_una, now)  # in flight (after this ACK)
-        return True
-
-    # =================================================================================
     # after input: deliver, send, acknowledge
     # =================================================================================
     _ack_now = False
@@ -1814,104 +1729,3 @@ class Connection(Output):
 
     def is_closing(self) -> bool:
         return self._closing or self._lost or self.state == CLOSED
-
-    # =================================================================================
-    # reporting
-    # =================================================================================
-    @property
-    def send_q(self) -> int:
-        return self.sndbuf.size
-
-    @property
-    def recv_q(self) -> int:
-        return self.rx_bytes
-
-    @property
-    def flow(self) -> str:
-        """``"10.0.0.1:40000->10.0.0.2:80"``, as telemetry names the connection."""
-        return (f"{ip_str(self.local)}:{self.lport}->"
-                f"{ip_str(self.remote)}:{self.rport}")
-
-    def in_flight(self) -> int:
-        """Bytes in flight (RFC 6675's pipe in recovery)."""
-        if self.state not in _SYNCHRONIZED:
-            return 0
-        return self._in_flight()
-
-    def sample(self) -> ConnectionSample:
-        """The connection now, as telemetry reports it."""
-        cc = self.cc
-        rtt = self.rtt
-        srtt = rtt.srtt
-        return ConnectionSample(
-            time=self.stack.now, flow=self.flow, state=self.state.name, cc=cc.name,
-            cwnd=cc.cwnd, ssthresh=cc.ssthresh, in_flight=self.in_flight(), srtt=srtt,
-            rttvar=None if srtt is None else rtt.rttvar, min_rtt=self.min_rtt,
-            rtt=self.last_rtt, rto=rtt.current(), delivered=self.rate.delivered,
-            delivery_rate=self.delivery_rate, pacing_rate=cc.pacing_rate,
-            retransmits=self.retrans_total, lost=self.recovery.lost_total, send_q=self.sndbuf.size,
-            snd_wnd=self.snd_wnd, mss=self.mss, cc_state=dict(cc.state()),
-            ecn_reductions=self.ecn_reductions, ecn_ce_received=self.ecn_ce_received,
-        )
-
-    def _emit(self, now: float) -> None:
-        """One sample to the stack's subscribers and this connection's (only called when
-        someone listens)."""
-        obs = self._observers
-        stack_tel = self._telemetry
-        if not stack_tel.active and (obs is None or not obs.active):
-            return
-        sample = self.sample()
-        if stack_tel.active:
-            stack_tel.emit(sample)
-        if obs is not None and obs.active:
-            obs.emit(sample)
-
-    def subscribe(self, callback: Observer, *, interval: float = 0.0) -> Subscription:
-        """Call ``callback(sample)`` (a :class:`layers.telemetry.ConnectionSample`) at every
-        ACK that changes this connection's state, or at most once per ``interval`` seconds.
-        From a StreamWriter: ``writer.transport.subscribe(...)``. ``close()`` the returned
-        subscription to stop."""
-        if self._observers is None:
-            self._observers = Telemetry()
-        return self._observers.subscribe(callback, interval=interval)
-
-    def describe(self) -> dict[str, Any]:
-        """The connection for ``layers netstat`` and ``layers ss -i`` (control socket)."""
-        cc = self.cc
-        rtt = self.rtt
-        srtt = rtt.srtt
-        return {
-            "proto": "tcp",
-            "local": f"{ip_str(self.local)}:{self.lport}",
-            "remote": f"{ip_str(self.remote)}:{self.rport}",
-            "state": self.state.name,
-            "send_q": self.send_q,
-            "recv_q": self.recv_q,
-            "mss": self.mss,
-            "cc": cc.name,
-            "cwnd": cc.cwnd,
-            "ssthresh": cc.ssthresh,
-            "rto": round(rtt.current(), 4),
-            "srtt": None if srtt is None else round(srtt, 6),
-            "rttvar": None if srtt is None else round(rtt.rttvar, 6),
-            "min_rtt": None if self.min_rtt is None else round(self.min_rtt, 6),
-            "delivered": self.rate.delivered,
-            "delivery_rate": round(self.delivery_rate, 1),
-            "pacing_rate": cc.pacing_rate,
-            "retransmits": self.retrans_total,
-            "lost": self.recovery.lost_total,
-            "in_flight": self.in_flight(),
-            "snd_wnd": self.snd_wnd,
-            "cc_state": dict(cc.state()),
-            "app_limited": self.rate.app_limited != 0,
-            "ts_ok": self.ts_ok,
-            "sack_ok": self.sack_ok,
-            "snd_wscale": self.snd_wscale,
-            "rcv_wscale": self.rcv_wscale,
-            "ecn": self.ecn_ok,
-        }
-
-    def __repr__(self) -> str:
-        return (f"<Connection {ip_str(self.local)}:{self.lport} -> "
-                f"{ip_str(self.remote)}:{self.rport} {self.state.name}>")

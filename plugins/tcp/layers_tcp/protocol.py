@@ -46,7 +46,8 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp.buffers import ReassemblyPool
-from layers_tcp.connection import SEG_CE, SEG_ECT, Connection
+from layers_tcp.connection import Connection
+from layers_tcp.ecn import SEG_CE, SEG_ECT
 from layers_tcp.listener import Listener
 from layers_tcp.settings import TCPSettings
 from layers_tcp.states import CLOSED, TIME_WAIT, unwrap
