@@ -13,8 +13,25 @@ so an application that calls back into the stack (and, over a synchronous link, 
 peer's answer back at once) always sees a consistent connection.
 
 Sequence numbers are unwrapped and states change only through
-:data:`layers_tcp.states.TRANSITIONS` (see :mod:`layers_tcp.states`). Segments are built
-with :mod:`layers.wire.tcp`'s layout and the checksum helpers of :mod:`layers.wire.checksum`.
+:data:`layers_tcp.states.TRANSITIONS` (see :mod:`layers_tcp.states`).
+
+This module keeps the TCB (the send and receive sequence spaces, the options agreed, the
+timers' deadlines), segment arrival (header prediction in :meth:`Connection._rx_fast`, the
+general RFC 9293 3.10.7 steps in :meth:`Connection._rx`, the ACK's cumulative part, window
+updates, RTT samples and the rate sample of each ACK in :meth:`Connection._rx_ack` and
+:meth:`Connection._ack_event`, resets, SYNs), the timers' dispatch, ICMP errors, and the
+application's calls and events. The rest is beside it:
+
+* :mod:`layers_tcp.recovery` - :class:`~layers_tcp.recovery.LossRecovery` (``conn.recovery``,
+  a component): fast recovery, RFC 6582's partial ACKs, PRR, the RTO's go-back-N, undo,
+  F-RTO, RACK-TLP;
+* :mod:`layers_tcp.output` - :class:`~layers_tcp.output.Output` (a mixin): what to send and
+  when, and building each segment with :mod:`layers.wire`'s layouts and checksum helpers;
+* :mod:`layers_tcp.receive` - :class:`~layers_tcp.receive.Receive` (a mixin): segment text
+  and FIN, the out-of-order queue, when to ACK, delivery to the application;
+* :mod:`layers_tcp.ecn` - :class:`~layers_tcp.ecn.Ecn` (a mixin): RFC 3168's state;
+* :mod:`layers_tcp.reporting` - :class:`~layers_tcp.reporting.Reporting` (a mixin):
+  telemetry samples and ``describe()``.
 """
 
 from __future__ import annotations
@@ -51,10 +68,11 @@ from layers.wire.tcp import (
     parse_options,
 )
 from layers_tcp.buffers import Reassembly, SendBuffer
-from layers_tcp.dsack import dsack_for, find_dsack
+from layers_tcp.dsack import find_dsack
 from layers_tcp.ecn import SEG_CE, Ecn
 from layers_tcp.output import Output
 from layers_tcp.rate import RateEstimator
+from layers_tcp.receive import Receive
 from layers_tcp.recovery import LossRecovery
 from layers_tcp.reporting import Reporting
 from layers_tcp.rtt import RttEstimator
@@ -95,9 +113,6 @@ OOW_ACK_INTERVAL = 0.5
 #: header prediction takes segments whose flags, under this mask, are exactly ACK (so ECE,
 #: CWR and CE marks take the full path; unmarked ECT does not)
 _FAST_FLAGS = (TCP_FLAG_MASK | SEG_CE) & ~TCP_PSH
-#: received data is handed to the application in pieces of about this size (or one larger
-#: received segment)
-DELIVER_MAX = 64 * 1024
 _SENDING = SENDING
 _RECEIVING = RECEIVING
 _SYNCHRONIZED = SYNCHRONIZED
@@ -126,7 +141,7 @@ class ConnectionApp(Protocol):
         down to ``conn.writable_at`` (which the application sets, and -1 turns off)."""
 
 
-class Connection(Output, Ecn, Reporting):
+class Connection(Receive, Output, Ecn, Reporting):
     """A TCB and the events that drive it (sans-IO: see the module docstring)."""
 
     #: accepted by a dual-stack listener on :: from an IPv4 peer: names read ::ffff:a.b.c.d
@@ -1046,109 +1061,6 @@ class Connection(Output, Ecn, Reporting):
         if self._telemetry.active or self._observers is not None:
             self._emit(now)
 
-    # ---------------------------------------------------------------------------------
-    def _rx_text(self, seq: int, data: memoryview, fin: int) -> None:
-        """Segment text and FIN in ESTABLISHED/FIN-WAIT (RFC 9293 3.10.7.4 seventh, eighth)."""
-        c = self.c
-        st = self.state
-        rcv_nxt = self.rcv_nxt
-        dlen = len(data)
-        if dlen and st not in _RECEIVING:
-            c.drop("data_after_fin")
-            return
-        if dlen and self._read_closed and seq + dlen > rcv_nxt:
-            # data for a socket the application closed: Linux answers with RST
-            c["AbortOnData"] += 1
-            self._send_rst(self.snd_nxt)
-            self._fail(errno.ECONNRESET, report=False)
-            return
-        # trim what we have already
-        if seq < rcv_nxt:
-            if dlen and self._dsack_ok:
-                # its head is old: report the duplicate part (RFC 2883 4.1.1), at once
-                self._dsack = (seq, min(seq + dlen, rcv_nxt))
-                c["DSACKOldSent"] += 1
-                self._ack_now = True
-            cut = rcv_nxt - seq
-            if cut >= dlen:
-                data = data[:0]
-                if fin and seq + dlen < rcv_nxt:
-                    fin = 0  # a FIN we processed already
-            else:
-                data = data[cut:]
-            dlen = len(data)
-            seq = rcv_nxt
-        # trim what does not fit the window
-        limit = max(self.rcv_adv, rcv_nxt + self._rcv_space())
-        if seq + dlen > limit:
-            c.drop("beyond_window")
-            data = data[: max(limit - seq, 0)]
-            dlen = len(data)
-            fin = 0
-        if seq == rcv_nxt:
-            if dlen:
-                if dlen > self.rcv_mss:
-                    self.rcv_mss = min(dlen, self._rcv_mss_cap)
-                # a view of an immutable frame is kept as it is: one copy, at delivery
-                self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
-                self.rx_bytes += dlen
-                rcv_nxt += dlen
-                if self.ooo:
-                    more = self.ooo.pop_ready(rcv_nxt)
-                    if more is not None:
-                        self.rx_chunks.append(more)  # the reassembly queue let go of it
-                        self.rx_bytes += len(more)
-                        rcv_nxt += len(more)
-                    self._ack_now = True  # a hole was filled (RFC 5681 4.2)
-                self.rcv_nxt = rcv_nxt
-                # ACK at least every second full-sized segment (RFC 9293 3.8.6.3), once
-                # per batch of frames the runner hands over (like Linux after GRO): the
-                # ACK goes out from call_soon, after the whole batch was taken in
-                if rcv_nxt - self.last_ack_sent > self.rcv_mss:
-                    if not self._ack_soon:
-                        self._ack_soon = True
-                        self.stack.call_soon(self._flush_ack)
-                elif self.delack_at is None:
-                    self.delack_at = self.stack.now + self.tcp.settings.delack
-            if fin or (self.ooo_fin is not None and self.ooo_fin == rcv_nxt):
-                self._rx_fin()
-        elif dlen or fin:
-            # out of order: keep it (bounded) and send a duplicate ACK at once. A bare ACK
-            # above RCV.NXT (a peer whose timeout rewound SND.NXT sends ACKs at SND.MAX) has
-            # nothing to reassemble and draws no duplicate ACK, as in Linux: two ends that
-            # both have holes would otherwise answer each other's ACKs forever (an ACK storm)
-            self._ack_now = True
-            c["OfoQueue"] += 1
-            if dlen:
-                if self._dsack_ok:
-                    dup = dsack_for(seq, seq + dlen, rcv_nxt, self.ooo.ranges())
-                    if dup is not None:
-                        # held already out of order (RFC 2883 4.1.2)
-                        self._dsack = dup
-                        c["DSACKOfoSent"] += 1
-                self._sack_recent = seq
-                budget = max(self.rcvbuf - self.rx_bytes, 0)
-                if not self.ooo.add(seq, data, budget):
-                    c.drop("ooo_memory" if self.tcp.ooo_pool.full(dlen) else "ooo_overflow")
-            if fin:
-                self.ooo_fin = seq + dlen
-
-    def _rx_fin(self) -> None:
-        now = self.stack.now
-        self.rcv_nxt += 1
-        self.fin_received = True
-        self.ooo_fin = None
-        self._ack_now = True
-        st = self.state
-        if st == FIN_WAIT_2:
-            self._enter_time_wait(Event.RCV_FIN, send_ack=True)
-            return
-        if st == ESTABLISHED or st == SYN_RECEIVED or st == FIN_WAIT_1:
-            # (in FIN-WAIT-1 our FIN is not yet acknowledged, else we would be in FIN-WAIT-2:
-            # a simultaneous close)
-            self._transition(Event.RCV_FIN)
-        self.close_at = None if self.state != TIME_WAIT else now + 2 * self.tcp.settings.msl
-
     def _enter_time_wait(self, event: Event, *, send_ack: bool = False) -> None:
         if send_ack:
             self._send_ack()
@@ -1190,15 +1102,6 @@ class Connection(Output, Ecn, Reporting):
     # =================================================================================
     # after input: deliver, send, acknowledge
     # =================================================================================
-    _ack_now = False
-    _ack_soon = False
-
-    def _flush_ack(self) -> None:
-        self._ack_soon = False
-        if self.state in _SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
-            self._send_ack()
-            self._arm()
-
     def _after_input(self) -> None:
         """The last step of taking a segment in: its effects are complete, so the
         application now hears of them (events kept meanwhile, then data), and then what the
@@ -1219,66 +1122,6 @@ class Connection(Output, Ecn, Reporting):
             self._output()
         if self._ack_now:
             self._ack_now = False
-            self._send_ack()
-
-    def _deliver(self) -> None:
-        """Hand in-order data (then EOF) to the application unless reading is paused."""
-        app = self.app
-        if app is None or not self._made or self._lost or self._delivering:
-            return  # (a nested call: the loop below takes what arrived meanwhile)
-        if self._busy:
-            self._app_later(self._deliver)
-            return
-        if self._read_closed:
-            self.rx_chunks.clear()
-            self.rx_bytes = 0
-            return
-        # Pieces of about DELIVER_MAX bytes, not one joined copy of everything queued: a join
-        # of up to rcvbuf bytes was a fresh large allocation each time, page faults
-        # included. If the application pauses reading part way, the rest waits (and counts
-        # against the window) until it resumes.
-        self._delivering = True
-        try:
-            on_data = app.on_data
-            while self.rx_chunks and self._reading:
-                chunks = self.rx_chunks
-                self.rx_chunks = []
-                self.rx_bytes = 0
-                if len(chunks) == 1:  # the usual case: one segment's data
-                    on_data(bytes(chunks[0]))
-                    if self._lost or self._read_closed:
-                        return
-                    continue
-                i = 0
-                n = len(chunks)
-                while i < n:
-                    j = i + 1
-                    size = len(chunks[i])
-                    while j < n and size < DELIVER_MAX:
-                        size += len(chunks[j])
-                        j += 1
-                    on_data(bytes(chunks[i]) if j == i + 1 else b"".join(chunks[i:j]))
-                    if self._lost or self._read_closed:
-                        return
-                    i = j
-                    if not self._reading and i < n:
-                        rest = chunks[i:]
-                        self.rx_chunks[:0] = rest
-                        self.rx_bytes += sum(map(len, rest))
-                        return
-            if self.rx_chunks:
-                return
-            if self.fin_received and not self._eof_delivered and self._reading:
-                self._eof_delivered = True
-                app.on_eof()
-        finally:
-            self._delivering = False
-
-    def _window_update(self) -> None:
-        """The application made room: tell the peer if the window grew usefully."""
-        cur = self.rcv_adv - self.rcv_nxt
-        if self._rcv_space() - cur >= min(self.rcvbuf // 2, self.adv_mss):
-            self.c["WindowUpdates"] += 1
             self._send_ack()
 
     # =================================================================================
