@@ -13,6 +13,7 @@ cost nothing to wait for, and every run of a test sees the same interleaving.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
@@ -28,8 +29,88 @@ from layers.timers import VirtualClock
 #: no deadline: later than any
 _NEVER = float("inf")
 
-#: (a stack or a node like one, its timers' next deadline, its interfaces)
-_Node = tuple[Any, Callable[[], float | None], list[Interface]]
+
+class _Source:
+    """One thing the loop waits for, a stack's timers or a link of a node: ``due`` is its
+    deadline when last read (infinity for none), never later than the real one unless
+    ``dirty`` (the source said it came earlier since, and will be read again)."""
+
+    __slots__ = ("deadline", "dirty", "due", "link", "net", "trusted")
+
+    def __init__(self, net: VirtualNetwork, deadline: Callable[[], float | None],
+                 link: Link | None, trusted: bool) -> None:
+        self.net = net
+        self.deadline = deadline
+        self.link = link
+        self.trusted = trusted
+        self.due = _NEVER
+        self.dirty = True
+
+    def trust(self, trusted: bool) -> None:
+        self.trusted = trusted
+        self.dirty = True
+
+    def wake(self, *_: object) -> None:
+        """The source may have moved: read it before it is next relied on."""
+        if not self.dirty:
+            self.dirty = True
+            self.net._woken.append(self)
+
+    def read(self) -> float:
+        d = self.deadline()
+        self.due = d = _NEVER if d is None else d
+        self.dirty = not self.trusted  # one that cannot tell is read whenever relied on
+        return d
+
+
+def _notifies(link: Link) -> bool:
+    """``link`` and every link it wraps declare that they call their wakeup whenever their
+    next deadline comes earlier (a subclass must say so again: it may hold frames)."""
+    while True:
+        if not vars(type(link)).get("notifies_deadline", False):
+            return False
+        inner = getattr(link, "inner", None)
+        if inner is None:
+            return True
+        link = inner
+
+
+def _take_wakeup(link: Link, src: _Source) -> bool:
+    """Have ``link`` wake ``src``; False when someone else already listens to it."""
+    current = getattr(link, "_wakeup", None)
+    if current is not None and getattr(current, "__func__", None) is not _Source.wake:
+        return False
+    link.set_wakeup(src.wake)
+    return True
+
+
+class _NodeSources:
+    """A node's sources: its timers, and one per interface (with the interface)."""
+
+    __slots__ = ("links", "sources", "stack", "timers")
+
+    def __init__(self, net: VirtualNetwork, stack: Any) -> None:
+        self.stack = stack
+        if isinstance(stack, Stack) and type(stack).next_deadline is Stack.next_deadline:
+            listener = stack.on_deadline_change
+            trusted = listener is None or getattr(listener, "__func__", None) is _Source.wake
+            self.timers = _Source(net, stack.timers.next_deadline, None, trusted)
+            if trusted:
+                stack.on_deadline_change = self.timers.wake
+        else:  # a node like a stack (an experiment's wire): read at every step unless it
+            # declares that its next_deadline never comes earlier behind the loop's back
+            self.timers = _Source(net, stack.next_deadline, None,
+                                  bool(getattr(type(stack), "notifies_deadline", False)))
+        self.links: list[tuple[Any, _Source]] = []
+        for iface in stack.interfaces:
+            link = iface.link
+            src = _Source(net, link.next_deadline, link, False)
+            src.trust(_notifies(link) and _take_wakeup(link, src))
+            self.links.append((iface, src))
+        self.sources = [src for _, src in self.links] + [self.timers]
+
+
+_DUE = operator.attrgetter("due")
 
 #: ``on_frame(now, frame)`` for the frames arriving at a link end the test holds itself
 EndpointHandler = Callable[[float, bytes], None]
@@ -49,7 +130,12 @@ class VirtualNetwork:
         self._pending_link: MemoryLink | None = None
         #: what :meth:`_nodes` was built from, and what it built
         self._nodes_of: list[Stack] = []
-        self._node_list: list[_Node] = []
+        self._node_list: list[_NodeSources] = []
+        #: every source of every node, in the order the loop visits them; those it reads at
+        #: every step; those that said they moved since the loop last read them
+        self._sources: list[_Source] = []
+        self._untrusted: list[_Source] = []
+        self._woken: list[_Source] = []
         self.steps = 0
 
     def add_endpoint(self, link: Link, on_frame: EndpointHandler) -> None:
@@ -153,70 +239,116 @@ class VirtualNetwork:
         return a, b
 
     # --- running ----------------------------------------------------------------------
-    def _nodes(self) -> list[_Node]:
-        """The stacks (and duck-typed nodes such as an experiment's wires) as the loop reads
-        them: (node, its timers' next deadline, its interfaces). Rebuilt when ``stacks`` was
-        changed (a list compared by identity first, in C)."""
-        stacks = self.stacks
-        if self._nodes_of != stacks:
-            self._nodes_of = list(stacks)
-            self._node_list = [
-                (s, s.timers.next_deadline if type(s).next_deadline is Stack.next_deadline
-                 else s.next_deadline, s.interfaces)
-                for s in stacks
-            ]
-        return self._node_list
+    #
+    # The loop keeps each source's deadline (a stack's timers, a link of a node) as last read,
+    # and reads again only the sources that may have come earlier: one that told it so (a
+    # link's wakeup when a frame was sent to it or it holds one for later, a stack's
+    # on_deadline_change) and one it has just drained or polled. A kept deadline can be too
+    # early (a timer cancelled behind its back), never too late, so the earliest is read
+    # again before the clock moves to it, and a source due now before it is handled. A source
+    # that cannot tell (a link class that does not declare ``notifies_deadline``, or a node
+    # that is not a Stack and does not declare it) is read whenever it is relied on. Whenever
+    # code other than the loop's may have run (each public method's start, after
+    # run_until_true's condition), every source is read again. The loop thus does exactly
+    # what reading every deadline at every step would, in the same order, without the reading.
 
-    def next_event(self) -> float | None:
-        """When something is next due: a timer of a stack, or a frame on one of the links."""
+    def _sync(self) -> None:
+        """Read every source again (rebuilding the list if stacks or links changed)."""
+        if not self._structure_current():
+            self._rebuild()
+        for src in self._sources:
+            src.read()
+        self._woken.clear()
+
+    def _structure_current(self) -> bool:
+        if self._nodes_of != self.stacks:
+            return False
+        for node in self._node_list:
+            interfaces = node.stack.interfaces
+            if len(interfaces) != len(node.links):
+                return False
+            for iface, src in node.links:
+                if iface.link is not src.link:
+                    return False
+        return True
+
+    def _rebuild(self) -> None:
+        self._nodes_of = list(self.stacks)
+        self._node_list = [_NodeSources(self, s) for s in self._nodes_of]
+        self._sources = [src for n in self._node_list for src in n.sources]
+        self._untrusted = [src for src in self._sources if not src.trusted]
+
+    def _next(self) -> float | None:
+        """:meth:`next_event` from the kept deadlines (the loop's own, between passes)."""
+        if self._nodes_of != self.stacks:
+            self._sync()
+        woken = self._woken
+        if woken:
+            for src in woken:
+                if src.dirty:  # read(), inlined
+                    d = src.deadline()
+                    src.due = _NEVER if d is None else d
+                    src.dirty = not src.trusted
+            woken.clear()
+        for src in self._untrusted:
+            src.read()
         best = _NEVER
+        sources = self._sources
+        while sources:
+            first = min(sources, key=_DUE)
+            best = first.due
+            if best == _NEVER:
+                break
+            if first.read() == best:  # a kept deadline is never later than the real one
+                break
         for link, _ in self.endpoints:
             d = link.next_deadline()
             if d is not None and d < best:
                 best = d
-        for _, deadline, interfaces in self._nodes():
-            d = deadline()
-            if d is not None and d < best:
-                best = d
-            for iface in interfaces:
-                link = iface.link
-                if type(link) is MemoryLink:  # next_deadline(), inlined: most links are
-                    inbox = link._inbox
-                    if inbox and inbox[0][0] < best:
-                        best = inbox[0][0]
-                    continue
-                d = link.next_deadline()
-                if d is not None and d < best:
-                    best = d
-        return None if best is _NEVER else best
+        return None if best == _NEVER else best
+
+    def next_event(self) -> float | None:
+        """When something is next due: a timer of a stack, or a frame on one of the links."""
+        self._sync()
+        return self._next()
 
     def _pass(self, now: float, *, poll_all: bool) -> bool:
         """Deliver the frames due at ``now`` and run the due timers, once; True if anything
         happened."""
         moved = False
-        for stack, deadline, interfaces in self._nodes():
-            for iface in interfaces:
+        for node in self._node_list:
+            stack = node.stack
+            for iface, src in node.links:
+                if src.dirty:
+                    src.read()
+                if src.due > now:
+                    continue
                 link = iface.link
-                if type(link) is MemoryLink:  # nothing to poll; next_deadline(), inlined
-                    inbox = link._inbox
-                    if not inbox or inbox[0][0] > now:
-                        continue
-                else:
-                    d = link.next_deadline()
-                    if d is None or d > now:
-                        continue
+                d = link.next_deadline()
+                if d is None or d > now:
+                    src.due = _NEVER if d is None else d
+                    continue
+                if type(link) is not MemoryLink:  # it has nothing to poll
                     link.poll(now)
                 receive = stack.receive
                 while (got := link.recv()) is not None:
                     moved = True
                     receive(iface, got[0], got[1])
-            # a stack with nothing due is not polled: that would only find its first timer
-            # later than now (``poll_all`` polls stacks without counting it as a move)
-            d = deadline()
-            if d is not None and d <= now:
-                if not poll_all:
-                    moved = True
-                stack.poll()
+                src.read()  # it moved on (what the node did since told if it came earlier)
+            timers = node.timers
+            if timers.dirty:
+                timers.read()
+            if timers.due <= now:
+                # a stack with nothing due is not polled: that would only find its first
+                # timer later than now (``poll_all`` polls without counting it as a move)
+                d = timers.deadline()
+                if d is not None and d <= now:
+                    if not poll_all:
+                        moved = True
+                    stack.poll()
+                    timers.read()
+                else:
+                    timers.due = _NEVER if d is None else d
         for link, on_frame in self.endpoints:
             d = link.next_deadline()
             if d is not None and d <= now:
@@ -235,8 +367,8 @@ class VirtualNetwork:
         return True
 
     def _step_at(self, when: float) -> None:
-        """:meth:`step` to ``when``, the :meth:`next_event` the caller has just read (the
-        loops below read it once per step, not twice)."""
+        """:meth:`step` to ``when``, the next event the caller has just read (the loops below
+        read it once per step, not twice)."""
         self.clock.advance_to(when)
         self.steps += 1
         self._pass(self.clock.time, poll_all=True)
@@ -244,6 +376,7 @@ class VirtualNetwork:
     def settle(self, max_passes: int = 10_000) -> None:
         """Process everything due at the current time, including what that sets off at the
         same time (a frame answered at once), without moving the clock."""
+        self._sync()
         for _ in range(max_passes):
             if not self._pass(self.clock.time, poll_all=False):
                 return
@@ -251,8 +384,9 @@ class VirtualNetwork:
 
     def run_until(self, when: float) -> None:
         """Process every event up to virtual time ``when``, then set the clock to it."""
+        self._sync()
         while True:
-            nxt = self.next_event()
+            nxt = self._next()
             if nxt is None or nxt > when:
                 break
             self._step_at(nxt)

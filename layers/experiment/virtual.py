@@ -119,6 +119,9 @@ class Wire:
     the port of its destination address (or to the default port). The network polls it as it
     polls a stack (``interfaces``, ``receive``, ``poll``, ``next_deadline``)."""
 
+    #: it holds nothing for later (its next_deadline is always None)
+    notifies_deadline = True
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.interfaces: list[_Port] = []

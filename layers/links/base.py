@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import ClassVar
 
 import attrs
 
@@ -90,6 +91,12 @@ class Link(ABC):
     capabilities: LinkCapabilities = LinkCapabilities()
     #: the link's own hardware address (Ethernet medium), or None
     mac: bytes | None = None
+    #: True when the link calls its wakeup whenever :meth:`next_deadline` comes earlier by
+    #: anything but its own :meth:`poll`/:meth:`recv` (a frame sent to it; a frame it holds
+    #: for later). The virtual-time loop then reads its deadline only after it moved, instead
+    #: of at every step. Each class declares it for itself (a subclass may hold frames): a
+    #: class that does not is read at every step, as is a wrapper around one.
+    notifies_deadline: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats = LinkStats()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import os
 import random
 import re
@@ -92,6 +93,8 @@ class _Path:
 
 class FaultLink(LinkWrapper):
     """Inject seeded faults into ``inner``'s traffic, in both directions unless told otherwise."""
+
+    notifies_deadline = True
 
     def __init__(
         self,
@@ -194,6 +197,8 @@ class FaultLink(LinkWrapper):
                 if path is self._rx and isinstance(meta, int):
                     meta &= ~RX_CSUM_VERIFIED  # the device vouched for the frame before the flip
         copies = 1
+        top = path.heap[0][0] if path.heap else math.inf
+        held = len(path.held)
         if self.duplicate and rng.random() < self.duplicate:
             copies = 2
             faults[name + "_duplicate"] += 1
@@ -211,6 +216,11 @@ class FaultLink(LinkWrapper):
                 self._emit(path, data, meta)
             else:
                 heapq.heappush(path.heap, (now + hold, next(self._seq), data, meta))
+        if path is self._tx and self._wakeup is not None and (
+                held != len(path.held) or (path.heap and path.heap[0][0] < top)):
+            # a frame held for later, due before any other: the runner must come back for it
+            # (a received one is held inside recv(), after which the runner looks anyway)
+            self._wakeup()
 
     def _output(self, path: _Path, data: bytes, meta: Any) -> None:
         if path is self._rx:

@@ -28,6 +28,9 @@ from layers.wire.ethernet import ETH_HLEN
 
 
 class MemoryLink(Link):
+    #: a frame sent to this end wakes it
+    notifies_deadline = True
+
     def __init__(
         self,
         name: str = "mem0",

@@ -48,6 +48,8 @@ class PcapLink(LinkWrapper):
     flushed but not closed by :meth:`close`; a path is opened here and closed there.
     """
 
+    notifies_deadline = True
+
     def __init__(
         self,
         inner: Link,
@@ -117,12 +119,15 @@ class PcapLink(LinkWrapper):
         pending.append(bytes(frame[:cap]) if cap < n or not isinstance(frame, bytes) else frame)
         self._pending_bytes += 16 + cap
         self.frames_written += 1
-        if self._first_pending is None:
+        first = self._first_pending is None
+        if first:
             self._first_pending = self._now()
         if self._pending_bytes >= self.buffer_size or (
             self._now() - self._last_write >= self.flush_interval
         ):
             self.flush()
+        elif first and self._wakeup is not None:
+            self._wakeup()  # a flush is now due: a new deadline for the runner
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else time.monotonic()

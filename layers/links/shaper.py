@@ -502,6 +502,7 @@ class ShaperLink(LinkWrapper):
 
     #: frames taken from the inner link per receive call before returning
     RX_PULL_BUDGET = 1024
+    notifies_deadline = True
 
     def __init__(
         self,
@@ -691,6 +692,8 @@ class ShaperLink(LinkWrapper):
             if direction in ("both", d.name):
                 self._advance(d, now)  # what left before now left at the old rate
                 d.rate = rate
+        if self._wakeup is not None:
+            self._wakeup()  # frames may have moved onto the wire: a new deadline
 
     # --- reports -------------------------------------------------------------------------
     @property
