@@ -52,6 +52,8 @@ class Interface:
         #: ethertypes use ``resolver``
         self.resolvers: dict[int, NeighbourResolver] = {}
         self.counters = Counters(f"if:{name}")
+        #: the last 8 bytes of our Ethernet header (source MAC, ethertype) by ethertype
+        self._eth_tails: dict[int, bytes] = {}
         self.up = False
         #: the receive path for this link's medium, ``dispatch(iface, frame, flags)``: the
         #: stack sets its Ethernet or IP demultiplexer when it adds the interface
@@ -127,8 +129,12 @@ class Interface:
         """Frame ``payload`` with an Ethernet header from this interface's MAC and send it.
         A payload in pieces (a tuple) stays in pieces: the header goes in front of them and
         the link writes them all at once, so the payload is never copied here."""
-        assert self.mac is not None
-        header = ETH_HEADER.pack(dst_mac, self.mac, ethertype)
+        tail = self._eth_tails.get(ethertype)  # our MAC and the ethertype, made once
+        if tail is None:
+            assert self.mac is not None
+            tail = self._eth_tails[ethertype] = ETH_HEADER.pack(bytes(6), self.mac,
+                                                                ethertype)[6:]
+        header = dst_mac + tail
         c = self.counters
         c["tx_frames"] += 1
         stack = self.stack

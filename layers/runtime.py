@@ -98,7 +98,12 @@ class AsyncioRunner:
             self._burst[iface] = burst
         fd = link.fileno()
         if fd is not None:
-            self.loop.add_reader(fd, self._busy_drain if self.busy_poll else self._drain, iface)
+            if self.busy_poll:
+                self.loop.add_reader(fd, self._busy_drain, iface)
+            elif burst is not None:  # the usual TAP: everything the wake-up needs, bound once
+                self.loop.add_reader(fd, self._drain_burst, iface, burst, self.stack.receive)
+            else:
+                self.loop.add_reader(fd, self._drain, iface)
             self._readers.append(fd)
         iface.link.set_wakeup(lambda iface=iface: self._wake(iface))  # type: ignore[misc]
 
@@ -129,6 +134,17 @@ class AsyncioRunner:
             else:
                 self._wake(iface)  # more waiting: come back after others had a turn
         stack.poll()
+        self._rearm()
+
+    def _drain_burst(self, iface: Interface, burst: Any, receive: Any) -> None:
+        """:meth:`_drain` of a link that reads its own bursts, as the loop calls it when the
+        descriptor is readable (every ping and every ACK comes through here)."""
+        pending = self._pending_drain
+        if pending:
+            pending.discard(iface)
+        if burst(receive, iface, RX_BUDGET) == RX_BUDGET:
+            self._wake(iface)  # more waiting: come back after others had a turn
+        self.stack.poll()
         self._rearm()
 
     def _busy_drain(self, iface: Interface) -> None:
@@ -174,7 +190,10 @@ class AsyncioRunner:
         self._timer = self.loop.call_at(when, self._on_timer)
 
     def _rearm(self) -> None:
-        when = self.stack.timers.next_deadline()
+        timers = self.stack.timers
+        heap = timers._heap
+        # next_deadline(), inlined for a live head (it pops cancelled ones first)
+        when = heap[0][0] if heap and not heap[0][2].cancelled else timers.next_deadline()
         for link in self._timed_links:
             d = link.next_deadline()
             if d is not None and (when is None or d < when):

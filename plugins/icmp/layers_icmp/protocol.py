@@ -205,7 +205,8 @@ class Icmp:
         reply[3] = csum & 0xFF
         # Answer from the address the request was sent to (RFC 1122 3.2.2.6); a request to a
         # broadcast or multicast address is answered from our address toward the sender.
-        src = None if to_group or not self.stack.is_local(dst) else dst
+        src = (None if to_group else dst if dst in self.stack.local_addresses
+               else dst if self.stack.is_local(dst) else None)
         if ip.send(dg.src, PROTO_ICMP, reply, src=src, tos=dg.tos):
             c["out_msgs"] += 1
             c["out_echo_reps"] += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import errno as _errno
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import attrs
 
@@ -309,9 +309,18 @@ class IPv4:
         if total <= mtu or (
             offload is not None and offload.gso_size and total <= caps.gso_max_size
         ):
-            header = self._header(src, dst, protocol, ttl, tos, total, dont_fragment)
-            if link_dst is None:  # _emit(), inlined for the usual unicast
-                iface.output(route.next_hop(dst), ETH_P_IP, (header, *parts), offload)
+            # _header(), inlined: every packet we send comes through here
+            ident = self._ident
+            self._ident = (ident + 1) & 0xFFFF
+            frag = IP_DF if dont_fragment else 0
+            csum = ((0x4500 | tos) + total + ident + frag + ((ttl << 8) | protocol) + (src >> 16)
+                    + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF)) % 0xFFFF
+            header = _pack(0x45, tos, total, ident, frag, ttl, protocol,
+                           0xFFFF - csum if csum else 0, src, dst)
+            if link_dst is None:  # _emit() and route.next_hop(), inlined for the usual unicast
+                gateway = route.gateway
+                iface.output(dst if gateway is None else gateway, ETH_P_IP, (header, *parts),
+                             offload)
             else:
                 self._emit(iface, route, dst, link_dst, (header, *parts), offload)
             return True
@@ -546,6 +555,8 @@ class _LinkRoute:
     """A route to the link itself, for limited broadcast (255.255.255.255)."""
 
     interface: Interface
+    #: as a Route's: none, the destination is the next hop
+    gateway: ClassVar[None] = None
 
     def next_hop(self, dst: int) -> int:
         return dst
