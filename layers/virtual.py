@@ -328,12 +328,15 @@ class VirtualNetwork:
                 if d is None or d > now:
                     src.due = _NEVER if d is None else d
                     continue
-                if type(link) is not MemoryLink:  # it has nothing to poll
+                if type(link) is MemoryLink:  # nothing to poll; recv() until None, in one
+                    if link.deliver_due(now, stack.receive, iface):
+                        moved = True
+                else:
                     link.poll(now)
-                receive = stack.receive
-                while (got := link.recv()) is not None:
-                    moved = True
-                    receive(iface, got[0], got[1])
+                    receive = stack.receive
+                    while (got := link.recv()) is not None:
+                        moved = True
+                        receive(iface, got[0], got[1])
                 src.read()  # it moved on (what the node did since told if it came earlier)
             timers = node.timers
             if timers.dirty:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from layers.links.base import RX_CSUM_VERIFIED, Link, LinkCapabilities, Medium, TxOffload
 from layers.wire.ethernet import ETH_HLEN
@@ -108,6 +110,22 @@ class MemoryLink(Link):
         stats.rx_frames += 1
         stats.rx_bytes += len(frame)
         return frame, flags
+
+    def deliver_due(self, now: float, receive: Callable[[Any, bytes, int], None],
+                    iface: Any) -> bool:
+        """``receive(iface, frame, flags)`` for every frame due by ``now``, in order (those
+        that arrive meanwhile too): what a loop of :meth:`recv` does, in one call for the
+        virtual-time loop. True if there was any."""
+        inbox = self._inbox
+        stats = self.stats
+        got = False
+        while inbox and inbox[0][0] <= now:
+            _, frame, flags = inbox.popleft()
+            stats.rx_frames += 1
+            stats.rx_bytes += len(frame)
+            got = True
+            receive(iface, frame, flags)
+        return got
 
     def next_deadline(self) -> float | None:
         return self._inbox[0][0] if self._inbox else None

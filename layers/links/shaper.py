@@ -593,7 +593,9 @@ class ShaperLink(LinkWrapper):
                     ready.append((frame, meta))
 
     def _arrive(self, d: ShapedDirection, frame: bytes | bytearray, meta: Any, now: float) -> None:
-        self._advance(d, now)
+        pipe = d.pipe
+        if (d.qdisc.qlen and d.busy_until <= now) or (pipe and pipe[0][0] <= now):
+            self._advance(d, now)  # (the test is _advance's own: most arrivals find it idle)
         if d.busy_until < now:
             d.busy_until = now  # the wire was idle
         size = len(frame)
@@ -656,11 +658,16 @@ class ShaperLink(LinkWrapper):
         if self._ready:
             return self._now()
         best = self.inner.next_deadline()
-        for d in (self.tx, self.rx):
-            if d is not None and d.pipe:
-                t = d.pipe[0][0]
-                if best is None or t < best:
-                    best = t
+        d = self.tx
+        if d is not None and d.pipe:
+            t = d.pipe[0][0]
+            if best is None or t < best:
+                best = t
+        d = self.rx
+        if d is not None and d.pipe:
+            t = d.pipe[0][0]
+            if best is None or t < best:
+                best = t
         return best
 
     def poll(self, now: float) -> None:

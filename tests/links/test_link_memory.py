@@ -71,3 +71,22 @@ def test_ip_medium_pair_has_no_mac_and_carries_bare_packets() -> None:
     assert got is not None and len(got[0]) == 576
     assert b.recv() is None
     assert a.stats.tx_dropped == 1
+
+
+def test_deliver_due_hands_over_exactly_what_recv_would_in_order() -> None:
+    from layers.timers import VirtualClock
+
+    clock = VirtualClock()
+    a, b = MemoryLink.pair(latency=0.001, medium=Medium.IP)
+    a.attach(clock)
+    b.attach(clock)
+    a.send(b"one")
+    clock.advance_to(0.0005)
+    a.send(b"two")
+    got: list[tuple[object, bytes, int]] = []
+    assert not b.deliver_due(0.0009, lambda i, f, fl: got.append((i, f, fl)), "if")
+    clock.advance_to(0.001)
+    assert b.deliver_due(0.001, lambda i, f, fl: got.append((i, f, fl)), "if")
+    assert got == [("if", b"one", 0)]
+    assert (b.stats.rx_frames, b.stats.rx_bytes) == (1, 3)
+    assert b.next_deadline() == 0.0015
