@@ -167,12 +167,36 @@ class TCPOptions:
         return bytes(out)
 
 
+#: the option block of Linux's SYN and SYN-ACK (MSS, SACK-permitted, timestamps, NOP, window
+#: scale), 20 bytes with the variable fields zeroed, and the mask that zeroes them
+_LINUX_SYN = bytes.fromhex("02040000" "0402080a" "0000000000000000" "01030300")
+_LINUX_SYN_MASK = int.from_bytes(bytes.fromhex("ffff0000" "ffffffff" "0000000000000000" "ffffff00"))
+_LINUX_SYN_INT = int.from_bytes(_LINUX_SYN)
+_LINUX_SYN_FIELDS = struct.Struct("!2xH4xII3xB")
+_LINUX_SYN_PACK = struct.Struct("!2sH4sII3sB")
+
+
+def syn_options(mss: int, wscale: int | None, sack_permitted: bool,
+                timestamp: tuple[int, int] | None) -> bytes:
+    """``TCPOptions(mss, wscale, sack_permitted, timestamp=timestamp).to_bytes()``, the
+    options of a SYN or SYN-ACK; the usual set (all four, as Linux's) in one step."""
+    if wscale is not None and sack_permitted and timestamp is not None:
+        return _LINUX_SYN_PACK.pack(b"\x02\x04", mss, b"\x04\x02\x08\x0a", timestamp[0],
+                                    timestamp[1], b"\x01\x03\x03", wscale)
+    return TCPOptions(mss=mss, wscale=wscale, sack_permitted=sack_permitted,
+                      timestamp=timestamp).to_bytes()
+
+
 def parse_options(data: Buffer) -> TCPOptions:
     """Decode an option block. Raises :class:`MalformedPacket` (``bad_option``) for a length
     that runs past the block or is below 2, or a known option of the wrong length. An option
     given twice counts once, with the value of its last occurrence (as Linux reads them)."""
     mv = memoryview(data)
     n = len(mv)
+    if n == 20 and int.from_bytes(mv) & _LINUX_SYN_MASK == _LINUX_SYN_INT:
+        # Linux's SYN, as every connection from it opens: the walk below, in one step
+        mss, tsval, tsecr, wscale = _LINUX_SYN_FIELDS.unpack(mv)
+        return TCPOptions(mss, wscale, True, (), (tsval, tsecr), ())
     i = 0
     mss: int | None = None
     wscale: int | None = None

@@ -57,7 +57,7 @@ from layers.wire.tcp import (
     TCP_TS_OPTION_LEN,
     TCP_TS_PREFIX,
     TCP_TS_PREFIX_SUM,
-    TCPOptions,
+    syn_options,
 )
 from layers_tcp.pacing import departure_after, paced_burst
 from layers_tcp.states import MASK, SENDING, SYN_SENT
@@ -196,12 +196,8 @@ class Output:
         ts = None
         if self._offer_ts:
             ts = (self._ts_now(), self.ts_recent if self.state != SYN_SENT else 0)
-        return TCPOptions(
-            mss=self.adv_mss,
-            wscale=self.rcv_wscale if self._offer_ws else None,
-            sack_permitted=self._offer_sack,
-            timestamp=ts,
-        ).to_bytes()
+        return syn_options(self.adv_mss, self.rcv_wscale if self._offer_ws else None,
+                           self._offer_sack, ts)
 
     def _send_syn(self, *, ack: bool) -> None:
         if not self._offer_ws:
