@@ -195,8 +195,8 @@ def parse_options(data: Buffer) -> TCPOptions:
     n = len(mv)
     if n == 20 and int.from_bytes(mv) & _LINUX_SYN_MASK == _LINUX_SYN_INT:
         # Linux's SYN, as every connection from it opens: the walk below, in one step
-        mss, tsval, tsecr, wscale = _LINUX_SYN_FIELDS.unpack(mv)
-        return TCPOptions(mss, wscale, True, (), (tsval, tsecr), ())
+        f = _LINUX_SYN_FIELDS.unpack(mv)  # MSS, TSval, TSecr, window scale
+        return TCPOptions(f[0], f[3], True, (), (f[1], f[2]), ())
     i = 0
     mss: int | None = None
     wscale: int | None = None
