@@ -179,6 +179,23 @@ def test_bad_checksum_and_truncated_are_dropped_and_counted() -> None:
     assert w.stack.counter("icmp")["in_msgs"] == 0
 
 
+@pytest.mark.parametrize("size", [0, 1, 57, 505, 1001])
+def test_checksum_is_checked_at_every_size_odd_ones_included(size: int) -> None:
+    w = icmp_wire()
+    good = bytes(IP(src=PEER, dst=US) / ICMP(type=8, id=1, seq=1) / (bytes(range(256)) * 4)[:size])
+    w.inject(good)
+    (rep,) = replies(w)
+    assert rep[ICMP].type == 0 and len(rep[ICMP].payload) == size
+    bad = bytearray(good)
+    bad[-1 if size else -3] ^= 0x01
+    w.inject(bytes(bad))
+    assert w.take() == []
+    zero = IP(src=PEER, dst=US, proto=1) / bytes(8 + size)  # sums to zero: not all ones
+    w.inject(bytes(zero))
+    assert w.take() == []
+    assert w.stack.counter("icmp").drops["bad_checksum"] == 2
+
+
 def test_link_verified_checksum_is_honoured() -> None:
     w = icmp_wire()
     raw = bytearray(bytes(IP(src=PEER, dst=US) / ICMP(type=8, id=1, seq=1, chksum=0x1234)))
