@@ -1543,10 +1543,15 @@ class Connection(Receive, Output, Ecn, Reporting):
             self.abort()
             return
         self._queue_fin()
-        if self.state == FIN_WAIT_2:
+        st = self.state
+        if st == FIN_WAIT_2:
             self.close_at = self.stack.now + self.tcp.settings.fin_timeout
             self._arm()
-        self.stack.call_soon(self._maybe_lost)
+        # on_closed soon (never from inside close()) if nothing is left to wait for; else
+        # what ends the wait (the ACK of our FIN, the end of TIME-WAIT, a reset, a timeout)
+        # calls _maybe_lost itself, and a timer per close would find nothing to do
+        if st == TIME_WAIT or st == CLOSED or (self.fin_queued and self.snd_una > self.fin_seq):
+            self.stack.call_soon(self._maybe_lost)
 
     def abort(self) -> None:
         """RFC 9293 3.10.5 ABORT: RST if synchronized, then forget the connection."""

@@ -68,6 +68,10 @@ CURR_ESTAB = frozenset({ESTABLISHED, CLOSE_WAIT})
 class Event(enum.Enum):
     """What moves a connection from one state to the next (RFC 9293 figure 5's labels)."""
 
+    # members are singletons: hashed by identity in C, not by Enum's hash(self._name_) in
+    # Python, as every transition looks one up in TRANSITIONS
+    __hash__ = object.__hash__
+
     #: OPEN call, active: our SYN goes out
     ACTIVE_OPEN = "active open"
     #: a SYN reached a listener (or a valid SYN cookie came back): our SYN-ACK goes out
