@@ -1102,6 +1102,15 @@ class Connection(Receive, Output, Ecn, Reporting):
     # =================================================================================
     # after input: deliver, send, acknowledge
     # =================================================================================
+    #: output waits for the end of the received burst (TCP.defer_output)
+    _tx_soon = False
+
+    def _flush_output(self) -> None:
+        self._tx_soon = False
+        if self.state != CLOSED:
+            self._output()
+            self._arm()
+
     def _after_input(self) -> None:
         """The last step of taking a segment in: its effects are complete, so the
         application now hears of them (events kept meanwhile, then data), and then what the
@@ -1119,7 +1128,12 @@ class Connection(Receive, Output, Ecn, Reporting):
         nxt = self.snd_nxt
         buf_end = self.buf_seq + self.sndbuf.size
         if nxt < buf_end or self.recovery.in_recovery or (nxt == buf_end and self.fin_queued):
-            self._output()
+            if self._ack_now or self.last_ack_sent != self.rcv_nxt:
+                self._output()  # an ACK is due: it leaves now, on data if there is room
+            elif not self._tx_soon:
+                # a sender's ACK: what it lets out goes after the rest of the burst
+                self._tx_soon = True
+                self.tcp.defer_output(self)
         if self._ack_now:
             self._ack_now = False
             self._send_ack()

@@ -142,6 +142,32 @@ class TCP:
         self._next_ephemeral = int.from_bytes(hashlib.blake2s(b"eph", key=key).digest()[:4])
         self._challenge_start = -1e9
         self._challenge_count = 0
+        #: connections whose output waits for the end of the burst of frames being received
+        #: (:meth:`defer_output`), in the order they asked: a list, so the flush is
+        #: deterministic
+        self._tx_pending: list[Connection] = []
+
+    # =================================================================================
+    # output after a burst of ACKs
+    # =================================================================================
+    def defer_output(self, conn: Connection) -> None:
+        """Send ``conn``'s data once the frames received with this one are all taken in,
+        not after each ACK: a burst of twenty ACKs then releases one large (TSO) send instead
+        of twenty small ones, as Linux checks for data to send once after its backlog. The
+        flush is a :meth:`layers.stack.Stack.call_soon`, which every driver of
+        ``stack.receive`` runs at its next ``poll`` (the asyncio runner after each burst, the
+        virtual clock in the same pass, tests when they settle), so a stack fed frame by frame
+        sends after each frame as before."""
+        pending = self._tx_pending
+        if not pending:
+            self.stack.call_soon(self._flush_output)
+        pending.append(conn)
+
+    def _flush_output(self) -> None:
+        pending = self._tx_pending
+        self._tx_pending = []
+        for conn in pending:
+            conn._flush_output()
 
     def ip_for(self, address: int) -> Any:
         """The network service toward ``address`` (IPv4's or IPv6's: ``stack.ip_for``)."""
