@@ -302,7 +302,7 @@ class IPv4:
         if self._pmtu:
             mtu = self._learned_mtu(dst, mtu)
         caps = iface.capabilities
-        if offload is not None and offload.needs_csum and not caps.tx_checksum:
+        if not caps.tx_checksum and offload is not None and offload.needs_csum:
             payload = _complete_checksum(_joined(payload), offload)
             parts = (payload,)
             offload = attrs.evolve(offload, csum_start=0, csum_offset=0)
