@@ -204,8 +204,13 @@ class AsyncioRunner:
             self._timer = None
             self._armed = None
             return
-        if when != self._armed:
+        armed = self._armed
+        if armed is None or when < armed:
             self._arm(when)
+        # A later head (the earlier timers were cancelled: connections that ended) keeps the
+        # loop's timer armed early; it fires, finds nothing due and re-arms then. Re-arming at
+        # once cost a cancelled and a new asyncio timer after every burst that ended a
+        # connection whose timer led the heap (under conn_rate, most of them).
 
     def _on_timer(self) -> None:
         self._timer = None

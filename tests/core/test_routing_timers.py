@@ -86,3 +86,33 @@ def test_timer_exception_is_counted_not_raised() -> None:
     s.call_at(0.0, boom)
     s.poll()
     assert s.counters["stack"].drops["internal_error"] == 1
+
+
+def test_the_runner_keeps_an_early_loop_timer_and_later_deadlines_still_run() -> None:
+    """When the stack's earliest timer is cancelled (a connection ended), the runner leaves
+    the loop's timer armed early rather than re-arming it at once; the early wake-up finds
+    nothing due, re-arms, and the later timer runs on time."""
+    import asyncio
+
+    from layers.runtime import AsyncioRunner
+
+    async def main() -> tuple[list[float], int]:
+        loop = asyncio.get_running_loop()
+        stack = Stack(["ipv4"], clock=loop.time)
+        runner = AsyncioRunner(stack, loop)
+        runner.start()
+        ran: list[float] = []
+        first = stack.call_later(0.01, ran.append, -1.0)
+        stack.call_later(0.03, lambda: ran.append(loop.time()))
+        handle = runner._timer
+        first.cancel()
+        runner._rearm()
+        kept = runner._timer is handle  # still the early one
+        start = loop.time()
+        await asyncio.sleep(0.06)
+        runner.stop()
+        return [t - start for t in ran], kept
+
+    ran, kept = asyncio.run(main())
+    assert kept
+    assert len(ran) == 1 and 0.0 < ran[0] < 0.06
