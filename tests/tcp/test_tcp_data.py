@@ -47,6 +47,24 @@ def test_every_second_full_segment_is_acked_at_once() -> None:
     assert ack.ack == 1001 + 2 * MSS
 
 
+def test_a_burst_is_delivered_once_at_its_end_before_its_ack() -> None:
+    # frames handed over together (no poll between them): the first segment goes up at
+    # once, the rest in one piece when the burst ends, then one ACK with the window open
+    w, _conn, proto, us = est()
+    settle = w.settle
+    w.settle = lambda: None  # type: ignore[method-assign]
+    for i in range(4):
+        w.inject(A, 1001 + i * MSS, us, bytes([97 + i]) * MSS)
+    w.settle = settle  # type: ignore[method-assign]
+    assert [len(d) for k, d in proto.events if k == "data"] == [MSS]
+    w.nothing()
+    settle()
+    assert [len(d) for k, d in proto.events if k == "data"] == [MSS, 3 * MSS]
+    assert bytes(proto.data) == b"a" * MSS + b"b" * MSS + b"c" * MSS + b"d" * MSS
+    ack = w.one()
+    assert ack.ack == 1001 + 4 * MSS and ack.wnd == 65535
+
+
 def test_large_segment_beyond_mss_is_accepted_and_acked() -> None:
     # a TSO/GRO peer hands over 64 KiB at once; take it whole
     w, _conn, proto, us = est()

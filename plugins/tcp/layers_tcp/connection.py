@@ -478,8 +478,15 @@ class Connection(Receive, Output, Ecn, Reporting):
         try:
             st = self.state
             if st == ESTABLISHED and self._rx_fast(seq32, ack32, flags, wnd, seg, doff):
-                pass
-            elif st == SYN_SENT:
+                return
+            if self._ack_soon and self.rx_chunks:
+                # data held for the end of the burst (_after_input) reaches the application
+                # before anything but header prediction's segments takes effect
+                self._busy = False
+                self._deliver()
+                self._busy = True
+                st = self.state
+            if st == SYN_SENT:
                 self._rx_syn_sent(seq32, ack32, flags, wnd, seg, doff)
             elif st != CLOSED:
                 self._rx(seq32, ack32, flags, wnd, seg, doff)
@@ -1120,14 +1127,24 @@ class Connection(Receive, Output, Ecn, Reporting):
             self._run_deferred()
         if self.state == CLOSED:
             return
-        if self.rx_chunks or (self.fin_received and not self._eof_delivered):
-            self._deliver()
-            if self.state == CLOSED:
-                return
         # _output, unless it would find nothing to send (a receiver's usual case, per segment)
         nxt = self.snd_nxt
         buf_end = self.buf_seq + self.sndbuf.size
-        if nxt < buf_end or self.recovery.in_recovery or (nxt == buf_end and self.fin_queued):
+        send = nxt < buf_end or self.recovery.in_recovery or (nxt == buf_end and self.fin_queued)
+        if self.rx_chunks or (self.fin_received and not self._eof_delivered):
+            # While the end of the burst is to send an ACK (_flush_ack) and nothing leaves
+            # before it, in-order data waits for it there: one delivery per burst (one join,
+            # one data_received) instead of one per segment, and the ACK still offers the
+            # window the application left
+            if send or not self._ack_soon or self._ack_now or self.fin_received:
+                self._deliver()
+                if self.state == CLOSED:
+                    return
+                nxt = self.snd_nxt
+                buf_end = self.buf_seq + self.sndbuf.size
+                send = (nxt < buf_end or self.recovery.in_recovery
+                        or (nxt == buf_end and self.fin_queued))
+        if send:
             if self._ack_now or self.last_ack_sent != self.rcv_nxt:
                 self._output()  # an ACK is due: it leaves now, on data if there is room
             elif not self._tx_soon:

@@ -97,7 +97,11 @@ class Receive:
     _ack_soon = False
 
     def _flush_ack(self) -> None:
+        """The end of a burst of frames (a ``call_soon``): the data held back meanwhile goes
+        to the application in one piece, then the ACK, with the window it left open."""
         self._ack_soon = False
+        if self.rx_chunks:
+            self._deliver()
         if self.state in _SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
             self._send_ack()
             self._arm()
