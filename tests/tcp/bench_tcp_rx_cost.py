@@ -4,12 +4,14 @@ clock the way the asyncio runner feeds TAP frames (a view after a 10-byte virtio
 with or without the link's checksum verification. Prints; asserts nothing about speed.
 
     .venv/bin/python tests/tcp/bench_tcp_rx_cost.py [SIZE] [--verified] [--telemetry] [-n N]
-    .venv/bin/python tests/tcp/bench_tcp_rx_cost.py --acks [--telemetry] [-n N]
+    .venv/bin/python tests/tcp/bench_tcp_rx_cost.py --acks [--burst K] [--telemetry] [-n N]
 
 ``--acks`` measures the other direction: the stack sends a bulk transfer and the crafted
 segments are pure ACKs, each acknowledging one more segment, so every one goes through the
 congestion control, the delivery-rate sample and (with ``--telemetry``) a telemetry sample,
-and releases new segments (their sending is part of the cost).
+and releases new segments (their sending is part of the cost). ``--burst K`` polls the stack
+after every K ACKs instead of after each, as the asyncio runner does after each burst it reads:
+the output the ACKs release leaves once per burst.
 
 Wall time is noisy on a shared host. For a deterministic figure count instructions: run it
 under ``valgrind --tool=cachegrind --cache-sim=no`` with two values of ``-n`` and divide the
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--acks", action="store_true",
                         help="the send side: crafted ACKs for a bulk transfer the stack sends")
     parser.add_argument("-n", type=int, default=0, help="segments (default: about 64 MiB)")
+    parser.add_argument("--burst", type=int, default=1,
+                        help="--acks: ACKs received between two polls (default 1)")
     args = parser.parse_args()
     if args.acks:
         acks(args)
@@ -165,8 +169,11 @@ def acks(args: argparse.Namespace) -> None:
     while theirs.recv() is not None:
         sent += 1
     t0 = time.process_time()
+    burst = max(1, args.burst)
     for i in range(n):
         receive(iface, memoryview(frames[i])[10:], 0)
+        if (i + 1) % burst and i + 1 < n:
+            continue
         stack.poll()
         while theirs.recv() is not None:
             sent += 1
