@@ -494,8 +494,8 @@ class Connection(Receive, Output, Ecn, Reporting):
             self._busy = False
             if self._deferred is not None:
                 self._run_deferred()
-            if self.state != CLOSED:
-                self._arm()
+            if self.state != CLOSED and not self._tx_soon:
+                self._arm()  # (else the flush of the output arms, after it sent)
 
     # --- events for the application, after the segment ---------------------------------
     def _app_later(self, fn: Callable[..., Any], *args: Any) -> bool:

@@ -212,26 +212,6 @@ class Output:
         free = self.rcvbuf - self.rx_bytes
         return free if free > 0 else 0
 
-    def _advertise(self) -> int:
-        """The window field for the next segment: receiver SWS avoidance (RFC 9293
-        3.8.6.2.2), never shrinking the right edge (RFC 7323 2.4), scaled."""
-        rcv_nxt = self.rcv_nxt
-        free = self._rcv_space()
-        cur = self.rcv_adv - rcv_nxt
-        if cur < 0:
-            cur = 0
-        s = self.rcv_wscale
-        if free - cur < min(self.rcvbuf >> 1, self.adv_mss):
-            field = (cur + (1 << s) - 1) >> s
-        else:
-            field = free >> s
-        if field > TCP_MAX_WINDOW:
-            field = TCP_MAX_WINDOW
-        edge = rcv_nxt + (field << s)
-        if edge > self.rcv_adv:
-            self.rcv_adv = edge
-        return field
-
     def _ts_now(self) -> int:
         return (int(self.stack.now * TS_HZ) + self.ts_offset) & MASK
 
@@ -279,7 +259,7 @@ class Output:
             flags |= TCP_ECE  # RFC 3168 6.1.3: until the peer's CWR
         if opts is None:
             if self.ts_ok:
-                tsval = self._ts_now()
+                tsval = (int(self.stack.now * TS_HZ) + self.ts_offset) & MASK  # _ts_now()
                 tsecr = self.ts_recent
                 opts = TCP_TS_OPTION.pack(TCP_TS_PREFIX, tsval, tsecr)
                 # the option's 16-bit words, for the checksum below
@@ -303,7 +283,27 @@ class Output:
             window = min(self._rcv_space(), TCP_MAX_WINDOW)
             self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + window)
         else:
-            window = self._advertise()
+            # the window field: receiver SWS avoidance (RFC 9293 3.8.6.2.2), never
+            # shrinking the right edge (RFC 7323 2.4), scaled
+            rcv_nxt = self.rcv_nxt
+            rcvbuf = self.rcvbuf
+            free = rcvbuf - self.rx_bytes
+            if free < 0:
+                free = 0
+            rcv_adv = self.rcv_adv
+            cur = rcv_adv - rcv_nxt
+            if cur < 0:
+                cur = 0
+            s = self.rcv_wscale
+            if free - cur < min(rcvbuf >> 1, self.adv_mss):
+                window = (cur + (1 << s) - 1) >> s
+            else:
+                window = free >> s
+            if window > TCP_MAX_WINDOW:
+                window = TCP_MAX_WINDOW
+            edge = rcv_nxt + (window << s)
+            if edge > rcv_adv:
+                self.rcv_adv = edge
         ack = self.rcv_nxt & MASK if flags & TCP_ACK else 0
         seq &= MASK
         offflags = (hlen << _DOFF_SHIFT) | flags
@@ -373,6 +373,13 @@ class Output:
 
     def _send_range(self, seq: int, n: int, *, retransmit: bool) -> None:
         """Send ``n`` bytes from the send buffer at ``seq`` (plus our FIN if it follows)."""
+        self._transmit_range(seq, n, retransmit)
+        if not retransmit and self.recovery.tlp is not None:
+            self.recovery.schedule_tlp(self.stack.now)
+
+    def _transmit_range(self, seq: int, n: int, retransmit: bool) -> None:
+        """:meth:`_send_range` but for the tail-loss probe's timer, which the caller
+        arms after its last new segment (:meth:`_output`: once per burst, not per segment)."""
         end_data = self.buf_seq + self.sndbuf.size
         flags = TCP_ACK
         if self.fin_queued and seq + n == end_data:
@@ -428,8 +435,6 @@ class Output:
             self.snd_max = end
         if self.rto_at is None:
             self.rto_at = now + self._rto()
-        if not retransmit and self.recovery.tlp is not None:
-            self.recovery.schedule_tlp(now)
 
     def _rto(self) -> float:
         rto = self.rtt.current()
@@ -472,69 +477,78 @@ class Output:
             burst = paced_burst(burst, mss, pacing)
         # the congestion window's room: cwnd less what is in flight
         croom = cc.cwnd - self._in_flight()
-        while True:
-            nxt = self.snd_nxt
-            unsent = buf_end - nxt
-            if unsent > 0:
-                hole = False
-                if nxt < self.snd_max and rec.in_loss and self.sb.ranges:
-                    # go-back-N after a timeout skips what the peer holds
-                    skip, limit = self.sb.skip(nxt)
-                    if skip > nxt:
-                        self.snd_nxt = skip
-                        continue
-                    if limit < buf_end:
-                        unsent = limit - nxt
-                        hole = True  # a short hole goes as it is (no Nagle, no SWS wait)
-                room = self.snd_una + self.snd_wnd - nxt
-                if croom < room:
-                    room = croom
-                n = unsent if unsent < room else room
-                if n > burst:
-                    n = burst
-                if n > mss and self._cwr_pending:
-                    n = mss  # CWR goes on one segment, not copied into a super-segment's
-                if n <= 0:
-                    if not force:
-                        self._maybe_persist(now)
-                        return
-                    n = min(unsent, mss)
-                if n < mss and not force and not hole:
-                    if n < unsent:
-                        # window-limited: sender SWS avoidance
-                        if n < self.max_snd_wnd // 2:
+        new = False  # new data went: the tail-loss probe's timer is armed after
+        try:
+            while True:
+                nxt = self.snd_nxt
+                unsent = buf_end - nxt
+                if unsent > 0:
+                    hole = False
+                    if nxt < self.snd_max and rec.in_loss and self.sb.ranges:
+                        # go-back-N after a timeout skips what the peer holds
+                        skip, limit = self.sb.skip(nxt)
+                        if skip > nxt:
+                            self.snd_nxt = skip
+                            continue
+                        if limit < buf_end:
+                            unsent = limit - nxt
+                            hole = True  # a short hole goes as it is (no Nagle, no SWS wait)
+                    room = self.snd_una + self.snd_wnd - nxt
+                    if croom < room:
+                        room = croom
+                    n = unsent if unsent < room else room
+                    if n > burst:
+                        n = burst
+                    if n > mss and self._cwr_pending:
+                        n = mss  # CWR goes on one segment, not copied into a super-segment's
+                    if n <= 0:
+                        if not force:
                             self._maybe_persist(now)
                             return
-                    elif not self.nodelay and self.snd_max > self.snd_una and not (
-                        self.fin_queued
-                    ):
-                        return  # Nagle: a small segment waits for the ACK of the last
-                force = False
-                retrans = nxt < self.snd_max
-                if not retrans and self.snd_una == self.snd_max:
-                    self.una_since = now
-                if not retrans and self.rtt_seq is None and not self.ts_ok:
-                    self.rtt_seq = nxt + n
-                    self.rtt_time = now
-                self._send_range(nxt, n, retransmit=retrans)
-                end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
-                self.snd_nxt = end
-                if end > self.snd_max:
-                    self.snd_max = end
-                self.persist_at = None
-                croom -= n
-                if pacing and self.pace_next > now:
-                    self._pace_later()
-                    return
-                continue
-            if self.fin_queued and nxt == buf_end:
-                # FIN alone (ignores the window, like Linux)
-                retrans = nxt < self.snd_max
-                self._send_range(nxt, 0, retransmit=retrans)
-                self.snd_nxt = nxt + 1
-                if self.snd_nxt > self.snd_max:
-                    self.snd_max = self.snd_nxt
-            return
+                        n = min(unsent, mss)
+                    if n < mss and not force and not hole:
+                        if n < unsent:
+                            # window-limited: sender SWS avoidance
+                            if n < self.max_snd_wnd // 2:
+                                self._maybe_persist(now)
+                                return
+                        elif not self.nodelay and self.snd_max > self.snd_una and not (
+                            self.fin_queued
+                        ):
+                            return  # Nagle: a small segment waits for the ACK of the last
+                    force = False
+                    retrans = nxt < self.snd_max
+                    if not retrans and self.snd_una == self.snd_max:
+                        self.una_since = now
+                    if not retrans and self.rtt_seq is None and not self.ts_ok:
+                        self.rtt_seq = nxt + n
+                        self.rtt_time = now
+                    self._transmit_range(nxt, n, retrans)
+                    if not retrans:
+                        new = True
+                    end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
+                    self.snd_nxt = end
+                    if end > self.snd_max:
+                        self.snd_max = end
+                    self.persist_at = None
+                    croom -= n
+                    if pacing and self.pace_next > now:
+                        self._pace_later()
+                        return
+                    continue
+                if self.fin_queued and nxt == buf_end:
+                    # FIN alone (ignores the window, like Linux)
+                    retrans = nxt < self.snd_max
+                    self._transmit_range(nxt, 0, retrans)
+                    if not retrans:
+                        new = True
+                    self.snd_nxt = nxt + 1
+                    if self.snd_nxt > self.snd_max:
+                        self.snd_max = self.snd_nxt
+                return
+        finally:
+            if new and rec.tlp is not None:
+                rec.schedule_tlp(now)
 
     def _pace_later(self) -> None:
         """Ahead of the pacing rate: the connection timer sends the rest at the earliest
