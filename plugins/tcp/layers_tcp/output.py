@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from layers.links.base import GSO_TCPV4, GSO_TCPV6, TxOffload
 from layers.wire.checksum import fold, ones_sum
 from layers.wire.ipv4 import IPV4_MAX_TOTAL_LENGTH, IPV4_MIN_HLEN, PROTO_TCP
+from layers.wire.ipv6 import IPV6_HLEN
 from layers.wire.tcp import (
     TCP_ACK,
     TCP_CSUM_OFFSET,
@@ -80,6 +81,11 @@ _DOFF_SHIFT = 10
 #: timestamps tick in milliseconds (RFC 7323 5.4 allows 1 ms to 1 s)
 TS_HZ = 1000
 _SENDING = SENDING
+#: the checksum offload of every segment over IPv4 or IPv6 (frozen: one each for all)
+_CSUM_OFFLOADS = {
+    hlen: TxOffload(csum_start=hlen, csum_offset=TCP_CSUM_OFFSET)
+    for hlen in (IPV4_MIN_HLEN, IPV6_HLEN)
+}
 
 
 class Output:
@@ -185,12 +191,11 @@ class Output:
                 # payload length field allows no more either within this bound
                 self._gso_max = min(caps.gso_max_size, IPV4_MAX_TOTAL_LENGTH)
         if self._tx_csum:
-            self._csum_offload = TxOffload(csum_start=ip_hlen, csum_offset=TCP_CSUM_OFFSET)
-        # window scale: the smallest shift that lets the buffer be offered
-        ws = 0
-        while (TCP_MAX_WINDOW << ws) < self.rcvbuf and ws < TCP_MAX_WSCALE:
-            ws += 1
-        self.rcv_wscale = ws
+            self._csum_offload = _CSUM_OFFLOADS[ip_hlen]
+        # window scale: the smallest shift that lets the buffer be offered, the smallest ws
+        # with TCP_MAX_WINDOW << ws >= rcvbuf
+        ws = (-(-self.rcvbuf // TCP_MAX_WINDOW) - 1).bit_length()
+        self.rcv_wscale = ws if ws < TCP_MAX_WSCALE else TCP_MAX_WSCALE
 
     def _syn_options(self) -> bytes:
         ts = None
