@@ -132,9 +132,23 @@ class LossRecovery:
     """One connection's loss recovery (see the module docstring)."""
 
     __slots__ = (
-        "c", "conn", "dupacks", "force_rexmit", "frto", "frto_rexmit_end", "frto_send",
-        "in_loss", "in_recovery", "ledger", "lost_total", "newly_lost", "prr", "rack",
-        "recover", "tlp", "undo_ts",
+        "_ledger",
+        "_prr",
+        "c",
+        "conn",
+        "dupacks",
+        "force_rexmit",
+        "frto",
+        "frto_rexmit_end",
+        "frto_send",
+        "in_loss",
+        "in_recovery",
+        "lost_total",
+        "newly_lost",
+        "rack",
+        "recover",
+        "tlp",
+        "undo_ts",
     )
 
     def __init__(self, conn: RecoveryHost) -> None:
@@ -147,16 +161,18 @@ class LossRecovery:
         #: RFC 6582's recover point: SND.MAX when the current episode began
         self.recover = 0
         self.dupacks = 0
-        #: proportional rate reduction during fast recovery (RFC 6937)
-        self.prr = Prr()
+        #: proportional rate reduction during fast recovery (RFC 6937): :attr:`prr`, made
+        #: at the first recovery (most connections never have one)
+        self._prr: Prr | None = None
         #: the first retransmission of fast recovery must go whatever PRR allows
         self.force_rexmit = False
         #: the timestamp value of the first retransmission of the current loss episode;
         #: an ACK echoing an older one shows the episode was spurious (Eifel, RFC 3522)
         self.undo_ts: int | None = None
         #: the retransmissions of the current loss episode no D-SACK has reported yet: when
-        #: all have been, the episode was spurious (RFC 3708, Linux's undo_retrans)
-        self.ledger = UndoLedger()
+        #: all have been, the episode was spurious (RFC 3708, Linux's undo_retrans);
+        #: :attr:`ledger`, made at the first loss episode
+        self._ledger: UndoLedger | None = None
         #: F-RTO (RFC 5682): 0 off; 1 the first ACK after a timeout is awaited (step 2);
         #: 2 new data went out after it, the next ACK decides (step 3)
         self.frto = 0
@@ -173,6 +189,20 @@ class LossRecovery:
         self.newly_lost = 0
         #: segments deemed lost, this connection
         self.lost_total = 0
+
+    @property
+    def prr(self) -> Prr:
+        prr = self._prr
+        if prr is None:
+            prr = self._prr = Prr()
+        return prr
+
+    @property
+    def ledger(self) -> UndoLedger:
+        ledger = self._ledger
+        if ledger is None:
+            ledger = self._ledger = UndoLedger()
+        return ledger
 
     def use_rack(self) -> None:
         """RACK-TLP (RFC 8985) as the loss detector (it needs SACK; without it duplicate ACKs
