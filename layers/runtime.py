@@ -12,7 +12,8 @@ reading it without blocking for up to that long before it goes back to the event
 starts the window again whenever a frame comes. A request that arrives within the window is
 taken without a wake-up from the kernel and without a turn of the event loop, which is most
 of a ping's round trip beyond the stack's own work; the price is a CPU spinning for up to
-``busy_poll`` after every burst. The stack's due timers still run between bursts, and after
+``busy_poll`` after every burst (on a TAP or TUN it spins on ``poll(0)``, ``readable()``,
+about a fifth of the cost of a read that fails, so it sees a frame sooner). The stack's due timers still run between bursts, and after
 ``RX_BUDGET`` frames the runner yields to the loop as it does without busy polling. The window
 has to cover the peer's turn-around: ``ping -i 0`` from Linux sends its next request some
 tens of microseconds after our reply, so 200 us cut the bench's median round trip by about a
@@ -160,6 +161,30 @@ class AsyncioRunner:
         budget = RX_BUDGET
         until = 0.0
         fresh = False  # frames handed to the stack since its last poll
+        burst = self._burst.get(iface)
+        readable = getattr(iface.link, "readable", None)
+        if burst is not None and readable is not None:
+            # a TAP: spin on poll(0) (~1.5k instructions a turn) rather than on reads that
+            # fail (~7.8k: BlockingIOError), so a frame is seen sooner after it arrives
+            while True:
+                if readable():
+                    got = burst(receive, iface, budget)
+                    if got:
+                        fresh = True
+                        budget -= got
+                        if not budget:
+                            self._wake(iface)  # come back after others had a turn
+                            break
+                        continue
+                if fresh:  # a burst ended: answers and timers first, then a new window
+                    poll()
+                    fresh = False
+                    until = clock() + window
+                elif clock() >= until:
+                    break
+            stack.poll()
+            self._rearm()
+            return
         while True:
             got = recv()
             if got is not None:

@@ -484,6 +484,17 @@ class _TunTapLink(Link):
             stats.rx_bytes += nbytes
         return got
 
+    def readable(self) -> bool:
+        """Whether a frame is waiting, without reading it (a ``poll(0)``: what a busy-polling
+        runner spins on, much cheaper than a read that fails)."""
+        if self._gone or self._fd < 0:
+            return False
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(0))
+
     def send(self, frame: bytes | bytearray | memoryview, offload: TxOffload | None = None) -> None:
         self.send_gather((frame,), offload)
 

@@ -249,12 +249,14 @@ def test_recv_burst_reads_what_is_waiting_within_the_budget(
         assert link.stats.rx_frames - before == len(got)
         got.clear()
         sock.send(probe(7))  # a lone frame: read, and a poll says nothing more is waiting
+        assert link.readable()
         assert link.recv_burst(deliver, "if", 8) >= 1
         assert probe(7) in [f for _, f, _ in got]
         sock.close()
     finally:
         link.close()
     assert link.recv_burst(deliver, "if", 8) == 0  # closed: nothing, no error
+    assert not link.readable()
 
 
 @pytest.mark.root
