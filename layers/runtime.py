@@ -13,11 +13,12 @@ starts the window again whenever a frame comes. A request that arrives within th
 taken without a wake-up from the kernel and without a turn of the event loop, which is most
 of a ping's round trip beyond the stack's own work; the price is a CPU spinning for up to
 ``busy_poll`` after every burst (on a TAP or TUN it spins on ``poll(0)``, ``readable()``,
-about a fifth of the cost of a read that fails, so it sees a frame sooner). The stack's due timers still run between bursts, and after
-``RX_BUDGET`` frames the runner yields to the loop as it does without busy polling. The window
-has to cover the peer's turn-around: ``ping -i 0`` from Linux sends its next request some
-tens of microseconds after our reply, so 200 us cut the bench's median round trip by about a
-quarter on a shared 2-core host where 50 us did nothing measurable.
+about a fifth of the cost of a read that fails, so it sees a frame sooner). The stack's due
+timers still run between bursts, and after ``RX_BUDGET`` frames the runner yields to the loop
+as it does without busy polling. The window has to cover the peer's turn-around: ``ping -i
+0`` from Linux sends its next request some tens of microseconds after our reply, so 200 us cut
+the bench's median round trip by about a quarter on a shared 2-core host where 50 us did
+nothing measurable.
 """
 
 from __future__ import annotations
