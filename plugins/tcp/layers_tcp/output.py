@@ -426,8 +426,13 @@ class Output:
             data = self.sndbuf.pieces(off, n)
             if type(data) is tuple and n <= self.mss and self._csum_offload is None:
                 data = b"".join(data)  # the software checksum takes one buffer (< one MSS)
-            self._send(seq, flags, data, tos=tos)
-            cc.on_packet_sent(n, self._in_flight() + (n if seq + n > self.snd_nxt else 0), now,
+            self._send(seq, flags, data, None, tos)
+            sb = self.sb
+            if rec.in_loss or rec.in_recovery or sb.ranges or sb.dup_bytes:
+                in_flight = self._in_flight()
+            else:
+                in_flight = self.snd_nxt - self.snd_una  # _in_flight()'s usual answer
+            cc.on_packet_sent(n, in_flight + (n if seq + n > self.snd_nxt else 0), now,
                               self.rate.app_limited != 0)
         else:
             self._send(seq, flags)
