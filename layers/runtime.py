@@ -37,6 +37,10 @@ from layers.stack import Stack
 
 #: frames read per link per wake-up before yielding to other work
 RX_BUDGET = 256
+#: the armed deadline while a burst is taken in: earlier than any, so a deadline the burst
+#: brings (a call_soon for the ACK or the data it releases) arms no loop timer of its own,
+#: which would be cancelled again by the re-arm after the burst's poll
+_DRAINING = float("-inf")
 #: the longest busy-poll window accepted (seconds): Linux takes any, but beyond a few
 #: milliseconds a spinning runner only burns a CPU
 MAX_BUSY_POLL = 0.01
@@ -144,9 +148,14 @@ class AsyncioRunner:
         pending = self._pending_drain
         if pending:
             pending.discard(iface)
-        if burst(receive, iface, RX_BUDGET) == RX_BUDGET:
-            self._wake(iface)  # more waiting: come back after others had a turn
-        self.stack.poll()
+        armed = self._armed
+        self._armed = _DRAINING  # the burst's new deadlines: _rearm reads them after it
+        try:
+            if burst(receive, iface, RX_BUDGET) == RX_BUDGET:
+                self._wake(iface)  # more waiting: come back after others had a turn
+            self.stack.poll()
+        finally:
+            self._armed = armed
         self._rearm()
 
     def _busy_drain(self, iface: Interface) -> None:
