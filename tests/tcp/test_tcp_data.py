@@ -60,6 +60,7 @@ def test_a_burst_is_delivered_once_at_its_end_before_its_ack() -> None:
     w.nothing()
     settle()
     assert [len(d) for k, d in proto.events if k == "data"] == [MSS, 3 * MSS]
+    assert all(type(d) is bytes for k, d in proto.events if k == "data")
     assert bytes(proto.data) == b"a" * MSS + b"b" * MSS + b"c" * MSS + b"d" * MSS
     ack = w.one()
     assert ack.ack == 1001 + 4 * MSS and ack.wnd == 65535

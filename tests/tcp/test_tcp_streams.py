@@ -278,3 +278,18 @@ def test_a_third_party_stream_service_is_used() -> None:
 
     asyncio.run(main())
     assert calls[:2] == ["listen", "connect"]
+
+
+def test_only_asyncios_own_stream_reader_protocol_takes_views() -> None:
+    # its data_received copies into the reader's buffer: a frame's view spares a copy; any
+    # other protocol (a subclass that overrides data_received included) gets bytes
+    from layers_tcp.transport import _takes_views
+
+    class Keeps(asyncio.StreamReaderProtocol):
+        def data_received(self, data: bytes) -> None:
+            self.kept = data
+
+    assert _takes_views(object.__new__(asyncio.StreamReaderProtocol))
+    assert not _takes_views(object.__new__(Keeps))
+    assert not _takes_views(asyncio.Protocol())
+    assert not _takes_views(None)

@@ -127,7 +127,8 @@ class ConnectionApp(Protocol):
         """The handshake completed (or a listener accepted the connection)."""
 
     def on_data(self, data: bytes) -> None:
-        """In-order data."""
+        """In-order data (a read-only memoryview instead of bytes if the application has a
+        true ``takes_views`` attribute)."""
 
     def on_eof(self) -> None:
         """The peer's FIN, after all its data."""
@@ -542,20 +543,22 @@ class Connection(Receive, Output, Ecn, Reporting):
         if dlen and (rcv_nxt + dlen > self.rcv_adv or self._read_closed):
             return False
         snd_una = self.snd_una
-        ack = unwrap(ack32, snd_una)
+        ack = snd_una + ((ack32 - snd_una + HALF) & MASK) - HALF  # unwrap(), inline
+        snd_max = self.snd_max
         if (
-            ack < snd_una or ack > self.snd_max or self.recovery.in_recovery or self.sb.ranges
+            ack < snd_una or ack > snd_max or self.recovery.in_recovery or self.sb.ranges
             or self.ooo.blocks or self.ooo_fin is not None
         ):
             return False
         # --- from here on the steps of _rx, in its order
-        now = self.stack.now
+        stack = self.stack
+        now = stack._clock()  # stack.now without the property
         self.last_rx = now
         self.ka_probes = 0
         if tsval >= 0 and rcv_nxt <= self.last_ack_sent:
             self.ts_recent = tsval
             self.ts_recent_age = now
-        if ack == snd_una and self.snd_max == snd_una:
+        if ack == snd_una and snd_max == snd_una:
             # a receiver's usual segment: nothing of ours is outstanding, so of _rx_ack's
             # steps only the window update applies (inline: this is the per-segment path)
             wnd <<= self.snd_wscale
@@ -586,7 +589,7 @@ class Connection(Receive, Output, Ecn, Reporting):
             if rcv_nxt - self.last_ack_sent > self.rcv_mss:
                 if not self._ack_soon:
                     self._ack_soon = True
-                    self.stack.call_soon(self._flush_ack)
+                    stack.call_soon(self._flush_ack)
             elif self.delack_at is None:
                 self.delack_at = now + self.tcp.settings.delack
         self._after_input()

@@ -24,6 +24,14 @@ from layers.wire.ipv6 import ip_text
 from layers_tcp.connection import Connection
 
 
+def _takes_views(protocol: asyncio.BaseProtocol | None) -> bool:
+    """Whether ``protocol.data_received`` is asyncio's StreamReaderProtocol's, which copies
+    what it is given into its reader's buffer (``bytearray.extend``) and keeps no reference:
+    it may be handed a read-only view of a received frame instead of a bytes copy of it."""
+    return (getattr(type(protocol), "data_received", None)
+            is asyncio.StreamReaderProtocol.data_received)
+
+
 class TCPTransport(asyncio.Transport):
     """An asyncio.Transport over one TCP connection (``get_extra_info("tcp")`` is the
     connection itself: its state, windows, congestion control and ``describe()``)."""
@@ -37,6 +45,7 @@ class TCPTransport(asyncio.Transport):
         super().__init__()
         self.conn = conn
         self._protocol = protocol
+        self.takes_views = _takes_views(protocol)
         self.on_connected = on_connected
         self._made = False
         self._write_paused = False
@@ -140,6 +149,7 @@ class TCPTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
+        self.takes_views = _takes_views(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol  # type: ignore[return-value]
