@@ -149,6 +149,11 @@ class Reassembly:
         self.size = 0
 
 
+#: the out-of-order queue of every connection that has never held a segment out of order
+#: (most never do): empty, shared, never added to (:meth:`Reassembly.add` is called on a
+#: connection's own queue, made then)
+NO_OOO = Reassembly(0)
+
 #: writes at least this big, given as ``bytes``, are queued by reference (no copy)
 _BY_REFERENCE = 16 * 1024
 #: smaller writes are gathered into a tail of up to this many bytes before it is frozen

@@ -67,7 +67,7 @@ from layers.wire.tcp import (
     TCPOptions,
     parse_options,
 )
-from layers_tcp.buffers import Reassembly, SendBuffer
+from layers_tcp.buffers import NO_OOO, SendBuffer
 from layers_tcp.dsack import find_dsack
 from layers_tcp.ecn import SEG_CE, Ecn
 from layers_tcp.output import Output
@@ -233,7 +233,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         #: or buffers nobody else holds; joined into ``bytes`` when delivered
         self.rx_chunks: list[bytes | bytearray | memoryview] = []
         self.rx_bytes = 0
-        self.ooo = Reassembly(s.ooo_max_blocks, tcp.ooo_pool)
+        self.ooo = NO_OOO  # a Reassembly of its own with the first out-of-order segment
         self.ooo_fin: int | None = None
         self.fin_received = False
         self.last_ack_sent = 0

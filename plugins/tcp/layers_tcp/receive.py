@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from layers_tcp.buffers import NO_OOO, Reassembly
 from layers_tcp.dsack import dsack_for
 from layers_tcp.states import (
     ESTABLISHED,
@@ -35,7 +36,6 @@ from layers_tcp.states import (
 
 if TYPE_CHECKING:
     from layers.counters import Counters
-    from layers_tcp.buffers import Reassembly
     from layers_tcp.connection import ConnectionApp
     from layers_tcp.protocol import TCP
     from layers_tcp.states import State
@@ -193,7 +193,11 @@ class Receive:
                         c["DSACKOfoSent"] += 1
                 self._sack_recent = seq
                 budget = max(self.rcvbuf - self.rx_bytes, 0)
-                if not self.ooo.add(seq, data, budget):
+                ooo = self.ooo
+                if ooo is NO_OOO:
+                    tcp = self.tcp
+                    ooo = self.ooo = Reassembly(tcp.settings.ooo_max_blocks, tcp.ooo_pool)
+                if not ooo.add(seq, data, budget):
                     c.drop("ooo_memory" if self.tcp.ooo_pool.full(dlen) else "ooo_overflow")
             if fin:
                 self.ooo_fin = seq + dlen
