@@ -29,6 +29,7 @@ segments (:mod:`layers_tcp.connection`).
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 from layers.links.base import GSO_TCPV4, GSO_TCPV6, TxOffload
@@ -81,6 +82,8 @@ _DOFF_SHIFT = 10
 #: timestamps tick in milliseconds (RFC 7323 5.4 allows 1 ms to 1 s)
 TS_HZ = 1000
 _SENDING = SENDING
+#: the header and the timestamp option alone (NOP, NOP, kind, length, TSval, TSecr) in one pack
+_HEADER_TS = struct.Struct(TCP_HEADER.format + TCP_TS_OPTION.format.lstrip("!"))
 #: the checksum offload of every segment over IPv4 or IPv6 (frozen: one each for all)
 _CSUM_OFFLOADS = {
     hlen: TxOffload(csum_start=hlen, csum_offset=TCP_CSUM_OFFSET)
@@ -262,27 +265,34 @@ class Output:
         n = sum(map(len, data)) if type(data) is tuple else len(data)
         if self._ece_pending and not flags & (TCP_SYN | TCP_RST):
             flags |= TCP_ECE  # RFC 3168 6.1.3: until the peer's CWR
+        # the timestamp option alone (the usual case) is packed with the header, not apart
+        ts = False
+        tsval = tsecr = 0
         if opts is None:
+            opts = b""
             if self.ts_ok:
                 tsval = (int(self.stack.now * TS_HZ) + self.ts_offset) & MASK  # _ts_now()
                 tsecr = self.ts_recent
-                opts = TCP_TS_OPTION.pack(TCP_TS_PREFIX, tsval, tsecr)
+                ts = True
                 # the option's 16-bit words, for the checksum below
                 osum = TCP_TS_PREFIX_SUM + (tsval >> 16) + (tsval & 0xFFFF) + (tsecr >> 16) + (
                     tsecr & 0xFFFF)
             else:
-                opts = b""
                 osum = 0
             if self.sack_ok and (self.ooo.blocks or self._dsack) and flags & TCP_ACK:
                 # only the blocks that fit beside the payload within the MSS
-                sack = self._sack_option(self.mss - n if n else TCP_MAX_OPTIONS - len(opts))
+                sack = self._sack_option(
+                    self.mss - n if n else TCP_MAX_OPTIONS - (TCP_TS_OPTION_LEN if ts else 0))
                 self._dsack = None  # a D-SACK block is reported once (RFC 2883 4)
                 if sack:
+                    if ts:
+                        opts = TCP_TS_OPTION.pack(TCP_TS_PREFIX, tsval, tsecr)
+                        ts = False
                     opts += sack
                     osum += int.from_bytes(sack, "big")
         else:
             osum = int.from_bytes(opts, "big")  # options come padded to 32-bit words
-        hlen = TCP_MIN_HLEN + len(opts)
+        hlen = TCP_MIN_HLEN + (TCP_TS_OPTION_LEN if ts else len(opts))
         total = hlen + n
         if flags & TCP_SYN:
             window = min(self._rcv_space(), TCP_MAX_WINDOW)
@@ -339,11 +349,16 @@ class Output:
                 self._csum_base + total + (seq >> 16) + (seq & 0xFFFF)
                 + (ack >> 16) + (ack & 0xFFFF) + offflags + window + osum,
             ) & 0xFFFF
-        header = TCP_HEADER.pack(self.lport, self.rport, seq, ack, offflags, window, csum, 0)
+        if ts:
+            header = _HEADER_TS.pack(self.lport, self.rport, seq, ack, offflags, window, csum, 0,
+                                     TCP_TS_PREFIX, tsval, tsecr)
+        else:
+            header = TCP_HEADER.pack(self.lport, self.rport, seq, ack, offflags, window, csum,
+                                     0)
+            if opts:
+                header += opts
         # data leaves as a view beside the headers (IPv4 and the link add theirs in front
         # and the device writes the pieces at once): the payload is never copied here
-        if opts:
-            header += opts
         seg: bytes | tuple[Any, ...]
         if not n:
             seg = header
