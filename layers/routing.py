@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -41,7 +42,9 @@ class RoutingTable:
     """Routes grouped by prefix length; lookups try the longest length first (at most 33 dict
     probes) and are cached per destination until the table changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        #: called after every change (the stack's egress cache invalidation)
+        self.on_change = on_change
         self._by_len: dict[int, dict[int, list[Route]]] = {}
         self._lengths: list[int] = []
         self._cache: dict[int, Route | None] = {}
@@ -70,6 +73,8 @@ class RoutingTable:
         bucket.sort(key=lambda r: r.metric)
         self._lengths = sorted(self._by_len, reverse=True)
         self._cache.clear()
+        if self.on_change is not None:
+            self.on_change()
         return route
 
     def add_default(self, gateway: int, interface: Interface, metric: int = 0) -> Route:
@@ -85,6 +90,8 @@ class RoutingTable:
                     del self._by_len[route.prefix_length]
             self._lengths = sorted(self._by_len, reverse=True)
             self._cache.clear()
+            if self.on_change is not None:
+                self.on_change()
 
     def remove_interface(self, interface: Interface) -> None:
         for route in [r for r in self if r.interface is interface]:

@@ -130,7 +130,11 @@ class Stack:
         self.timers = TimerQueue()
         self.counters: dict[str, Counters] = {}
         self.interfaces: list[Interface] = []
-        self.routes = RoutingTable()
+        #: bumped by every change that could alter where or how a packet to some destination
+        #: leaves (routes, addresses, interfaces up/down, neighbours, path MTUs): the network
+        #: layers' per-destination egress caches are valid while it stays the same
+        self.egress_generation = 0
+        self.routes = RoutingTable(on_change=self.egress_changed)
         #: local address -> interface holding it
         self.local_addresses: dict[int, Interface] = {}
         #: set by a runner: called with a deadline earlier than any timer it knew of
@@ -506,6 +510,7 @@ class Stack:
 
     def _address_added(self, iface: Interface, address: int, prefix_length: int) -> None:
         self.local_addresses[address] = iface
+        self.egress_changed()  # a new local address or broadcast, another source choice
         if prefix_length < 32:
             try:
                 self.routes.add(address, prefix_length, iface,
@@ -521,6 +526,7 @@ class Stack:
         ENETDOWN, as Linux's; bringing it up again runs the ``layers_interface_up`` hooks
         (ARP announces its addresses)."""
         iface = self.interface(name)
+        self.egress_changed()
         if up and not iface.up:
             if self.running:
                 self._bring_up(iface)
@@ -638,6 +644,7 @@ class Stack:
 
     def _bring_up(self, iface: Interface) -> None:
         iface.up = True
+        self.egress_changed()
         self.call_plugins("layers_interface_up", stack=self, interface=iface)
 
     def stop(self, *, close_links: bool = True) -> None:
@@ -650,6 +657,7 @@ class Stack:
                     self.plugin_failed(impl.plugin_name, "its layers_stack_stopping hook", exc)
             self.running = False
         self.timers.clear()
+        self.egress_changed()
         if self.loopback is not None:
             self.loopback.up = False
         if close_links:
@@ -663,6 +671,11 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def egress_changed(self) -> None:
+        """Invalidate every cached egress decision (see ``egress_generation``): called on
+        any change to routes, addresses, interfaces, neighbours or path MTUs."""
+        self.egress_generation += 1
 
     # --- time -------------------------------------------------------------------------
     @property

@@ -252,6 +252,7 @@ class ArpResolver:
         n.state = state
         n.changed = self.stack.now
         self._index(n)
+        self.stack.egress_changed()  # a cached egress may hold this entry's MAC or state
 
     def _index(self, n: Neighbour) -> None:
         """File ``n`` under its eviction rank, as the most recently changed entry."""
@@ -341,6 +342,7 @@ class ArpResolver:
         return n
 
     def _remove(self, n: Neighbour) -> None:
+        self.stack.egress_changed()
         self._disarm(n)
         if self.table.get(n.address) is n:
             del self.table[n.address]
@@ -494,6 +496,15 @@ class ArpResolver:
         """Remove every entry that is not permanent."""
         for n in [n for n in self.table.values() if n.state != PERMANENT]:
             self._remove(n)
+
+    def resolved_mac(self, address: int) -> bytes | None:
+        """The MAC of ``address`` when packets to it go straight out with no bookkeeping
+        (reachable or permanent), else None. Valid until ``stack.egress_generation`` changes:
+        every state change, MAC change and removal bumps it."""
+        n = self.table.get(address)
+        if n is not None and n.state <= PERMANENT:
+            return n.mac
+        return None
 
     def lookup(self, address: int) -> Neighbour | None:
         return self.table.get(address)

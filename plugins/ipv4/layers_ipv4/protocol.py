@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno as _errno
 import random
+import struct
 from typing import TYPE_CHECKING, ClassVar
 
 import attrs
@@ -16,7 +17,7 @@ from layers.protocols import IPDatagram, TransportError
 from layers.settings import read_settings
 from layers.wire.addr import BROADCAST_MAC, IPV4_BROADCAST, ip4_str
 from layers.wire.checksum import checksum
-from layers.wire.ethernet import ETH_P_IP
+from layers.wire.ethernet import ETH_HEADER, ETH_P_IP
 from layers.wire.ipv4 import IP_DF, IPV4_HEADER, IPV4_MIN_HLEN, IPV4_MIN_MTU
 from layers_ipv4.fragment import fragment
 from layers_ipv4.reassembly import MAX_DATAGRAM, Reassembler
@@ -31,6 +32,10 @@ _HDR = IPV4_HEADER
 _new_tuple = tuple.__new__
 _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
+#: an Ethernet header (given whole, 14 bytes) followed by an IPv4 header without options
+_pack_eth_ip = struct.Struct("!14sBBHHHBBHII").pack
+#: how many destinations the egress cache holds before it is emptied
+EGRESS_CACHE_SIZE = 4096
 #: the smallest MTU every IPv4 link must carry (RFC 791)
 MIN_MTU = IPV4_MIN_MTU
 #: how many learned path MTUs are kept at most
@@ -78,6 +83,13 @@ class IPv4:
         self._ident = random.getrandbits(16)
         #: destination -> (path MTU, expiry time), learned from ICMP (RFC 1191)
         self._pmtu: dict[int, tuple[int, float]] = {}
+        #: destination -> its egress, as Linux's dst cache plus the neighbour's cached
+        #: hardware header: (interface, source address, the sum of the header's constant
+        #: 16-bit words, the Ethernet header, whether the interface checksums). Only unicast
+        #: destinations with no learned path MTU, on Ethernet, whose neighbour is reachable
+        #: or permanent; emptied whenever ``stack.egress_generation`` moves on
+        self._egress: dict[int, tuple[Interface, int, int, bytes, bool]] = {}
+        self._egress_gen = stack.egress_generation
 
     # --- receive -------------------------------------------------------------------------
     def receive(self, iface: Interface, packet: memoryview, flags: int) -> None:
@@ -231,6 +243,35 @@ class IPv4:
             self._local_error(_errno.EMSGSIZE, src or 0, dst, protocol, _joined(payload), mtu=None)
             return False
 
+        # The cached egress: route, source, neighbour and Ethernet header decided by an
+        # earlier packet, valid while nothing that could change them has changed
+        if self._egress_gen != stack.egress_generation:
+            self._egress.clear()
+            self._egress_gen = stack.egress_generation
+        egress = self._egress.get(dst)
+        if egress is not None:
+            iface, e_src, e_sum, eth, tx_csum = egress
+            if (src is None or src == e_src) and (
+                tx_csum or offload is None or not offload.needs_csum
+            ) and (total <= iface.mtu or (
+                offload is not None and offload.gso_size
+                and total <= iface.capabilities.gso_max_size
+            )):
+                ident = self._ident
+                self._ident = (ident + 1) & 0xFFFF
+                frag = IP_DF if dont_fragment else 0
+                csum = (e_sum + tos + total + ident + frag + ((ttl << 8) | protocol)) % 0xFFFF
+                header = _pack_eth_ip(eth, 0x45, tos, total, ident, frag, ttl, protocol,
+                                      0xFFFF - csum if csum else 0, e_src, dst)
+                ic = iface.counters
+                ic["tx_frames"] += 1
+                ic["tx_bytes"] += 14 + total
+                if stack._tx_hooked:
+                    stack._transmit(iface, b"".join((header, *parts)), offload)
+                else:
+                    iface.link.send_gather((header, *parts), offload)
+                return True
+
         owner = stack.local_addresses.get(dst)
         lo = stack.loopback
         if owner is None and lo is not None and dst >> 24 == 127:
@@ -319,8 +360,9 @@ class IPv4:
                            0xFFFF - csum if csum else 0, src, dst)
             if link_dst is None:  # _emit() and route.next_hop(), inlined for the usual unicast
                 gateway = route.gateway
-                iface.output(dst if gateway is None else gateway, ETH_P_IP, (header, *parts),
-                             offload)
+                next_hop = dst if gateway is None else gateway
+                iface.output(next_hop, ETH_P_IP, (header, *parts), offload)
+                self._remember_egress(iface, next_hop, src, dst)
             else:
                 self._emit(iface, route, dst, link_dst, (header, *parts), offload)
             return True
@@ -360,6 +402,31 @@ class IPv4:
         # s == 0 means the sum is a non-zero multiple of 0xFFFF (all ones): checksum 0
         return _pack(0x45, tos, total, ident, frag, ttl, protocol, 0xFFFF - s if s else 0,
                      src, dst)
+
+    def _remember_egress(self, iface: Interface, next_hop: int, src: int, dst: int) -> None:
+        """Cache how packets to ``dst`` leave, when they can leave the same way again without
+        asking anyone: an Ethernet interface, a neighbour that is reachable or permanent (the
+        resolver then sends with no bookkeeping), the default source, no learned path MTU.
+        Anything that could change one of those bumps ``stack.egress_generation``."""
+        if (iface.medium is not Medium.ETHERNET or iface.mac is None or dst in self._pmtu
+                or self._egress_gen != self.stack.egress_generation):
+            return
+        resolved_mac = getattr(iface.resolver, "resolved_mac", None)
+        if resolved_mac is None or src == 0 or src != self._source(iface, next_hop):
+            return
+        mac = resolved_mac(next_hop)
+        if mac is None:
+            return  # not resolved (or bookkeeping due): the resolver decides per packet
+        egress = self._egress
+        if len(egress) >= EGRESS_CACHE_SIZE:
+            egress.clear()
+        egress[dst] = (
+            iface,
+            src,
+            0x4500 + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF),
+            ETH_HEADER.pack(mac, iface.mac, ETH_P_IP),
+            iface.capabilities.tx_checksum,
+        )
 
     def _next_ident(self) -> int:
         ident = self._ident
@@ -504,6 +571,7 @@ class IPv4:
             if len(pmtu) >= PMTU_CACHE_SIZE:
                 del pmtu[next(iter(pmtu))]
         pmtu[dst] = (mtu, self.stack.now + self.pmtu_expires)
+        self.stack.egress_changed()  # no cached egress for a destination with a path MTU
         c["PmtuUpdates"] += 1
         return True
 
