@@ -54,9 +54,12 @@ def test_application_bytes_reach_the_link_as_views_and_arrive_whole() -> None:
     # every byte of the payload went out as a view of the application's object
     assert sum(len(parts[-1]) for parts in data_frames) >= len(payload)
     for parts in data_frames:
-        eth, ip, *_tcp, data = parts
-        assert len(eth) == 14 and bytes(eth[12:14]) == b"\x08\x00"
-        assert len(ip) == 20 and ip[0] == 0x45
+        # the headers may come as separate pieces or, from ipv4's egress cache, Ethernet
+        # and IPv4 in one; either way they are small and the data is the application's
+        *headers, data = parts
+        head = b"".join(bytes(p) for p in headers)
+        assert head[12:14] == b"\x08\x00" and head[14] == 0x45
+        assert 14 + 20 + 20 <= len(head) <= 14 + 60 + 60
         assert isinstance(data, memoryview) and data.obj is payload
 
 
