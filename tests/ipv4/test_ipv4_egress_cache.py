@@ -198,3 +198,17 @@ def test_cache_is_bounded(monkeypatch: object) -> None:
         send(h, ip4("192.168.7.0") + i + 1)
         assert len(h.a.protocol("ipv4")._egress) <= 4
     assert len(h.a.protocol("ipv4")._egress) >= 1
+
+
+def test_ip_link_cached_then_route_removed_stops_the_next_packet() -> None:
+    h = Harness(medium=Medium.IP)
+    h.a.add_route("192.168.7.0/24", gateway="10.0.0.2")
+    send(h, FAR)
+    send(h, FAR, b"cached")
+    assert cached(h, FAR)
+    assert h.cap_a.frames[-1][20:] == b"cached" and IP(h.cap_a.frames[-1]).dst == "192.168.7.5"
+    [route] = [r for r in h.a.routes if r.network == ip4("192.168.7.0")]
+    h.a.routes.remove(route)
+    frames = len(h.cap_a.frames)
+    assert not send(h, FAR)
+    assert len(h.cap_a.frames) == frames

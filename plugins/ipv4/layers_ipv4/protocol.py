@@ -34,6 +34,10 @@ _pack = _HDR.pack
 _unpack_from = _HDR.unpack_from
 #: an Ethernet header (given whole, 14 bytes) followed by an IPv4 header without options
 _pack_eth_ip = struct.Struct("!14sBBHHHBBHII").pack
+#: Medium's members, read once (an enum member costs about 1k instructions to look up in
+#: Python 3.11)
+_MEDIUM_IP = Medium.IP
+_MEDIUM_ETHERNET = Medium.ETHERNET
 #: how many destinations the egress cache holds before it is emptied
 EGRESS_CACHE_SIZE = 4096
 #: the smallest MTU every IPv4 link must carry (RFC 791)
@@ -85,10 +89,11 @@ class IPv4:
         self._pmtu: dict[int, tuple[int, float]] = {}
         #: destination -> its egress, as Linux's dst cache plus the neighbour's cached
         #: hardware header: (interface, source address, the sum of the header's constant
-        #: 16-bit words, the Ethernet header, whether the interface checksums). Only unicast
-        #: destinations with no learned path MTU, on Ethernet, whose neighbour is reachable
-        #: or permanent; emptied whenever ``stack.egress_generation`` moves on
-        self._egress: dict[int, tuple[Interface, int, int, bytes, bool]] = {}
+        #: 16-bit words, the Ethernet header or None on an IP link, whether the interface
+        #: checksums). Only unicast destinations with no learned path MTU, on an IP link or
+        #: on Ethernet with a reachable or permanent neighbour; emptied whenever
+        #: ``stack.egress_generation`` moves on
+        self._egress: dict[int, tuple[Interface, int, int, bytes | None, bool]] = {}
         self._egress_gen = stack.egress_generation
 
     # --- receive -------------------------------------------------------------------------
@@ -261,11 +266,16 @@ class IPv4:
                 self._ident = (ident + 1) & 0xFFFF
                 frag = IP_DF if dont_fragment else 0
                 csum = (e_sum + tos + total + ident + frag + ((ttl << 8) | protocol)) % 0xFFFF
-                header = _pack_eth_ip(eth, 0x45, tos, total, ident, frag, ttl, protocol,
-                                      0xFFFF - csum if csum else 0, e_src, dst)
                 ic = iface.counters
                 ic["tx_frames"] += 1
-                ic["tx_bytes"] += 14 + total
+                if eth is None:  # a link without link-layer addresses (TUN)
+                    header = _pack(0x45, tos, total, ident, frag, ttl, protocol,
+                                   0xFFFF - csum if csum else 0, e_src, dst)
+                    ic["tx_bytes"] += total
+                else:
+                    header = _pack_eth_ip(eth, 0x45, tos, total, ident, frag, ttl, protocol,
+                                          0xFFFF - csum if csum else 0, e_src, dst)
+                    ic["tx_bytes"] += 14 + total
                 if stack._tx_hooked:
                     stack._transmit(iface, b"".join((header, *parts)), offload)
                 else:
@@ -405,18 +415,24 @@ class IPv4:
 
     def _remember_egress(self, iface: Interface, next_hop: int, src: int, dst: int) -> None:
         """Cache how packets to ``dst`` leave, when they can leave the same way again without
-        asking anyone: an Ethernet interface, a neighbour that is reachable or permanent (the
-        resolver then sends with no bookkeeping), the default source, no learned path MTU.
+        asking anyone: an IP link, or Ethernet with a neighbour that is reachable or permanent
+        (the resolver then sends with no bookkeeping); the default source; no learned path
+        MTU.
         Anything that could change one of those bumps ``stack.egress_generation``."""
-        if (iface.medium is not Medium.ETHERNET or iface.mac is None or dst in self._pmtu
-                or self._egress_gen != self.stack.egress_generation):
+        if (dst in self._pmtu or src == 0 or self._egress_gen != self.stack.egress_generation
+                or src != self._source(iface, next_hop)):
             return
-        resolved_mac = getattr(iface.resolver, "resolved_mac", None)
-        if resolved_mac is None or src == 0 or src != self._source(iface, next_hop):
+        medium = iface.medium
+        if medium is _MEDIUM_IP:
+            eth = None  # sent as it is: no neighbour, no link header
+        elif medium is _MEDIUM_ETHERNET and iface.mac is not None:
+            resolved_mac = getattr(iface.resolver, "resolved_mac", None)
+            mac = None if resolved_mac is None else resolved_mac(next_hop)
+            if mac is None:
+                return  # not resolved (or bookkeeping due): the resolver decides per packet
+            eth = ETH_HEADER.pack(mac, iface.mac, ETH_P_IP)
+        else:
             return
-        mac = resolved_mac(next_hop)
-        if mac is None:
-            return  # not resolved (or bookkeeping due): the resolver decides per packet
         egress = self._egress
         if len(egress) >= EGRESS_CACHE_SIZE:
             egress.clear()
@@ -424,7 +440,7 @@ class IPv4:
             iface,
             src,
             0x4500 + (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF),
-            ETH_HEADER.pack(mac, iface.mac, ETH_P_IP),
+            eth,
             iface.capabilities.tx_checksum,
         )
 
