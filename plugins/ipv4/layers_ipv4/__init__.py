@@ -57,6 +57,18 @@ Send path (:meth:`IPv4.send`)
     transport's ``tos`` byte goes into every packet and fragment unchanged, ECN field included
     (transports that negotiated ECN pass ``ECN_ECT0`` for their data, RFC 3168).
 
+Egress cache
+    What the send path decided for a unicast destination (interface, source, the sum of the
+    header's constant words and, on Ethernet, the neighbour's MAC as a prebuilt Ethernet
+    header) is kept per destination, as Linux's dst cache with the neighbour's cached
+    hardware header, and reused while ``stack.egress_generation`` is unchanged (one integer
+    compare per send). Routes added or removed, addresses added, interfaces up or down,
+    every ARP state change or removal, and path MTUs recorded bump it. Not cached: neighbours
+    that are not reachable or permanent (ARP's bookkeeping runs per packet), destinations
+    with a learned path MTU, sources other than the one the stack would choose, broadcast and
+    multicast. The interface MTU is read per packet. At most 4096 destinations; then the
+    cache is emptied, as the route lookup cache is.
+
 Errors and path MTU
     :meth:`IPv4.unreachable` (called through ``stack.neighbour_unreachable`` when ARP gives
     up) hands the transport a ``TransportError`` quoting up to 64 bytes of its header.
