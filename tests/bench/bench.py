@@ -469,6 +469,13 @@ CLIENTS = 3
 def conn_rate(ns: NetNamespace, most: int, seconds: float, runs: int) -> list[float]:
     dev = f"cr{secrets.token_hex(3)}"
     ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=20000 65000"], check=False)
+    # The clients close first, so each connection leaves Linux a TIME-WAIT socket for 60 s.
+    # connect() takes even ports first; once about 22,000 of them wait, every connect()
+    # scans the range for a free one and the rate falls from ~4,000/s to ~650/s in the third
+    # run, whatever the stack does. tcp_tw_reuse=1 (this namespace only) lets a client reuse
+    # a port whose TIME-WAIT is over a second old (it needs timestamps, which we send), as
+    # connection-rate benchmarks do.
+    ns.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], check=False)
     up = LayersUp(ns, ["--link", f"tap:{dev}", "--address", f"{CONN_STACK}/24", "--peer",
                        f"{CONN_LINUX}/24", "--plugins", "arp,ipv4,tcp", "--serve", "discard:9"])
     rates = []
@@ -543,6 +550,13 @@ def conn_memory(ns: NetNamespace, count: int) -> float:
     """KiB of resident memory per idle established connection in a fresh stack process."""
     dev = f"cm{secrets.token_hex(3)}"
     ns.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=20000 65000"], check=False)
+    # The clients close first, so each connection leaves Linux a TIME-WAIT socket for 60 s.
+    # connect() takes even ports first; once about 22,000 of them wait, every connect()
+    # scans the range for a free one and the rate falls from ~4,000/s to ~650/s in the third
+    # run, whatever the stack does. tcp_tw_reuse=1 (this namespace only) lets a client reuse
+    # a port whose TIME-WAIT is over a second old (it needs timestamps, which we send), as
+    # connection-rate benchmarks do.
+    ns.run(["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"], check=False)
     holder = ns.popen([sys.executable, "-c", HOLDER, dev, f"{CONN_STACK}/24", "9"],
                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                       text=True)
