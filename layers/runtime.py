@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -53,6 +53,24 @@ def check_busy_poll(seconds: float) -> None:
             f"busy poll of {seconds * 1e6:g} us is out of range: use 0 (off) to "
             f"{MAX_BUSY_POLL * 1e6:g} us, e.g. --busy-poll 200"
         )
+
+
+def _burst_reader(recv: Callable[[], tuple[Any, int] | None]) -> Callable[..., int]:
+    """A ``recv_burst(deliver, iface, budget)`` for a link that reads one frame per call: up to
+    ``budget`` frames handed to ``deliver``; returns how many (fewer: the link ran dry)."""
+
+    def burst(deliver: Callable[[Interface, Any, int], None], iface: Interface,
+              budget: int) -> int:
+        n = 0
+        while n < budget:
+            got = recv()
+            if got is None:
+                break
+            deliver(iface, got[0], got[1])
+            n += 1
+        return n
+
+    return burst
 
 
 class AsyncioRunner:
@@ -125,20 +143,9 @@ class AsyncioRunner:
     def _drain(self, iface: Interface) -> None:
         self._pending_drain.discard(iface)
         stack = self.stack
-        burst = self._burst.get(iface)
-        if burst is not None:
-            if burst(stack.receive, iface, RX_BUDGET) == RX_BUDGET:
-                self._wake(iface)  # more waiting: come back after others had a turn
-        else:
-            recv = self._recv.get(iface) or iface.link.recv
-            receive = stack.receive
-            for _ in range(RX_BUDGET):
-                got = recv()
-                if got is None:
-                    break
-                receive(iface, got[0], got[1])
-            else:
-                self._wake(iface)  # more waiting: come back after others had a turn
+        burst = self._burst.get(iface) or _burst_reader(self._recv.get(iface) or iface.link.recv)
+        if burst(stack.receive, iface, RX_BUDGET) == RX_BUDGET:
+            self._wake(iface)  # more waiting: come back after others had a turn
         stack.poll()
         self._rearm()
 
@@ -163,7 +170,6 @@ class AsyncioRunner:
         (the stack's due timers run whenever a burst ends)."""
         self._pending_drain.discard(iface)
         stack = self.stack
-        recv = self._recv.get(iface) or iface.link.recv
         receive = stack.receive
         poll = stack.poll
         clock = time.monotonic
@@ -172,39 +178,23 @@ class AsyncioRunner:
         until = 0.0
         fresh = False  # frames handed to the stack since its last poll
         burst = self._burst.get(iface)
-        readable = getattr(iface.link, "readable", None)
-        if burst is not None and readable is not None:
+        readable = None
+        if burst is not None:
             # a TAP: spin on poll(0) (~1.5k instructions a turn) rather than on reads that
             # fail (~7.8k: BlockingIOError), so a frame is seen sooner after it arrives
-            while True:
-                if readable():
-                    got = burst(receive, iface, budget)
-                    if got:
-                        fresh = True
-                        budget -= got
-                        if not budget:
-                            self._wake(iface)  # come back after others had a turn
-                            break
-                        continue
-                if fresh:  # a burst ended: answers and timers first, then a new window
-                    poll()
-                    fresh = False
-                    until = clock() + window
-                elif clock() >= until:
-                    break
-            stack.poll()
-            self._rearm()
-            return
+            readable = getattr(iface.link, "readable", None)
+        else:
+            burst = _burst_reader(self._recv.get(iface) or iface.link.recv)
         while True:
-            got = recv()
-            if got is not None:
-                receive(iface, got[0], got[1])
-                fresh = True
-                budget -= 1
-                if not budget:
-                    self._wake(iface)  # come back after others had a turn
-                    break
-                continue
+            if readable is None or readable():
+                got = burst(receive, iface, budget)
+                if got:
+                    fresh = True
+                    budget -= got
+                    if not budget:
+                        self._wake(iface)  # come back after others had a turn
+                        break
+                    continue
             if fresh:  # a burst ended: answers and timers first, then a new window
                 poll()
                 fresh = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -12,6 +13,8 @@ import pytest
 from linux_tools import devname
 
 from layers.interface import Interface
+from layers.links.base import Link
+from layers.links.pcap import PcapLink
 from layers.netns import NetNamespace
 from layers.ping import ping, summarize
 from layers.runtime import AsyncioRunner
@@ -41,14 +44,18 @@ async def sh(ns: NetNamespace, *cmd: str, timeout: float = 30.0) -> tuple[int, s
 @contextlib.asynccontextmanager
 async def tap_stack(
     ns: NetNamespace, plugins: Sequence[str] | None = ("arp", "ipv4", "icmp"), *,
-    busy_poll: float = 0.0,
+    busy_poll: float = 0.0, capture: io.BytesIO | None = None,
 ) -> AsyncIterator[tuple[Stack, Interface, str]]:
-    """A stack on a new TAP in ``ns`` (Linux side addressed), run on this loop."""
+    """A stack on a new TAP in ``ns`` (Linux side addressed), run on this loop; with
+    ``capture``, behind a pcap wrapper (a link with a descriptor but no burst reads)."""
     loop = asyncio.get_running_loop()
     tap = devname()
     stack = Stack(list(plugins) if plugins is not None else None, clock=loop.time, name=tap)
     with ns.entered():
-        iface = stack.add_interface(f"tap:{tap}", address=f"{STACK}/24")
+        link: Link = stack.open_link(f"tap:{tap}")
+        if capture is not None:
+            link = PcapLink(link, capture)
+        iface = stack.add_interface(link, address=f"{STACK}/24")
     runner = AsyncioRunner(stack, loop, busy_poll=busy_poll)
     try:
         rc, out = await sh(ns, "ip", "addr", "add", f"{LINUX}/24", "dev", tap)
@@ -63,12 +70,16 @@ async def tap_stack(
                 stack.stop()
 
 
+@pytest.mark.parametrize("wrapped", [False, True], ids=["tap", "pcap-wrapped"])
 def test_busy_polling_answers_a_ping_flood_and_leaves_the_loop_its_turns(
-        netns: NetNamespace) -> None:
-    """With busy polling the runner spins on the TAP after each burst; every request is
-    still answered, and the event loop still runs its other callbacks while it spins."""
+        netns: NetNamespace, wrapped: bool) -> None:
+    """With busy polling the runner spins on the TAP after each burst (on poll(0) for a TAP,
+    on reads for a wrapper that has no burst reads); every request is still answered, and
+    the event loop still runs its other callbacks while it spins."""
+    capture = io.BytesIO() if wrapped else None
+
     async def scenario() -> None:
-        async with tap_stack(netns, busy_poll=0.0005) as (stack, _iface, _tap):
+        async with tap_stack(netns, busy_poll=0.0005, capture=capture) as (stack, _i, _tap):
             loop = asyncio.get_running_loop()
             ticks: list[float] = []
 
@@ -88,6 +99,8 @@ def test_busy_polling_answers_a_ping_flood_and_leaves_the_loop_its_turns(
             assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.25
 
     asyncio.run(scenario())
+    if capture is not None:  # the frames went through the wrapper
+        assert len(capture.getvalue()) > 300 * 98
 
 
 def test_linux_pings_the_stack_and_both_sides_learn_arp(netns: NetNamespace) -> None:
