@@ -258,7 +258,15 @@ class NeighbourResolver(Protocol):
         :meth:`Interface.send_ethernet` unjoined; any other resolver gets one buffer."""
 
     def entries(self) -> list[Mapping[str, Any]]:
-        """The cache, for ``layers arp``: dicts with address, mac, state, expires."""
+        """The cache, for ``layers arp``: dicts with address, mac, state, expires.
+
+        Optional fast path: a resolver may also offer ``resolved_mac(next_hop) -> bytes |
+        None``, the MAC to which a packet would go straight out with no bookkeeping (ARP:
+        reachable or permanent entries). IPv4 then caches the whole Ethernet and IP header
+        per destination and skips :meth:`output` until ``stack.egress_generation`` moves on,
+        so such a resolver must call ``stack.egress_changed()`` whenever an entry's MAC or
+        state changes or an entry goes. A resolver without ``resolved_mac`` sees every
+        packet."""
 
 
 @runtime_checkable
