@@ -110,17 +110,26 @@ class Interface:
     ) -> None:
         """Put one complete frame on the link (through any per-frame hooks); a tuple of
         pieces goes to the link as one scatter-gather write."""
+        if isinstance(frame, tuple):
+            self.transmit_pieces(frame, sum(map(len, frame)), offload)
+            return
         c = self.counters
         c["tx_frames"] += 1
-        if isinstance(frame, tuple):
-            c["tx_bytes"] += sum(map(len, frame))
-            if self.stack._tx_hooked:  # hooks see (and may rewrite) one contiguous frame
-                self.stack._transmit(self, b"".join(frame), offload)
-            else:
-                self.link.send_gather(frame, offload)
-            return
         c["tx_bytes"] += len(frame)
         self.stack._transmit(self, frame, offload)
+
+    def transmit_pieces(self, pieces: Gather, size: int, offload: TxOffload | None = None) -> None:
+        """Put one complete frame given in pieces (``size`` bytes in all, which the caller
+        knows) on the link as one scatter-gather write; per-frame hooks, if any, see (and may
+        rewrite) it joined."""
+        c = self.counters
+        c["tx_frames"] += 1
+        c["tx_bytes"] += size
+        stack = self.stack
+        if stack._tx_hooked:
+            stack._transmit(self, b"".join(pieces), offload)
+        else:
+            self.link.send_gather(pieces, offload)
 
     def send_ethernet(
         self,
@@ -138,19 +147,15 @@ class Interface:
             tail = self._eth_tails[ethertype] = ETH_HEADER.pack(bytes(6), self.mac,
                                                                 ethertype)[6:]
         header = dst_mac + tail
-        c = self.counters
-        c["tx_frames"] += 1
-        stack = self.stack
         if isinstance(payload, tuple):
-            c["tx_bytes"] += 14 + sum(map(len, payload))
-            if stack._tx_hooked:
-                stack._transmit(self, b"".join((header, *payload)), offload)
-            else:
-                self.link.send_gather((header, *payload), offload)
+            self.transmit_pieces((header, *payload), 14 + sum(map(len, payload)), offload)
             return
         frame = header + payload
         # transmit(), inlined: this is every Ethernet frame's path
+        c = self.counters
+        c["tx_frames"] += 1
         c["tx_bytes"] += len(frame)
+        stack = self.stack
         if stack._tx_hooked:
             stack._transmit(self, frame, offload)
         else:

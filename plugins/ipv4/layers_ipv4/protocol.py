@@ -266,20 +266,14 @@ class IPv4:
                 self._ident = (ident + 1) & 0xFFFF
                 frag = IP_DF if dont_fragment else 0
                 csum = (e_sum + tos + total + ident + frag + ((ttl << 8) | protocol)) % 0xFFFF
-                ic = iface.counters
-                ic["tx_frames"] += 1
                 if eth is None:  # a link without link-layer addresses (TUN)
                     header = _pack(0x45, tos, total, ident, frag, ttl, protocol,
                                    0xFFFF - csum if csum else 0, e_src, dst)
-                    ic["tx_bytes"] += total
+                    iface.transmit_pieces((header, *parts), total, offload)
                 else:
                     header = _pack_eth_ip(eth, 0x45, tos, total, ident, frag, ttl, protocol,
                                           0xFFFF - csum if csum else 0, e_src, dst)
-                    ic["tx_bytes"] += 14 + total
-                if stack._tx_hooked:
-                    stack._transmit(iface, b"".join((header, *parts)), offload)
-                else:
-                    iface.link.send_gather((header, *parts), offload)
+                    iface.transmit_pieces((header, *parts), 14 + total, offload)
                 return True
 
         owner = stack.local_addresses.get(dst)

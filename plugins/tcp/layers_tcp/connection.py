@@ -154,7 +154,7 @@ class Connection(Receive, Output, Ecn, Reporting):
     #: default (``v4mapped``, the ECN state...) and anything a test sets go to the
     #: ``__dict__`` the mixins without slots (:class:`~layers_tcp.output.Output`) give.
     __slots__ = (
-        "_busy", "_closing", "_csum_base", "_csum_offload", "_deferred",
+        "_busy", "_clock", "_closing", "_csum_base", "_csum_offload", "_deferred",
         "_delivering", "_eof_delivered", "_eof_written", "_gso_max", "_gso_offloads", "_ip",
         "_ip_hlen", "_last_oow_ack", "_lost", "_made", "_observers", "_offer_sack", "_offer_ts",
         "_offer_ws", "_pseudo", "_rcv_mss_cap", "_read_closed", "_reading", "_sack_recent",
@@ -185,6 +185,9 @@ class Connection(Receive, Output, Ecn, Reporting):
     ) -> None:
         self.tcp = tcp
         self.stack = tcp.stack
+        #: the stack's clock, called directly on the per-segment path (stack.now without
+        #: its property)
+        self._clock = tcp.stack.clock
         self.c = tcp.c
         s = tcp.settings
         self.local = local
@@ -552,7 +555,7 @@ class Connection(Receive, Output, Ecn, Reporting):
             return False
         # --- from here on the steps of _rx, in its order
         stack = self.stack
-        now = stack._clock()  # stack.now without the property
+        now = self._clock()
         self.last_rx = now
         self.ka_probes = 0
         if tsval >= 0 and rcv_nxt <= self.last_ack_sent:
@@ -1162,7 +1165,7 @@ class Connection(Receive, Output, Ecn, Reporting):
     # timers
     # =================================================================================
     def _arm(self) -> None:
-        # the earliest of the five deadlines (unrolled: this runs after every segment)
+        # the earliest of the eight deadlines (unrolled: this runs after every segment)
         when = self.rto_at
         d = self.persist_at
         if d is not None and (when is None or d < when):
