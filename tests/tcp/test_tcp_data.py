@@ -182,6 +182,28 @@ def test_receiver_sws_avoidance_does_not_advertise_tiny_windows() -> None:
     assert w.one().wnd == 4000
 
 
+def test_no_window_update_while_more_than_half_the_window_is_open() -> None:
+    # Linux's tcp_cleanup_rbuf: a reader that frees room while the peer still has more than
+    # half the buffer open sends nothing; once the open window is at most half and the new
+    # one at least twice it, one update
+    w, conn, _proto, us = est(rcvbuf=8000)
+    conn.pause_reading()
+    w.inject(A, 1001, us, b"q" * 3000)
+    assert w.one().wnd == 5000
+    conn.resume_reading()
+    w.settle()
+    assert w.sent() == []
+    assert w.counters["WindowUpdates"] == 0
+    conn.pause_reading()
+    w.inject(A, 4001, us, b"q" * 5000)
+    assert w.one().wnd == 3000
+    conn.resume_reading()
+    w.settle()
+    update = w.one()
+    assert update.ack == 9001 and update.wnd == 8000
+    assert w.counters["WindowUpdates"] == 1
+
+
 def test_window_scaling_shifts_the_advertised_window() -> None:
     w = Wire({"tcp.timestamps": False, "tcp.rcvbuf": 1 << 20})
     _conn, _proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=MSS, wscale=7))
