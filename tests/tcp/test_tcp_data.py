@@ -441,3 +441,22 @@ def test_bare_ack_above_rcv_nxt_is_taken_without_a_duplicate_ack() -> None:
     assert conn.snd_una == conn.snd_max  # the acknowledgment was taken
     w.inject(A, 1001 + 500, us + 100, b"tail")  # out-of-order data still draws a dup ACK
     assert w.one().ack == 1001
+
+
+def test_a_reader_that_takes_views_gets_large_chunks_alone_and_small_ones_joined() -> None:
+    # asyncio's StreamReaderProtocol copies what it is given: a GRO super-segment reaches it
+    # as the frame's view (a join would be one more copy of it); MSS-sized pieces around it
+    # are joined, a call per segment costing more than the copy
+    w, conn, proto, us = est(rcvbuf=1 << 20)
+    conn.takes_views = True
+    conn.pause_reading()
+    seq = 1001
+    for size in (500, 500, 500, 20000, 500, 500):
+        w.inject(A, seq, us, bytes([size % 251]) * size)
+        seq += size
+    conn.resume_reading()
+    w.settle()
+    pieces = [(type(d), len(d)) for k, d in proto.events if k == "data"]
+    assert [n for _, n in pieces] == [1500, 20000, 1000]
+    assert pieces[1][0] is not bytes  # the chunk itself, not a copy
+    assert proto.data == b"".join(bytes([s % 251]) * s for s in (500, 500, 500, 20000, 500, 500))

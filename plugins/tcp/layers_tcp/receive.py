@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 #: received data is handed to the application in pieces of about this size (or one larger
 #: received segment)
 DELIVER_MAX = 64 * 1024
+#: an application that takes views gets a chunk at least this large as it is, not joined
+#: with its neighbours: a join would be a copy the application then copies again (a GRO
+#: super-segment is up to 64 KiB); smaller chunks (MSS-sized) are still joined, because a
+#: call per 1448 bytes costs more than copying them
+VIEW_ALONE = 8 * 1024
 _RECEIVING = RECEIVING
 _SYNCHRONIZED = SYNCHRONIZED
 
@@ -239,7 +244,9 @@ class Receive:
             on_data = app.on_data
             # an application that copies what it is given anyway (asyncio's stream reader)
             # takes the frame's view: one copy fewer (64 KiB per GRO super-segment)
-            copy = _view if getattr(app, "takes_views", False) else bytes
+            views = getattr(app, "takes_views", False)
+            copy = _view if views else bytes
+            alone = VIEW_ALONE if views else DELIVER_MAX << 8  # (never, without views)
             while self.rx_chunks and self._reading:
                 chunks = self.rx_chunks
                 self.rx_chunks = []
@@ -254,9 +261,13 @@ class Receive:
                 while i < n:
                     j = i + 1
                     size = len(chunks[i])
-                    while j < n and size < DELIVER_MAX:
-                        size += len(chunks[j])
-                        j += 1
+                    if size < alone:
+                        while j < n and size < DELIVER_MAX:
+                            nxt = len(chunks[j])
+                            if nxt >= alone:
+                                break
+                            size += nxt
+                            j += 1
                     on_data(copy(chunks[i]) if j == i + 1 else b"".join(chunks[i:j]))
                     if self._lost or self._read_closed:
                         return
