@@ -209,7 +209,9 @@ class Connection(Receive, Output, Ecn, Reporting):
         self._ip_hlen = IPV6_HLEN if remote > MASK else IPV4_MIN_HLEN
 
         # --- send sequence space
-        self.iss = 0
+        #: the ISN (RFC 6528) for now; a SYN cookie's replaces it (open_from_cookie)
+        isn_f, self.ts_offset, seed = tcp.secrets(self.key)
+        self.iss = tcp.isn_at(isn_f)
         self.snd_una = 0
         self.snd_nxt = 0
         self.snd_max = 0
@@ -254,7 +256,6 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.ts_ok = False
         self.ts_recent = 0
         self.ts_recent_age = 0.0
-        self.ts_offset = 0
         self.sack_ok = False
         self._offer_ws = s.window_scaling
         self._offer_ts = s.timestamps
@@ -269,7 +270,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         # --- retransmission and congestion
         self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)
         self.cc: CongestionControl = tcp.make_congestion_control(
-            options.congestion_control, TCP_DEFAULT_MSS, self.key
+            options.congestion_control, TCP_DEFAULT_MSS, seed
         )
         self.retries = 0
         self.rtt_seq: int | None = None
@@ -343,12 +344,11 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.buf_seq = iss + 1
         self.recovery.recover = iss
         self.una_since = now
-        self.ts_offset = self.tcp.ts_offset(self.key)
 
     def open_active(self) -> None:
         """Send the SYN (RFC 9293 3.10.1, OPEN call in CLOSED)."""
         self._setup_route()
-        self._init_send(self.tcp.isn(self.key))
+        self._init_send(self.iss)
         self._transition(Event.ACTIVE_OPEN)
         self.rtt_time = self.stack.now
         self._send_syn(ack=False)
@@ -360,7 +360,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         if self._ecn_mode:
             self._ecn_accept_syn(flags)
         self._setup_route()
-        self._init_send(self.tcp.isn(self.key))
+        self._init_send(self.iss)
         self.irs = seq32
         self.rcv_nxt = seq32 + 1
         self._offer_ws = self._offer_ws and opts.wscale is not None

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 MASK = 0xFFFFFFFF
 _KEY = struct.Struct("!IHIH")
+_SECRETS = struct.Struct("!III")
 Key = tuple[int, int, int, int]
 
 
@@ -139,6 +140,8 @@ class TCP:
         self._key = key
         #: blake2s keyed with the secret, the key block taken: ``_hash`` copies it
         self._keyed = hashlib.blake2s(key=key, digest_size=4)
+        #: the same with a 12-byte digest: a connection's three numbers (:meth:`secrets`)
+        self._keyed12 = hashlib.blake2s(key=key, digest_size=12)
         self._next_ephemeral = int.from_bytes(hashlib.blake2s(b"eph", key=key).digest()[:4])
         self._challenge_start = -1e9
         self._challenge_count = 0
@@ -192,14 +195,30 @@ class TCP:
         h.update(data)
         return int.from_bytes(h.digest())
 
+    def secrets(self, key: Key) -> tuple[int, int, int]:
+        """A connection's three secret numbers from one keyed hash of its 4-tuple (one
+        blake2s with a 12-byte digest, cut into 32-bit words): F of its ISN (RFC 6528), its
+        timestamp offset (RFC 7323 7.1, like Linux's tsoffset) and its congestion control's
+        seed. The words of one pseudorandom output are as unpredictable and as independent
+        of each other as three outputs would be, and each still depends on the 4-tuple and
+        the secret alone, so a later incarnation of the same 4-tuple gets the same F (its
+        ISNs go on with the clock) and the same offset (its timestamps do not go back). One
+        hash instead of three: about 20k instructions less per connection."""
+        h = self._keyed12.copy()
+        h.update(_key_bytes(key))
+        return _SECRETS.unpack(h.digest())
+
+    def isn_at(self, f: int) -> int:
+        """ISN = M + F: a 4 µs clock M plus F, the 4-tuple's keyed hash (RFC 6528)."""
+        return (int(self.stack.now * 250_000) + f) & MASK
+
     def isn(self, key: Key) -> int:
         """ISN = M + F(4-tuple, secret): a 4 µs clock plus a keyed hash (RFC 6528)."""
-        m = int(self.stack.now * 250_000)
-        return (m + self._hash(_key_bytes(key))) & MASK
+        return self.isn_at(self.secrets(key)[0])
 
     def ts_offset(self, key: Key) -> int:
         """A per-connection random timestamp offset (like Linux's tsoffset)."""
-        return self._hash(b"ts" + _key_bytes(key))
+        return self.secrets(key)[1]
 
     def _ephemeral(self, local: int, remote: int, rport: int) -> int | None:
         """RFC 6056 algorithm 3 (simple hash-based): a per-destination offset plus a global
@@ -237,15 +256,11 @@ class TCP:
             f"plugin (--plugins ...,{name}); available: {known}"
         )
 
-    def make_congestion_control(self, name: str, mss: int, key: Key) -> CongestionControl:
-        """One connection's algorithm: ``factory(CongestionContext)``."""
-        info = self.cc_registry[name]
-        ctx = CongestionContext(
-            mss=mss, initial_cwnd=self.settings.initial_cwnd,
-            settings=self.cc_settings[name],
-            seed=self._hash(b"cc" + _key_bytes(key)),
-        )
-        return info.factory(ctx)
+    def make_congestion_control(self, name: str, mss: int, seed: int) -> CongestionControl:
+        """One connection's algorithm: ``factory(CongestionContext)``; ``seed`` is the
+        connection's (:meth:`secrets`)."""
+        ctx = CongestionContext(mss, self.settings.initial_cwnd, self.cc_settings[name], seed)
+        return self.cc_registry[name].factory(ctx)
 
     def challenge_allowed(self) -> bool:
         """RFC 5961 7: at most ``tcp.challenge_ack_limit`` challenge ACKs per second."""
