@@ -25,7 +25,7 @@ from layers.errors import ConfigurationError, os_error
 from layers.links.base import RX_CSUM_VERIFIED
 from layers.protocols import IPDatagram, IPv4Service, TransportError
 from layers.settings import read_settings
-from layers.wire.checksum import checksum, ones_sum, pseudo_header_sum
+from layers.wire.checksum import checksum, ones_sum
 from layers.wire.ipv4 import IPV4_MIN_HLEN, PROTO_TCP
 from layers.wire.ipv6 import ANY6, IPV6_HLEN, bind_overlap, is_multicast6, pseudo_sum
 from layers.wire.tcp import (
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from layers.stack import Stack
 
 MASK = 0xFFFFFFFF
+_unpack_header = TCP_HEADER.unpack_from
 _KEY = struct.Struct("!IHIH")
 _SECRETS = struct.Struct("!III")
 Key = tuple[int, int, int, int]
@@ -417,39 +418,32 @@ class TCP:
     def receive(self, datagram: IPDatagram) -> None:
         c = self.c
         c["InSegs"] += 1
-        seg = datagram.payload
+        _, src, dst, _, _, tos, _, seg, dflags, broadcast = datagram  # one step, not six loads
         n = len(seg)
         if n < TCP_MIN_HLEN:
             c["InErrs"] += 1
             c.drop("truncated")
             return
-        sport, dport, seq, ack, off_flags, wnd, _, _ = TCP_HEADER.unpack_from(seg)
+        sport, dport, seq, ack, off_flags, wnd, _, _ = _unpack_header(seg)
         doff = (off_flags >> 12) << 2
         if doff < TCP_MIN_HLEN or doff > n:
             c["InErrs"] += 1
             c.drop("bad_offset")
             return
-        src = datagram.src
-        dst = datagram.dst
-        # IPv4's pseudo-header formula holds for IPv6 addresses too: the sum is taken
-        # modulo 0xFFFF, where (a >> 16) + (a & 0xFFFF) is congruent to the sum of a's words
-        if not datagram.flags & RX_CSUM_VERIFIED and ones_sum(
-            seg, pseudo_header_sum(src, dst, PROTO_TCP, n)
-        ) != 0xFFFF:
+        # The pseudo-header's sum modulo 0xFFFF, where an address is congruent to the sum of
+        # its 16-bit words (2**16 == 1): so for IPv4 and IPv6 addresses alike
+        if not dflags & RX_CSUM_VERIFIED and ones_sum(seg, src + dst + PROTO_TCP + n) != 0xFFFF:
             c["InErrs"] += 1
             c["InCsumErrors"] += 1
             c.drop("bad_checksum")
             return
-        if datagram.broadcast or dst >> 28 == 14 or src >> 28 == 14 or src == MASK:
-            c.drop("not_unicast")
-            return
-        if sport == 0 or dport == 0:
-            c.drop("port_zero")
-            return
         flags = off_flags & 0x1FF
-        if datagram.tos & 3:  # the ECN field rides along in bits the TCP flags do not use
-            flags |= SEG_CE if datagram.tos & 3 == 3 else SEG_ECT
-        mv = seg if isinstance(seg, memoryview) else memoryview(seg)
+        if tos & 3:  # the ECN field rides along in bits the TCP flags do not use
+            flags |= SEG_CE if tos & 3 == 3 else SEG_ECT
+        mv = seg if type(seg) is memoryview else memoryview(seg)
+        # a connection's addresses and ports passed the checks below when it was made (its
+        # local address is ours, its remote one unicast, no port zero), so a segment that
+        # finds one would pass them too: Linux's early demux looks up the socket first
         conn = self.conns.get((dst, dport, src, sport))
         if conn is not None:
             if (
@@ -462,6 +456,12 @@ class TCP:
             else:
                 conn.segment(seq, ack, flags, wnd, mv, doff)
                 return
+        if broadcast or dst >> 28 == 14 or src >> 28 == 14 or src == MASK:
+            c.drop("not_unicast")
+            return
+        if sport == 0 or dport == 0:
+            c.drop("port_zero")
+            return
         listener = self.listeners.get((dst, dport)) or self.listeners.get(
             (0 if dst <= MASK else ANY6, dport))
         if listener is None and dst <= MASK:  # a dual-stack listener on :: takes IPv4 too
