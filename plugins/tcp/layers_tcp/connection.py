@@ -478,11 +478,11 @@ class Connection(Receive, Output, Ecn, Reporting):
         end of this method delivers it. So an application that calls back into the stack,
         even one whose peer answers synchronously, meets a consistent connection and its
         segments are processed at once, in order."""
+        st = self.state
+        if st == ESTABLISHED and self._rx_fast(seq32, ack32, flags, wnd, seg, doff):
+            return
         self._busy = True
         try:
-            st = self.state
-            if st == ESTABLISHED and self._rx_fast(seq32, ack32, flags, wnd, seg, doff):
-                return
             if self._ack_soon and self.rx_chunks:
                 # data held for the end of the burst (_after_input) reaches the application
                 # before anything but header prediction's segments takes effect
@@ -525,7 +525,13 @@ class Connection(Receive, Output, Ecn, Reporting):
         segment - the next in sequence, ACK set and nothing else but PSH, at most a timestamp
         option, an ACK within what we sent, data that fits the window with no reassembly in
         progress, outside loss recovery - takes the same steps as :meth:`_rx` without its
-        general checks. Returns False, having changed nothing, for any other segment."""
+        general checks, and then those :meth:`segment` takes after it. Returns False, having
+        changed nothing, for any other segment.
+
+        A receiver's usual segment (data that acknowledges nothing new, while the ACK of the
+        burst is already due at its end and nothing else waits) ends here after the data
+        is queued: nothing is told to the application, nothing is sent and no deadline
+        moves, so neither :meth:`_after_input` nor :meth:`_arm` would do anything."""
         if flags & _FAST_FLAGS != TCP_ACK:
             return False
         rcv_nxt = self.rcv_nxt
@@ -554,7 +560,6 @@ class Connection(Receive, Output, Ecn, Reporting):
         ):
             return False
         # --- from here on the steps of _rx, in its order
-        stack = self.stack
         now = self._clock()
         self.last_rx = now
         self.ka_probes = 0
@@ -576,10 +581,40 @@ class Connection(Receive, Output, Ecn, Reporting):
                         self.max_snd_wnd = wnd
                 self.snd_wl1 = rcv_nxt
                 self.snd_wl2 = ack
-        else:
-            self._rx_ack(rcv_nxt, ack, wnd, dlen, flags, tsecr, None, now)
-            if self.state != ESTABLISHED:
+            if (dlen and self._ack_soon and self._deferred is None and not self._ack_now
+                    and not self.fin_queued and snd_max >= self.buf_seq + self.sndbuf.size):
+                # the ACK is due at the end of the burst (_flush_ack), which also hands the
+                # data over; nothing to send (snd_max is SND.NXT here): _after_input would
+                # only return, and no deadline moves unless the delayed ACK is armed below
+                data = seg[doff:]
+                if dlen > self.rcv_mss:
+                    self.rcv_mss = min(dlen, self._rcv_mss_cap)
+                self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
+                self.rx_bytes += dlen
+                rcv_nxt += dlen
+                self.rcv_nxt = rcv_nxt
+                if rcv_nxt - self.last_ack_sent <= self.rcv_mss and self.delack_at is None:
+                    self.delack_at = now + self.tcp.settings.delack
+                    self._arm()
                 return True
+            self._busy = True
+            try:
+                self._rx_fast_data(rcv_nxt, dlen, seg, doff, now)
+            finally:
+                self._after_fast()
+            return True
+        self._busy = True
+        try:
+            self._rx_ack(rcv_nxt, ack, wnd, dlen, flags, tsecr, None, now)
+            if self.state == ESTABLISHED:
+                self._rx_fast_data(rcv_nxt, dlen, seg, doff, now)
+        finally:
+            self._after_fast()
+        return True
+
+    def _rx_fast_data(self, rcv_nxt: int, dlen: int, seg: memoryview, doff: int,
+                      now: float) -> None:
+        """Header prediction's data, then :meth:`_after_input`."""
         if dlen:
             # _rx_text's in-order case, without trimming (the data fits the window)
             data = seg[doff:]
@@ -592,11 +627,18 @@ class Connection(Receive, Output, Ecn, Reporting):
             if rcv_nxt - self.last_ack_sent > self.rcv_mss:
                 if not self._ack_soon:
                     self._ack_soon = True
-                    stack.call_soon(self._flush_ack)
+                    self.stack.call_soon(self._flush_ack)
             elif self.delack_at is None:
                 self.delack_at = now + self.tcp.settings.delack
         self._after_input()
-        return True
+
+    def _after_fast(self) -> None:
+        """What :meth:`segment` does after a segment, for one header prediction took."""
+        self._busy = False
+        if self._deferred is not None:
+            self._run_deferred()
+        if self.state != CLOSED and not self._tx_soon:
+            self._arm()
 
     def _rx_syn_sent(
         self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int
