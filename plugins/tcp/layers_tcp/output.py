@@ -98,6 +98,7 @@ class Output:
     if TYPE_CHECKING:
         # the TCB fields this side reads and writes: the connection's (connection.py)
         stack: Any
+        _clock: Any
         tcp: TCP
         c: Counters
         opts: ConnOptions
@@ -330,14 +331,7 @@ class Output:
             csum = fold(self._pseudo + total)
             if n > mss:
                 # one super-segment; the link cuts it into MSS-sized segments (TSO)
-                key = (mss, hlen)
-                offload = self._gso_offloads.get(key)
-                if offload is None:
-                    ip_hlen = self._ip_hlen
-                    offload = self._gso_offloads[key] = TxOffload(
-                        ip_hlen, TCP_CSUM_OFFSET,
-                        GSO_TCPV4 if ip_hlen == IPV4_MIN_HLEN else GSO_TCPV6, mss, ip_hlen + hlen
-                    )
+                offload = self._tso_offload(hlen)
                 nsegs = (n + mss - 1) // mss
             else:
                 offload = self._csum_offload
@@ -473,20 +467,31 @@ class Output:
     def _output(self, *, force: bool = False) -> None:
         """Send what the windows, Nagle, sender SWS avoidance (RFC 9293 3.8.6.2.1, RFC
         896/1122 for Nagle) and pacing allow: in fast recovery the lost segments first, then
-        new data, within ``cwnd`` less what is in flight (RFC 6675's pipe)."""
+        new data, within ``cwnd`` less what is in flight (RFC 6675's pipe).
+
+        New data outside loss recovery, with no SACK block and no ECN codepoint to carry (a
+        bulk sender's every segment), is built here rather than through
+        :meth:`_transmit_range` and :meth:`_send`: the ACK field, the window, the timestamps
+        and their checksum words are the same for every segment of one call, so they are
+        worked out once (:meth:`_burst_words`) and each segment only adds its sequence number,
+        length and data. Everything else (retransmissions, the FIN, SACK blocks, ECN) takes
+        :meth:`_transmit_range`."""
         st = self.state
         if st not in _SENDING:
             return
         rec = self.recovery
         if rec.in_recovery:
             rec.retransmit_lost()
-        buf_end = self.buf_seq + self.sndbuf.size
+        sndbuf = self.sndbuf
+        buf_end = self.buf_seq + sndbuf.size
         nxt = self.snd_nxt
         if nxt > buf_end or (nxt == buf_end and not self.fin_queued):
             return  # nothing to send (a receiver's usual case): skip the set-up below
-        now = self.stack.now
+        now = self._clock()
         mss = self.mss
-        if self.sack_ok and self.ooo.blocks:
+        sb = self.sb
+        sack_out = self.sack_ok and (self.ooo.blocks or self._dsack is not None)
+        if sack_out and self.ooo.blocks:
             # leave room for the SACK blocks our segments carry while we hold a gap
             mss -= len(self._sack_option())
         burst = mss
@@ -500,8 +505,14 @@ class Output:
                 self._pace_later()
                 return
             burst = paced_burst(burst, mss, pacing)
-        # the congestion window's room: cwnd less what is in flight
-        croom = cc.cwnd - self._in_flight()
+        # the congestion window's room: cwnd less what is in flight (_in_flight(), whose
+        # usual answer is SND.NXT - SND.UNA)
+        plain = not (rec.in_loss or rec.in_recovery or sb.ranges or sb.dup_bytes)
+        croom = cc.cwnd - (nxt - self.snd_una if plain else self._in_flight())
+        # this call's own segment builder serves new data (see the docstring)
+        plain = plain and not (sack_out or self._ect)
+        words: tuple[int, int, int, int, int, int] | None = None
+        segs = 0  # segments it sent (OutSegs, counted once at the end)
         new = False  # new data went: the tail-loss probe's timer is armed after
         try:
             while True:
@@ -509,16 +520,17 @@ class Output:
                 unsent = buf_end - nxt
                 if unsent > 0:
                     hole = False
-                    if nxt < self.snd_max and rec.in_loss and self.sb.ranges:
+                    if nxt < self.snd_max and rec.in_loss and sb.ranges:
                         # go-back-N after a timeout skips what the peer holds
-                        skip, limit = self.sb.skip(nxt)
+                        skip, limit = sb.skip(nxt)
                         if skip > nxt:
                             self.snd_nxt = skip
                             continue
                         if limit < buf_end:
                             unsent = limit - nxt
                             hole = True  # a short hole goes as it is (no Nagle, no SWS wait)
-                    room = self.snd_una + self.snd_wnd - nxt
+                    snd_una = self.snd_una
+                    room = snd_una + self.snd_wnd - nxt
                     if croom < room:
                         room = croom
                     n = unsent if unsent < room else room
@@ -537,21 +549,70 @@ class Output:
                             if n < self.max_snd_wnd // 2:
                                 self._maybe_persist(now)
                                 return
-                        elif not self.nodelay and self.snd_max > self.snd_una and not (
+                        elif not self.nodelay and self.snd_max > snd_una and not (
                             self.fin_queued
                         ):
                             return  # Nagle: a small segment waits for the ACK of the last
                     force = False
-                    retrans = nxt < self.snd_max
-                    if not retrans and self.snd_una == self.snd_max:
-                        self.una_since = now
-                    if not retrans and self.rtt_seq is None and not self.ts_ok:
-                        self.rtt_seq = nxt + n
-                        self.rtt_time = now
-                    self._transmit_range(nxt, n, retrans)
-                    if not retrans:
+                    snd_max = self.snd_max
+                    end = nxt + n
+                    if nxt < snd_max:
+                        self._transmit_range(nxt, n, True)
+                    else:
                         new = True
-                    end = nxt + n + (1 if self.fin_queued and nxt + n == buf_end else 0)
+                        if snd_una == snd_max:
+                            self.una_since = now
+                        if self.rtt_seq is None and not self.ts_ok:
+                            self.rtt_seq = end
+                            self.rtt_time = now
+                        if not plain or (end == buf_end and self.fin_queued):
+                            self._transmit_range(nxt, n, False)
+                        else:
+                            # _transmit_range and _send for new data (see the docstring)
+                            if words is None:
+                                words = self._burst_words(now)
+                            ack, window, tsval, tsecr, hsum, offflags = words
+                            if end == buf_end:
+                                offflags |= TCP_PSH
+                            rate = self.rate
+                            rate.on_sent(nxt, end, now, nxt - snd_una, False)
+                            if pacing:
+                                self.pace_next = departure_after(self.pace_next, now, n,
+                                                                 self.mss, self.ts_ok, pacing)
+                            data: Any = sndbuf.pieces(nxt - self.buf_seq, n)
+                            seq = nxt & MASK
+                            if self._csum_offload is None:
+                                # (no offload, no TSO: n is at most one MSS)
+                                if type(data) is tuple:
+                                    data = b"".join(data)  # the software checksum takes one
+                                offload = None
+                                csum = ~ones_sum(data, hsum + n + (seq >> 16) + (seq & 0xFFFF)
+                                                 + offflags) & 0xFFFF
+                                segs += 1
+                            else:
+                                csum = fold(self._pseudo + (offflags >> _DOFF_SHIFT) + n)
+                                if n > self.mss:
+                                    offload = self._tso_offload(offflags >> _DOFF_SHIFT)
+                                    segs += (n + self.mss - 1) // self.mss
+                                else:
+                                    offload = self._csum_offload
+                                    segs += 1
+                            if tsval >= 0:
+                                header = _HEADER_TS.pack(self.lport, self.rport, seq, ack,
+                                                         offflags, window, csum, 0,
+                                                         TCP_TS_PREFIX, tsval, tsecr)
+                            else:
+                                header = TCP_HEADER.pack(self.lport, self.rport, seq, ack,
+                                                         offflags, window, csum, 0)
+                            self._ip.send(self.remote, PROTO_TCP,
+                                          (header, *data) if type(data) is tuple
+                                          else (header, data),
+                                          src=self.local, dont_fragment=True, offload=offload)
+                            cc.on_packet_sent(n, end - snd_una, now, rate.app_limited != 0)
+                            if self.rto_at is None:
+                                self.rto_at = now + self._rto()
+                    if end == buf_end and self.fin_queued:
+                        end += 1
                     self.snd_nxt = end
                     if end > self.snd_max:
                         self.snd_max = end
@@ -572,8 +633,70 @@ class Output:
                         self.snd_max = self.snd_nxt
                 return
         finally:
+            if segs:
+                self.c["OutSegs"] += segs
             if new and rec.tlp is not None:
                 rec.schedule_tlp(now)
+
+    def _burst_words(self, now: float) -> tuple[int, int, int, int, int, int]:
+        """What every new-data segment of one :meth:`_output` call shares, worked out as
+        :meth:`_send` does for each of its segments: the ACK field, the window field, TSval
+        and TSecr (TSval -1 without timestamps), the checksum's sum of the pseudo-header,
+        ports, header length, ACK, window and options, and the data offset and flags word.
+        Like :meth:`_send` it records the ACK as sent."""
+        rcv_nxt = self.rcv_nxt
+        ack = rcv_nxt & MASK
+        # the window field: receiver SWS avoidance (RFC 9293 3.8.6.2.2), never shrinking
+        # the right edge (RFC 7323 2.4), scaled (as in _send)
+        rcvbuf = self.rcvbuf
+        free = rcvbuf - self.rx_bytes
+        if free < 0:
+            free = 0
+        rcv_adv = self.rcv_adv
+        cur = rcv_adv - rcv_nxt
+        if cur < 0:
+            cur = 0
+        s = self.rcv_wscale
+        if free - cur < min(rcvbuf >> 1, self.adv_mss):
+            window = (cur + (1 << s) - 1) >> s
+        else:
+            window = free >> s
+        if window > TCP_MAX_WINDOW:
+            window = TCP_MAX_WINDOW
+        edge = rcv_nxt + (window << s)
+        if edge > rcv_adv:
+            self.rcv_adv = edge
+        if self.ts_ok:
+            tsval = (int(now * TS_HZ) + self.ts_offset) & MASK  # _ts_now()
+            tsecr = self.ts_recent
+            hlen = TCP_MIN_HLEN + TCP_TS_OPTION_LEN
+            osum = TCP_TS_PREFIX_SUM + (tsval >> 16) + (tsval & 0xFFFF) + (tsecr >> 16) + (
+                tsecr & 0xFFFF)
+        else:
+            tsval = -1
+            tsecr = 0
+            hlen = TCP_MIN_HLEN
+            osum = 0
+        flags = TCP_ACK | TCP_ECE if self._ece_pending else TCP_ACK  # RFC 3168 6.1.3
+        self.last_ack_sent = rcv_nxt
+        self.delack_at = None
+        self._ack_now = False
+        return (ack, window, tsval, tsecr,
+                self._csum_base + hlen + (ack >> 16) + (ack & 0xFFFF) + window + osum,
+                (hlen << _DOFF_SHIFT) | flags)
+
+    def _tso_offload(self, hlen: int) -> TxOffload:
+        """The TSO descriptor of super-segments of this MSS with a TCP header of ``hlen``."""
+        mss = self.mss
+        key = (mss, hlen)
+        offload = self._gso_offloads.get(key)
+        if offload is None:
+            ip_hlen = self._ip_hlen
+            offload = self._gso_offloads[key] = TxOffload(
+                ip_hlen, TCP_CSUM_OFFSET, GSO_TCPV4 if ip_hlen == IPV4_MIN_HLEN else GSO_TCPV6,
+                mss, ip_hlen + hlen
+            )
+        return offload
 
     def _pace_later(self) -> None:
         """Ahead of the pacing rate: the connection timer sends the rest at the earliest
