@@ -94,6 +94,7 @@ from layers_tcp.states import (
     SYN_SENT,
     SYNCHRONIZED,
     TIME_WAIT,
+    TRANSITIONS,
     Event,
     State,
     next_state,
@@ -336,7 +337,7 @@ class Connection(Receive, Output, Ecn, Reporting):
     # opening
     # =================================================================================
     def _init_send(self, iss: int) -> None:
-        now = self.stack.now
+        now = self._clock()
         self.iss = iss
         self.snd_una = iss
         self.snd_nxt = iss + 1
@@ -350,9 +351,9 @@ class Connection(Receive, Output, Ecn, Reporting):
         self._setup_route()
         self._init_send(self.iss)
         self._transition(Event.ACTIVE_OPEN)
-        self.rtt_time = self.stack.now
+        self.rtt_time = self._clock()
         self._send_syn(ack=False)
-        self.rto_at = self.stack.now + self.rtt.current()
+        self.rto_at = self._clock() + self.rtt.current()
         self._arm()
 
     def open_passive(self, seq32: int, wnd: int, opts: TCPOptions, flags: int = 0) -> None:
@@ -368,14 +369,15 @@ class Connection(Receive, Output, Ecn, Reporting):
         self._offer_sack = self._offer_sack and opts.sack_permitted
         self._apply_syn_options(opts)
         self.snd_wnd = wnd  # never scaled in a SYN
-        self.snd_wl1 = self.rcv_nxt - 1
+        self.snd_wl1 = seq32
         self.snd_wl2 = self.iss
         self.max_snd_wnd = wnd
         self._transition(Event.PASSIVE_OPEN)
-        self.rtt_time = self.stack.now
-        self.last_rx = self.stack.now
+        now = self._clock()
+        self.rtt_time = now
+        self.last_rx = now
         self._send_syn(ack=True)
-        self.rto_at = self.stack.now + self.rtt.current()
+        self.rto_at = now + self.rtt.current()
         self._arm()
 
     def open_from_cookie(self, irs32: int, iss: int, wnd: int, opts: TCPOptions) -> None:
@@ -395,12 +397,12 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.snd_wl2 = self.iss
         self.max_snd_wnd = wnd
         self._transition(Event.PASSIVE_OPEN)
-        self.rtt_time = self.stack.now
+        self.rtt_time = self._clock()
         self.retries = 1  # no RTT sample from a SYN-ACK whose sending time we did not keep
-        self.last_rx = self.stack.now
+        self.last_rx = self._clock()
 
     def _apply_syn_options(self, opts: TCPOptions) -> None:
-        now = self.stack.now
+        now = self._clock()
         self.peer_mss = opts.mss if opts.mss else TCP_DEFAULT_MSS
         if self._offer_ws and opts.wscale is not None:
             self.snd_wscale = min(opts.wscale, TCP_MAX_WSCALE)
@@ -431,8 +433,15 @@ class Connection(Receive, Output, Ecn, Reporting):
 
     def _transition(self, event: Event) -> None:
         """The one way a state changes (but to CLOSED): RFC 9293's diagram as
-        :data:`layers_tcp.states.TRANSITIONS` has it."""
-        self._set_state(next_state(self.state, event))
+        :data:`layers_tcp.states.TRANSITIONS` has it (:meth:`_set_state`'s work, inline:
+        four or five of these per connection)."""
+        old = self.state
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            new = next_state(old, event)  # raises: the table has no such transition
+        if (old in CURR_ESTAB) != (new in CURR_ESTAB):
+            self.c["CurrEstab"] += 1 if new in CURR_ESTAB else -1
+        self.state = new
 
     def _set_state(self, new: State) -> None:
         """Change state, keeping CurrEstab (ESTABLISHED + CLOSE-WAIT, as Linux counts it).
@@ -448,7 +457,7 @@ class Connection(Receive, Output, Ecn, Reporting):
 
     def _established(self) -> None:
         """Common work on entering ESTABLISHED."""
-        now = self.stack.now
+        now = self._clock()
         self._transition(Event.RCV_ACK_OF_SYN)
         self.retries = 0
         self.rtt.reset_backoff()
@@ -669,7 +678,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         except ValueError:
             c.drop("bad_option")
             return
-        now = self.stack.now
+        now = self._clock()
         self.irs = seq32
         self.rcv_nxt = seq32 + 1
         self.last_ack_sent = self.rcv_nxt
@@ -708,7 +717,7 @@ class Connection(Receive, Output, Ecn, Reporting):
 
     def _rx(self, seq32: int, ack32: int, flags: int, wnd: int, seg: memoryview, doff: int) -> None:
         c = self.c
-        now = self.stack.now
+        now = self._clock()
         rcv_nxt = self.rcv_nxt
         seq = unwrap(seq32, rcv_nxt)
         data = seg[doff:]
@@ -1142,7 +1151,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.persist_at = None
         self.delack_at = None
         self.ka_at = None
-        self.close_at = self.stack.now + 2 * self.tcp.settings.msl
+        self.close_at = self._clock() + 2 * self.tcp.settings.msl
         self.sndbuf.clear()
         self._deliver()
         self._maybe_lost()
@@ -1262,7 +1271,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         self._timer = None
         if self.state == CLOSED:
             return
-        now = self.stack.now
+        now = self._clock()
         if self.close_at is not None and now >= self.close_at:
             self.close_at = None
             self._destroy()
@@ -1434,8 +1443,11 @@ class Connection(Receive, Output, Ecn, Reporting):
     def _destroy(self) -> None:
         """Leave the tables, stop the timer; CLOSED."""
         self._set_state(CLOSED)
-        self.tcp.forget(self)
-        self.ooo.clear()  # give its bytes back to the stack-wide out-of-order pool
+        conns = self.tcp.conns
+        if conns.get(self.key) is self:  # self.tcp.forget(self)
+            del conns[self.key]
+        if self.ooo is not NO_OOO:
+            self.ooo.clear()  # give its bytes back to the stack-wide out-of-order pool
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -1642,7 +1654,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         self._queue_fin()
         st = self.state
         if st == FIN_WAIT_2:
-            self.close_at = self.stack.now + self.tcp.settings.fin_timeout
+            self.close_at = self._clock() + self.tcp.settings.fin_timeout
             self._arm()
         # on_closed soon (never from inside close()) if nothing is left to wait for; else
         # what ends the wait (the ACK of our FIN, the end of TIME-WAIT, a reset, a timeout)

@@ -533,7 +533,7 @@ class TCP:
         if not flags & TCP_SYN:
             c.drop("no_syn")
             return
-        if listener.closed or len(listener.accept_queue) >= listener.backlog:
+        if listener._closed or len(listener.accept_queue) >= listener.backlog:
             c.drop("listen_overflow")  # as Linux, no cookie while the accept queue is full
             c["ListenDrops"] += 1
             return
@@ -542,7 +542,8 @@ class TCP:
         except ValueError:
             c.drop("bad_option")
             return
-        if cookies == 2 or len(listener.syn_queue) >= listener.backlog:
+        syn_queue = listener.syn_queue
+        if cookies == 2 or len(syn_queue) >= listener.backlog:
             listener.last_overflow = self.stack.now
             if cookies == 0:
                 c.drop("listen_overflow")
@@ -555,7 +556,7 @@ class TCP:
         if dst <= MASK and listener.address == ANY6:
             conn.v4mapped = True
         self.conns[conn.key] = conn
-        listener.half_open(conn)
+        syn_queue.add(conn)  # listener.half_open(conn)
         c["PassiveOpens"] += 1
         conn.open_passive(seq, wnd, opts, flags)
 
