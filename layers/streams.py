@@ -233,7 +233,7 @@ class _TrackedProtocol(asyncio.Protocol):
         self._inner = inner
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._server._attach(self)
+        self._server._active.add(self)  # _attach, without the call (once per connection)
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -252,7 +252,11 @@ class _TrackedProtocol(asyncio.Protocol):
         try:
             self._inner.connection_lost(exc)
         finally:
-            self._server._detach(self)
+            server = self._server
+            active = server._active
+            active.discard(self)  # _detach, without two calls (once per connection)
+            if not active:
+                server._wake()
 
 
 class Server:

@@ -360,14 +360,14 @@ class Connection(Receive, Output, Ecn, Reporting):
         """A SYN reached our listener: answer with a SYN-ACK (SYN-RECEIVED)."""
         if self._ecn_mode:
             self._ecn_accept_syn(flags)
-        self._setup_route()
+        pmtu = self._setup_route()
         self._init_send(self.iss)
         self.irs = seq32
         self.rcv_nxt = seq32 + 1
         self._offer_ws = self._offer_ws and opts.wscale is not None
         self._offer_ts = self._offer_ts and opts.timestamp is not None
         self._offer_sack = self._offer_sack and opts.sack_permitted
-        self._apply_syn_options(opts)
+        self._apply_syn_options(opts, pmtu)
         self.snd_wnd = wnd  # never scaled in a SYN
         self.snd_wl1 = seq32
         self.snd_wl2 = self.iss
@@ -377,21 +377,27 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.rtt_time = now
         self.last_rx = now
         self._send_syn(ack=True)
-        self.rto_at = now + self.rtt.current()
-        self._arm()
+        # the SYN-ACK's retransmission timer, armed as _arm would: a new connection has no
+        # other deadline and no timer yet
+        self.rto_at = when = now + self.rtt.current()
+        if self._timer is None:
+            self._timer = self.stack.call_at(when, self._on_timer)
+            self._timer_when = when
+        else:
+            self._arm()
 
     def open_from_cookie(self, irs32: int, iss: int, wnd: int, opts: TCPOptions) -> None:
         """A valid SYN cookie came back (layers_tcp.syncookies): SYN-RECEIVED as if we had
         sent the SYN-ACK ``iss`` for the SYN ``irs32`` with ``opts`` (the MSS, window scale,
         SACK-permitted and timestamp the cookie kept); the caller hands the ACK on."""
-        self._setup_route()
+        pmtu = self._setup_route()
         self._init_send(iss)
         self.irs = irs32
         self.rcv_nxt = irs32 + 1
         self._offer_ws = self._offer_ws and opts.wscale is not None
         self._offer_ts = self._offer_ts and opts.timestamp is not None
         self._offer_sack = self._offer_sack and opts.sack_permitted
-        self._apply_syn_options(opts)
+        self._apply_syn_options(opts, pmtu)
         self.snd_wnd = wnd
         self.snd_wl1 = self.rcv_nxt - 1
         self.snd_wl2 = self.iss
@@ -401,7 +407,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.retries = 1  # no RTT sample from a SYN-ACK whose sending time we did not keep
         self.last_rx = self._clock()
 
-    def _apply_syn_options(self, opts: TCPOptions) -> None:
+    def _apply_syn_options(self, opts: TCPOptions, pmtu: int | None = None) -> None:
         now = self._clock()
         self.peer_mss = opts.mss if opts.mss else TCP_DEFAULT_MSS
         if self._offer_ws and opts.wscale is not None:
@@ -417,7 +423,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.sack_ok = self._offer_sack and opts.sack_permitted
         if self.sack_ok and self.tcp.settings.dsack:
             self._dsack_ok = True
-        self._compute_mss()
+        self._compute_mss(pmtu)
         self._rcv_mss_cap = self.adv_mss - (TCP_TS_OPTION_LEN if self.ts_ok else 0)
         self.rcv_mss = min(self._rcv_mss_cap, self.mss)
 

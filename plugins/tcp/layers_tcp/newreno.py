@@ -31,7 +31,8 @@ class NewReno(CongestionControlBase):
     name = "newreno"
 
     def __init__(self, ctx: CongestionContext) -> None:
-        super().__init__(ctx)
+        # the base by name, not super(): one per connection, and super() costs a proxy
+        CongestionControlBase.__init__(self, ctx)
         #: bytes acknowledged in congestion avoidance since cwnd last grew (RFC 3465)
         self.bytes_acked = 0
         #: a timeout episode is under way (only its first timeout saves state for undo)
@@ -40,7 +41,7 @@ class NewReno(CongestionControlBase):
         self._send_unit = 0
 
     def on_start(self, mss: int, now: float) -> None:
-        super().on_start(mss, now)
+        CongestionControlBase.on_start(self, mss, now)
         self.bytes_acked = 0
 
     def on_packet_sent(self, size: int, in_flight: int, now: float, app_limited: bool) -> None:

@@ -171,7 +171,9 @@ class Output:
     _dsack: tuple[int, int] | None = None
 
     # --- the template, once the route is known ---------------------------------------
-    def _setup_route(self) -> None:
+    def _setup_route(self) -> int:
+        """The route's offloads and what we advertise; returns the path MTU (a SYN's MSS
+        needs it too: one lookup for both)."""
         ip = self._ip
         pmtu = ip.path_mtu(self.remote)
         self.adv_mss = max(pmtu - TCP_MIN_HLEN - self._ip_hlen, TCP_MIN_MSS)
@@ -200,6 +202,7 @@ class Output:
         # with TCP_MAX_WINDOW << ws >= rcvbuf
         ws = (-(-self.rcvbuf // TCP_MAX_WINDOW) - 1).bit_length()
         self.rcv_wscale = ws if ws < TCP_MAX_WSCALE else TCP_MAX_WSCALE
+        return pmtu
 
     def _syn_options(self) -> bytes:
         ts = None

@@ -42,7 +42,9 @@ class TCPTransport(asyncio.Transport):
         protocol: asyncio.BaseProtocol | None,
         on_connected: Callable[[BaseException | None], None] | None = None,
     ) -> None:
-        super().__init__()
+        # asyncio.BaseTransport.__init__'s only work, without the super() call (one transport
+        # per connection; get_extra_info below never reads it)
+        self._extra: dict[str, Any] = {}
         self.conn = conn
         self._protocol = protocol
         self.takes_views = _takes_views(protocol)
