@@ -3,6 +3,7 @@ acknowledgements, views across chunk boundaries, clears."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from hypothesis import given, settings
@@ -82,3 +83,23 @@ def test_pieces_across_chunks_are_views_without_a_copy() -> None:
     assert got[0].obj is first and got[1].obj is second  # type: ignore[union-attr]
     assert b"".join(got) == bytes(buf.view(19000, 2000)) == b"a" * 1000 + b"b" * 1000
     assert isinstance(buf.pieces(0, 1448), memoryview)  # within one chunk: one view
+
+
+def test_the_view_kept_for_the_next_segment_lets_an_acknowledged_chunk_go() -> None:
+    """Consecutive ranges of one chunk come from one kept view of it (no view of the whole
+    chunk per segment); once the chunk is acknowledged the buffer holds no reference to it."""
+    buf = SendBuffer()
+    first, second = bytes(range(256)) * 100, b"b" * 30000
+    buf.append(first)
+    buf.append(second)
+    held = sys.getrefcount(first)
+    a, b = buf.pieces(0, 1448), buf.pieces(1448, 1448)
+    assert isinstance(a, memoryview) and isinstance(b, memoryview)
+    assert bytes(a) + bytes(b) == first[:2896]
+    del a, b
+    assert sys.getrefcount(first) == held + 1  # the kept view
+    buf.consume(len(first) - 1)
+    assert bytes(buf.view(0, 1)) == first[-1:]  # still in use: still held
+    buf.consume(1)
+    assert sys.getrefcount(first) == held - 1  # neither the chunk nor a view of it is left
+    assert bytes(buf.view(0, 100)) == b"b" * 100

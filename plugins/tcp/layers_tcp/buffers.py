@@ -156,6 +156,8 @@ NO_OOO = Reassembly(0)
 
 #: writes at least this big, given as ``bytes``, are queued by reference (no copy)
 _BY_REFERENCE = 16 * 1024
+#: the send buffer's cached view when it has none (its span is empty)
+_NO_VIEW = memoryview(b"")
 #: smaller writes are gathered into a tail of up to this many bytes before it is frozen
 _TAIL_MAX = 64 * 1024
 
@@ -171,7 +173,8 @@ class SendBuffer:
     are relative to the first unacknowledged byte; :meth:`view` returns a zero-copy
     ``memoryview`` of a single chunk when the range lies within one."""
 
-    __slots__ = ("_base", "_chunks", "_end", "_first", "_starts", "_tail", "size")
+    __slots__ = ("_base", "_chunks", "_end", "_first", "_starts", "_tail", "_vend", "_view",
+                 "_vstart", "size")
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []
@@ -186,6 +189,11 @@ class SendBuffer:
         #: bytes held (``len()``, without the call: the connection reads it per segment)
         self.size = 0
         self._tail = bytearray()
+        #: a view of the chunk the last range came from, with the stream offsets it spans
+        #: (an empty span without one): the next segment is usually in the same chunk
+        self._view = _NO_VIEW
+        self._vstart = 1
+        self._vend = 0
 
     def __len__(self) -> int:
         return self.size
@@ -239,6 +247,13 @@ class SendBuffer:
             del starts[:i]
             i = 0
         self._first = i
+        if base >= self._vend:
+            self._drop_view()  # its chunk is acknowledged: let it go
+
+    def _drop_view(self) -> None:
+        self._view = _NO_VIEW
+        self._vstart = 1
+        self._vend = 0
 
     def view(self, off: int, n: int) -> bytes | memoryview:
         """``n`` bytes from ``off`` (0 is the first unacknowledged byte); a memoryview of one
@@ -249,11 +264,15 @@ class SendBuffer:
     def pieces(self, off: int, n: int) -> bytes | memoryview | tuple[bytes | memoryview, ...]:
         """:meth:`view` without the copy: a range over several chunks comes back as a tuple of
         views of them (a gather list for a scatter-gather write)."""
+        pos = self._base + off
+        start = self._vstart
+        if start <= pos and pos + n <= self._vend and n > 0 and off >= 0:
+            pos -= start
+            return self._view[pos : pos + n]  # within the chunk of the last range
         if off < 0:
             raise ValueError(f"send buffer offset {off} is negative (before SND.UNA's byte)")
         if n <= 0:
             return b""
-        pos = self._base + off
         end = pos + n
         chunks = self._chunks
         starts = self._starts
@@ -265,7 +284,10 @@ class SendBuffer:
         if a + n <= len(chunk):
             if a == 0 and n == len(chunk):
                 return chunk
-            return memoryview(chunk)[a : a + n]
+            view = self._view = memoryview(chunk)
+            self._vstart = starts[i]
+            self._vend = starts[i] + len(chunk)
+            return view[a : a + n]
         parts: list[bytes | memoryview] = [memoryview(chunk)[a:]]
         left = n - (len(chunk) - a)
         while left > 0:
@@ -289,3 +311,4 @@ class SendBuffer:
         self._base = self._end = base
         self.size = 0
         self._tail = bytearray()
+        self._drop_view()
