@@ -70,7 +70,7 @@ from layers.wire.tcp import (
 from layers_tcp.buffers import NO_OOO, SendBuffer
 from layers_tcp.dsack import find_dsack
 from layers_tcp.ecn import SEG_CE, Ecn
-from layers_tcp.output import Output
+from layers_tcp.output import TS_HZ, Output
 from layers_tcp.rate import RateEstimator
 from layers_tcp.receive import Receive
 from layers_tcp.recovery import LossRecovery
@@ -996,7 +996,10 @@ class Connection(Receive, Output, Ecn, Reporting):
             if frto and not orig and newly_sacked:
                 orig = rec.frto_sacked() > pre  # ... or SACKed
         if ack > snd_una:
-            prior_in_flight = self._in_flight()
+            if rec.in_loss or rec.in_recovery or sb.ranges or sb.dup_bytes:
+                prior_in_flight = self._in_flight()
+            else:
+                prior_in_flight = self.snd_nxt - snd_una  # _in_flight()'s usual answer
             acked = ack - snd_una
             # drop acknowledged data from the send buffer
             n = min(ack, self.buf_seq + self.sndbuf.size) - self.buf_seq
@@ -1028,7 +1031,8 @@ class Connection(Receive, Output, Ecn, Reporting):
             # RTT: timestamps when we have them, else the one timed segment (Karn)
             rtt: float | None = None
             if self.ts_ok and tsecr:
-                ms = (self._ts_now() - tsecr) & MASK
+                # _ts_now(), inline
+                ms = ((int(now * TS_HZ) + self.ts_offset) - tsecr) & MASK
                 if ms < HALF:
                     rtt = ms / 1000.0
             elif self.rtt_seq is not None and ack >= self.rtt_seq:
@@ -1135,7 +1139,11 @@ class Connection(Receive, Output, Ecn, Reporting):
                 rec.partial_ack(newly_acked, delivered)  # RFC 6582's partial ACK; PRR
         elif rec.in_loss and self.snd_una >= rec.recover:
             rec.end_loss()
-        in_flight = self._in_flight()
+        sb = self.sb
+        if rec.in_loss or rec.in_recovery or sb.ranges or sb.dup_bytes:
+            in_flight = self._in_flight()
+        else:
+            in_flight = self.snd_nxt - self.snd_una  # _in_flight()'s usual answer
         newly_lost = rec.newly_lost
         rec.newly_lost = 0
         cc.on_ack(RateSample(

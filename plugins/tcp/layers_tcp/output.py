@@ -543,7 +543,8 @@ class Output:
                         n = mss  # CWR goes on one segment, not copied into a super-segment's
                     if n <= 0:
                         if not force:
-                            self._maybe_persist(now)
+                            if nxt == snd_una and self.persist_at is None:
+                                self._maybe_persist(now)
                             return
                         n = min(unsent, mss)
                     if n < mss and not force and not hole:

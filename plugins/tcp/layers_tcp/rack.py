@@ -82,6 +82,8 @@ class Rack:
         RTT is at least the minimum RTT: else the original may have been what arrived), and
         detects reordering. True when this ACK showed reordering for the first time."""
         newest: list | None = None
+        n_sent = 0.0
+        n_end = 0
         fack = self.fack
         reordered = False
         for r in records:
@@ -91,15 +93,20 @@ class Rack:
                 fack = end
             elif end < fack and not retrans:
                 reordered = True
-            if retrans and min_rtt is not None and now - r[SENT] < min_rtt:
+            sent = r[SENT]
+            if retrans and min_rtt is not None and now - sent < min_rtt:
                 continue  # ambiguous: possibly the original, still on its way, was SACKed
-            if newest is None or sent_after(r[SENT], end, newest[SENT], newest[END]):
+            # sent_after(sent, end, newest's), inline: this runs for every delivered record
+            if newest is None or sent > n_sent or (sent == n_sent and end > n_end):
                 newest = r
+                n_sent = sent
+                n_end = end
         self.fack = fack
         if newest is not None:
-            self.rtt = now - newest[SENT]
-            if sent_after(newest[SENT], newest[END], self.xmit_ts, self.end_seq):
-                self.xmit_ts = newest[SENT]
+            self.rtt = now - n_sent
+            x = self.xmit_ts
+            if n_sent > x or (n_sent == x and n_end > self.end_seq):  # sent_after()
+                self.xmit_ts = n_sent
                 self.end_seq = newest[END]
         if reordered and not self.reordering_seen:
             self.reordering_seen = True

@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from layers_tcp.dsack import UndoLedger
-from layers_tcp.rack import Rack, TailLossProbe
+from layers_tcp.rack import PTO_NO_SRTT, PTO_SLACK, Rack, TailLossProbe
 from layers_tcp.rate import END, RETRANS, START, RateEstimator
 from layers_tcp.sack import DUPTHRESH, Scoreboard
 from layers_tcp.states import HALF, MASK, SENDING
@@ -556,9 +556,16 @@ class LossRecovery:
         ):
             conn.pto_at = None
             return
-        conn.pto_at = now + TailLossProbe.pto(
-            conn.rtt.srtt, conn.snd_max - conn.snd_una <= conn.mss,
-            conn.tcp.settings.rto_min, rto_at - now)
+        # TailLossProbe.pto(), inline: this runs after every ACK and every burst
+        srtt = conn.rtt.srtt
+        if srtt is None:
+            pto = PTO_NO_SRTT
+        elif conn.snd_max - conn.snd_una <= conn.mss:
+            pto = 2 * srtt + conn.tcp.settings.rto_min
+        else:
+            pto = 2 * srtt + PTO_SLACK
+        left = rto_at - now
+        conn.pto_at = now + (left if left < pto else pto)
 
     def on_pto(self, now: float) -> None:
         """The probe timeout (RFC 8985 7.3): one segment of new data if the peer's window

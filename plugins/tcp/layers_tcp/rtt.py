@@ -32,8 +32,12 @@ class RttEstimator:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        rto = self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar)
-        self.rto = min(max(rto, self.rto_min), self.rto_max)
+        var = 4 * self.rttvar
+        rto = self.srtt + (var if var > CLOCK_GRANULARITY else CLOCK_GRANULARITY)
+        # min(max(rto, rto_min), rto_max) without the calls: a sample comes with every ACK
+        if rto < self.rto_min:
+            rto = self.rto_min
+        self.rto = rto if rto < self.rto_max else self.rto_max
         self.backoff = 0
 
     def current(self) -> float:
