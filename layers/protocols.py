@@ -105,6 +105,14 @@ class IPv4Service(Protocol):
         of the application's data): the packet then leaves as pieces too, headers in front,
         and a link with scatter-gather writes never copies the data."""
 
+    def send_pieces(self, dst: int, protocol: int, parts: Gather, plen: int, src: int, tos: int,
+                    offload: TxOffload | None) -> bool:
+        """``send(dst, protocol, parts, src=src, tos=tos, dont_fragment=True,
+        offload=offload)`` for a transport whose packet is in pieces already, of ``plen``
+        bytes in all, from a source it knows: what a TCP segment is. Positional and told the
+        length, so that a cached egress can skip the checks those make needless (it is on
+        the path of every data segment)."""
+
     def source_for(self, dst: int) -> int | None:
         """The local address a datagram to ``dst`` would leave from, or None without a route."""
 
@@ -139,6 +147,10 @@ class IPv6Service(Protocol):
     ) -> bool:
         """As :meth:`IPv4Service.send`; ``ttl`` is the hop limit. Only the source fragments
         in IPv6: ``dont_fragment`` means EMSGSIZE instead of a fragment header."""
+
+    def send_pieces(self, dst: int, protocol: int, parts: Gather, plen: int, src: int, tos: int,
+                    offload: TxOffload | None) -> bool:
+        """As :meth:`IPv4Service.send_pieces`."""
 
     def source_for(self, dst: int) -> int | None:
         """The local address a datagram to ``dst`` would leave from (RFC 6724 in brief)."""

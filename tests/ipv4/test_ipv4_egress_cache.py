@@ -6,6 +6,8 @@ then makes one change and looks at the next frame on the wire."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ipv4_support import TEST_PROTO, Harness
 from layers_ipv4 import protocol as ipv4_protocol
 from scapy.layers.inet import IP
@@ -212,3 +214,39 @@ def test_ip_link_cached_then_route_removed_stops_the_next_packet() -> None:
     frames = len(h.cap_a.frames)
     assert not send(h, FAR)
     assert len(h.cap_a.frames) == frames
+
+
+def test_send_pieces_through_the_cache_is_send_with_dont_fragment() -> None:
+    """``send_pieces`` (a transport's packet in pieces, its length and source given) makes the
+    frame ``send(..., dont_fragment=True)`` makes, from the cache and without it; a packet
+    over the MTU or from another source goes to ``send``, which refuses or reroutes it."""
+    h = warmed()
+    ip = h.a.protocol("ipv4")
+    src = ip4("10.0.0.1")
+
+    def frame_of(call: Callable[[], bool]) -> bytes:
+        before = len(h.cap_a.frames)
+        assert call()
+        h.net.run_for(0.1)
+        [f] = h.cap_a.frames[before:]
+        return bytes(f)
+
+    parts = (b"head", memoryview(b"-and-body"))
+    ident = ip._ident
+    via_pieces = frame_of(lambda: ip.send_pieces(B, TEST_PROTO, parts, 13, src, 0x10, None))
+    ip._ident = ident
+    via_send = frame_of(
+        lambda: ip.send(B, TEST_PROTO, parts, src=src, tos=0x10, dont_fragment=True))
+    assert via_pieces == via_send
+    got = IP(via_pieces[14:])
+    assert got.flags == "DF" and got.tos == 0x10 and bytes(got.payload) == b"head-and-body"
+    requests = h.counters(h.a)["OutRequests"]
+    ip._egress.clear()  # a miss: send() decides, and caches again
+    assert frame_of(lambda: ip.send_pieces(B, TEST_PROTO, parts, 13, src, 0, None))[34:] == (
+        b"head-and-body")
+    assert cached(h, B) and h.counters(h.a)["OutRequests"] == requests + 1
+    frames = len(h.cap_a.frames)
+    assert not ip.send_pieces(B, TEST_PROTO, (bytes(1481),), 1481, src, 0, None)  # DF, > MTU
+    h.ia.add_address(ip4("10.0.0.7"), 24)
+    other = frame_of(lambda: ip.send_pieces(B, TEST_PROTO, parts, 13, ip4("10.0.0.7"), 0, None))
+    assert IP(other[14:]).src == "10.0.0.7" and len(h.cap_a.frames) == frames + 1

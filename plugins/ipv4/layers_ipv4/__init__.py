@@ -67,7 +67,9 @@ Egress cache
     that are not reachable or permanent (ARP's bookkeeping runs per packet), destinations
     with a learned path MTU, sources other than the one the stack would choose, broadcast and
     multicast. The interface MTU is read per packet. At most 4096 destinations; then the
-    cache is emptied, as the route lookup cache is.
+    cache is emptied, as the route lookup cache is. ``send_pieces`` (TCP's data segments:
+    pieces whose length the transport gives, its own source, don't-fragment) goes through the
+    cache without ``send``'s other checks, and to ``send`` on a miss.
 
 Errors and path MTU
     :meth:`IPv4.unreachable` (called through ``stack.neighbour_unreachable`` when ARP gives

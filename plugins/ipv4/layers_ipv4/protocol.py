@@ -393,6 +393,37 @@ class IPv4:
             self._emit(iface, route, dst, link_dst, piece, None)
         return True
 
+    def send_pieces(self, dst: int, protocol: int, parts: Gather, plen: int, src: int, tos: int,
+                    offload: TxOffload | None) -> bool:
+        """:meth:`send` with don't-fragment set and the default TTL for a transport that has
+        its packet in pieces already and knows their length (``plen`` bytes) and its source:
+        through the egress cache without the checks that those make needless, else
+        :meth:`send`. TCP sends its data segments this way."""
+        egress = self._egress.get(dst)
+        if egress is not None and self._egress_gen == self.stack.egress_generation:
+            iface, e_src, e_sum, eth, tx_csum = egress
+            total = IPV4_MIN_HLEN + plen
+            if src == e_src and (tx_csum or offload is None or not offload.needs_csum) and (
+                total <= iface.mtu or (offload is not None and offload.gso_size
+                                       and total <= iface.capabilities.gso_max_size)
+            ):
+                self._c["OutRequests"] += 1
+                ident = self._ident
+                self._ident = (ident + 1) & 0xFFFF
+                ttl = self.ttl
+                csum = (e_sum + tos + total + ident + IP_DF + ((ttl << 8) | protocol)) % 0xFFFF
+                if eth is None:  # a link without link-layer addresses (TUN)
+                    header = _pack(0x45, tos, total, ident, IP_DF, ttl, protocol,
+                                   0xFFFF - csum if csum else 0, e_src, dst)
+                    iface.transmit_pieces((header, *parts), total, offload)
+                else:
+                    header = _pack_eth_ip(eth, 0x45, tos, total, ident, IP_DF, ttl, protocol,
+                                          0xFFFF - csum if csum else 0, e_src, dst)
+                    iface.transmit_pieces((header, *parts), 14 + total, offload)
+                return True
+        return self.send(dst, protocol, parts, src=src, tos=tos, dont_fragment=True,
+                         offload=offload)
+
     def _header(
         self, src: int, dst: int, protocol: int, ttl: int, tos: int, total: int, df: bool
     ) -> bytes:

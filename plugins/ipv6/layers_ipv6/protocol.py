@@ -527,6 +527,13 @@ class IPv6:
             IPDatagram(iface, src, dst, -1, first[7], 0, mv[:IPV6_HLEN], mv[IPV6_HLEN:]), 1)
 
     # --- send -----------------------------------------------------------------------------
+    def send_pieces(self, dst: int, protocol: int, parts: Gather, plen: int, src: int, tos: int,
+                    offload: TxOffload | None) -> bool:
+        """:meth:`send` of a packet in pieces with ``dont_fragment`` (the service's contract,
+        :class:`layers.protocols.IPv6Service`)."""
+        return self.send(dst, protocol, parts, src=src, tos=tos, dont_fragment=True,
+                         offload=offload)
+
     def send(
         self,
         dst: int,

@@ -608,10 +608,11 @@ class Output:
                             else:
                                 header = TCP_HEADER.pack(self.lport, self.rport, seq, ack,
                                                          offflags, window, csum, 0)
-                            self._ip.send(self.remote, PROTO_TCP,
-                                          (header, *data) if type(data) is tuple
-                                          else (header, data),
-                                          src=self.local, dont_fragment=True, offload=offload)
+                            self._ip.send_pieces(self.remote, PROTO_TCP,
+                                                 (header, *data) if type(data) is tuple
+                                                 else (header, data),
+                                                 (offflags >> _DOFF_SHIFT) + n, self.local, 0,
+                                                 offload)
                             cc.on_packet_sent(n, end - snd_una, now, rate.app_limited != 0)
                             if self.rto_at is None:
                                 self.rto_at = now + self._rto()
