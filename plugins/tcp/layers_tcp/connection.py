@@ -212,7 +212,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         # --- send sequence space
         #: the ISN (RFC 6528) for now; a SYN cookie's replaces it (open_from_cookie)
         isn_f, self.ts_offset, seed = tcp.secrets(self.key)
-        self.iss = tcp.isn_at(isn_f)
+        self.iss = tcp.isn_at(isn_f, self._clock())
         self.snd_una = 0
         self.snd_nxt = 0
         self.snd_max = 0
@@ -336,8 +336,7 @@ class Connection(Receive, Output, Ecn, Reporting):
     # =================================================================================
     # opening
     # =================================================================================
-    def _init_send(self, iss: int) -> None:
-        now = self._clock()
+    def _init_send(self, iss: int, now: float) -> None:
         self.iss = iss
         self.snd_una = iss
         self.snd_nxt = iss + 1
@@ -349,7 +348,7 @@ class Connection(Receive, Output, Ecn, Reporting):
     def open_active(self) -> None:
         """Send the SYN (RFC 9293 3.10.1, OPEN call in CLOSED)."""
         self._setup_route()
-        self._init_send(self.iss)
+        self._init_send(self.iss, self._clock())
         self._transition(Event.ACTIVE_OPEN)
         self.rtt_time = self._clock()
         self._send_syn(ack=False)
@@ -360,20 +359,20 @@ class Connection(Receive, Output, Ecn, Reporting):
         """A SYN reached our listener: answer with a SYN-ACK (SYN-RECEIVED)."""
         if self._ecn_mode:
             self._ecn_accept_syn(flags)
+        now = self._clock()
         pmtu = self._setup_route()
-        self._init_send(self.iss)
+        self._init_send(self.iss, now)
         self.irs = seq32
         self.rcv_nxt = seq32 + 1
         self._offer_ws = self._offer_ws and opts.wscale is not None
         self._offer_ts = self._offer_ts and opts.timestamp is not None
         self._offer_sack = self._offer_sack and opts.sack_permitted
-        self._apply_syn_options(opts, pmtu)
+        self._apply_syn_options(opts, pmtu, now)
         self.snd_wnd = wnd  # never scaled in a SYN
         self.snd_wl1 = seq32
         self.snd_wl2 = self.iss
         self.max_snd_wnd = wnd
         self._transition(Event.PASSIVE_OPEN)
-        now = self._clock()
         self.rtt_time = now
         self.last_rx = now
         self._send_syn(ack=True)
@@ -391,7 +390,7 @@ class Connection(Receive, Output, Ecn, Reporting):
         sent the SYN-ACK ``iss`` for the SYN ``irs32`` with ``opts`` (the MSS, window scale,
         SACK-permitted and timestamp the cookie kept); the caller hands the ACK on."""
         pmtu = self._setup_route()
-        self._init_send(iss)
+        self._init_send(iss, self._clock())
         self.irs = irs32
         self.rcv_nxt = irs32 + 1
         self._offer_ws = self._offer_ws and opts.wscale is not None
@@ -407,8 +406,10 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.retries = 1  # no RTT sample from a SYN-ACK whose sending time we did not keep
         self.last_rx = self._clock()
 
-    def _apply_syn_options(self, opts: TCPOptions, pmtu: int | None = None) -> None:
-        now = self._clock()
+    def _apply_syn_options(self, opts: TCPOptions, pmtu: int | None = None,
+                           now: float | None = None) -> None:
+        if now is None:
+            now = self._clock()
         self.peer_mss = opts.mss if opts.mss else TCP_DEFAULT_MSS
         if self._offer_ws and opts.wscale is not None:
             self.snd_wscale = min(opts.wscale, TCP_MAX_WSCALE)

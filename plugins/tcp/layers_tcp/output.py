@@ -225,7 +225,7 @@ class Output:
         return free if free > 0 else 0
 
     def _ts_now(self) -> int:
-        return (int(self.stack.now * TS_HZ) + self.ts_offset) & MASK
+        return (int(self._clock() * TS_HZ) + self.ts_offset) & MASK
 
     def _sack_option(self, room: int = TCP_MAX_OPTIONS) -> bytes:
         """Up to three (with timestamps) SACK blocks, the most recent first (RFC 2018), no

@@ -209,9 +209,12 @@ class TCP:
         h.update(_key_bytes(key))
         return _SECRETS.unpack(h.digest())
 
-    def isn_at(self, f: int) -> int:
-        """ISN = M + F: a 4 µs clock M plus F, the 4-tuple's keyed hash (RFC 6528)."""
-        return (int(self.stack.now * 250_000) + f) & MASK
+    def isn_at(self, f: int, now: float | None = None) -> int:
+        """ISN = M + F: a 4 µs clock M (at ``now``, by default the stack's time) plus F, the
+        4-tuple's keyed hash (RFC 6528)."""
+        if now is None:
+            now = self.stack.now
+        return (int(now * 250_000) + f) & MASK
 
     def isn(self, key: Key) -> int:
         """ISN = M + F(4-tuple, secret): a 4 µs clock plus a keyed hash (RFC 6528)."""

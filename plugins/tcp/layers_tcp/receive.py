@@ -208,7 +208,6 @@ class Receive:
                 self.ooo_fin = seq + dlen
 
     def _rx_fin(self) -> None:
-        now = self.stack.now
         self.rcv_nxt += 1
         self.fin_received = True
         self.ooo_fin = None
@@ -221,7 +220,8 @@ class Receive:
             # (in FIN-WAIT-1 our FIN is not yet acknowledged, else we would be in FIN-WAIT-2:
             # a simultaneous close)
             self._transition(Event.RCV_FIN)
-        self.close_at = None if self.state != TIME_WAIT else now + 2 * self.tcp.settings.msl
+        self.close_at = (None if self.state != TIME_WAIT
+                         else self.stack.now + 2 * self.tcp.settings.msl)
 
     def _deliver(self) -> None:
         """Hand in-order data (then EOF) to the application unless reading is paused."""
