@@ -144,12 +144,12 @@ class Icmp:
     # --- TransportProtocol: receive ---------------------------------------------------
     def receive(self, datagram: IPDatagram) -> None:
         c = self._c
-        data = datagram.payload
+        data = datagram[7]  # .payload, without the named field's descriptor
         n = len(data)
         if n < ICMP_HLEN:
             c.drop("truncated")
             return
-        if not datagram.flags & RX_CSUM_VERIFIED:
+        if not datagram[8] & RX_CSUM_VERIFIED:  # .flags
             if n <= 512:
                 # ones_sum(data) == 0xFFFF, inlined for a ping's size: read little-endian (an
                 # odd last byte is then RFC 1071's zero padding), the sum is all ones when the
@@ -180,31 +180,27 @@ class Icmp:
         if self.echo_ignore_all:
             c.drop("echo_ignored")
             return
-        dst = dg.dst
-        to_group = dg.broadcast or dg.flags & RX_BROADCAST or dst >= 0xE0000000
+        iface, src, dst, _, _, tos, _, _, flags, broadcast = dg  # one step, not eight loads
+        to_group = broadcast or flags & RX_BROADCAST or dst >= 0xE0000000
         if to_group and self.echo_ignore_broadcasts:
             c.drop("broadcast_echo")
             return
-        top = dg.src >> 24  # _not_one_host(dg.src), inlined: every request passes here
-        if (top == 0 or top == 127 or top >= 224) and dg.interface is not self.stack.loopback:
+        top = src >> 24  # _not_one_host(src), inlined: every request passes here
+        if (top == 0 or top == 127 or top >= 224) and iface is not self.stack.loopback:
             c.drop("echo_bad_source")
             return
-        if self.ratemask & 1 and not self._allowed(dg.src):  # not limited by default
+        if self.ratemask & 1 and not self._allowed(src):  # not limited by default
             return
         ip = self.stack.ip
         if ip is None:
             c.drop("no_ip")
             return
         reply = bytearray(data)
-        # Type 8 -> 0 changes only the first 16-bit word: update the checksum incrementally
-        # (RFC 1624 eqn. 3), so a reply costs no pass over the data.
-        old_word = (ICMP_ECHO << 8) | reply[1]
-        new_word = reply[1]
-        csum = (reply[2] << 8) | reply[3]
-        total = (~csum & 0xFFFF) + (~old_word & 0xFFFF) + new_word
-        total = (total & 0xFFFF) + (total >> 16)
-        total = (total & 0xFFFF) + (total >> 16)
-        csum = ~total & 0xFFFF
+        # Type 8 -> 0 changes only the first 16-bit word, by 0x0800 whatever the code: update
+        # the checksum incrementally (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where
+        # ~m + m' is 0xF7FF), so a reply costs no pass over the data.
+        t = 0x1F7FE - ((reply[2] << 8) | reply[3])  # ~HC + 0xF7FF, then one fold suffices
+        csum = 0xFFFF - ((t & 0xFFFF) + (t >> 16))
         reply[0] = ICMP_ECHOREPLY
         if not csum:
             # eqn. 3 yields -0 where the sum is +0 (an all-zero reply, which needs 0xFFFF);
@@ -215,9 +211,9 @@ class Icmp:
         reply[3] = csum & 0xFF
         # Answer from the address the request was sent to (RFC 1122 3.2.2.6); a request to a
         # broadcast or multicast address is answered from our address toward the sender.
-        src = (None if to_group else dst if dst in self.stack.local_addresses
-               else dst if self.stack.is_local(dst) else None)
-        if ip.send(dg.src, PROTO_ICMP, reply, src=src, tos=dg.tos):
+        local = (None if to_group else dst if dst in self.stack.local_addresses
+                 else dst if self.stack.is_local(dst) else None)
+        if ip.send(src, PROTO_ICMP, reply, src=local, tos=tos):
             c["out_msgs"] += 1
             c["out_echo_reps"] += 1
         else:
