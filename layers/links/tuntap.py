@@ -504,6 +504,7 @@ class _TunTapLink(Link):
         if self._gone or self._fd < 0:
             self.stats.tx_dropped += 1
             return
+        bufs: tuple[Any, ...] = parts  # writev takes the tuple as it is: no list per frame
         if self.vnet_hdr:
             if offload is None:
                 vnet = _ZERO_VNET
@@ -511,11 +512,9 @@ class _TunTapLink(Link):
                 vnet = self._vnet_cache.get(offload)  # type: ignore[assignment]
                 if vnet is None:
                     vnet = self._vnet(offload)
-            bufs: list[Any] = [vnet, *parts]
-        else:
-            bufs = list(parts)
+            bufs = (vnet, *parts)
         if self.pi:
-            bufs.insert(0, self._pi_header(parts[0]))
+            bufs = (self._pi_header(parts[0]), *bufs)
         try:
             n = os.writev(self._fd, bufs) if len(bufs) > 1 else os.write(self._fd, bufs[0])
         except BlockingIOError:
