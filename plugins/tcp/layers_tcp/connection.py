@@ -1059,8 +1059,14 @@ class Connection(Receive, Output, Ecn, Reporting):
                 self.rto_at = now + self._rto()
             if rec.frto_send:
                 rec.frto_new_data()
-            if rec.tlp is not None:
-                rec.schedule_tlp(now)
+            tlp = rec.tlp
+            if tlp is not None:
+                if tlp.end_seq is None and dsack is None:
+                    # the probe timeout is re-armed after the output this ACK releases, which
+                    # re-arms it anyway when new data leaves: once, not twice (_pto_due)
+                    self._pto_due = True
+                else:
+                    rec.schedule_tlp(now)  # before the probe's ACK and the D-SACK are taken
             at = self.writable_at
             if at >= 0 and self.sndbuf.size - self.sndbuf_limit <= at:
                 self.writable_at = -1
@@ -1249,6 +1255,9 @@ class Connection(Receive, Output, Ecn, Reporting):
     # timers
     # =================================================================================
     def _arm(self) -> None:
+        if self._pto_due:
+            self._pto_due = False
+            self.recovery.schedule_tlp(self._clock())
         # the earliest of the eight deadlines (unrolled: this runs after every segment)
         when = self.rto_at
         d = self.persist_at
@@ -1287,6 +1296,9 @@ class Connection(Receive, Output, Ecn, Reporting):
         if self.state == CLOSED:
             return
         now = self._clock()
+        if self._pto_due:  # an ACK's, before the output it released (which _arm follows)
+            self._pto_due = False
+            self.recovery.schedule_tlp(now)
         if self.close_at is not None and now >= self.close_at:
             self.close_at = None
             self._destroy()

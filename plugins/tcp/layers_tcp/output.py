@@ -165,6 +165,10 @@ class Output:
 
         def _ecn_syn_flags(self, ack: bool) -> int: ...
 
+    #: an ACK left the tail-loss probe's timer to be re-armed by the next _arm (or _output,
+    #: when new data leaves after it: the ACK's own re-arm would be overwritten at once);
+    #: the timer's callback takes it first too
+    _pto_due = False
     #: D-SACK (RFC 2883): we report duplicates (SACK agreed and tcp.dsack), and the block the
     #: next ACK carries first
     _dsack_ok = False
@@ -641,6 +645,7 @@ class Output:
             if segs:
                 self.c["OutSegs"] += segs
             if new and rec.tlp is not None:
+                self._pto_due = False
                 rec.schedule_tlp(now)
 
     def _burst_words(self, now: float) -> tuple[int, int, int, int, int, int]:
