@@ -630,6 +630,12 @@ class Output:
                     if pacing and self.pace_next > now:
                         self._pace_later()
                         return
+                    if plain and end < buf_end and (
+                        croom <= 0 or end >= snd_una + self.snd_wnd
+                    ):
+                        # a window is full: the next turn would find no room and, with data
+                        # in flight, no persist timer to arm; a sender's every call ends so
+                        return
                     continue
                 if self.fin_queued and nxt == buf_end:
                     # FIN alone (ignores the window, like Linux)
