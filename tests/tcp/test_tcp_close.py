@@ -143,6 +143,34 @@ def test_passive_close() -> None:
     assert proto.lost is None
 
 
+def test_passive_close_last_ack_ends_without_ack_processing_unless_observed() -> None:
+    """The ACK of our FIN in LAST-ACK ends the connection without _rx_ack's RTT, rate and
+    congestion-control work (nobody would read them); a telemetry subscriber still gets the
+    sample of that ACK, as every ACK before it."""
+    for observed in (False, True):
+        w, conn, proto, us = established()
+        conn.write(b"x" * 100)
+        w.one()
+        samples: list[Any] = []
+        if observed:
+            conn.subscribe(samples.append)
+        w.inject(FA, 1001, us)  # acknowledges nothing of ours yet
+        conn.close()
+        fin = w.sent()[-1]
+        assert fin.flags & F and fin.seq == us + 100
+        assert conn.state.name == "LAST_ACK"
+        rtt_before = conn.rtt.srtt
+        w.advance(0.05)
+        w.inject(A, 1002, us + 101)  # our data and FIN
+        assert KEY not in w.tcp.conns and conn.state.name == "CLOSED"
+        assert conn.snd_una == conn.snd_max
+        assert proto.kinds() == ["made", "eof", "lost"] and proto.lost is None
+        if observed:
+            assert samples and samples[-1].send_q == 0 and conn.rtt.srtt is not None
+        else:
+            assert samples == [] and conn.rtt.srtt == rtt_before
+
+
 def test_eof_received_false_closes_the_transport() -> None:
     w, conn, proto, us = established()
     proto.keep_open = False
