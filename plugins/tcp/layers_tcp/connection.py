@@ -37,6 +37,7 @@ application's calls and events. The rest is beside it:
 from __future__ import annotations
 
 import errno
+import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -115,6 +116,9 @@ OOW_ACK_INTERVAL = 0.5
 #: CWR and CE marks take the full path; unmarked ECT does not)
 _FAST_FLAGS = (TCP_FLAG_MASK | SEG_CE) & ~TCP_PSH
 _SENDING = SENDING
+#: the timestamp option (NOP, NOP, kind 8, length 10) as three 32-bit words
+_TS_WORDS = struct.Struct("!III").unpack_from
+_TS_PREFIX_WORD = int.from_bytes(TCP_TS_PREFIX, "big")
 _RECEIVING = RECEIVING
 _SYNCHRONIZED = SYNCHRONIZED
 
@@ -556,12 +560,12 @@ class Connection(Receive, Output, Ecn, Reporting):
         tsval = -1
         tsecr = 0
         if doff != TCP_MIN_HLEN:
-            if (doff != TCP_TS_HLEN or not self.ts_ok
-                    or seg[TCP_MIN_HLEN:TCP_MIN_HLEN + 4] != TCP_TS_PREFIX):
+            if doff != TCP_TS_HLEN or not self.ts_ok:
                 return False
-            _, tsval, tsecr = TCP_TS_OPTION.unpack_from(seg, TCP_MIN_HLEN)
-            if ((tsval - self.ts_recent) & MASK) >= HALF:
-                return False  # PAWS has a say
+            # the option's first word as a number: no slice of the segment to compare
+            prefix, tsval, tsecr = _TS_WORDS(seg, TCP_MIN_HLEN)
+            if prefix != _TS_PREFIX_WORD or ((tsval - self.ts_recent) & MASK) >= HALF:
+                return False  # another option in its place, or PAWS has a say
         elif self.ts_ok:
             return False  # RFC 7323: a segment without the option after it was agreed
         dlen = len(seg) - doff
