@@ -238,9 +238,22 @@ class ICMPv6Listener(Protocol):
     def icmpv6_receive(self, datagram: IPDatagram, message: memoryview) -> None: ...
 
 
+class UnpackedReceive(Protocol):
+    """A transport's optional ``receive_unpacked``: :meth:`TransportProtocol.receive` of one
+    datagram given by its fields, everything of :class:`IPDatagram` but the protocol (the
+    transport's own) and the header. IPv4 calls it instead of ``receive`` for each datagram
+    that was not reassembled, so it makes neither the IPDatagram nor a view of the header
+    per packet (TCP offers it: every received segment comes this way). A transport that
+    needs the header (to quote it) does not offer it."""
+
+    def __call__(self, iface: Interface, src: int, dst: int, ttl: int, tos: int,
+                 payload: bytes | memoryview, flags: int, broadcast: bool) -> None: ...
+
+
 @runtime_checkable
 class TransportProtocol(Protocol):
-    """A protocol dispatched by IP protocol number."""
+    """A protocol dispatched by IP protocol number. It may also offer ``receive_unpacked``
+    (see :class:`UnpackedReceive`), which IPv4 then prefers."""
 
     name: str
     protocol: int

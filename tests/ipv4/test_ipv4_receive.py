@@ -8,10 +8,13 @@ from typing import Any
 import pytest
 from ipv4_support import TEST_PROTO, Harness, TransportPlugin, ip_header
 from scapy.layers.inet import IP, IPOption_RR, IPOption_Security
+from scapy.layers.inet import fragment as scapy_fragment
 from scapy.packet import Raw
 
+from layers.hookspecs import hookimpl
 from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED, Medium
 from layers.links.memory import MemoryLink
+from layers.stack import Stack
 from layers.virtual import VirtualNetwork
 from layers.wire.addr import ip4
 from layers.wire.checksum import checksum
@@ -238,3 +241,60 @@ def test_a_bad_packet_from_the_link_does_not_disturb_the_next(h: Harness) -> Non
     h.net.run_until_idle()
     assert [g.payload for g in h.tb().got] == [b"12345678"]
     assert h.counters()["InReceives"] == 3 and h.counters()["dropped"] == 2
+
+
+class UnpackedTransport:
+    """A transport that offers ``receive_unpacked`` beside ``receive``: records which one
+    each datagram reached, with what."""
+
+    name = "unpacked"
+    protocol = TEST_PROTO
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def receive(self, d: Any) -> None:
+        self.calls.append(("receive", d.src, d.dst, d.ttl, d.tos, bytes(d.payload), d.flags,
+                           d.broadcast))
+
+    def receive_unpacked(self, iface: Any, src: int, dst: int, ttl: int, tos: int,
+                         payload: Any, flags: int, broadcast: bool) -> None:
+        assert isinstance(payload, memoryview)
+        self.calls.append(("unpacked", iface, src, dst, ttl, tos, bytes(payload), flags,
+                           broadcast))
+
+    def error(self, error: Any) -> None:
+        pass
+
+
+class UnpackedPlugin:
+    def __init__(self) -> None:
+        self.transport = UnpackedTransport()
+
+    @hookimpl
+    def layers_transport_protocols(self, stack: Any) -> list[Any]:
+        return [self.transport]
+
+
+def test_a_transport_with_receive_unpacked_gets_fields_and_reassembled_ones_a_datagram(
+) -> None:
+    plugin = UnpackedPlugin()
+    stack = Stack(["ipv4", plugin])
+    iface = stack.add_interface(MemoryLink("u0", medium=Medium.IP), address="10.0.0.2/24")
+    stack.start()
+    ip = stack.protocol("ipv4")
+    src, dst = ip4("10.0.0.1"), ip4("10.0.0.2")
+    ip.receive(iface, memoryview(scapy_packet(data=b"whole", ttl=9, tos=0x12)),
+               RX_CSUM_VERIFIED)
+    ip.receive(iface, memoryview(scapy_packet(dst="10.0.0.255", data=b"to all")), 0)
+    # a reassembled datagram has no single packet to take fields from: it comes whole
+    pkt = IP(src="10.0.0.1", dst="10.0.0.2", proto=TEST_PROTO, ttl=5) / Raw(b"y" * 48)
+    for piece in scapy_fragment(pkt, fragsize=24):
+        ip.receive(iface, memoryview(bytes(piece)), 0)
+    assert plugin.transport.calls == [
+        ("unpacked", iface, src, dst, 9, 0x12, b"whole", RX_CSUM_VERIFIED, False),
+        ("unpacked", iface, src, ip4("10.0.0.255"), 64, 0, b"to all", 0, True),
+        ("receive", src, dst, 5, 0, b"y" * 48, 0, False),
+    ]
+    c = stack.counter("ipv4")
+    assert c["InDelivers"] == 3 and not c.drops

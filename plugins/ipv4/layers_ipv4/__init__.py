@@ -24,7 +24,8 @@ Receive path
     bounded, time exceeded code 1 is requested on timeout when the first fragment had arrived;
     a datagram is CE when any fragment was, and one whose fragments mix Not-ECT with ECT or CE
     is discarded, ``reasm_ecn_mismatch``, as Linux does: RFC 3168 5.3).
-    Datagrams go to ``stack.transports[protocol].receive`` with the link's RX flags
+    Datagrams go to ``stack.transports[protocol].receive`` (or by their fields to its
+    ``receive_unpacked`` where it has one, except reassembled ones) with the link's RX flags
     (``RX_CSUM_VERIFIED`` passes through; it is cleared on reassembled datagrams, whose
     fragments no link can have verified). An unknown protocol asks ``stack.errors`` for
     destination unreachable code 2 (protocol unreachable) unless the datagram was a broadcast.

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 import attrs
 
 from layers.links.base import RX_BROADCAST, RX_CSUM_VERIFIED, Gather, Medium, TxOffload
-from layers.protocols import IPDatagram, TransportError
+from layers.protocols import IPDatagram, TransportError, UnpackedReceive
 from layers.settings import read_settings
 from layers.wire.addr import BROADCAST_MAC, IPV4_BROADCAST, ip4_str
 from layers.wire.checksum import checksum
@@ -95,6 +95,9 @@ class IPv4:
         #: ``stack.egress_generation`` moves on
         self._egress: dict[int, tuple[Interface, int, int, bytes | None, bool]] = {}
         self._egress_gen = stack.egress_generation
+        #: protocol -> the transport's ``receive_unpacked``, where it has one (filled at the
+        #: first datagram, when the stack's transports are all known)
+        self._unpacked: dict[int, UnpackedReceive] | None = None
 
     # --- receive -------------------------------------------------------------------------
     def receive(self, iface: Interface, packet: memoryview, flags: int) -> None:
@@ -174,6 +177,15 @@ class IPv4:
                 self._deliver(datagram)
             return
 
+        unpacked = self._unpacked
+        if unpacked is None:
+            unpacked = self._unpacked_receivers()
+        receive = unpacked.get(proto)
+        if receive is not None:
+            # the transport takes the fields: no IPDatagram, no view of the header
+            c["InDelivers"] += 1
+            receive(iface, src, dst, ttl, tos, packet[hlen:total], flags, broadcast)
+            return
         transport = stack.transports.get(proto)
         # IPDatagram(...) without the NamedTuple's Python-level __new__ (every field given)
         datagram = _new_tuple(
@@ -186,6 +198,15 @@ class IPv4:
             return
         c["InDelivers"] += 1
         transport.receive(datagram)
+
+    def _unpacked_receivers(self) -> dict[int, UnpackedReceive]:
+        """Protocol number -> ``receive_unpacked`` of each transport that offers it (read
+        once the stack is composed: its transports never change after)."""
+        self._unpacked = table = {
+            proto: fn for proto, t in self.stack.transports.items()
+            if (fn := getattr(t, "receive_unpacked", None)) is not None
+        }
+        return table
 
     def _deliver(self, datagram: IPDatagram) -> None:
         transport = self.stack.transports.get(datagram.protocol)

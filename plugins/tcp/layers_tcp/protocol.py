@@ -60,6 +60,7 @@ from layers_tcp.syncookies import (
 from layers_tcp.transport import TCPTransport
 
 if TYPE_CHECKING:
+    from layers.interface import Interface
     from layers.stack import Stack
 
 MASK = 0xFFFFFFFF
@@ -419,9 +420,15 @@ class TCP:
     # TransportProtocol
     # =================================================================================
     def receive(self, datagram: IPDatagram) -> None:
+        iface, src, dst, _, ttl, tos, _, seg, dflags, broadcast = datagram
+        self.receive_unpacked(iface, src, dst, ttl, tos, seg, dflags, broadcast)
+
+    def receive_unpacked(self, iface: Interface, src: int, dst: int, ttl: int, tos: int,
+                         seg: bytes | memoryview, dflags: int, broadcast: bool) -> None:
+        """:meth:`receive` of a datagram given by its fields (what IPv4 calls: it makes no
+        IPDatagram, nor a view of the header, for a transport that offers this)."""
         c = self.c
         c["InSegs"] += 1
-        _, src, dst, _, _, tos, _, seg, dflags, broadcast = datagram  # one step, not six loads
         n = len(seg)
         if n < TCP_MIN_HLEN:
             c["InErrs"] += 1
