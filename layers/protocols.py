@@ -243,8 +243,8 @@ class UnpackedReceive(Protocol):
     datagram given by its fields, everything of :class:`IPDatagram` but the protocol (the
     transport's own) and the header. IPv4 calls it instead of ``receive`` for each datagram
     that was not reassembled, so it makes neither the IPDatagram nor a view of the header
-    per packet (TCP offers it: every received segment comes this way). A transport that
-    needs the header (to quote it) does not offer it."""
+    per packet (TCP and ICMP offer it: every segment and echo request comes this way). A
+    transport that needs the header (to quote it) does not offer it."""
 
     def __call__(self, iface: Interface, src: int, dst: int, ttl: int, tos: int,
                  payload: bytes | memoryview, flags: int, broadcast: bool) -> None: ...

@@ -87,6 +87,7 @@ from layers_icmp.ratelimit import GlobalBucket, HostBuckets
 from layers_icmp.settings import IcmpSettings
 
 if TYPE_CHECKING:
+    from layers.interface import Interface
     from layers.stack import Stack
 
 #: types above this are unknown; like Linux, we treat an unknown type as an error message
@@ -143,13 +144,19 @@ class Icmp:
 
     # --- TransportProtocol: receive ---------------------------------------------------
     def receive(self, datagram: IPDatagram) -> None:
+        iface, src, dst, _, ttl, tos, _, data, flags, broadcast = datagram
+        self.receive_unpacked(iface, src, dst, ttl, tos, data, flags, broadcast)
+
+    def receive_unpacked(self, iface: Interface, src: int, dst: int, ttl: int, tos: int,
+                         data: bytes | memoryview, flags: int, broadcast: bool) -> None:
+        """:meth:`receive` of a datagram given by its fields (what IPv4 calls: no
+        IPDatagram, nor a view of the header, per message; none of ours quotes it)."""
         c = self._c
-        data = datagram[7]  # .payload, without the named field's descriptor
         n = len(data)
         if n < ICMP_HLEN:
             c.drop("truncated")
             return
-        if not datagram[8] & RX_CSUM_VERIFIED:  # .flags
+        if not flags & RX_CSUM_VERIFIED:
             if n <= 512:
                 # ones_sum(data) == 0xFFFF, inlined for a ping's size: read little-endian (an
                 # odd last byte is then RFC 1071's zero padding), the sum is all ones when the
@@ -165,22 +172,22 @@ class Icmp:
         c["in_msgs"] += 1
         c[IN_COUNTER[icmp_type]] += 1
         if icmp_type == ICMP_ECHO:
-            self._echo_request(datagram, data)
+            self._echo_request(iface, src, dst, tos, flags, broadcast, data)
         elif icmp_type == ICMP_ECHOREPLY:
-            self._echo_reply(datagram, data)
+            self._echo_reply(src, ttl, data)
         elif icmp_type in (ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB):
-            self._error_received(datagram, data)
+            self._error_received(src, data)
         elif icmp_type in (ICMP_SOURCE_QUENCH, ICMP_REDIRECT):
             pass  # counted; source quench is deprecated (RFC 6633), hosts may ignore redirects
         else:
             c.drop("unsupported_type")
 
-    def _echo_request(self, dg: IPDatagram, data: bytes | memoryview) -> None:
+    def _echo_request(self, iface: Interface, src: int, dst: int, tos: int, flags: int,
+                      broadcast: bool, data: bytes | memoryview) -> None:
         c = self._c
         if self.echo_ignore_all:
             c.drop("echo_ignored")
             return
-        iface, src, dst, _, _, tos, _, _, flags, broadcast = dg  # one step, not eight loads
         to_group = broadcast or flags & RX_BROADCAST or dst >= 0xE0000000
         if to_group and self.echo_ignore_broadcasts:
             c.drop("broadcast_echo")
@@ -219,16 +226,16 @@ class Icmp:
         else:
             c["out_errors"] += 1
 
-    def _echo_reply(self, dg: IPDatagram, data: bytes | memoryview) -> None:
+    def _echo_reply(self, src: int, ttl: int, data: bytes | memoryview) -> None:
         _, _, _, ident, seq = ICMP_ECHO_HEADER.unpack_from(data)
-        pending = self.pending.pop((dg.src, ident, seq))
+        pending = self.pending.pop((src, ident, seq))
         if pending is None:
             self._c.drop("unmatched_echo_reply")
             return
         rtt = self.stack.now - pending.sent
-        self.pending.deliver(pending, EchoReply(dg.src, seq, dg.ttl, len(data), rtt))
+        self.pending.deliver(pending, EchoReply(src, seq, ttl, len(data), rtt))
 
-    def _error_received(self, dg: IPDatagram, data: bytes | memoryview) -> None:
+    def _error_received(self, reporter: int, data: bytes | memoryview) -> None:
         c = self._c
         icmp_type, code, _, rest = ICMP_HEADER.unpack_from(data)
         try:
@@ -259,7 +266,7 @@ class Icmp:
             dst=quote.dst,
             protocol=quote.protocol,
             quote=quote.data,
-            reporter=dg.src,
+            reporter=reporter,
             icmp_type=icmp_type,
             icmp_code=code,
             mtu=mtu,
