@@ -171,6 +171,31 @@ def test_passive_close_last_ack_ends_without_ack_processing_unless_observed() ->
             assert samples == [] and conn.rtt.srtt == rtt_before
 
 
+def test_last_ack_with_the_fin_still_queued_takes_the_ack_of_data() -> None:
+    """In LAST-ACK with data and our FIN still waiting for the peer's window, an ACK of all
+    that was sent acknowledges data only: the send buffer moves on, the rest and the FIN go
+    out, and the connection ends with the ACK of the FIN."""
+    w = Wire(PLAIN)
+    conn, proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=1000), wnd=2000)
+    us = synack.seq + 1
+    w.inject(FA, 1001, us, wnd=2000)
+    w.one()
+    conn.write(b"a" * 3000)
+    conn.close()
+    assert conn.state.name == "LAST_ACK"
+    first = w.sent()
+    assert sum(len(s.payload) for s in first) == 2000 and not any(s.flags & F for s in first)
+    w.inject(A, 1002, us + 2000, wnd=2000)
+    rest = w.sent()
+    assert [s.seq for s in rest] == [us + 2000] and len(rest[0].payload) == 1000
+    assert rest[-1].flags & F
+    assert KEY in w.tcp.conns and conn.state.name == "LAST_ACK"
+    assert conn.sndbuf.size == 1000  # the acknowledged 2000 bytes left the buffer
+    w.inject(A, 1002, us + 3001, wnd=2000)
+    assert KEY not in w.tcp.conns
+    assert proto.kinds() == ["made", "eof", "lost"] and proto.lost is None
+
+
 def test_eof_received_false_closes_the_transport() -> None:
     w, conn, proto, us = established()
     proto.keep_open = False

@@ -941,7 +941,8 @@ class Connection(Receive, Output, Ecn, Reporting):
         rec = self.recovery
         tlp = rec.tlp
         return (
-            not sack_blocks and not rec.in_recovery and not rec.in_loss and not rec.frto
+            self.snd_max > self.fin_seq  # our FIN went out: an ACK of SND.MAX covers it
+            and not sack_blocks and not rec.in_recovery and not rec.in_loss and not rec.frto
             and (tlp is None or tlp.end_seq is None) and self.writable_at < 0
             and not self._telemetry.active and self._observers is None
         )
