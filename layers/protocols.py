@@ -111,7 +111,8 @@ class IPv4Service(Protocol):
         offload=offload)`` for a transport whose packet is in pieces already, of ``plen``
         bytes in all, from a source it knows: what a TCP segment is. Positional and told the
         length, so that a cached egress can skip the checks those make needless (it is on
-        the path of every data segment)."""
+        the path of every data segment). Optional: TCP sends through :meth:`send` when a
+        service has no ``send_pieces`` (a network plugin written before it was added)."""
 
     def source_for(self, dst: int) -> int | None:
         """The local address a datagram to ``dst`` would leave from, or None without a route."""

@@ -293,3 +293,35 @@ def test_only_asyncios_own_stream_reader_protocol_takes_views() -> None:
     assert not _takes_views(object.__new__(Keeps))
     assert not _takes_views(asyncio.Protocol())
     assert not _takes_views(None)
+
+
+def test_an_ip_service_without_send_pieces_still_carries_tcp_data() -> None:
+    # send_pieces is an optional fast path of the IP services: a third-party network plugin
+    # written before it existed offers only send, and TCP's data goes through that
+    sent: list[dict[str, Any]] = []
+
+    class OnlySend:
+        def __init__(self, ip: Any) -> None:
+            self._ip = ip
+
+        def send(self, *args: Any, **kw: Any) -> bool:
+            sent.append(kw)
+            return bool(self._ip.send(*args, **kw))
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "send_pieces":
+                raise AttributeError(name)
+            return getattr(self._ip, name)
+
+    async def main() -> None:
+        async with two_stacks() as (a, b):
+            a.ip = OnlySend(a.ip)
+            await start_server(b, echo, None, 13)
+            r, w = await open_connection(a, "10.0.0.2", 13)
+            data = bytes(range(256)) * 64
+            w.write(data)
+            assert await r.readexactly(len(data)) == data
+            w.close()
+
+    asyncio.run(main())
+    assert len(sent) > 3 and all(kw.get("dont_fragment") for kw in sent)

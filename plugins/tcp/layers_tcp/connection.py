@@ -123,6 +123,18 @@ _RECEIVING = RECEIVING
 _SYNCHRONIZED = SYNCHRONIZED
 
 
+
+def _pieces_via_send(ip: Any) -> Callable[..., bool]:
+    """``send_pieces`` for an IP service that offers only ``send``."""
+
+    def send_pieces(dst: int, protocol: int, parts: tuple[Any, ...], plen: int, src: int,
+                    tos: int, offload: TxOffload | None) -> bool:
+        return bool(ip.send(dst, protocol, parts, src=src, tos=tos, dont_fragment=True,
+                            offload=offload))
+
+    return send_pieces
+
+
 class ConnectionApp(Protocol):
     """What a connection tells its application (:class:`layers_tcp.transport.TCPTransport`
     turns these into asyncio protocol callbacks). Never called while a segment is half
@@ -159,21 +171,21 @@ class Connection(Receive, Output, Ecn, Reporting):
     #: default (``v4mapped``, the ECN state...) and anything a test sets go to the
     #: ``__dict__`` the mixins without slots (:class:`~layers_tcp.output.Output`) give.
     __slots__ = (
-        "_busy", "_clock", "_closing", "_csum_base", "_csum_offload", "_deferred",
-        "_delivering", "_eof_delivered", "_eof_written", "_gso_max", "_gso_offloads", "_ip",
-        "_ip_hlen", "_last_oow_ack", "_lost", "_made", "_observers", "_offer_sack", "_offer_ts",
-        "_offer_ws", "_pseudo", "_rcv_mss_cap", "_read_closed", "_reading", "_sack_recent",
-        "_telemetry", "_timer", "_timer_when", "_tx_csum", "active", "adv_mss", "app",
-        "buf_seq", "c", "cc", "close_at", "delack_at", "delivery_rate", "fin_after_open",
-        "fin_queued", "fin_received", "fin_seq", "irs", "iss", "ka_at", "ka_probes", "key",
-        "last_ack_sent", "last_rtt", "last_rx", "listener", "local", "lport", "max_snd_wnd",
-        "min_rtt", "mss", "nodelay", "ooo", "ooo_fin", "opts", "pace_at", "pace_next",
-        "peer_mss", "persist_at", "probes", "pto_at", "rate", "rcv_adv", "rcv_mss", "rcv_nxt",
-        "rcv_wscale", "rcvbuf", "recovery", "remote", "reo_at", "retrans_total", "retries",
-        "rport", "rto_at", "rtt", "rtt_seq", "rtt_time", "rx_bytes", "rx_chunks", "sack_ok",
-        "sb", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale",
-        "sndbuf", "sndbuf_limit", "soft_error", "stack", "state", "tcp", "ts_offset", "ts_ok",
-        "ts_recent", "ts_recent_age", "una_since", "writable_at",
+        "_busy", "_clock", "_closing", "_csum_base", "_csum_offload", "_deferred", "_delivering",
+        "_eof_delivered", "_eof_written", "_gso_max", "_gso_offloads", "_ip", "_ip_hlen",
+        "_last_oow_ack", "_lost", "_made", "_observers", "_offer_sack", "_offer_ts", "_offer_ws",
+        "_pseudo", "_rcv_mss_cap", "_read_closed", "_reading", "_sack_recent", "_send_pieces",
+        "_telemetry", "_timer", "_timer_when", "_tx_csum", "active", "adv_mss", "app", "buf_seq",
+        "c", "cc", "close_at", "delack_at", "delivery_rate", "fin_after_open", "fin_queued",
+        "fin_received", "fin_seq", "irs", "iss", "ka_at", "ka_probes", "key", "last_ack_sent",
+        "last_rtt", "last_rx", "listener", "local", "lport", "max_snd_wnd", "min_rtt", "mss",
+        "nodelay", "ooo", "ooo_fin", "opts", "pace_at", "pace_next", "peer_mss", "persist_at",
+        "probes", "pto_at", "rate", "rcv_adv", "rcv_mss", "rcv_nxt", "rcv_wscale", "rcvbuf",
+        "recovery", "remote", "reo_at", "retrans_total", "retries", "rport", "rto_at", "rtt",
+        "rtt_seq", "rtt_time", "rx_bytes", "rx_chunks", "sack_ok", "sb", "snd_max", "snd_nxt",
+        "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "snd_wscale", "sndbuf", "sndbuf_limit",
+        "soft_error", "stack", "state", "tcp", "ts_offset", "ts_ok", "ts_recent", "ts_recent_age",
+        "una_since", "writable_at",
     )
 
     def __init__(
@@ -270,7 +282,10 @@ class Connection(Receive, Output, Ecn, Reporting):
         self._csum_offload: TxOffload | None = None
         #: TSO descriptors by (mss, header length)
         self._gso_offloads: dict[tuple[int, int], TxOffload] = {}
-        self._ip = tcp.ip_for(remote)
+        ip = self._ip = tcp.ip_for(remote)
+        #: the IP service's send for a data segment in pieces: its ``send_pieces``, which is
+        #: optional for a third-party IP plugin (``send`` with don't-fragment does the same)
+        self._send_pieces = getattr(ip, "send_pieces", None) or _pieces_via_send(ip)
 
         # --- retransmission and congestion
         self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)

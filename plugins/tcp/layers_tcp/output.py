@@ -65,6 +65,8 @@ from layers_tcp.pacing import departure_after, paced_burst
 from layers_tcp.states import MASK, SENDING, SYN_SENT
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from layers.congestion import CongestionControl
     from layers.counters import Counters
     from layers.interface import Interface
@@ -112,6 +114,7 @@ class Output:
         _csum_base: int
         _ip_hlen: int
         _ip: Any
+        _send_pieces: Callable[..., bool]
         _gso_max: int
         _tx_csum: bool
         _csum_offload: TxOffload | None
@@ -612,11 +615,11 @@ class Output:
                             else:
                                 header = TCP_HEADER.pack(self.lport, self.rport, seq, ack,
                                                          offflags, window, csum, 0)
-                            self._ip.send_pieces(self.remote, PROTO_TCP,
-                                                 (header, *data) if type(data) is tuple
-                                                 else (header, data),
-                                                 (offflags >> _DOFF_SHIFT) + n, self.local, 0,
-                                                 offload)
+                            self._send_pieces(self.remote, PROTO_TCP,
+                                              (header, *data) if type(data) is tuple
+                                              else (header, data),
+                                              (offflags >> _DOFF_SHIFT) + n, self.local, 0,
+                                              offload)
                             cc.on_packet_sent(n, end - snd_una, now, rate.app_limited != 0)
                             if self.rto_at is None:
                                 self.rto_at = now + self._rto()
