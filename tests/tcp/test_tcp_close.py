@@ -196,6 +196,32 @@ def test_last_ack_with_the_fin_still_queued_takes_the_ack_of_data() -> None:
     assert proto.kinds() == ["made", "eof", "lost"] and proto.lost is None
 
 
+def test_last_ack_with_timestamps_paws_drops_an_old_ack_of_our_fin() -> None:
+    """LAST-ACK's last ACK with timestamps: one PAWS rejects (older than TS.Recent) leaves
+    the connection in LAST-ACK; the next in order ends it, and so does one without the option
+    (PAWS judges only segments that carry a timestamp, as Linux's)."""
+    w = Wire({"tcp.window_scaling": False, "tcp.sack": False})
+    conn, proto, synack = w.accept(iss=1000, syn_opts=TCPOptions(mss=1460, timestamp=(500, 0)))
+    us = synack.seq + 1
+    assert synack.opts.timestamp is not None
+    ours = synack.opts.timestamp[0]
+    w.inject(FA, 1001, us, opts=TCPOptions(timestamp=(600, ours)))
+    conn.close()
+    fin = w.sent()[-1]
+    assert fin.flags & F and conn.state.name == "LAST_ACK"
+    w.inject(A, 1002, us + 1, opts=TCPOptions(timestamp=(400, ours)))  # PAWS: too old
+    assert KEY in w.tcp.conns and conn.state.name == "LAST_ACK"
+    w.inject(A, 1002, us + 1, opts=TCPOptions(timestamp=(601, ours)))
+    assert KEY not in w.tcp.conns and conn.state.name == "CLOSED"
+    assert proto.kinds() == ["made", "eof", "lost"] and proto.lost is None
+    w2 = Wire({"tcp.window_scaling": False, "tcp.sack": False})
+    conn2, _, synack2 = w2.accept(iss=1000, syn_opts=TCPOptions(mss=1460, timestamp=(500, 0)))
+    w2.inject(FA, 1001, synack2.seq + 1, opts=TCPOptions(timestamp=(600, ours)))
+    conn2.close()
+    w2.inject(A, 1002, synack2.seq + 2)  # without the option they agreed on
+    assert KEY not in w2.tcp.conns and conn2.state.name == "CLOSED"
+
+
 def test_eof_received_false_closes_the_transport() -> None:
     w, conn, proto, us = established()
     proto.keep_open = False

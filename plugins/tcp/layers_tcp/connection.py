@@ -527,6 +527,8 @@ class Connection(Receive, Output, Ecn, Reporting):
                 st = self.state
             if st == SYN_SENT:
                 self._rx_syn_sent(seq32, ack32, flags, wnd, seg, doff)
+            elif st == LAST_ACK and self._rx_last_ack(seq32, ack32, flags, seg, doff):
+                pass
             elif st != CLOSED:
                 self._rx(seq32, ack32, flags, wnd, seg, doff)
         finally:
@@ -944,6 +946,37 @@ class Connection(Receive, Output, Ecn, Reporting):
         if dlen or flags & TCP_FIN:
             self._rx_text(seq, data, flags & TCP_FIN)
         self._after_input()
+
+    def _rx_last_ack(
+        self, seq32: int, ack32: int, flags: int, seg: memoryview, doff: int
+    ) -> bool:
+        """LAST-ACK's usual last segment, as header prediction takes ESTABLISHED's: the next
+        in sequence, ACK set and nothing else but PSH, no data, at most a timestamp option
+        that PAWS lets through, acknowledging everything we sent, our FIN included. It ends
+        the connection as :meth:`_rx` would (acceptable, in order, our FIN acknowledged:
+        CLOSED), without the general checks; what else _rx would update (TS.Recent, the
+        window) goes with the connection. Returns False, having changed nothing, for any
+        other segment."""
+        if flags & _FAST_FLAGS != TCP_ACK or len(seg) != doff:
+            return False
+        snd_max = self.snd_max
+        if seq32 != self.rcv_nxt & MASK or ack32 != snd_max & MASK or snd_max <= self.snd_una:
+            return False
+        if doff != TCP_MIN_HLEN:
+            if (doff != TCP_TS_HLEN or not self.ts_ok
+                    or seg[TCP_MIN_HLEN:TCP_MIN_HLEN + 4] != TCP_TS_PREFIX):
+                return False
+            if ((TCP_TS_OPTION.unpack_from(seg, TCP_MIN_HLEN)[1] - self.ts_recent)
+                    & MASK) >= HALF:
+                return False  # PAWS has a say
+        elif self.ts_ok:
+            return False  # RFC 7323: a segment without the option after it was agreed
+        if not self._last_ack_ends(None):
+            return False
+        self.snd_una = snd_max
+        self._destroy()
+        self._maybe_lost()
+        return True
 
     def _last_ack_ends(self, sack_blocks: list[tuple[int, int]] | None) -> bool:
         """Whether an ACK of everything we sent, our FIN included, in LAST-ACK may skip
