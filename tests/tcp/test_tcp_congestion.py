@@ -204,7 +204,7 @@ def test_spurious_timeout_is_undone_by_timestamps() -> None:
     m = conn.mss
     segs = flight(w, conn, 4)
     cwnd = cc.cwnd
-    w.advance(1.05)  # no RTT sample yet: the initial RTO of 1 s
+    w.advance(0.25)  # the handshake's RTT sample (0 s here) made the RTO rto_min, 0.2 s
     (rtx,) = w.sent()
     assert rtx.seq == us and tsval(rtx) > tsval(segs[3])
     assert cc.cwnd == m
@@ -220,7 +220,7 @@ def test_genuine_timeout_is_not_undone() -> None:
     cc = conn.cc
     m = conn.mss
     flight(w, conn, 4)
-    w.advance(1.05)
+    w.advance(0.25)
     (rtx,) = w.sent()
     # the retransmission got through: the ACK echoes its timestamp
     w.inject(A, 1001, us + m, opts=TCPOptions(timestamp=(200, tsval(rtx))))

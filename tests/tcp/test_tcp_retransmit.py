@@ -410,3 +410,30 @@ def test_ack_with_new_sack_counts_as_duplicate_even_with_data() -> None:
     segs = w.sent()
     assert any(s.seq == us and len(s.payload) == MSS for s in segs)
     assert conn.recovery.in_recovery
+
+
+def test_the_handshake_gives_the_first_rtt_sample_with_timestamps_too() -> None:
+    # Linux's tcp_synack_rtt_meas: the ACK of a SYN-ACK sent once is timed, timestamps or
+    # not, so the first data segment's RTO already follows the path (not the 1 s initial)
+    for ts in (None, (77, 0)):
+        w = Wire({"tcp.timestamps": ts is not None, "tcp.rto_min": 0.2})
+        transport, _proto, _synack = w.accept(
+            iss=1000, syn_opts=TCPOptions(mss=1000, timestamp=ts), rtt=0.05)
+        conn = transport.conn
+        assert conn.ts_ok == (ts is not None)
+        assert conn.rtt.srtt is not None and abs(conn.rtt.srtt - 0.05) < 1e-9
+        assert abs(conn.rtt.rto - 0.2) < 1e-9  # 0.05 + 4 * 0.025 = 0.15, raised to rto_min
+
+
+def test_no_handshake_rtt_sample_after_a_retransmitted_synack() -> None:
+    w = Wire({"tcp.timestamps": True})
+    w.listen(80)
+    w.inject(S, 1000, opts=TCPOptions(mss=1000, timestamp=(77, 0)))
+    synack = w.one()
+    w.advance(1.0)  # the SYN-ACK goes again
+    assert w.one().flags == synack.flags
+    w.advance(0.05)
+    assert synack.opts.timestamp is not None
+    w.inject(A, 1001, synack.seq + 1, opts=TCPOptions(timestamp=(78, synack.opts.timestamp[0])))
+    conn = w.tcp.conns[next(iter(w.tcp.conns))]
+    assert conn.state.name == "ESTABLISHED" and conn.rtt.srtt is None

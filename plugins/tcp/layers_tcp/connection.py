@@ -883,7 +883,10 @@ class Connection(Receive, Output, Ecn, Reporting):
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
             self.snd_wl1 = seq
             self.snd_wl2 = ack
-            if self.retries == 0 and tsval < 0:
+            if self.retries == 0:
+                # the SYN-ACK went once: its sending time gives the first RTT sample, with
+                # timestamps too, as Linux's tcp_synack_rtt_meas takes it (Karn: not after a
+                # retransmission, nor for a SYN cookie, whose sending time was not kept)
                 self.rtt.sample(now - self.rtt_time)
             self.snd_una = ack
             self.rto_at = None
