@@ -50,7 +50,7 @@ architecture: venv
 # tests/bench/bench.py and writes bench-results.json; `make bench-more` runs the older,
 # narrower benches.
 BENCHES := tests/ipv4/bench_ipv4.py tests/icmp/bench_icmp.py tests/udp/bench_udp.py tests/tcp/bench_tcp_rx_cost.py \
-	tests/tcp/bench_tcp_conn_cost.py
+	tests/tcp/bench_tcp_conn_cost.py tests/bench/rx_cost.py tests/bench/echo_cost.py
 bench: venv
 	$(PY) tests/bench/bench.py
 
