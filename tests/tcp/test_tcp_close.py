@@ -7,8 +7,10 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+import pytest
 from tcp_support import FA, PEER_I, PEER_PORT, PLAIN, RA, SA, US_I, A, F, R, S, Wire
 
+from layers.errors import ConfigurationError
 from layers.wire.tcp import TCPOptions
 
 KEY = (US_I, 80, PEER_I, PEER_PORT)
@@ -75,6 +77,94 @@ def test_new_syn_reuses_time_wait() -> None:
     synack = w.one()
     assert synack.flags == SA and synack.ack == 50_001
     assert w.counters["TWRecycled"] == 1
+
+
+def _close_actively(w: Wire, sport: int) -> tuple[Any, Any, int]:
+    """A passive connection from ``sport`` that we close first, through FIN-WAIT-1 (our FIN
+    and the peer's together with the ACK of ours); the ACK we owe is checked."""
+    conn, proto, synack = w.accept(iss=1000, sport=sport)
+    us = synack.seq + 1
+    conn.close()
+    assert w.one().flags == FA
+    w.inject(FA, 1001, us + 1, sport=sport)
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1002
+    return conn, proto, us
+
+
+def test_max_tw_buckets_caps_time_wait() -> None:
+    """Linux's tcp_max_tw_buckets: a connection that would enter TIME-WAIT while the cap is
+    reached sends the ACK it owes and ends (TCPTimeWaitOverflow); earlier ones stay."""
+    w = Wire(PLAIN | {"tcp.max_tw_buckets": 2, "tcp.msl": 5.0})
+    ports = [PEER_PORT, PEER_PORT + 1, PEER_PORT + 2]
+    for port in ports[:2]:
+        conn, _, _ = _close_actively(w, port)
+        assert conn.state.name == "TIME_WAIT"
+    assert w.counters["TCPTimeWaitOverflow"] == 0
+    conn, proto, us = _close_actively(w, ports[2])
+    assert conn.state.name == "CLOSED"
+    assert (US_I, 80, PEER_I, ports[2]) not in w.tcp.conns
+    assert w.counters["TCPTimeWaitOverflow"] == 1
+    w.settle()
+    assert proto.lost is None  # an orderly close for the application all the same
+    assert w.tcp.tw_count == 2
+    # the two in TIME-WAIT still ACK a retransmitted FIN
+    for port in ports[:2]:
+        assert (US_I, 80, PEER_I, port) in w.tcp.conns
+        w.inject(FA, 1001, us + 1, sport=port)
+        ack = w.one()
+        assert ack.flags == A and ack.ack == 1002
+    # the third is gone: its retransmitted FIN finds no connection (the listener resets it)
+    w.inject(FA, 1001, us + 1, sport=ports[2])
+    assert w.one().flags & R
+    # once TIME-WAIT ends, the buckets are free again
+    w.advance(10.0)
+    assert w.tcp.tw_count == 0 and not w.tcp.conns
+    conn, _, _ = _close_actively(w, ports[2])
+    assert conn.state.name == "TIME_WAIT"
+    assert w.counters["TCPTimeWaitOverflow"] == 1
+
+
+def test_max_tw_buckets_frees_a_bucket_on_reset_and_reuse() -> None:
+    w = Wire(PLAIN | {"tcp.max_tw_buckets": 1})
+    _close_actively(w, PEER_PORT)
+    assert w.tcp.tw_count == 1
+    w.inject(R, 1002, sport=PEER_PORT)  # RST at RCV.NXT ends TIME-WAIT (Linux's default)
+    assert w.tcp.tw_count == 0
+    conn, _, _ = _close_actively(w, PEER_PORT)
+    assert conn.state.name == "TIME_WAIT"
+    w.inject(S, 50_000, sport=PEER_PORT)  # a new SYN reuses it (RFC 6191)
+    assert w.one().flags == SA
+    assert w.tcp.tw_count == 0
+    assert w.counters["TWRecycled"] == 1 and w.counters["TCPTimeWaitOverflow"] == 0
+
+
+def test_max_tw_buckets_zero_keeps_no_time_wait() -> None:
+    w = Wire(PLAIN | {"tcp.max_tw_buckets": 0})
+    conn, _, _ = _close_actively(w, PEER_PORT)
+    assert conn.state.name == "CLOSED" and not w.tcp.conns
+    assert w.counters["TCPTimeWaitOverflow"] == 1
+
+
+def test_max_tw_buckets_in_closing() -> None:
+    """A simultaneous close reaches TIME-WAIT from CLOSING: the cap applies there too."""
+    w = Wire(PLAIN | {"tcp.max_tw_buckets": 0})
+    conn, _, synack = w.accept(iss=1000)
+    us = synack.seq + 1
+    conn.close()
+    w.one()
+    w.inject(FA, 1001, us)
+    assert w.one().ack == 1002
+    assert conn.state.name == "CLOSING"
+    w.inject(A, 1002, us + 1)
+    assert conn.state.name == "CLOSED" and not w.tcp.conns
+    assert w.counters["TCPTimeWaitOverflow"] == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "lots"])
+def test_max_tw_buckets_bad_values(value: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"tcp\.max_tw_buckets"):
+        Wire({"tcp.max_tw_buckets": value})
 
 
 def test_fin_in_fin_wait_1_is_simultaneous_close() -> None:

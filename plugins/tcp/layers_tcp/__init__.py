@@ -37,7 +37,9 @@ Linux's internal pacing). Telemetry: ``stack.telemetry.subscribe`` or ``conn.sub
 and the algorithm's ``state()``.
 
 Supported: all eleven states with simultaneous open and close and half-close; TIME-WAIT of
-2*MSL with reuse by a newer SYN (RFC 6191); RST generation and acceptance (RFC 9293 3.10.7)
+2*MSL with reuse by a newer SYN (RFC 6191), at most ``tcp.max_tw_buckets`` at once
+(Linux's tcp_max_tw_buckets; beyond it, counted ``TCPTimeWaitOverflow``, no TIME-WAIT);
+RST generation and acceptance (RFC 9293 3.10.7)
 with RFC 5961 challenge ACKs (rate limited); listen backlog (SYN and accept queues); RFC 6528
 ISNs and RFC 6056 ephemeral ports; MSS both ways, window scaling, timestamps with RTTM and
 PAWS (RFC 7323; a reordered pure duplicate ACK a little older than TS.Recent passes, as

@@ -1223,6 +1223,17 @@ class Connection(Receive, Output, Ecn, Reporting):
     def _enter_time_wait(self, event: Event, *, send_ack: bool = False) -> None:
         if send_ack:
             self._send_ack()
+        tcp = self.tcp
+        if tcp.tw_count >= tcp.settings.max_tw_buckets:
+            # tcp.max_tw_buckets reached: as Linux's tcp_time_wait when it gets no bucket,
+            # no TIME-WAIT (the ACK owed is sent above): straight to CLOSED
+            tcp.time_wait_overflow()
+            self._destroy()
+            self.sndbuf.clear()
+            self._deliver()
+            self._maybe_lost()
+            return
+        tcp.tw_count += 1
         self._transition(event)
         self.rto_at = None
         self.persist_at = None
@@ -1525,6 +1536,8 @@ class Connection(Receive, Output, Ecn, Reporting):
     # =================================================================================
     def _destroy(self) -> None:
         """Leave the tables, stop the timer; CLOSED."""
+        if self.state == TIME_WAIT:
+            self.tcp.tw_count -= 1
         self._set_state(CLOSED)
         conns = self.tcp.conns
         if conns.get(self.key) is self:  # self.tcp.forget(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import logging
 import struct
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,8 @@ from layers_tcp.syncookies import (
     encode_ts,
 )
 from layers_tcp.transport import TCPTransport
+
+log = logging.getLogger("layers.tcp")
 
 if TYPE_CHECKING:
     from layers.interface import Interface
@@ -128,6 +131,9 @@ class TCP:
         self.ooo_pool = ReassemblyPool(self.settings.ooo_mem)
         self.cookies = SynCookies(self.settings.key)
         self.conns: dict[Key, Connection] = {}
+        #: connections in TIME-WAIT now, against tcp.max_tw_buckets
+        self.tw_count = 0
+        self._tw_overflow_logged = -1e9
         self.listeners: dict[tuple[int, int], Listener] = {}
         #: the congestion controls composed into this stack, by name
         self.cc_registry: dict[str, CongestionControlInfo] = collect_congestion_controls(
@@ -266,6 +272,16 @@ class TCP:
         connection's (:meth:`secrets`)."""
         ctx = CongestionContext(mss, self.settings.initial_cwnd, self.cc_settings[name], seed)
         return self.cc_registry[name].factory(ctx)
+
+    def time_wait_overflow(self) -> None:
+        """A connection skipped TIME-WAIT because tcp.max_tw_buckets were all taken: counted,
+        and logged at most once a second (Linux's rate-limited kernel message)."""
+        self.c["TCPTimeWaitOverflow"] += 1
+        now = self.stack.now
+        if now - self._tw_overflow_logged >= 1.0:
+            self._tw_overflow_logged = now
+            log.warning("TCP: time wait bucket table overflow (tcp.max_tw_buckets=%d)",
+                        self.settings.max_tw_buckets)
 
     def challenge_allowed(self) -> bool:
         """RFC 5961 7: at most ``tcp.challenge_ack_limit`` challenge ACKs per second."""
