@@ -8,8 +8,11 @@ import errno
 from typing import Any
 
 import pytest
+from layers_tcp.buffers import NO_SNDBUF
+from layers_tcp.sack import NO_SCOREBOARD
 from tcp_support import FA, PEER_I, PEER_PORT, PLAIN, RA, SA, US_I, A, F, R, S, Wire
 
+from layers.cli.ss import format_ss
 from layers.errors import ConfigurationError
 from layers.wire.tcp import TCPOptions
 
@@ -165,6 +168,65 @@ def test_max_tw_buckets_in_closing() -> None:
 def test_max_tw_buckets_bad_values(value: str) -> None:
     with pytest.raises(ConfigurationError, match=r"tcp\.max_tw_buckets"):
         Wire({"tcp.max_tw_buckets": value})
+
+
+def test_time_wait_with_timestamps_and_sack_keeps_working_once_released() -> None:
+    """TIME-WAIT releases what sending and loss recovery keep: with timestamps, SACK and
+    RACK-TLP it still ACKs a retransmitted FIN, applies PAWS, ignores an acceptable ACK
+    (and its SACK blocks), answers an ACK of unsent data, reports itself, and is reused by
+    a newer SYN."""
+    w = Wire({"tcp.msl": 5.0})
+    syn_opts = TCPOptions(mss=1460, sack_permitted=True, timestamp=(100, 0), wscale=7)
+    conn, _, synack = w.accept(iss=1000, syn_opts=syn_opts)
+    assert synack.opts.timestamp is not None
+    our_ts = synack.opts.timestamp[0]
+    us = synack.seq + 1
+    conn.write(b"x" * 2896)
+    data = w.sent()
+    assert sum(len(d.payload) for d in data) == 2896
+    w.inject(A, 1001, us + 2896, opts=TCPOptions(timestamp=(101, our_ts)))
+    conn.close()
+    fin = w.one()
+    assert fin.flags == FA and fin.seq == us + 2896
+    w.inject(FA, 1001, us + 2897, opts=TCPOptions(timestamp=(102, our_ts)))
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1002
+    tw = w.tcp.conns[KEY]
+    assert tw.state.name == "TIME_WAIT"
+    # a retransmitted FIN: ACKed, echoing its timestamp's TS.Recent (102: not in window)
+    w.advance(3.0)
+    w.inject(FA, 1001, us + 2897, opts=TCPOptions(timestamp=(103, our_ts)))
+    ack = w.one()
+    assert ack.flags == A and ack.ack == 1002
+    assert ack.opts.timestamp is not None and ack.opts.timestamp[1] == 102
+    # PAWS: a segment with an older timestamp is dropped (and ACKed: it has a FIN)
+    paws = w.counters["PAWSEstab"]
+    w.inject(FA, 1001, us + 2897, opts=TCPOptions(timestamp=(50, our_ts)))
+    assert w.one().flags == A
+    assert w.counters["PAWSEstab"] == paws + 1
+    # an acceptable bare ACK with SACK blocks changes nothing and is not answered
+    w.inject(A, 1002, us + 2897, opts=TCPOptions(timestamp=(104, our_ts),
+                                                 sack=((us + 100, us + 200),)))
+    w.nothing()
+    # an ACK of data never sent is answered with an ACK
+    w.inject(A, 1002, us + 9000, opts=TCPOptions(timestamp=(105, our_ts)))
+    assert w.one().flags == A
+    assert tw.state.name == "TIME_WAIT" and KEY in w.tcp.conns
+    # what TIME-WAIT released is shared and stays empty
+    assert tw.sb is NO_SCOREBOARD and not NO_SCOREBOARD.ranges and not tw.rate.records
+    assert tw.sndbuf is NO_SNDBUF and NO_SNDBUF.size == 0 and tw.recovery.rack is None
+    d = tw.describe()
+    assert d["state"] == "TIME_WAIT" and d["send_q"] == 0 and d["in_flight"] == 0
+    assert d["delivered"] >= 2896 and d["lost"] == 0
+    assert "TIME-WAIT" in format_ss(w.tcp.report(), info=True)
+    # the 2*MSL restarted at the retransmitted FIN (t+3 s): still there at t+7.9 s
+    w.advance(4.9)
+    assert KEY in w.tcp.conns
+    # a newer SYN (newer timestamp) reuses the 4-tuple
+    w.inject(S, 1001, opts=TCPOptions(mss=1460, sack_permitted=True, timestamp=(200, 0),
+                                      wscale=7))
+    assert w.one().flags == SA
+    assert w.counters["TWRecycled"] == 1 and w.tcp.tw_count == 0
 
 
 def test_fin_in_fin_wait_1_is_simultaneous_close() -> None:

@@ -312,3 +312,8 @@ class SendBuffer:
         self.size = 0
         self._tail = bytearray()
         self._drop_view()
+
+
+#: the send buffer of every connection in TIME-WAIT (Connection._release_for_time_wait): empty
+#: and shared; nothing is written to a connection that has sent its FIN
+NO_SNDBUF = SendBuffer()

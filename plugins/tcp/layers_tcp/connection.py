@@ -68,7 +68,7 @@ from layers.wire.tcp import (
     TCPOptions,
     parse_options,
 )
-from layers_tcp.buffers import NO_OOO, SendBuffer
+from layers_tcp.buffers import NO_OOO, NO_SNDBUF, SendBuffer
 from layers_tcp.dsack import find_dsack
 from layers_tcp.ecn import SEG_CE, Ecn
 from layers_tcp.output import TS_HZ, Output
@@ -77,7 +77,7 @@ from layers_tcp.receive import Receive
 from layers_tcp.recovery import LossRecovery
 from layers_tcp.reporting import Reporting
 from layers_tcp.rtt import RttEstimator
-from layers_tcp.sack import Scoreboard
+from layers_tcp.sack import NO_SCOREBOARD, Scoreboard
 from layers_tcp.states import (
     CLOSE_WAIT,
     CLOSED,
@@ -913,6 +913,10 @@ class Connection(Receive, Output, Ecn, Reporting):
                 c.drop("ack_too_old")
                 self._challenge_ack()
                 return
+            if st == TIME_WAIT:
+                # nothing in flight, nothing more to send: an acceptable ACK changes nothing
+                # (and the state that processing it would touch is released)
+                return
             if flags & TCP_ECE and self.ecn_ok:
                 c["ECNEchoReceived"] += 1  # ECE never takes the fast path
             if st == LAST_ACK and ack == self.snd_max and self._last_ack_ends(sack_blocks):
@@ -1239,11 +1243,29 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.persist_at = None
         self.delack_at = None
         self.ka_at = None
+        self.pace_at = self.reo_at = self.pto_at = None
+        self._pto_due = False
         self.close_at = self._clock() + 2 * self.tcp.settings.msl
-        self.sndbuf.clear()
+        self._release_for_time_wait()
         self._deliver()
         self._maybe_lost()
         self._arm()
+
+    def _release_for_time_wait(self) -> None:
+        """TIME-WAIT only answers segments (with an ACK, a challenge ACK or by ending) and
+        waits for its timer: it sends no data and processes no ACK (:meth:`_rx` stops
+        before them), so what sending and loss recovery keep goes, as Linux trades the
+        socket for a small tcp_timewait_sock. The send buffer and the scoreboard become
+        shared empty stand-ins (like NO_OOO), the rate estimator and loss recovery drop
+        their queues and RACK/TLP state. What TIME-WAIT uses stays: the 4-tuple,
+        RCV.NXT/SND.NXT, the timestamps state (PAWS, RFC 6191 reuse), the ACK's window and
+        checksum state, the timer, and what :meth:`describe` reports (the congestion
+        control, the RTT estimator, the delivered and lost totals). Data the application
+        has not read yet stays too (``rx_chunks``)."""
+        self.sndbuf = NO_SNDBUF
+        self.sb = NO_SCOREBOARD
+        self.rate.release()
+        self.recovery.release()
 
     def _on_reset(self) -> None:
         st = self.state

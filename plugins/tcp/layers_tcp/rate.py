@@ -23,6 +23,11 @@ from collections import deque
  LOST) = range(10)
 
 
+#: the record queues of a released estimator (TIME-WAIT): empty, shared, never added to
+_NO_RECORDS: deque[list] = deque()
+_NO_DELIVERED: list[list] = []
+
+
 class RateEstimator:
     """One connection's delivery state (the draft's ``C.*``) and its in-flight records."""
 
@@ -52,6 +57,12 @@ class RateEstimator:
         #: keep the records each ACK delivers in ``newly_delivered`` (RACK reads them)
         self.collect = False
         self.newly_delivered: list[list] = []
+
+    def release(self) -> None:
+        """TIME-WAIT: nothing is in flight nor will be; the (empty) record queues go, the
+        figures stay for reports (``delivered``, ``app_limited``)."""
+        self.records = _NO_RECORDS
+        self.newly_delivered = _NO_DELIVERED
 
     def on_sent(self, start: int, end: int, now: float, in_flight_before: int,
                 retrans: bool) -> None:

@@ -210,6 +210,14 @@ class LossRecovery:
         self.rack = Rack()
         self.tlp = TailLossProbe()
 
+    def release(self) -> None:
+        """TIME-WAIT: nothing is in flight nor will be, so no loss to detect; RACK's and the
+        probe's state, PRR's and the undo ledger go (``lost_total`` stays for reports)."""
+        self.rack = None
+        self.tlp = None
+        self._prr = None
+        self._ledger = None
+
     # --- entering and leaving ---------------------------------------------------------
     def on_dupack(self, now: float, newly_sacked: int) -> int:
         """A duplicate ACK (RFC 5681), or one that SACKs new data (RFC 6675): count it, mark

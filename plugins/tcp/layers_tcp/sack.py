@@ -200,3 +200,8 @@ class Scoreboard:
             rx.append((start, end, smax))
             if len(rx) > 1 and rx[-2][0] > start:
                 rx.sort()
+
+
+#: the scoreboard of every connection in TIME-WAIT: empty and shared (TIME-WAIT processes
+#: no ACK, so nothing is ever SACKed on it)
+NO_SCOREBOARD = Scoreboard()
