@@ -229,6 +229,52 @@ def test_time_wait_with_timestamps_and_sack_keeps_working_once_released() -> Non
     assert w.counters["TWRecycled"] == 1 and w.tcp.tw_count == 0
 
 
+def test_time_wait_lets_the_application_go_once_told() -> None:
+    """Once on_closed is delivered, TIME-WAIT keeps no reference to the transport (nor so
+    to the protocol), and the transport's calls still behave."""
+    w, conn, proto, us = established({"tcp.msl": 5.0})
+    conn.close()
+    w.one()
+    w.inject(FA, 1001, us + 1)
+    w.one()
+    w.settle()
+    tw = w.tcp.conns[KEY]
+    assert tw.state.name == "TIME_WAIT" and proto.lost is None
+    assert tw.app is None
+    assert conn.is_closing()
+    conn.close()
+    conn.write(b"late")  # dropped: the connection is closing
+    w.settle()
+    w.nothing()
+    w.inject(FA, 1001, us + 1)  # and TIME-WAIT goes on: a retransmitted FIN is ACKed
+    assert w.one().ack == 1002
+    assert proto.kinds().count("lost") == 1
+    conn.abort()  # ends TIME-WAIT, silently
+    w.settle()
+    w.nothing()
+    assert KEY not in w.tcp.conns and w.tcp.tw_count == 0
+
+
+def test_time_wait_keeps_the_application_while_data_is_unread() -> None:
+    """After a half-close, an application that paused reading is told of the end only once
+    it has read what is left: TIME-WAIT keeps it (and the unread data) until then."""
+    w, conn, proto, us = established({"tcp.msl": 5.0})
+    conn.pause_reading()
+    conn.write_eof()
+    assert w.one().flags == FA
+    w.inject(FA, 1001, us + 1, b"unread")
+    assert w.one().ack == 1008
+    w.settle()
+    tw = w.tcp.conns[KEY]
+    assert tw.state.name == "TIME_WAIT" and tw.app is not None
+    assert "lost" not in proto.kinds()
+    conn.resume_reading()
+    w.settle()
+    assert bytes(proto.data) == b"unread"
+    assert proto.kinds()[-2:] == ["eof", "lost"] and proto.lost is None
+    assert tw.app is None and tw.state.name == "TIME_WAIT"
+
+
 def test_fin_in_fin_wait_1_is_simultaneous_close() -> None:
     w, conn, proto, us = established({"tcp.msl": 1.0})
     conn.close()

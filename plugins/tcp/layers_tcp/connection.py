@@ -121,6 +121,11 @@ _TS_WORDS = struct.Struct("!III").unpack_from
 _TS_PREFIX_WORD = int.from_bytes(TCP_TS_PREFIX, "big")
 _RECEIVING = RECEIVING
 _SYNCHRONIZED = SYNCHRONIZED
+#: what a connection in TIME-WAIT keeps instead of its TSO offload cache and its empty
+#: receive queue (Connection._release_for_time_wait): shared, never added to (TIME-WAIT
+#: sends no data and takes none in)
+_NO_OFFLOADS: dict[tuple[int, int], TxOffload] = {}
+_NO_CHUNKS: list[bytes | bytearray | memoryview] = []
 
 
 
@@ -1266,6 +1271,11 @@ class Connection(Receive, Output, Ecn, Reporting):
         self.sb = NO_SCOREBOARD
         self.rate.release()
         self.recovery.release()
+        self._gso_offloads = _NO_OFFLOADS
+        if not self.rx_chunks:
+            self.rx_chunks = _NO_CHUNKS
+        if self._lost:
+            self.app = None  # told already (on_closed): see _lose
 
     def _on_reset(self) -> None:
         st = self.state
@@ -1598,6 +1608,10 @@ class Connection(Receive, Output, Ecn, Reporting):
         if app is None:
             return  # a passive connection nobody accepted: nobody to tell
         self.writable_at = -1
+        if self.state == TIME_WAIT:
+            # nothing more to tell: TIME-WAIT does not keep the application's transport and
+            # protocol alive (as a Linux tcp_timewait_sock has no socket behind it)
+            self.app = None
         if not self._app_later(app.on_closed, exc):
             app.on_closed(exc)
 

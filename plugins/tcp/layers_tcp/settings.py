@@ -111,7 +111,9 @@ class TCPSettings:
     #: Linux's default: half its established-hash buckets, 262144 on a machine with a few
     #: GiB or more (the value most servers see), so a stack closes first as many
     #: connections as the kernel would before it overflows: 2*MSL = 60 s of over 4,000
-    #: active closes a second. It bounds the memory TIME-WAIT holds, which nothing else did
+    #: active closes a second. It bounds the memory TIME-WAIT holds, which nothing else did:
+    #: about 2.7 KiB a connection (tests/tcp/bench_tcp_time_wait_mem.py), so some 700 MiB
+    #: at the cap; a smaller machine or a stack with many small ones should set less
     max_tw_buckets: int = 262144
     # derived (not settings)
     port_min: int = attrs.field(default=32768, init=False)
