@@ -290,7 +290,12 @@ class Connection(Receive, Output, Ecn, Reporting):
         ip = self._ip = tcp.ip_for(remote)
         #: the IP service's send for a data segment in pieces: its ``send_pieces``, which is
         #: optional for a third-party IP plugin (``send`` with don't-fragment does the same)
-        self._send_pieces = getattr(ip, "send_pieces", None) or _pieces_via_send(ip)
+        #: (one bound method per IP service, shared by its connections: 64 bytes each else)
+        sender = tcp.pieces_senders.get(id(ip))
+        if sender is None or sender[0] is not ip:
+            sender = tcp.pieces_senders[id(ip)] = (
+                ip, getattr(ip, "send_pieces", None) or _pieces_via_send(ip))
+        self._send_pieces = sender[1]
 
         # --- retransmission and congestion
         self.rtt = RttEstimator(s.rto_initial, s.rto_min, s.rto_max)

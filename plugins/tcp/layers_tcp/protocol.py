@@ -131,6 +131,8 @@ class TCP:
         self.ooo_pool = ReassemblyPool(self.settings.ooo_mem)
         self.cookies = SynCookies(self.settings.key)
         self.conns: dict[Key, Connection] = {}
+        #: each IP service's send for data segments, by id (the service kept beside it)
+        self.pieces_senders: dict[int, tuple[Any, Callable[..., bool]]] = {}
         #: connections in TIME-WAIT now, against tcp.max_tw_buckets
         self.tw_count = 0
         self._tw_overflow_logged = -1e9
