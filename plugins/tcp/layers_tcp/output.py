@@ -309,27 +309,7 @@ class Output:
             window = min(self._rcv_space(), TCP_MAX_WINDOW)
             self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + window)
         else:
-            # the window field: receiver SWS avoidance (RFC 9293 3.8.6.2.2), never
-            # shrinking the right edge (RFC 7323 2.4), scaled
-            rcv_nxt = self.rcv_nxt
-            rcvbuf = self.rcvbuf
-            free = rcvbuf - self.rx_bytes
-            if free < 0:
-                free = 0
-            rcv_adv = self.rcv_adv
-            cur = rcv_adv - rcv_nxt
-            if cur < 0:
-                cur = 0
-            s = self.rcv_wscale
-            if free - cur < min(rcvbuf >> 1, self.adv_mss):
-                window = (cur + (1 << s) - 1) >> s
-            else:
-                window = free >> s
-            if window > TCP_MAX_WINDOW:
-                window = TCP_MAX_WINDOW
-            edge = rcv_nxt + (window << s)
-            if edge > rcv_adv:
-                self.rcv_adv = edge
+            window = self._window_field()
         ack = self.rcv_nxt & MASK if flags & TCP_ACK else 0
         seq &= MASK
         offflags = (hlen << _DOFF_SHIFT) | flags
@@ -657,16 +637,11 @@ class Output:
                 self._pto_due = False
                 rec.schedule_tlp(now)
 
-    def _burst_words(self, now: float) -> tuple[int, int, int, int, int, int]:
-        """What every new-data segment of one :meth:`_output` call shares, worked out as
-        :meth:`_send` does for each of its segments: the ACK field, the window field, TSval
-        and TSecr (TSval -1 without timestamps), the checksum's sum of the pseudo-header,
-        ports, header length, ACK, window and options, and the data offset and flags word.
-        Like :meth:`_send` it records the ACK as sent."""
+    def _window_field(self) -> int:
+        """The window field of a segment other than a SYN, scaled: receiver SWS avoidance
+        (RFC 9293 3.8.6.2.2), and never shrinking the right edge already offered (RFC 7323
+        2.4), which moves up (``rcv_adv``) with what this one offers."""
         rcv_nxt = self.rcv_nxt
-        ack = rcv_nxt & MASK
-        # the window field: receiver SWS avoidance (RFC 9293 3.8.6.2.2), never shrinking
-        # the right edge (RFC 7323 2.4), scaled (as in _send)
         rcvbuf = self.rcvbuf
         free = rcvbuf - self.rx_bytes
         if free < 0:
@@ -685,6 +660,17 @@ class Output:
         edge = rcv_nxt + (window << s)
         if edge > rcv_adv:
             self.rcv_adv = edge
+        return window
+
+    def _burst_words(self, now: float) -> tuple[int, int, int, int, int, int]:
+        """What every new-data segment of one :meth:`_output` call shares, worked out as
+        :meth:`_send` does for each of its segments: the ACK field, the window field, TSval
+        and TSecr (TSval -1 without timestamps), the checksum's sum of the pseudo-header,
+        ports, header length, ACK, window and options, and the data offset and flags word.
+        Like :meth:`_send` it records the ACK as sent."""
+        rcv_nxt = self.rcv_nxt
+        ack = rcv_nxt & MASK
+        window = self._window_field()
         if self.ts_ok:
             tsval = (int(now * TS_HZ) + self.ts_offset) & MASK  # _ts_now()
             tsecr = self.ts_recent
