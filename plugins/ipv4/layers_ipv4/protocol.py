@@ -275,27 +275,11 @@ class IPv4:
             self._egress.clear()
             self._egress_gen = stack.egress_generation
         egress = self._egress.get(dst)
-        if egress is not None:
-            iface, e_src, e_sum, eth, tx_csum = egress
-            if (src is None or src == e_src) and (
-                tx_csum or offload is None or not offload.needs_csum
-            ) and (total <= iface.mtu or (
-                offload is not None and offload.gso_size
-                and total <= iface.capabilities.gso_max_size
-            )):
-                ident = self._ident
-                self._ident = (ident + 1) & 0xFFFF
-                frag = IP_DF if dont_fragment else 0
-                csum = (e_sum + tos + total + ident + frag + ((ttl << 8) | protocol)) % 0xFFFF
-                if eth is None:  # a link without link-layer addresses (TUN)
-                    header = _pack(0x45, tos, total, ident, frag, ttl, protocol,
-                                   0xFFFF - csum if csum else 0, e_src, dst)
-                    iface.transmit_pieces((header, *parts), total, offload)
-                else:
-                    header = _pack_eth_ip(eth, 0x45, tos, total, ident, frag, ttl, protocol,
-                                          0xFFFF - csum if csum else 0, e_src, dst)
-                    iface.transmit_pieces((header, *parts), 14 + total, offload)
-                return True
+        if egress is not None and self._send_cached(
+            egress, dst, protocol, parts, total, src, ttl, tos,
+            IP_DF if dont_fragment else 0, offload
+        ):
+            return True
 
         owner = stack.local_addresses.get(dst)
         lo = stack.loopback
@@ -421,29 +405,41 @@ class IPv4:
         through the egress cache without the checks that those make needless, else
         :meth:`send`. TCP sends its data segments this way."""
         egress = self._egress.get(dst)
-        if egress is not None and self._egress_gen == self.stack.egress_generation:
-            iface, e_src, e_sum, eth, tx_csum = egress
-            total = IPV4_MIN_HLEN + plen
-            if src == e_src and (tx_csum or offload is None or not offload.needs_csum) and (
-                total <= iface.mtu or (offload is not None and offload.gso_size
-                                       and total <= iface.capabilities.gso_max_size)
-            ):
-                self._c["OutRequests"] += 1
-                ident = self._ident
-                self._ident = (ident + 1) & 0xFFFF
-                ttl = self.ttl
-                csum = (e_sum + tos + total + ident + IP_DF + ((ttl << 8) | protocol)) % 0xFFFF
-                if eth is None:  # a link without link-layer addresses (TUN)
-                    header = _pack(0x45, tos, total, ident, IP_DF, ttl, protocol,
-                                   0xFFFF - csum if csum else 0, e_src, dst)
-                    iface.transmit_pieces((header, *parts), total, offload)
-                else:
-                    header = _pack_eth_ip(eth, 0x45, tos, total, ident, IP_DF, ttl, protocol,
-                                          0xFFFF - csum if csum else 0, e_src, dst)
-                    iface.transmit_pieces((header, *parts), 14 + total, offload)
-                return True
+        if (egress is not None and self._egress_gen == self.stack.egress_generation
+                and self._send_cached(egress, dst, protocol, parts, IPV4_MIN_HLEN + plen, src,
+                                      self.ttl, tos, IP_DF, offload)):
+            self._c["OutRequests"] += 1
+            return True
         return self.send(dst, protocol, parts, src=src, tos=tos, dont_fragment=True,
                          offload=offload)
+
+    def _send_cached(self, egress: tuple[Interface, int, int, bytes | None, bool], dst: int,
+                     protocol: int, parts: Gather, total: int, src: int | None, ttl: int,
+                     tos: int, frag: int, offload: TxOffload | None) -> bool:
+        """Send through a cached egress (interface, source, header sum, Ethernet header, the
+        link's checksum offload) if it serves this packet: the source it chose, a checksum
+        it can leave to the link, a size that fits (or a TSO super-segment); else False and
+        nothing sent. The one place both :meth:`send` and :meth:`send_pieces` build a
+        cached packet's header."""
+        iface, e_src, e_sum, eth, tx_csum = egress
+        if (src is not None and src != e_src) or not (
+            tx_csum or offload is None or not offload.needs_csum
+        ) or not (total <= iface.mtu or (
+            offload is not None and offload.gso_size and total <= iface.capabilities.gso_max_size
+        )):
+            return False
+        ident = self._ident
+        self._ident = (ident + 1) & 0xFFFF
+        csum = (e_sum + tos + total + ident + frag + ((ttl << 8) | protocol)) % 0xFFFF
+        if eth is None:  # a link without link-layer addresses (TUN)
+            header = _pack(0x45, tos, total, ident, frag, ttl, protocol,
+                           0xFFFF - csum if csum else 0, e_src, dst)
+            iface.transmit_pieces((header, *parts), total, offload)
+        else:
+            header = _pack_eth_ip(eth, 0x45, tos, total, ident, frag, ttl, protocol,
+                                  0xFFFF - csum if csum else 0, e_src, dst)
+            iface.transmit_pieces((header, *parts), 14 + total, offload)
+        return True
 
     def _header(
         self, src: int, dst: int, protocol: int, ttl: int, tos: int, total: int, df: bool
