@@ -633,20 +633,14 @@ class Connection(Receive, Output, Ecn, Reporting):
                 # the ACK is due at the end of the burst (_flush_ack), which also hands the
                 # data over; nothing to send (snd_max is SND.NXT here): _after_input would
                 # only return, and no deadline moves unless the delayed ACK is armed below
-                data = seg[doff:]
-                if dlen > self.rcv_mss:
-                    self.rcv_mss = min(dlen, self._rcv_mss_cap)
-                self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
-                self.rx_bytes += dlen
-                rcv_nxt += dlen
-                self.rcv_nxt = rcv_nxt
+                rcv_nxt = self._queue_in_order(seg[doff:], dlen)
                 if rcv_nxt - self.last_ack_sent <= self.rcv_mss and self.delack_at is None:
                     self.delack_at = now + self.tcp.settings.delack
                     self._arm()
                 return True
             self._busy = True
             try:
-                self._rx_fast_data(rcv_nxt, dlen, seg, doff, now)
+                self._rx_fast_data(dlen, seg, doff, now)
             finally:
                 self._after_fast()
             return True
@@ -654,29 +648,16 @@ class Connection(Receive, Output, Ecn, Reporting):
         try:
             self._rx_ack(rcv_nxt, ack, wnd, dlen, flags, tsecr, None, now)
             if self.state == ESTABLISHED:
-                self._rx_fast_data(rcv_nxt, dlen, seg, doff, now)
+                self._rx_fast_data(dlen, seg, doff, now)
         finally:
             self._after_fast()
         return True
 
-    def _rx_fast_data(self, rcv_nxt: int, dlen: int, seg: memoryview, doff: int,
-                      now: float) -> None:
+    def _rx_fast_data(self, dlen: int, seg: memoryview, doff: int, now: float) -> None:
         """Header prediction's data, then :meth:`_after_input`."""
         if dlen:
             # _rx_text's in-order case, without trimming (the data fits the window)
-            data = seg[doff:]
-            if dlen > self.rcv_mss:
-                self.rcv_mss = min(dlen, self._rcv_mss_cap)
-            self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
-            self.rx_bytes += dlen
-            rcv_nxt += dlen
-            self.rcv_nxt = rcv_nxt
-            if rcv_nxt - self.last_ack_sent > self.rcv_mss:
-                if not self._ack_soon:
-                    self._ack_soon = True
-                    self.stack.call_soon(self._flush_ack)
-            elif self.delack_at is None:
-                self.delack_at = now + self.tcp.settings.delack
+            self._ack_timing(self._queue_in_order(seg[doff:], dlen), now)
         self._after_input()
 
     def _after_fast(self) -> None:

@@ -157,12 +157,7 @@ class Receive:
             fin = 0
         if seq == rcv_nxt:
             if dlen:
-                if dlen > self.rcv_mss:
-                    self.rcv_mss = min(dlen, self._rcv_mss_cap)
-                # a view of an immutable frame is kept as it is: one copy, at delivery
-                self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
-                self.rx_bytes += dlen
-                rcv_nxt += dlen
+                rcv_nxt = self._queue_in_order(data, dlen)
                 if self.ooo:
                     more = self.ooo.pop_ready(rcv_nxt)
                     if more is not None:
@@ -170,16 +165,8 @@ class Receive:
                         self.rx_bytes += len(more)
                         rcv_nxt += len(more)
                     self._ack_now = True  # a hole was filled (RFC 5681 4.2)
-                self.rcv_nxt = rcv_nxt
-                # ACK at least every second full-sized segment (RFC 9293 3.8.6.3), once
-                # per batch of frames the runner hands over (like Linux after GRO): the
-                # ACK goes out from call_soon, after the whole batch was taken in
-                if rcv_nxt - self.last_ack_sent > self.rcv_mss:
-                    if not self._ack_soon:
-                        self._ack_soon = True
-                        self.stack.call_soon(self._flush_ack)
-                elif self.delack_at is None:
-                    self.delack_at = self.stack.now + self.tcp.settings.delack
+                    self.rcv_nxt = rcv_nxt
+                self._ack_timing(rcv_nxt, self.stack.now)
             if fin or (self.ooo_fin is not None and self.ooo_fin == rcv_nxt):
                 self._rx_fin()
         elif dlen or fin:
@@ -284,6 +271,28 @@ class Receive:
                 app.on_eof()
         finally:
             self._delivering = False
+
+    def _queue_in_order(self, data: memoryview, dlen: int) -> int:
+        """``dlen`` bytes of in-order data onto the receive queue; returns the new RCV.NXT
+        (stored too). A view of an immutable frame is kept as it is: one copy, at delivery."""
+        if dlen > self.rcv_mss:
+            self.rcv_mss = min(dlen, self._rcv_mss_cap)
+        self.rx_chunks.append(data if type(data.obj) is bytes else bytes(data))
+        self.rx_bytes += dlen
+        rcv_nxt = self.rcv_nxt = self.rcv_nxt + dlen
+        return rcv_nxt
+
+    def _ack_timing(self, rcv_nxt: int, now: float) -> None:
+        """ACK at least every second full-sized segment (RFC 9293 3.8.6.3), once per batch
+        of frames the runner hands over (like Linux after GRO): the ACK goes out from
+        ``call_soon``, after the whole batch was taken in; less than that waits for the
+        delayed-ACK timer."""
+        if rcv_nxt - self.last_ack_sent > self.rcv_mss:
+            if not self._ack_soon:
+                self._ack_soon = True
+                self.stack.call_soon(self._flush_ack)
+        elif self.delack_at is None:
+            self.delack_at = now + self.tcp.settings.delack
 
     def _window_update(self) -> None:
         """The application made room: tell the peer if the window grew usefully.
